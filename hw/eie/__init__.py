@@ -1,0 +1,1 @@
+"""nnaccel: hw/eie."""

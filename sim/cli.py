@@ -1,0 +1,53 @@
+"""The ``nnaccel`` command: a thin dispatcher over the packages.
+
+Each package that offers commands has a ``commands`` module with
+``register(subparsers)``; every subcommand's function lives in its package and is only
+called from here. User errors (``ValueError``, ``OSError``) end as one line on stderr and
+exit status 2; ``NNACCEL_DEBUG=1`` shows the traceback instead.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main", "COMMAND_MODULES"]
+
+#: In data-flow order: compression front end, engines, simulation, boards.
+COMMAND_MODULES = ["quantize.commands", "hw.commands", "sim.commands", "boards.commands"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnaccel",
+        description="Generate, simulate and feed EIE-style sparse and TPU-style systolic "
+                    "neural-network accelerators.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as e:
+        if os.environ.get("NNACCEL_DEBUG"):
+            raise
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnaccel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

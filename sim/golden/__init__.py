@@ -1,0 +1,1 @@
+"""nnaccel: sim/golden."""

