@@ -1,0 +1,167 @@
+"""The one frozen configuration of the EIE sparse engine."""
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["EieConfig", "PRESETS"]
+
+
+def _bits(n: int) -> int:
+    """Bits to hold the values ``0 .. n`` (at least 1)."""
+    return max(1, int(n).bit_length())
+
+
+@dataclass(frozen=True)
+class EieConfig:
+    """Parameters of an EIE-style sparse matrix × sparse vector engine.
+
+    The same object drives the generator (:class:`hw.eie.EieTop`), the interleaved-CSC
+    encoder (``quantize/csc.py``), the golden model (``sim/golden/eie.py``), the host driver
+    (``sim/eie.py``) and the testbenches.
+
+    Parameters
+    ----------
+    pes:
+        Number of processing elements; row ``i`` of every layer lives in PE ``i mod pes``.
+    index_bits:
+        Codebook index width; the codebook has ``2**index_bits`` entries, entry 0 is the
+        value 0 (padding).
+    zrun_bits:
+        Width of the zero-run field of an entry; a run of ``2**zrun_bits`` or more zeros
+        inserts padding entries.
+    act_width, act_frac:
+        Activation width and fraction bits (signed fixed point; outputs use the same format).
+    weight_width, weight_frac:
+        Codebook value width and fraction bits (signed fixed point).
+    acc_width:
+        Accumulator width. Must hold any layer's exact sum, so it never wraps:
+        at least ``act_width + weight_width - weight_frac + bits(max_in_features)``.
+    queue_depth:
+        Depth of each PE's activation queue (EIE: 8).
+    word_bits:
+        Sparse-matrix memory word width; ``word_bits / (index_bits + zrun_bits)`` entries per
+        word, a power of two (EIE: 64 bits = 8 entries).
+    spmat_depth:
+        Sparse-matrix memory words per PE (all layers together).
+    ptr_depth:
+        Column pointers per PE (all layers together; a layer of ``I`` inputs takes
+        ``I + 1``), held in two banks of ``ptr_depth / 2`` (even, odd).
+    act_depth:
+        Activations (= accumulators) per PE: a layer of ``F`` inputs or outputs needs
+        ``ceil(F / pes)``.
+    bias_depth:
+        Bias words per PE (all layers together).
+    max_layers:
+        Codebook slots (one per layer of a run).
+    """
+
+    pes: int = 64
+    index_bits: int = 4
+    zrun_bits: int = 4
+    act_width: int = 16
+    act_frac: int = 8
+    weight_width: int = 16
+    weight_frac: int = 12
+    acc_width: int = 40
+    queue_depth: int = 8
+    word_bits: int = 64
+    spmat_depth: int = 16384
+    ptr_depth: int = 32768
+    act_depth: int = 512
+    bias_depth: int = 1024
+    max_layers: int = 4
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"EieConfig.{field.name}={value!r}: use an integer")
+        if not 1 <= self.pes <= 1024:
+            raise ValueError(f"EieConfig.pes={self.pes}: use 1 to 1024 processing elements")
+        if not 1 <= self.index_bits <= 8:
+            raise ValueError(f"EieConfig.index_bits={self.index_bits}: use 1 to 8")
+        if not 1 <= self.zrun_bits <= 8:
+            raise ValueError(f"EieConfig.zrun_bits={self.zrun_bits}: use 1 to 8")
+        for name in ("act_width", "weight_width"):
+            if not 2 <= getattr(self, name) <= 32:
+                raise ValueError(f"EieConfig.{name}={getattr(self, name)}: use 2 to 32")
+        if not 0 <= self.act_frac < self.act_width:
+            raise ValueError(f"EieConfig.act_frac={self.act_frac}: use 0 to {self.act_width - 1}")
+        if not 0 <= self.weight_frac < self.weight_width:
+            raise ValueError(f"EieConfig.weight_frac={self.weight_frac}: use 0 to "
+                             f"{self.weight_width - 1}")
+        if not 1 <= self.queue_depth <= 1024:
+            raise ValueError(f"EieConfig.queue_depth={self.queue_depth}: use 1 to 1024")
+        epw, rem = divmod(self.word_bits, self.entry_bits)
+        if not 1 <= self.word_bits <= 64 or rem or epw & (epw - 1):
+            raise ValueError(f"EieConfig.word_bits={self.word_bits}: use a width up to 64 that "
+                             f"holds a power-of-two number of {self.entry_bits}-bit entries")
+        for name in ("spmat_depth", "act_depth", "bias_depth", "max_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EieConfig.{name}={getattr(self, name)}: use a positive "
+                                 f"integer")
+        if self.ptr_depth < 2 or self.ptr_depth % 2:
+            raise ValueError(f"EieConfig.ptr_depth={self.ptr_depth}: use an even number >= 2 "
+                             f"(two banks)")
+        if self.acc_width < self.min_acc_width:
+            raise ValueError(f"EieConfig.acc_width={self.acc_width} can overflow on a layer of "
+                             f"{self.max_in_features} inputs: use at least {self.min_acc_width}")
+        if self.acc_width > 64:
+            raise ValueError(f"EieConfig.acc_width={self.acc_width}: use at most 64")
+
+    # Derived sizes.
+    @property
+    def entry_bits(self) -> int:
+        return self.index_bits + self.zrun_bits
+
+    @property
+    def entries_per_word(self) -> int:
+        return self.word_bits // self.entry_bits
+
+    @property
+    def codebook_size(self) -> int:
+        return 1 << self.index_bits
+
+    @property
+    def max_zero_run(self) -> int:
+        return (1 << self.zrun_bits) - 1
+
+    @property
+    def max_in_features(self) -> int:
+        """Largest layer input: its ``I + 1`` pointers fill the pointer memory."""
+        return min(self.ptr_depth - 1, self.act_depth * self.pes)
+
+    @property
+    def max_out_features(self) -> int:
+        return self.act_depth * self.pes
+
+    @property
+    def ptr_bits(self) -> int:
+        """Width of a column pointer: an entry address in the sparse-matrix memory."""
+        return _bits(self.spmat_depth * self.entries_per_word)
+
+    @property
+    def feature_bits(self) -> int:
+        return _bits(max(self.max_in_features, self.max_out_features))
+
+    @property
+    def min_acc_width(self) -> int:
+        return self.act_width + self.weight_width - self.weight_frac + _bits(self.max_in_features)
+
+    @property
+    def lane_bits(self) -> int:
+        """Bits per PE in one beat of the load stream."""
+        return max(self.word_bits, 2 * self.ptr_bits, self.act_width, self.weight_width)
+
+    @property
+    def load_addr_bits(self) -> int:
+        return _bits(max(self.spmat_depth, self.ptr_depth // 2, self.act_depth,
+                         self.bias_depth, self.max_layers * self.codebook_size) - 1)
+
+
+#: Named configurations: EIE's own 64-PE engine and small ones for tests.
+PRESETS = {
+    "eie64": EieConfig(pes=64),
+    "test4": EieConfig(pes=4, spmat_depth=512, ptr_depth=1024, act_depth=128, bias_depth=256),
+    "test16": EieConfig(pes=16, spmat_depth=256, ptr_depth=1024, act_depth=32, bias_depth=64),
+}
