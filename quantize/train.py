@@ -1,0 +1,127 @@
+"""NumPy training of MLPs: float training, masked retraining after pruning, and trained
+quantization (centroid fine-tuning) after weight sharing.
+
+Softmax cross-entropy, Adam, mini-batches in a seeded order. In masked retraining the
+gradient of a pruned weight is zeroed so it stays exactly 0. In centroid fine-tuning each
+codebook entry moves by the summed gradient of the weights in its cluster (Han et al.
+2016, §3.1); a reserved zero entry never moves.
+"""
+
+import numpy as np
+
+from .model import Layer, Mlp
+
+__all__ = ["init_mlp", "train", "finetune_centroids", "gradients"]
+
+
+def init_mlp(sizes: list[int], seed: int = 0, names=None) -> Mlp:
+    """He-initialised MLP with ``sizes = [in, hidden..., out]``; layers fc1, fc2, …"""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        w = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
+        layers.append(Layer(names[i] if names else f"fc{i + 1}", w, np.zeros(n_out)))
+    return Mlp(layers)
+
+
+def gradients(model: Mlp, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy loss and ``[(dW, db)]`` per layer for one batch."""
+    acts = model.activations(x)
+    logits = acts[-1]
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = x.shape[0]
+    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
+    g = p
+    g[np.arange(n), y] -= 1
+    g /= n
+    grads = [None] * len(model.layers)
+    for i in range(len(model.layers) - 1, -1, -1):
+        layer = model.layers[i]
+        grads[i] = (g.T @ acts[i], g.sum(axis=0))
+        if i:
+            g = (g @ layer.weight) * (acts[i] > 0)
+    return loss, grads
+
+
+class _Adam:
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, params, grads):
+        self.t += 1
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            mh = m / (1 - self.b1 ** self.t)
+            vh = v / (1 - self.b2 ** self.t)
+            p -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(p.dtype)
+
+
+def _batches(n, batch, rng):
+    order = rng.permutation(n)
+    return [order[i:i + batch] for i in range(0, n, batch)]
+
+
+def train(model: Mlp, x, y, epochs: int = 60, lr: float = 1e-3, batch: int = 64,
+          seed: int = 0, weight_decay: float = 0.0, progress=None) -> Mlp:
+    """Train ``model`` in place; layers with a ``mask`` keep pruned weights at 0."""
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int64)
+    rng = np.random.default_rng(seed)
+    params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
+    opt = _Adam(params, lr)
+    for epoch in range(epochs):
+        for idx in _batches(len(x), batch, rng):
+            _, grads = gradients(model, x[idx], y[idx])
+            flat = []
+            for layer, (dw, db) in zip(model.layers, grads):
+                if weight_decay:
+                    dw = dw + weight_decay * layer.weight
+                if layer.mask is not None:
+                    dw = dw * layer.mask
+                flat += [dw.astype(np.float32), db.astype(np.float32)]
+            opt.step(params, flat)
+        for layer in model.layers:
+            if layer.mask is not None:
+                layer.weight *= layer.mask
+        if progress:
+            progress(epoch + 1, epochs)
+    return model
+
+
+def finetune_centroids(model: Mlp, shared: list, x, y, epochs: int = 20, lr: float = 1e-4,
+                       batch: int = 64, seed: int = 0, progress=None) -> Mlp:
+    """Trained quantization: update every layer's codebook by its clusters' summed
+    gradients (biases train too); ``model``'s weights track the codebooks."""
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int64)
+    rng = np.random.default_rng(seed)
+    for layer, s in zip(model.layers, shared):
+        layer.weight = s.weight()
+    params = [p for s, layer in zip(shared, model.layers) for p in (s.codebook, layer.bias)]
+    opt = _Adam(params, lr)
+    for epoch in range(epochs):
+        for idx in _batches(len(x), batch, rng):
+            _, grads = gradients(model, x[idx], y[idx])
+            flat = []
+            for s, (dw, db) in zip(shared, grads):
+                dc = np.bincount(s.index[s.mask], weights=dw[s.mask],
+                                 minlength=s.codebook.size)
+                if s.reserve_zero:
+                    dc[0] = 0.0
+                flat += [dc.astype(np.float32), db.astype(np.float32)]
+            opt.step(params, flat)
+            for layer, s in zip(model.layers, shared):
+                if s.reserve_zero:
+                    s.codebook[0] = 0.0
+                layer.weight = s.weight()
+        if progress:
+            progress(epoch + 1, epochs)
+    return model
