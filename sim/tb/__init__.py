@@ -1,1 +1,1 @@
-"""nnaccel: sim/tb."""
+"""cocotb testbenches: run under Verilator through :func:`sim.rtl.run`."""

@@ -1,0 +1,148 @@
+"""The one frozen configuration of the systolic engine."""
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["SystolicConfig", "ROUNDING_MODES", "PRESETS"]
+
+#: TFLite's two requantization rounding paths (see ``sim/golden/systolic.py``).
+ROUNDING_MODES = ("double", "single")
+
+#: Largest |x - zp_x| times largest |w| for int8 x, int8 zero point and int8 w in [-128, 127].
+_MAX_PRODUCT = 255 * 128
+
+
+@dataclass(frozen=True)
+class SystolicConfig:
+    """Parameters of a weight-stationary int8 systolic GEMM engine.
+
+    The same object drives the generator (:class:`hw.systolic.SystolicTop`), the golden
+    model, the host driver and the testbenches, and is written into image manifests.
+
+    Parameters
+    ----------
+    rows, cols:
+        Array size. A weight tile is ``rows`` (K) × ``cols`` (N) int8 values.
+    input_width:
+        Activation and weight width; only 8 (int8) is supported.
+    acc_width:
+        Width of partial sums in the mesh and of the accumulator memory (at most 32, the
+        int32 that TFLite requantizes). Must hold the largest sum of products the
+        buffers allow (see :attr:`max_k`).
+    act_depth:
+        Activation buffer depth in words of ``rows`` int8: a GEMM needs
+        ``ceil(K/rows) * M`` words.
+    weight_depth:
+        Weight buffer depth in words of ``cols`` int8: a GEMM needs
+        ``ceil(N/cols) * ceil(K/rows) * rows`` words.
+    acc_depth:
+        Accumulator depth, the largest M.
+    param_depth:
+        Output-channel parameter memory depth in words of ``cols`` channels: a GEMM
+        needs ``ceil(N/cols)`` words.
+    rounding:
+        ``"double"`` (TFLite's default ``SaturatingRoundingDoublingHighMul`` +
+        ``RoundingDivideByPOT``) or ``"single"`` (``TFLITE_SINGLE_ROUNDING``).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    input_width: int = 8
+    acc_width: int = 32
+    act_depth: int = 2048
+    weight_depth: int = 2048
+    acc_depth: int = 512
+    param_depth: int = 64
+    rounding: str = "double"
+
+    def __post_init__(self):
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 256:
+                raise ValueError(f"SystolicConfig.{name}={value!r}: use an integer from 1 to 256")
+        if self.input_width != 8:
+            raise ValueError(f"SystolicConfig.input_width={self.input_width}: only 8 (int8) "
+                             f"is supported")
+        for name in ("act_depth", "weight_depth", "acc_depth", "param_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"SystolicConfig.{name}={value!r}: use a positive integer")
+        if self.weight_depth < self.rows:
+            raise ValueError(f"SystolicConfig.weight_depth={self.weight_depth} cannot hold one "
+                             f"{self.rows}-row weight tile: use at least {self.rows}")
+        if self.rounding not in ROUNDING_MODES:
+            raise ValueError(f"SystolicConfig.rounding={self.rounding!r}: use one of "
+                             f"{', '.join(ROUNDING_MODES)}")
+        if not 2 <= self.acc_width <= 32:
+            raise ValueError(f"SystolicConfig.acc_width={self.acc_width}: use 2 to 32 "
+                             f"(requantization takes int32)")
+        needed = (self.max_k * _MAX_PRODUCT).bit_length() + 1
+        if self.acc_width < needed:
+            raise ValueError(
+                f"SystolicConfig.acc_width={self.acc_width} is too narrow for K up to "
+                f"{self.max_k} (needs {needed} bits): raise acc_width or lower "
+                f"weight_depth/act_depth")
+
+    @property
+    def max_k(self) -> int:
+        """Largest K the buffers admit (M = 1, N <= cols)."""
+        tiles = min(self.act_depth, self.weight_depth // self.rows)
+        return tiles * self.rows
+
+    @property
+    def max_m(self) -> int:
+        return self.acc_depth
+
+    @property
+    def max_n(self) -> int:
+        return self.param_depth * self.cols
+
+    @property
+    def macs(self) -> int:
+        return self.rows * self.cols
+
+    def check_gemm(self, m: int, k: int, n: int) -> None:
+        """Raise ``ValueError`` saying which buffer is too small for an M×K×N GEMM."""
+        for name, value in (("M", m), ("K", k), ("N", n)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GEMM {name}={value!r}: must be a positive integer")
+        kt = -(-k // self.rows)
+        nt = -(-n // self.cols)
+        if m > self.acc_depth:
+            raise ValueError(f"GEMM M={m} exceeds the accumulator (acc_depth={self.acc_depth})"
+                             f": raise acc_depth or split M")
+        if kt * m > self.act_depth:
+            raise ValueError(f"GEMM {m}x{k} activations need {kt * m} words of the activation "
+                             f"buffer (act_depth={self.act_depth}): raise act_depth or split M")
+        if nt * kt * self.rows > self.weight_depth:
+            raise ValueError(f"GEMM {k}x{n} weights need {nt * kt * self.rows} words of the "
+                             f"weight buffer (weight_depth={self.weight_depth}): raise "
+                             f"weight_depth or split N")
+        if nt > self.param_depth:
+            raise ValueError(f"GEMM N={n} needs {nt} parameter words (param_depth="
+                             f"{self.param_depth}): raise param_depth or split N")
+
+    def replace(self, **changes) -> "SystolicConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SystolicConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SystolicConfig fields {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS = {
+    "4x4": SystolicConfig(rows=4, cols=4, act_depth=1024, weight_depth=1024, acc_depth=256,
+                          param_depth=64),
+    "8x8": SystolicConfig(),
+    "16x16": SystolicConfig(rows=16, cols=16, act_depth=16384, weight_depth=16384,
+                            acc_depth=512, param_depth=32),
+    "32x32": SystolicConfig(rows=32, cols=32, act_depth=8192, weight_depth=8192,
+                            acc_depth=512, param_depth=16),
+}

@@ -1,0 +1,67 @@
+"""Stream payload layouts of the systolic engine, shared by RTL, driver and testbenches."""
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+
+from .config import SystolicConfig
+
+__all__ = ["ChannelParams", "act_word", "weight_word", "param_word", "gemm_command",
+           "result_word", "Counters", "COUNTER_WIDTH"]
+
+COUNTER_WIDTH = 48
+
+#: Requantization parameters of one output channel.
+ChannelParams = data.StructLayout({
+    "bias": signed(32),
+    "multiplier": unsigned(31),
+    "shift": signed(6),
+})
+
+#: Performance counters, cleared when a GEMM command is accepted.
+Counters = data.StructLayout({
+    "cycles": unsigned(COUNTER_WIDTH),        # command accepted .. last result word sent
+    "busy": unsigned(COUNTER_WIDTH),          # cycles an activation row entered the array
+    "useful_macs": unsigned(COUNTER_WIDTH),   # MACs on real (not padding) K×N elements
+    "weight_stall": unsigned(COUNTER_WIDTH),  # rows waiting for their weight tile
+    "output_stall": unsigned(COUNTER_WIDTH),  # rows waiting for output space
+})
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def act_word(cfg: SystolicConfig) -> data.StructLayout:
+    """One activation buffer word: ``rows`` int8 of one GEMM row, one K tile."""
+    return data.StructLayout({"addr": unsigned(_bits(cfg.act_depth)),
+                              "data": data.ArrayLayout(signed(8), cfg.rows)})
+
+
+def weight_word(cfg: SystolicConfig) -> data.StructLayout:
+    """One weight buffer word: ``cols`` int8 of one row of a weight tile."""
+    return data.StructLayout({"addr": unsigned(_bits(cfg.weight_depth)),
+                              "data": data.ArrayLayout(signed(8), cfg.cols)})
+
+
+def param_word(cfg: SystolicConfig) -> data.StructLayout:
+    """One parameter word: the ``cols`` channels of one N tile."""
+    return data.StructLayout({"addr": unsigned(_bits(cfg.param_depth)),
+                              "data": data.ArrayLayout(ChannelParams, cfg.cols)})
+
+
+def gemm_command(cfg: SystolicConfig) -> data.StructLayout:
+    """C = requantize(A·B) for an M×K×N GEMM held in the buffers."""
+    return data.StructLayout({
+        "m": unsigned(cfg.max_m.bit_length()),
+        "k": unsigned(cfg.max_k.bit_length()),
+        "n": unsigned(cfg.max_n.bit_length()),
+        "input_zero_point": signed(8),
+        "output_zero_point": signed(8),
+        "act_min": signed(8),
+        "act_max": signed(8),
+    })
+
+
+def result_word(cfg: SystolicConfig) -> data.StructLayout:
+    """``cols`` int8 outputs of one GEMM row, one N tile; ``last`` ends the GEMM."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), cfg.cols), "last": 1})

@@ -1,0 +1,88 @@
+"""The rows × cols grid of processing elements, with skew and deskew at its edges."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import ProcessingElement
+
+__all__ = ["Mesh"]
+
+
+class Mesh(wiring.Component):
+    """Weight-stationary systolic mesh with a skewed input and a deskewed output.
+
+    A row vector of activations enters at once; row ``r`` is delayed ``r`` cycles so the
+    wavefront moves diagonally, partial sums flow down, and column ``c`` of the bottom row
+    is delayed ``cols - 1 - c`` cycles so a whole output row leaves at once. Timing is
+    fixed, so the mesh has no valid/ready: the controller tracks what is in flight.
+
+    Parameters
+    ----------
+    rows, cols, acc_width : int
+
+    Members
+    -------
+    a : In(ArrayLayout(signed(9), rows))
+        Activations (int8 minus zero point) of one GEMM row, one K-tile's worth.
+    bank : In(1)
+        The weight bank those activations use.
+    psum : Out(ArrayLayout(signed(acc_width), cols))
+        The tile's partial sums for that row, :attr:`latency` cycles later.
+    w_in, shift : In(ArrayLayout(signed(8), cols)), In(1)
+        Weight shift chain input and enable: shift in the tile's last row first, ``rows``
+        shifts in all; the chain holds still while ``shift`` is low.
+    latch, latch_bank : In
+        Copy the shift chain into a bank of every PE.
+    """
+
+    def __init__(self, rows: int, cols: int, acc_width: int):
+        self._rows, self._cols, self._acc_width = rows, cols, acc_width
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(9), rows)),
+            "bank": In(1),
+            "psum": Out(data.ArrayLayout(signed(acc_width), cols)),
+            "w_in": In(data.ArrayLayout(signed(8), cols)),
+            "shift": In(1),
+            "latch": In(1),
+            "latch_bank": In(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``a`` to ``psum`` of the same row."""
+        return self._rows + self._cols - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+        pes = [[ProcessingElement(self._acc_width) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
+                m.d.comb += [pe.latch.eq(self.latch), pe.latch_bank.eq(self.latch_bank),
+                             pe.shift.eq(self.shift)]
+                if c == 0:
+                    a, bank = self.a[r], self.bank
+                    for i in range(r):  # skew: row r enters r cycles late
+                        a_d = Signal(signed(9), name=f"skew_a_{r}_{i}")
+                        bank_d = Signal(name=f"skew_bank_{r}_{i}")
+                        m.d.sync += [a_d.eq(a), bank_d.eq(bank)]
+                        a, bank = a_d, bank_d
+                    m.d.comb += [pe.a_in.eq(a), pe.bank_in.eq(bank)]
+                else:
+                    left = pes[r][c - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.bank_in.eq(left.bank_out)]
+                if r == 0:
+                    m.d.comb += [pe.psum_in.eq(0), pe.w_in.eq(self.w_in[c])]
+                else:
+                    above = pes[r - 1][c]
+                    m.d.comb += [pe.psum_in.eq(above.psum_out), pe.w_in.eq(above.w_out)]
+        for c in range(cols):
+            out = pes[rows - 1][c].psum_out
+            for i in range(cols - 1 - c):  # deskew
+                out_d = Signal(signed(self._acc_width), name=f"deskew_{c}_{i}")
+                m.d.sync += out_d.eq(out)
+                out = out_d
+            m.d.comb += self.psum[c].eq(out)
+        return m

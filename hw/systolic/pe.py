@@ -1,0 +1,65 @@
+"""One multiply-accumulate cell of the weight-stationary mesh."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """int8 weight-stationary MAC with two weight banks.
+
+    Each cycle the PE multiplies the activation arriving from the left by the weight of the
+    bank that travels with it, adds the partial sum arriving from above, and registers the
+    sum (down) and the activation (right). The next tile's weight shifts down a separate
+    chain and is copied into one bank by ``latch``, so loading never stops the MACs.
+
+    Parameters
+    ----------
+    acc_width : int
+        Partial-sum width.
+
+    Members
+    -------
+    a_in, bank_in : In
+        Activation (signed 9 bits: int8 minus its zero point) and the weight bank it uses.
+    psum_in : In
+        Partial sum from the PE above (0 for the top row).
+    w_in, shift : In
+        Weight shift chain input (from the PE above) and its shift enable.
+    latch, latch_bank : In
+        Copy the shift chain register into bank ``latch_bank``.
+    a_out, bank_out, psum_out, w_out : Out
+        Registered copies for the neighbours; latency one cycle each.
+    """
+
+    def __init__(self, acc_width: int):
+        self._acc_width = acc_width
+        super().__init__({
+            "a_in": In(signed(9)), "bank_in": In(1), "psum_in": In(signed(acc_width)),
+            "w_in": In(signed(8)), "shift": In(1), "latch": In(1), "latch_bank": In(1),
+            "a_out": Out(signed(9)), "bank_out": Out(1), "psum_out": Out(signed(acc_width)),
+            "w_out": Out(signed(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        weight = [Signal(signed(8), name=f"weight_{b}") for b in range(2)]
+        with m.If(self.shift):
+            m.d.sync += self.w_out.eq(self.w_in)
+        m.d.sync += [
+            self.a_out.eq(self.a_in),
+            self.bank_out.eq(self.bank_in),
+        ]
+        with m.If(self.latch):
+            with m.If(self.latch_bank):
+                m.d.sync += weight[1].eq(self.w_out)
+            with m.Else():
+                m.d.sync += weight[0].eq(self.w_out)
+        w = Signal(signed(8))
+        m.d.comb += w.eq(weight[0])
+        with m.If(self.bank_in):
+            m.d.comb += w.eq(weight[1])
+        m.d.sync += self.psum_out.eq(self.psum_in + self.a_in * w)
+        return m
