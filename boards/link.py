@@ -1,0 +1,301 @@
+"""The gateware end of the host link: frames in, commands on the engine bus, replies out.
+
+See :mod:`boards.protocol` for the frame format and the README's ``boards`` section for
+the commands. One command is handled at a time; bytes that arrive while a command runs or
+its reply is sent are dropped (the host waits for each reply).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .bus import EngineSignature
+from .crc import CRC_INIT, crc16_update
+from .protocol import COUNTERS_SPACE, REPLY_SYNC, REQUEST_SYNC, Command, Space, Status
+
+__all__ = ["FrameLink", "MAGIC"]
+
+#: First word of every ``INFO`` reply ("NNA1").
+MAGIC = 0x4E4E4131
+
+
+class FrameLink(wiring.Component):
+    """Receives request frames, checks length and CRC, executes them, sends the reply.
+
+    Parameters
+    ----------
+    spaces : sequence of Space
+        The engine adapter's address spaces; must include ``COUNTERS_SPACE``.
+    info : sequence of int
+        Words returned by ``INFO`` after ``MAGIC`` and ``max_payload``.
+    timeout_cycles : int
+        A frame that stays silent this long is answered ``TRUNCATED`` (or ``BAD_LENGTH``
+        if it was already too long) and the link listens for the next sync byte.
+    max_payload : int
+        Request payload buffer in bytes (a ``WRITE`` carries up to ``(max_payload-4)/4``
+        words); longer requests are answered ``BAD_LENGTH``.
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Request bytes (always ready).
+    tx : Out(stream.Signature(8))
+        Reply bytes.
+    engine : In(EngineSignature())
+        The engine adapter, seen from the master side.
+    """
+
+    def __init__(self, *, spaces, info=(), timeout_cycles: int, max_payload: int = 1028):
+        spaces = tuple(spaces)
+        if not all(isinstance(s, Space) for s in spaces):
+            raise TypeError("spaces must be boards.protocol.Space objects")
+        if len({s.id for s in spaces}) != len(spaces):
+            raise ValueError("space ids must be distinct")
+        if COUNTERS_SPACE not in {s.id for s in spaces}:
+            raise ValueError(f"the engine adapter must expose its counters as space "
+                             f"{COUNTERS_SPACE:#x}")
+        if max_payload < 8 or max_payload % 4 or max_payload > 0xFFFF:
+            raise ValueError(f"max_payload must be a multiple of 4 in 8..65532, "
+                             f"not {max_payload}")
+        if timeout_cycles < 16:
+            raise ValueError(f"timeout_cycles must be at least 16, not {timeout_cycles}")
+        self._spaces = spaces
+        self._info = (MAGIC, max_payload, *(int(w) & 0xFFFFFFFF for w in info))
+        self._timeout = timeout_cycles
+        self._max_payload = max_payload
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "engine": In(EngineSignature()),
+        })
+
+    @property
+    def spaces(self):
+        return self._spaces
+
+    @property
+    def info(self):
+        return self._info
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = Memory(shape=8, depth=self._max_payload, init=[])
+        buf_w = buffer.write_port()
+        buf_r = buffer.read_port()
+        m.submodules.info_rom = info_rom = Memory(shape=32, depth=len(self._info),
+                                                  init=self._info)
+        info_r = info_rom.read_port()
+        bus = self.engine.bus
+
+        cmd = Signal(8)
+        length = Signal(16)
+        index = Signal(16)
+        header = Signal(48)           # the first 6 payload bytes: space, addr, count
+        crc_rx = Signal(16)
+        crc_lo = Signal(8)
+        timer = Signal(range(self._timeout + 1))
+        h_space, h_addr, h_count = header[:8], header[8:32], header[32:48]
+
+        status = Signal(8)
+        reply_words = Signal(16)
+        source = Signal(2)            # 0: none, 1: info ROM, 2: engine bus, 3: cycle count
+        word_index = Signal(16)
+        word = Signal(32)
+        byte_index = Signal(2)
+        crc_tx = Signal(16)
+        cycles = Signal(32)
+        bus_space = Signal(8)
+        bus_addr = Signal(24)
+
+        n_write = Signal(16)
+        m.d.comb += n_write.eq((length - 4) >> 2)
+        write_ok = Signal()
+        read_ok = Signal()
+        with m.Switch(h_space):
+            for s in self._spaces:
+                with m.Case(s.id):
+                    m.d.comb += [
+                        write_ok.eq(Const(s.writable) & (h_addr + n_write <= s.depth)),
+                        read_ok.eq(Const(s.readable) & (h_addr + h_count <= s.depth)),
+                    ]
+        counters_depth = next(s.depth for s in self._spaces if s.id == COUNTERS_SPACE)
+
+        m.d.comb += [
+            self.rx.ready.eq(1),
+            buf_r.addr.eq(index),
+            info_r.addr.eq(word_index),
+            bus.space.eq(bus_space),
+            bus.addr.eq(bus_addr),
+        ]
+
+        def reply(code, words=0, src=0):
+            m.d.sync += [status.eq(code), reply_words.eq(words), source.eq(src),
+                         word_index.eq(0)]
+            m.next = "TX_SYNC"
+
+        def receiving(next_state, on_byte=()):
+            """Common to states inside a frame: a byte moves on, silence times out."""
+            with m.If(self.rx.valid):
+                m.d.sync += timer.eq(0)
+                m.d.sync += on_byte
+                if next_state is not None:
+                    m.next = next_state
+            with m.Elif(timer == self._timeout):
+                reply(Status.TRUNCATED)
+            with m.Else():
+                m.d.sync += timer.eq(timer + 1)
+
+        def send(byte, next_state, update_crc=True):
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+            with m.If(self.tx.ready):
+                if update_crc:
+                    m.d.sync += crc_tx.eq(crc16_update(crc_tx, byte))
+                if next_state is not None:
+                    m.next = next_state
+
+        rx_byte = self.rx.payload
+        with m.FSM():
+            with m.State("HUNT"):
+                with m.If(self.rx.valid & (rx_byte == REQUEST_SYNC)):
+                    m.d.sync += [crc_rx.eq(CRC_INIT), timer.eq(0), header.eq(0)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                receiving("LEN0", [cmd.eq(rx_byte), crc_rx.eq(crc16_update(crc_rx, rx_byte))])
+            with m.State("LEN0"):
+                receiving("LEN1", [length[:8].eq(rx_byte),
+                                   crc_rx.eq(crc16_update(crc_rx, rx_byte))])
+            with m.State("LEN1"):
+                receiving(None, [length[8:].eq(rx_byte), index.eq(0),
+                                 crc_rx.eq(crc16_update(crc_rx, rx_byte))])
+                with m.If(self.rx.valid):
+                    with m.If(Cat(length[:8], rx_byte) > self._max_payload):
+                        m.next = "DISCARD"
+                    with m.Elif(Cat(length[:8], rx_byte) == 0):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [buf_w.addr.eq(index), buf_w.data.eq(rx_byte),
+                             buf_w.en.eq(self.rx.valid)]
+                receiving(None, [index.eq(index + 1),
+                                 crc_rx.eq(crc16_update(crc_rx, rx_byte))])
+                with m.If(self.rx.valid):
+                    for k in range(6):
+                        with m.If(index == k):
+                            m.d.sync += header[8 * k:8 * k + 8].eq(rx_byte)
+                    with m.If(index + 1 == length):
+                        m.next = "CRC0"
+            with m.State("CRC0"):
+                receiving("CRC1", [crc_lo.eq(rx_byte)])
+            with m.State("CRC1"):
+                receiving(None)
+                with m.If(self.rx.valid):
+                    with m.If(Cat(crc_lo, rx_byte) == crc_rx):
+                        m.next = "EXEC"
+                    with m.Else():
+                        reply(Status.BAD_CRC)
+            with m.State("DISCARD"):
+                with m.If(self.rx.valid):
+                    m.d.sync += timer.eq(0)
+                with m.Elif(timer == self._timeout):
+                    reply(Status.BAD_LENGTH)
+                with m.Else():
+                    m.d.sync += timer.eq(timer + 1)
+
+            with m.State("EXEC"):
+                m.d.sync += [bus_space.eq(h_space), bus_addr.eq(h_addr), index.eq(4),
+                             byte_index.eq(0)]
+                with m.Switch(cmd):
+                    with m.Case(Command.INFO):
+                        with m.If(length != 0):
+                            reply(Status.BAD_LENGTH)
+                        with m.Else():
+                            reply(Status.OK, len(self._info), 1)
+                    with m.Case(Command.WRITE):
+                        with m.If((length < 8) | (length[:2] != 0)):
+                            reply(Status.BAD_LENGTH)
+                        with m.Elif(~write_ok):
+                            reply(Status.BAD_ADDRESS)
+                        with m.Else():
+                            m.next = "WRITE_FETCH"
+                    with m.Case(Command.READ):
+                        with m.If((length != 6) | (h_count > 0x3FFF)):
+                            reply(Status.BAD_LENGTH)
+                        with m.Elif(~read_ok):
+                            reply(Status.BAD_ADDRESS)
+                        with m.Else():
+                            reply(Status.OK, h_count, 2)
+                    with m.Case(Command.RUN):
+                        with m.If(length != 0):
+                            reply(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.d.comb += self.engine.start.eq(1)
+                            m.d.sync += cycles.eq(1)
+                            m.next = "RUN_WAIT"
+                    with m.Case(Command.COUNTERS):
+                        with m.If(length != 0):
+                            reply(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [bus_space.eq(COUNTERS_SPACE), bus_addr.eq(0)]
+                            reply(Status.OK, counters_depth, 2)
+                    with m.Default():
+                        reply(Status.BAD_COMMAND)
+            with m.State("WRITE_FETCH"):
+                m.next = "WRITE_TAKE"
+            with m.State("WRITE_TAKE"):
+                next_word = Cat(word[8:], buf_r.data)
+                m.d.sync += [word.eq(next_word), index.eq(index + 1),
+                             byte_index.eq(byte_index + 1)]
+                m.next = "WRITE_FETCH"
+                with m.If(byte_index == 3):
+                    m.d.comb += [bus.w_en.eq(1), bus.w_data.eq(next_word)]
+                    m.d.sync += bus_addr.eq(bus_addr + 1)
+                    with m.If(index + 1 == length):
+                        reply(Status.OK)
+            with m.State("RUN_WAIT"):
+                with m.If(self.engine.done):
+                    reply(Status.OK, 1, 3)
+                with m.Else():
+                    m.d.sync += cycles.eq(cycles + 1)
+
+            with m.State("TX_SYNC"):
+                m.d.sync += crc_tx.eq(CRC_INIT)
+                send(REPLY_SYNC, "TX_STATUS", update_crc=False)
+            with m.State("TX_STATUS"):
+                send(status, "TX_LEN0")
+            with m.State("TX_LEN0"):
+                send(Cat(Const(0, 2), reply_words[:6]), "TX_LEN1")
+            with m.State("TX_LEN1"):
+                send(reply_words[6:14], None)
+                with m.If(self.tx.ready):
+                    m.next = "TX_CRC0"
+                    with m.If(reply_words != 0):
+                        m.next = "TX_FETCH"
+            with m.State("TX_FETCH"):
+                m.d.comb += bus.r_en.eq(source == 2)
+                m.next = "TX_LATCH"
+            with m.State("TX_LATCH"):
+                with m.Switch(source):
+                    with m.Case(1):
+                        m.d.sync += word.eq(info_r.data)
+                    with m.Case(2):
+                        m.d.sync += word.eq(bus.r_data)
+                    with m.Case(3):
+                        m.d.sync += word.eq(cycles)
+                m.d.sync += byte_index.eq(0)
+                m.next = "TX_BYTE"
+            with m.State("TX_BYTE"):
+                send(word[:8], None)
+                with m.If(self.tx.ready):
+                    m.d.sync += [word.eq(word >> 8), byte_index.eq(byte_index + 1)]
+                    with m.If(byte_index == 3):
+                        m.d.sync += [word_index.eq(word_index + 1), bus_addr.eq(bus_addr + 1)]
+                        m.next = "TX_FETCH"
+                        with m.If(word_index + 1 == reply_words):
+                            m.next = "TX_CRC0"
+            with m.State("TX_CRC0"):
+                send(crc_tx[:8], "TX_CRC1", update_crc=False)
+            with m.State("TX_CRC1"):
+                send(crc_tx[8:], "HUNT", update_crc=False)
+        return m

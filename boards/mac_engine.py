@@ -1,0 +1,112 @@
+"""A single-MAC dense matrix-vector engine: the board framework's reference engine.
+
+Small enough to fit any board, with a block RAM per operand and one multiplier, so the
+host link, the drivers and the synthesis flow can be checked on their own, independently
+of the systolic and EIE engines (which plug in the same way, see :mod:`boards.engines`).
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from .bus import ENGINE_IDS, EngineSignature
+from .protocol import COUNTERS_SPACE, Space
+
+__all__ = ["MacEngine", "mac_golden"]
+
+
+def mac_golden(weights, x):
+    """y = W x in int32 (wrapping), from int8 ``weights`` (rows × cols) and int8 ``x``."""
+    import numpy as np
+    acc = np.asarray(weights, dtype=np.int64) @ np.asarray(x, dtype=np.int64)
+    return ((acc + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+class MacEngine(wiring.Component):
+    """y = W x with int8 weights and inputs and int32 outputs, one MAC per cycle.
+
+    Spaces: 1 ``weights`` (row-major, 4 int8 per word, little-endian), 2 ``inputs``
+    (4 int8 per word), 3 ``outputs`` (one int32 per word), ``COUNTERS_SPACE``:
+    [runs, busy cycles, MACs]. A run takes ``rows * cols + 1`` cycles from ``start`` to
+    ``done``.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Matrix shape, each 1..4096.
+    """
+
+    def __init__(self, rows: int, cols: int):
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not 1 <= value <= 4096:
+                raise ValueError(f"mac engine {name} must be 1..4096, not {value}")
+        self._rows, self._cols = rows, cols
+        super().__init__(EngineSignature())
+
+    @property
+    def spaces(self):
+        return (Space(1, "weights", -(-self._rows * self._cols // 4), writable=True),
+                Space(2, "inputs", -(-self._cols // 4), writable=True),
+                Space(3, "outputs", self._rows, readable=True),
+                Space(COUNTERS_SPACE, "counters", 3, readable=True))
+
+    @property
+    def info(self):
+        return (ENGINE_IDS["mac"], self._rows, self._cols)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+        sp = {s.name: s for s in self.spaces}
+        bus = self.bus
+        m.submodules.weights = w_mem = Memory(shape=32, depth=sp["weights"].depth, init=[])
+        m.submodules.inputs = x_mem = Memory(shape=32, depth=sp["inputs"].depth, init=[])
+        m.submodules.outputs = y_mem = Memory(shape=32, depth=rows, init=[])
+        w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
+        x_wr, x_rd = x_mem.write_port(), x_mem.read_port()
+        y_wr, y_rd = y_mem.write_port(), y_mem.read_port()
+
+        runs, busy_cycles, macs = Signal(32), Signal(32), Signal(32)
+        for port, space in ((w_wr, sp["weights"]), (x_wr, sp["inputs"])):
+            m.d.comb += [port.addr.eq(bus.addr), port.data.eq(bus.w_data),
+                         port.en.eq(bus.w_en & (bus.space == space.id))]
+        r_space = Signal(8)
+        r_addr = Signal(2)
+        m.d.comb += y_rd.addr.eq(bus.addr)
+        with m.If(bus.r_en):
+            m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
+        counter = Mux(r_addr == 0, runs, Mux(r_addr == 1, busy_cycles, macs))
+        m.d.comb += bus.r_data.eq(Mux(r_space == sp["outputs"].id, y_rd.data, counter))
+
+        # Stage A: address the operands; stage B: multiply-accumulate, write a finished row.
+        running = Signal()
+        i = Signal(range(rows * cols))
+        c = Signal(range(cols))
+        r = Signal(range(rows))
+        m.d.comb += [w_rd.addr.eq(i >> 2), x_rd.addr.eq(c >> 2)]
+        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_w_byte, a_x_byte = Signal(2), Signal(2)
+        a_row = Signal(range(rows))
+        m.d.sync += [a_valid.eq(running), a_first.eq(c == 0), a_last.eq(c == cols - 1),
+                     a_w_byte.eq(i[:2]), a_x_byte.eq(c[:2]), a_row.eq(r)]
+        with m.If(self.start & ~running):
+            m.d.sync += [running.eq(1), i.eq(0), c.eq(0), r.eq(0), runs.eq(runs + 1)]
+        with m.If(running):
+            m.d.sync += [i.eq(i + 1), c.eq(c + 1), macs.eq(macs + 1)]
+            with m.If(c == cols - 1):
+                m.d.sync += [c.eq(0), r.eq(r + 1)]
+            with m.If(i == rows * cols - 1):
+                m.d.sync += running.eq(0)
+        with m.If(running | a_valid):
+            m.d.sync += busy_cycles.eq(busy_cycles + 1)
+
+        acc = Signal(32)
+        w = w_rd.data.word_select(a_w_byte, 8).as_signed()
+        x = x_rd.data.word_select(a_x_byte, 8).as_signed()
+        acc_next = Signal(32)
+        m.d.comb += acc_next.eq(Mux(a_first, 0, acc) + w * x)
+        with m.If(a_valid):
+            m.d.sync += acc.eq(acc_next)
+            m.d.comb += [y_wr.addr.eq(a_row), y_wr.data.eq(acc_next), y_wr.en.eq(a_last)]
+            m.d.comb += self.done.eq(a_last & (a_row == rows - 1))
+        return m
