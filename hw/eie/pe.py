@@ -1,0 +1,281 @@
+"""One EIE processing element: its slice of the matrix, activations and accumulators."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import EieConfig, _bits
+from .layouts import Mem, bcast_layout
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """PE ``index`` of an EIE engine (rows ``i`` with ``i mod pes == index``).
+
+    Pipeline, one entry per cycle with no bubble between columns:
+
+    1. activation queue (``queue_depth``) → pointer read: ``p[j]`` and ``p[j+1]`` from the
+       even and odd banks in one cycle; columns without entries for this PE are dropped
+       here, so they cost no MAC cycle; a 2-deep column buffer holds the next column's
+       pointers while the current one is processed;
+    2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix word;
+    3. entry decode: codebook index and zero run, row address accumulation, codebook lookup;
+    4. multiply and shift (``>> weight_frac``, arithmetic);
+    5. accumulate into the row's accumulator (memory read issued in 4), with a bypass of the
+       previous cycle's write for back-to-back updates of one row.
+
+    The PE also scans its own input activations (row ``r`` holds input ``r*pes + index``)
+    and offers the non-zeros to the :class:`NonZeroTree`; after a layer the top level steps
+    it through write-back: ``y = relu(sat(acc + bias))`` into the activation memory (the
+    next layer's input) while the accumulator is cleared.
+    """
+
+    def __init__(self, config: EieConfig, index: int):
+        if not 0 <= index < config.pes:
+            raise ValueError(f"ProcessingElement index={index}: use 0 to {config.pes - 1}")
+        self._cfg = config
+        self._index = index
+        c = config
+        self._bcast = bcast_layout(c)
+        act_addr = _bits(c.act_depth - 1)
+        super().__init__({
+            "load_en": In(1),
+            "load_mem": In(3),
+            "load_addr": In(c.load_addr_bits),
+            "load_data": In(c.lane_bits),
+            "q_push": In(1),
+            "q_data": In(self._bcast),
+            "q_ready": Out(1),
+            "nz_valid": Out(1),
+            "nz_ready": In(1),
+            "nz_data": Out(self._bcast),
+            "codebook": In(data.ArrayLayout(signed(c.weight_width), c.codebook_size)),
+            "in_features": In(c.feature_bits),
+            "out_features": In(c.feature_bits),
+            "ptr_base": In(_bits(c.ptr_depth - 1)),
+            "bias_base": In(_bits(c.bias_depth - 1)),
+            "use_bias": In(1),
+            "relu": In(1),
+            "scan_start": In(1),
+            "compute": In(1),
+            "scan_done": Out(1),
+            "idle": Out(1),
+            "wb_en": In(1),
+            "wb_addr": In(act_addr),
+            "wb_row": In(c.feature_bits + 1),
+            "clear_en": In(1),
+            "clear_addr": In(act_addr),
+            "emit_en": In(1),
+            "emit_addr": In(act_addr),
+            "emit_data": Out(signed(c.act_width)),
+            "busy_count": Out(32),
+            "bubble_count": Out(32),
+            "padding_count": Out(32),
+        })
+
+    def elaborate(self, platform):
+        c, n, idx = self._cfg, self._cfg.pes, self._index
+        m = Module()
+        pb = c.ptr_bits
+        epw_bits = (c.entries_per_word - 1).bit_length()
+
+        m.submodules.spmat = spmat = Memory(shape=unsigned(c.word_bits), depth=c.spmat_depth,
+                                            init=[])
+        m.submodules.ptr_even = ptr_even = Memory(shape=unsigned(pb), depth=c.ptr_depth // 2,
+                                                  init=[])
+        m.submodules.ptr_odd = ptr_odd = Memory(shape=unsigned(pb), depth=c.ptr_depth // 2,
+                                                init=[])
+        m.submodules.act = act = Memory(shape=signed(c.act_width), depth=c.act_depth, init=[])
+        m.submodules.acc = acc = Memory(shape=signed(c.acc_width), depth=c.act_depth, init=[])
+        m.submodules.bias = bias = Memory(shape=signed(c.act_width), depth=c.bias_depth,
+                                          init=[])
+        spmat_w, spmat_r = spmat.write_port(), spmat.read_port()
+        even_w, even_r = ptr_even.write_port(), ptr_even.read_port()
+        odd_w, odd_r = ptr_odd.write_port(), ptr_odd.read_port()
+        act_w, act_r = act.write_port(), act.read_port()
+        acc_w, acc_r = acc.write_port(), acc.read_port()
+        bias_w, bias_r = bias.write_port(), bias.read_port()
+
+        # Loading: this PE's lane of a load beat.
+        load = self.load_en
+        m.d.comb += [
+            spmat_w.addr.eq(self.load_addr), spmat_w.data.eq(self.load_data),
+            spmat_w.en.eq(load & (self.load_mem == Mem.SPMAT)),
+            even_w.addr.eq(self.load_addr), even_w.data.eq(self.load_data[:pb]),
+            odd_w.addr.eq(self.load_addr), odd_w.data.eq(self.load_data[pb:2 * pb]),
+            even_w.en.eq(load & (self.load_mem == Mem.PTR)),
+            odd_w.en.eq(load & (self.load_mem == Mem.PTR)),
+            bias_w.addr.eq(self.load_addr), bias_w.data.eq(self.load_data),
+            bias_w.en.eq(load & (self.load_mem == Mem.BIAS)),
+        ]
+
+        # Activation scan: offer this PE's non-zero inputs to the tree.
+        scan_active = Signal()
+        scan_addr = Signal(range(c.act_depth + 1))
+        scan_j = Signal(c.feature_bits + _bits(n))
+        s_valid = Signal()
+        s_j = Signal(c.feature_bits)
+        s_advance = Signal()
+        m.d.comb += [
+            self.nz_data.j.eq(s_j),
+            self.nz_data.a.eq(act_r.data),
+            self.nz_valid.eq(s_valid & (act_r.data != 0)),
+            s_advance.eq(~s_valid | (act_r.data == 0) | self.nz_ready),
+            self.scan_done.eq(~scan_active & ~s_valid),
+            self.emit_data.eq(act_r.data),
+        ]
+        with m.If(self.emit_en):
+            m.d.comb += [act_r.addr.eq(self.emit_addr), act_r.en.eq(1)]
+        with m.Else():
+            m.d.comb += [act_r.addr.eq(scan_addr), act_r.en.eq(s_advance & scan_active)]
+        with m.If(self.scan_start):
+            m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx), s_valid.eq(0)]
+        with m.Elif(s_advance & ~self.emit_en):
+            with m.If(scan_active & (scan_j < self.in_features)):
+                m.d.sync += [s_valid.eq(1), s_j.eq(scan_j), scan_addr.eq(scan_addr + 1),
+                             scan_j.eq(scan_j + n)]
+            with m.Else():
+                m.d.sync += [s_valid.eq(0), scan_active.eq(0)]
+
+        # Stage 1: activation queue and pointer read (both banks in one cycle).
+        m.submodules.queue = queue = SyncFIFO(width=len(self.q_data.as_value()),
+                                              depth=c.queue_depth)
+        head = self._bcast(queue.r_data)
+        m.d.comb += [
+            queue.w_data.eq(self.q_data), queue.w_en.eq(self.q_push),
+            self.q_ready.eq(queue.w_rdy),
+        ]
+        col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
+                                        "a": signed(c.act_width)})
+        m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=2)
+        g = Signal(_bits(c.ptr_depth))
+        m.d.comb += g.eq(self.ptr_base + head.j)
+        p_valid = Signal()
+        p_odd = Signal()
+        p_a = Signal(signed(c.act_width))
+        p_start = Signal(pb)
+        p_end = Signal(pb)
+        p_advance = Signal()
+        m.d.comb += [
+            even_r.addr.eq((g + 1) >> 1), odd_r.addr.eq(g >> 1),
+            p_start.eq(Mux(p_odd, odd_r.data, even_r.data)),
+            p_end.eq(Mux(p_odd, even_r.data, odd_r.data)),
+            p_advance.eq(~p_valid | (p_start == p_end) | columns.w_rdy),
+            even_r.en.eq(p_advance), odd_r.en.eq(p_advance),
+            queue.r_en.eq(p_advance),
+            columns.w_en.eq(p_valid & (p_start != p_end)),
+            columns.w_data.eq(Cat(p_start, p_end, p_a)),
+        ]
+        with m.If(p_advance):
+            m.d.sync += [p_valid.eq(queue.r_rdy), p_odd.eq(g[0]), p_a.eq(head.a)]
+
+        # Stage 2: entry address generator.
+        col = col_layout(columns.r_data)
+        g_active = Signal()
+        g_cur = Signal(pb)
+        g_end = Signal(pb)
+        g_a = Signal(signed(c.act_width))
+        g_first = Signal()
+        g_last = Signal()
+        m.d.comb += [
+            g_last.eq(g_cur + 1 == g_end),
+            columns.r_en.eq(~g_active | g_last),
+            spmat_r.addr.eq(g_cur >> epw_bits),
+        ]
+        with m.If(g_active & ~g_last):
+            m.d.sync += [g_cur.eq(g_cur + 1), g_first.eq(0)]
+        with m.Elif(columns.r_rdy):
+            m.d.sync += [g_active.eq(1), g_cur.eq(col.start), g_end.eq(col.end),
+                         g_a.eq(col.a), g_first.eq(1)]
+        with m.Else():
+            m.d.sync += g_active.eq(0)
+
+        # Stage 3: entry decode, row accumulation, codebook lookup.
+        row_bits = _bits(c.act_depth + (1 << c.zrun_bits))
+        e_valid, e_first = Signal(), Signal()
+        e_lane = Signal(max(1, epw_bits))
+        e_a = Signal(signed(c.act_width))
+        e_prev = Signal(row_bits)
+        m.d.sync += [e_valid.eq(g_active), e_first.eq(g_first), e_a.eq(g_a),
+                     e_lane.eq(g_cur[:epw_bits] if epw_bits else 0)]
+        entry = Signal(c.entry_bits)
+        m.d.comb += entry.eq(spmat_r.data.word_select(e_lane, c.entry_bits))
+        v = entry[:c.index_bits]
+        z = entry[c.index_bits:]
+        row = Signal(row_bits)
+        m.d.comb += row.eq(Mux(e_first, z, e_prev + 1 + z))
+        with m.If(e_valid):
+            m.d.sync += e_prev.eq(row)
+
+        # Stage 4: multiply and shift; accumulator read.
+        x_valid, x_addr, x_keep = Signal(), Signal.like(self.wb_addr), Signal()
+        mul_valid = Signal()
+        mul_row = Signal(row_bits)
+        mul_w = Signal(signed(c.weight_width))
+        mul_a = Signal(signed(c.act_width))
+        m.d.sync += [mul_valid.eq(e_valid), mul_row.eq(row), mul_w.eq(self.codebook[v]),
+                     mul_a.eq(e_a)]
+        product = Signal(signed(c.act_width + c.weight_width))
+        m.d.comb += product.eq((mul_w * mul_a) >> c.weight_frac)
+        with m.If(self.wb_en):
+            m.d.comb += [acc_r.addr.eq(self.wb_addr), bias_r.addr.eq(self.bias_base +
+                                                                      self.wb_addr)]
+        with m.Else():
+            m.d.comb += acc_r.addr.eq(mul_row)
+
+        # Stage 5: accumulate with a bypass of the previous cycle's write.
+        a_valid = Signal()
+        a_row = Signal(row_bits)
+        a_prod = Signal.like(product)
+        m.d.sync += [a_valid.eq(mul_valid), a_row.eq(mul_row), a_prod.eq(product)]
+        last_valid = Signal()
+        last_row = Signal(row_bits)
+        last_sum = Signal(signed(c.acc_width))
+        old = Signal(signed(c.acc_width))
+        new = Signal(signed(c.acc_width))
+        m.d.comb += [
+            old.eq(Mux(last_valid & (last_row == a_row), last_sum, acc_r.data)),
+            new.eq(old + a_prod),
+        ]
+        m.d.sync += [last_valid.eq(a_valid), last_row.eq(a_row), last_sum.eq(new)]
+
+        # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
+        m.d.sync += [x_valid.eq(self.wb_en), x_addr.eq(self.wb_addr),
+                     x_keep.eq(self.wb_row + idx < self.out_features)]
+        total = Signal(signed(c.acc_width + 1))
+        m.d.comb += total.eq(acc_r.data + Mux(self.use_bias, bias_r.data, 0))
+        hi, lo = (1 << (c.act_width - 1)) - 1, -(1 << (c.act_width - 1))
+        y = Signal(signed(c.act_width))
+        with m.If(~x_keep | (self.relu & (total < 0))):
+            m.d.comb += y.eq(0)
+        with m.Elif(total > hi):
+            m.d.comb += y.eq(hi)
+        with m.Elif(total < lo):
+            m.d.comb += y.eq(lo)
+        with m.Else():
+            m.d.comb += y.eq(total)
+        with m.If(x_valid):
+            m.d.comb += [act_w.addr.eq(x_addr), act_w.data.eq(y), act_w.en.eq(1)]
+        with m.Else():
+            m.d.comb += [act_w.addr.eq(self.load_addr), act_w.data.eq(self.load_data),
+                         act_w.en.eq(load & (self.load_mem == Mem.ACT))]
+        with m.If(self.clear_en):
+            m.d.comb += [acc_w.addr.eq(self.clear_addr), acc_w.data.eq(0), acc_w.en.eq(1)]
+        with m.Elif(x_valid):
+            m.d.comb += [acc_w.addr.eq(x_addr), acc_w.data.eq(0), acc_w.en.eq(1)]
+        with m.Else():
+            m.d.comb += [acc_w.addr.eq(a_row), acc_w.data.eq(new), acc_w.en.eq(a_valid)]
+
+        m.d.comb += self.idle.eq(~queue.r_rdy & ~p_valid & ~columns.r_rdy & ~g_active &
+                                 ~e_valid & ~mul_valid & ~a_valid)
+        with m.If(self.compute):
+            with m.If(g_active):
+                m.d.sync += self.busy_count.eq(self.busy_count + 1)
+            with m.Else():
+                m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
+        with m.If(e_valid & (v == 0)):
+            m.d.sync += self.padding_count.eq(self.padding_count + 1)
+        return m

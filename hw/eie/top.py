@@ -1,0 +1,176 @@
+"""The EIE engine's top level: PEs, non-zero tree, layer sequencer, load and result streams."""
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import EieConfig, _bits
+from .layouts import (Mem, bcast_layout, cmd_layout, counter_layout, load_layout,
+                      result_layout)
+from .lnzd import NonZeroTree
+from .pe import ProcessingElement
+
+__all__ = ["EieTop"]
+
+
+class EieTop(wiring.Component):
+    """An EIE engine of ``config.pes`` PEs: b = ReLU(W a + bias), layer after layer on chip.
+
+    Members
+    -------
+    i_load: In(stream.Signature(load_layout(config)))
+        Image loading while idle: each beat writes every PE's lane into memory ``mem`` at
+        ``addr`` (see :class:`hw.eie.layouts.Mem`), so a memory of ``D`` words per PE loads
+        in ``D`` beats whatever the PE count.
+    i_cmd: In(stream.Signature(cmd_layout(config)))
+        One command per layer; the outputs of a layer are the inputs of the next.
+    o_result: Out(stream.Signature(result_layout(config)))
+        After a command with ``emit``: ``ceil(out_features / pes)`` beats, beat ``r``
+        holding rows ``r*pes .. r*pes + pes - 1``.
+    o_busy: Out(1)
+        Not idle (clearing after reset, running a layer or emitting).
+    o_counters: Out(counter_layout(config))
+        Performance counters.
+
+    After reset the engine clears its accumulators (``act_depth`` cycles) before it
+    accepts anything; memories keep their contents across a reset.
+
+    Latency of a layer: scan, broadcast and MAC until every PE is idle, then
+    ``ceil(out_features / pes) + 2`` write-back cycles.
+    """
+
+    def __init__(self, config: EieConfig):
+        if not isinstance(config, EieConfig):
+            raise TypeError(f"EieTop needs an EieConfig, got {config!r}")
+        self._cfg = config
+        super().__init__({
+            "i_load": In(stream.Signature(load_layout(config))),
+            "i_cmd": In(stream.Signature(cmd_layout(config))),
+            "o_result": Out(stream.Signature(result_layout(config))),
+            "o_busy": Out(1),
+            "o_counters": Out(counter_layout(config)),
+        })
+
+    @property
+    def config(self) -> EieConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        c = self._cfg
+        n = c.pes
+        m = Module()
+        pes = [ProcessingElement(c, k) for k in range(n)]
+        for k, pe in enumerate(pes):
+            m.submodules[f"pe_{k}"] = pe
+        m.submodules.tree = tree = NonZeroTree(bcast_layout(c), n)
+
+        # Codebooks (one slot per layer) and the running layer's codebook.
+        cb_words = c.max_layers * c.codebook_size
+        codebooks = Signal(data.ArrayLayout(signed(c.weight_width), cb_words))
+        active_cb = Signal(data.ArrayLayout(signed(c.weight_width), c.codebook_size))
+        cmd = Signal(cmd_layout(c))
+        ld = self.i_load.payload
+        load_now = Signal()
+        m.d.comb += load_now.eq(self.i_load.valid & self.i_load.ready)
+        with m.If(load_now & (ld.mem == Mem.CODEBOOK)):
+            m.d.sync += codebooks[ld.addr[:_bits(cb_words - 1)]].eq(
+                ld.data[0][:c.weight_width])
+
+        # Broadcast: the tree's root goes to every queue when all have room.
+        all_ready = Signal()
+        push = Signal()
+        m.d.comb += all_ready.eq(_all([pe.q_ready for pe in pes]))
+        m.d.comb += [push.eq(tree.o.valid & all_ready), tree.o.ready.eq(all_ready)]
+        for k, pe in enumerate(pes):
+            m.d.comb += [
+                pe.load_en.eq(load_now), pe.load_mem.eq(ld.mem), pe.load_addr.eq(ld.addr),
+                pe.load_data.eq(ld.data[k]),
+                pe.q_push.eq(push), pe.q_data.eq(tree.o.payload),
+                tree.i[k].valid.eq(pe.nz_valid), tree.i[k].payload.eq(pe.nz_data),
+                pe.nz_ready.eq(tree.i[k].ready),
+                pe.codebook.eq(active_cb),
+                pe.in_features.eq(cmd.in_features), pe.out_features.eq(cmd.out_features),
+                pe.ptr_base.eq(cmd.ptr_base), pe.bias_base.eq(cmd.bias_base),
+                pe.use_bias.eq(cmd.use_bias), pe.relu.eq(cmd.relu),
+                self.o_result.payload[k].eq(pe.emit_data),
+                self.o_counters.busy[k].eq(pe.busy_count),
+                self.o_counters.bubble[k].eq(pe.bubble_count),
+                self.o_counters.padding[k].eq(pe.padding_count),
+            ]
+
+        def to_pes(**signals):
+            for pe in pes:
+                m.d.comb += [getattr(pe, name).eq(value) for name, value in signals.items()]
+
+        act_addr = _bits(c.act_depth - 1)
+        counter = Signal(range(c.act_depth + 1))
+        row_base = Signal(c.feature_bits + 1 + _bits(n))
+        compute_done = Signal()
+        m.d.comb += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
+        counting = Signal()
+        with m.If(counting):
+            m.d.sync += self.o_counters.cycles.eq(self.o_counters.cycles + 1)
+        with m.If(push):
+            m.d.sync += self.o_counters.broadcasts.eq(self.o_counters.broadcasts + 1)
+        with m.If(tree.o.valid & ~all_ready):
+            m.d.sync += self.o_counters.stall_cycles.eq(self.o_counters.stall_cycles + 1)
+
+        with m.FSM(name="sequencer"):
+            with m.State("CLEAR"):
+                m.d.comb += self.o_busy.eq(1)
+                to_pes(clear_en=1, clear_addr=counter[:act_addr])
+                m.d.sync += counter.eq(counter + 1)
+                with m.If(counter == c.act_depth - 1):
+                    m.next = "IDLE"
+            with m.State("IDLE"):
+                m.d.comb += [self.i_load.ready.eq(1), self.i_cmd.ready.eq(~self.i_load.valid)]
+                with m.If(self.i_cmd.valid & ~self.i_load.valid):
+                    m.d.sync += cmd.eq(self.i_cmd.payload)
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
+                to_pes(scan_start=1)
+                m.d.sync += active_cb.eq(
+                    codebooks.as_value().word_select(cmd.slot, len(active_cb.as_value())))
+                m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
+                to_pes(compute=1)
+                with m.If(compute_done):
+                    m.d.sync += [counter.eq(0), row_base.eq(0)]
+                    m.next = "WRITEBACK"
+            with m.State("WRITEBACK"):
+                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
+                with m.If(row_base < cmd.out_features):
+                    to_pes(wb_en=1, wb_addr=counter[:act_addr], wb_row=row_base)
+                    m.d.sync += [counter.eq(counter + 1), row_base.eq(row_base + n)]
+                with m.Else():
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
+                m.d.sync += [counter.eq(0), row_base.eq(0)]
+                with m.If(cmd.emit):
+                    m.next = "EMIT"
+                with m.Else():
+                    m.next = "IDLE"
+            with m.State("EMIT"):
+                # The activation memory's read data is the payload; a read is issued
+                # whenever the beat on the port is taken (or there is none).
+                m.d.comb += self.o_busy.eq(1)
+                advance = ~self.o_result.valid | self.o_result.ready
+                with m.If(advance):
+                    with m.If(row_base < cmd.out_features):
+                        to_pes(emit_en=1, emit_addr=counter[:act_addr])
+                        m.d.sync += [self.o_result.valid.eq(1), counter.eq(counter + 1),
+                                     row_base.eq(row_base + n)]
+                    with m.Else():
+                        m.d.sync += self.o_result.valid.eq(0)
+                        m.next = "IDLE"
+        return m
+
+
+def _all(signals):
+    result = signals[0]
+    for s in signals[1:]:
+        result = result & s
+    return result
