@@ -8,6 +8,7 @@ codebook entry moves by the summed gradient of the weights in its cluster (Han e
 """
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .model import Layer, Mlp
 
@@ -72,6 +73,11 @@ def _batches(n, batch, rng):
 def train(model: Mlp, x, y, epochs: int = 60, lr: float = 1e-3, batch: int = 64,
           seed: int = 0, weight_decay: float = 0.0, progress=None) -> Mlp:
     """Train ``model`` in place; layers with a ``mask`` keep pruned weights at 0."""
+    with threadpool_limits(1):  # small matrices; one thread is faster and reproducible
+        return _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress)
+
+
+def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress):
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)

@@ -1,0 +1,252 @@
+"""Memory images of a compressed MLP for one engine and config, with ``manifest.json``.
+
+``write_image`` turns a :class:`quantize.compress.Compressed` model into per-layer files of
+what the engine's memories hold (raw little-endian arrays) and a manifest naming the
+format version, the engine and its full config, every layer (shape, ReLU, files with
+dtype/shape/bytes/sha256), the number formats and scales, and the compression table.
+``load_image`` reads them back, checks every checksum and refuses an image made for
+another engine or config.
+
+* **eie**: per layer the interleaved-CSC sparse matrix packed into the engine's words
+  (``quantize.csc``, PE after PE), column pointers, the 16-entry signed 16-bit fixed-point
+  codebook (entry 0 = 0) and the bias in the activations' fixed-point format. Fraction bits
+  of activations and weights are chosen from the data and are part of the config.
+* **systolic**: per layer TFLite int8: weights int8 K × N (the transpose of out × in),
+  per-output-channel scales, int32 bias, requantization multiplier (int32) and shift.
+"""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import csc
+from .fixedpoint import frac_bits_for, to_fixed
+from .int8 import activation_params, quantize_bias, quantize_multiplier, \
+    quantize_weights_per_channel
+from .storage import totals
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_image",
+           "eie_config_for", "config_from_dict"]
+
+FORMAT = "nnaccel-image"
+FORMAT_VERSION = 1
+ENGINES = ("eie", "systolic")
+_ACT_MARGIN = 1.25
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def config_from_dict(engine: str, d: dict):
+    if engine == "eie":
+        from hw.eie.config import EieConfig
+        return EieConfig(**d)
+    if engine == "systolic":
+        from hw.systolic.config import SystolicConfig
+        return SystolicConfig(**d)
+    raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+
+
+def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **overrides):
+    """An :class:`~hw.eie.config.EieConfig` for ``pes`` PEs whose memories fit this model."""
+    from hw.eie.config import EieConfig
+    base = EieConfig(pes=pes, act_frac=act_frac, weight_frac=weight_frac,
+                     spmat_depth=1 << 20, ptr_depth=1 << 20, act_depth=1 << 16,
+                     bias_depth=1 << 16, max_layers=max(4, len(compressed.shared)))
+    words = np.zeros(pes, dtype=np.int64)
+    for s in compressed.shared:
+        layer = csc.encode(s.index, base)
+        words += -(-layer.entry_counts // base.entries_per_word)
+    layers = compressed.final.layers
+    sizes = {
+        "spmat_depth": _pow2(int(words.max()) + 1),
+        "ptr_depth": _pow2(sum(layer.shape[1] + 2 for layer in layers)),
+        "act_depth": _pow2(max(-(-max(layer.shape) // pes) for layer in layers)),
+        "bias_depth": _pow2(sum(-(-layer.shape[0] // pes) for layer in layers)),
+        "max_layers": max(4, len(layers)),
+    }
+    sizes.update(overrides)
+    return dataclasses.replace(base, **sizes)
+
+
+@dataclass
+class Image:
+    """A loaded image: ``directory``, ``manifest`` (dict), ``engine``, ``config`` and the
+    arrays of each layer (``layers[i][file_key]``)."""
+
+    directory: Path
+    manifest: dict
+    engine: str
+    config: object
+    layers: list[dict]
+
+    @property
+    def image_bytes(self) -> int:
+        return self.manifest["compression"]["image_bytes"]
+
+
+def _write(out: Path, name: str, array: np.ndarray, dtype: str, memory: bool = True) -> dict:
+    data = np.ascontiguousarray(np.asarray(array).astype(dtype))
+    raw = data.tobytes()
+    (out / name).write_bytes(raw)
+    return {"path": name, "dtype": np.dtype(dtype).str, "shape": list(data.shape),
+            "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "memory": memory}
+
+
+def _eie_layers(compressed, config, out: Path) -> tuple[list, int]:
+    layers, total = [], 0
+    n = len(compressed.shared)
+    ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
+    for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared)):
+        if not s.reserve_zero or s.bits != config.index_bits:
+            raise ValueError(f"layer {layer.name}: the EIE engine needs {config.index_bits}-bit "
+                             f"sharing with codebook entry 0 reserved for 0")
+        codebook = to_fixed(s.codebook, config.weight_frac, config.weight_width)
+        codebook[0] = 0
+        enc = csc.encode(s.index, config, codebook)
+        words = [csc.pack_words(enc.pe_entries(p), config) for p in range(config.pes)]
+        files = {
+            "spmat": _write(out, f"{layer.name}.spmat.bin", np.concatenate(words), "<u8"),
+            "ptr": _write(out, f"{layer.name}.ptr.bin", enc.pointers, ptr_dtype),
+            "codebook": _write(out, f"{layer.name}.codebook.bin", codebook, "<i2"),
+            "bias": _write(out, f"{layer.name}.bias.bin",
+                           to_fixed(layer.bias, config.act_frac, config.act_width), "<i2"),
+        }
+        total += sum(f["bytes"] for f in files.values() if f["memory"])
+        layers.append({
+            "name": layer.name, "in": layer.shape[1], "out": layer.shape[0],
+            "relu": i < n - 1, "files": files,
+            "pe_entries": enc.entry_counts.tolist(),
+            "pe_words": [int(len(w)) for w in words],
+            "padding_entries": int(enc.padding_counts.sum()),
+            "codebook_real": s.codebook.astype(float).tolist(),
+        })
+    return layers, total
+
+
+def _systolic_layers(compressed, calibration, out: Path) -> tuple[list, int]:
+    acts = compressed.final.activations(calibration)
+    layers, total = [], 0
+    n = len(compressed.shared)
+    params = [activation_params(a.min(), a.max()) for a in acts]
+    for i, layer in enumerate(compressed.final.layers):
+        (s_in, zp_in), (s_out, zp_out) = params[i], params[i + 1]
+        relu = i < n - 1
+        if relu:  # ReLU outputs: range [0, max], zero point at the bottom
+            s_out, zp_out = activation_params(0.0, acts[i + 1].max())
+            params[i + 1] = (s_out, zp_out)
+        q, s_w = quantize_weights_per_channel(layer.weight)
+        bias = quantize_bias(layer.bias, s_in, s_w)
+        mult, shift = zip(*(quantize_multiplier(s_in * sw / s_out) for sw in s_w))
+        files = {
+            "weight": _write(out, f"{layer.name}.weight.bin", q.T, "<i1"),
+            "bias": _write(out, f"{layer.name}.bias.bin", bias, "<i4"),
+            "multiplier": _write(out, f"{layer.name}.multiplier.bin", mult, "<i4"),
+            "shift": _write(out, f"{layer.name}.shift.bin", shift, "<i1"),
+            "weight_scale": _write(out, f"{layer.name}.weight_scale.bin", s_w, "<f8",
+                                   memory=False),
+        }
+        total += sum(f["bytes"] for f in files.values() if f["memory"])
+        layers.append({
+            "name": layer.name, "in": layer.shape[1], "out": layer.shape[0], "relu": relu,
+            "files": files,
+            "input": {"scale": s_in, "zero_point": zp_in},
+            "output": {"scale": s_out, "zero_point": zp_out},
+            "act_min": zp_out if relu else -128, "act_max": 127,
+        })
+    return layers, total
+
+
+def write_image(compressed, engine: str, config, out_dir, calibration=None,
+                source: str | None = None) -> dict:
+    """Write the images and ``manifest.json`` into ``out_dir``; return the manifest."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if engine == "eie":
+        layers, image_bytes = _eie_layers(compressed, config, out)
+        io = {"input": {"format": "fixed", "width": config.act_width, "frac": config.act_frac},
+              "output": {"format": "fixed", "width": config.act_width, "frac": config.act_frac}}
+    elif engine == "systolic":
+        if calibration is None:
+            raise ValueError("the systolic engine's int8 scales need inputs: give "
+                             "--calibration X.npy (or --train)")
+        layers, image_bytes = _systolic_layers(compressed, np.asarray(calibration, np.float32),
+                                               out)
+        io = {"input": {"format": "int8", **layers[0]["input"]},
+              "output": {"format": "int8", **layers[-1]["output"]}}
+    else:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    table = totals(compressed.storage)
+    dense_bytes = table["dense_bits"] // 8
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "engine": engine,
+        "config": dataclasses.asdict(config), "source": source,
+        "layers": layers, **io,
+        "compression": {
+            "accounting": "Deep Compression (weights: codebook-index bits + relative-index "
+                          "bits + codebooks vs 32-bit dense; no biases or pointers)",
+            "layers": [r.as_dict() for r in compressed.storage],
+            "totals": table,
+            "compression_ratio": table["ratio_huffman"],
+            "image_bytes": image_bytes,
+            "dense_weight_bytes": dense_bytes,
+            "image_compression_ratio": dense_bytes / image_bytes,
+        },
+        "log": compressed.log,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json))
+    np.savez(out / "report_weights.npz", **{
+        f"{stage}/{layer.name}": layer.weight
+        for stage, model in (("original", compressed.original), ("pruned", compressed.pruned),
+                             ("shared", compressed.final)) for layer in model.layers})
+    return manifest
+
+
+def _json(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def load_image(directory, engine: str | None = None, config=None) -> Image:
+    """Read and verify an image; refuse one made for another ``engine`` or ``config``."""
+    d = Path(directory)
+    path = d / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{d}: no manifest.json (make one with nnaccel compress)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an nnaccel image manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {manifest.get('format_version')}, this "
+                         f"nnaccel reads version {FORMAT_VERSION}; recompress the model")
+    kind = manifest["engine"]
+    if engine is not None and engine != kind:
+        raise ValueError(f"{d}: image made for the {kind} engine, not for {engine}")
+    image_config = config_from_dict(kind, manifest["config"])
+    if config is not None and config != image_config:
+        raise ValueError(f"{d}: image made for {image_config}, but the engine is {config}; "
+                         f"recompress for this config")
+    layers = []
+    for spec in manifest["layers"]:
+        arrays = {}
+        for key, f in spec["files"].items():
+            raw = (d / f["path"]).read_bytes()
+            if hashlib.sha256(raw).hexdigest() != f["sha256"]:
+                raise ValueError(f"{d / f['path']}: checksum mismatch (file changed since "
+                                 f"compression)")
+            arrays[key] = np.frombuffer(raw, dtype=np.dtype(f["dtype"])).reshape(f["shape"])
+        layers.append(arrays)
+    return Image(d, manifest, kind, image_config, layers)
