@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .model import Mlp
-from .prune import apply_masks, prune_activation_aware, prune_global, prune_quality, \
-    prune_sparsity
+from .prune import apply_masks, prune_activation_aware, prune_global, prune_quality, prune_sparsity
 from .share import SharedLayer, share_weights
 from .storage import LayerStorage, layer_storage
 from .train import finetune_centroids, train
@@ -118,12 +117,13 @@ def _masks(model: Mlp, spec: CompressSpec, fraction: float, calib_inputs=None):
         return [prune_quality(layer.weight, spec.quality * fraction) for layer in model.layers]
     targets = parse_sparsity(spec.sparsity if spec.sparsity is not None else 0.0, names)
     if spec.global_prune:
-        overall = sum(targets[n] * layer.weight.size for n, layer in zip(names, model.layers))
+        sizes = [layer.weight.size for layer in model.layers]
+        overall = sum(targets[n] * size for n, size in zip(names, sizes, strict=True))
         overall /= sum(layer.weight.size for layer in model.layers)
         return prune_global([layer.weight for layer in model.layers], overall * fraction)
     if calib_inputs is not None:
         return [prune_activation_aware(layer.weight, x, targets[layer.name] * fraction)
-                for layer, x in zip(model.layers, calib_inputs)]
+                for layer, x in zip(model.layers, calib_inputs, strict=False)]
     return [prune_sparsity(layer.weight, targets[layer.name] * fraction)
             for layer in model.layers]
 
@@ -207,7 +207,7 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
         pruned = work.copy()
         say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
-        for layer, s in zip(work.layers, shared):
+        for layer, s in zip(work.layers, shared, strict=False):
             layer.weight = s.weight()
         log["shared_train_accuracy"] = work.accuracy(x_train, y_train)
         if spec.finetune_epochs:
@@ -236,7 +236,7 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
         say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
         x_in = calibration
-        for i, (layer, s) in enumerate(zip(work.layers, shared)):
+        for i, (layer, s) in enumerate(zip(work.layers, shared, strict=False)):
             layer.weight = s.weight()
             h = x_in @ layer.weight.T + layer.bias
             target = float_acts[i] @ original.layers[i].weight.T + original.layers[i].bias
@@ -250,10 +250,10 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
         pruned = work.copy()
         say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
-        for layer, s in zip(work.layers, shared):
+        for layer, s in zip(work.layers, shared, strict=False):
             layer.weight = s.weight()
     storage = [layer_storage(layer.name, s.mask, s.index, spec.bits, spec.index_bits)
-               for layer, s in zip(work.layers, shared)]
+               for layer, s in zip(work.layers, shared, strict=False)]
     return Compressed(original, pruned, work, shared, storage, log)
 
 

@@ -24,9 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from . import csc
-from .fixedpoint import frac_bits_for, to_fixed
-from .int8 import activation_params, quantize_bias, quantize_multiplier, \
-    quantize_weights_per_channel
+from .fixedpoint import to_fixed
+from .int8 import (
+    activation_params,
+    quantize_bias,
+    quantize_multiplier,
+    quantize_weights_per_channel,
+)
 from .storage import totals
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_image",
@@ -102,7 +106,7 @@ def _eie_layers(compressed, config, out: Path) -> tuple[list, int]:
     layers, total = [], 0
     n = len(compressed.shared)
     ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
-    for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared)):
+    for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
         if not s.reserve_zero or s.bits != config.index_bits:
             raise ValueError(f"layer {layer.name}: the EIE engine needs {config.index_bits}-bit "
                              f"sharing with codebook entry 0 reserved for 0")
@@ -142,7 +146,7 @@ def _systolic_layers(compressed, calibration, out: Path) -> tuple[list, int]:
             params[i + 1] = (s_out, zp_out)
         q, s_w = quantize_weights_per_channel(layer.weight)
         bias = quantize_bias(layer.bias, s_in, s_w)
-        mult, shift = zip(*(quantize_multiplier(s_in * sw / s_out) for sw in s_w))
+        mult, shift = zip(*(quantize_multiplier(s_in * sw / s_out) for sw in s_w), strict=False)
         files = {
             "weight": _write(out, f"{layer.name}.weight.bin", q.T, "<i1"),
             "bias": _write(out, f"{layer.name}.bias.bin", bias, "<i4"),

@@ -83,10 +83,10 @@ def kmeans_1d(values, k: int, init: str = "linear", max_iter: int = 300, seed: i
     cuts = _cuts(x, c)
     n, sx, sxx = _segment_stats(s1, s2, cuts)
     start = float(np.sum(sxx - 2 * c * sx + n * c * c))
-    it = 0
-    for it in range(1, max_iter + 1):
-        c = np.where(n > 0, sx / np.maximum(n, 1), c)
-        c = np.sort(c)
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
+        c = np.sort(np.where(n > 0, sx / np.maximum(n, 1), c))
         new = _cuts(x, c)
         if np.array_equal(new, cuts):
             break
@@ -94,4 +94,4 @@ def kmeans_1d(values, k: int, init: str = "linear", max_iter: int = 300, seed: i
         n, sx, sxx = _segment_stats(s1, s2, cuts)
     labels = np.clip(np.searchsorted((c[1:] + c[:-1]) / 2, values, side="left"), 0, k - 1)
     final = float(np.sum(np.maximum(sxx - 2 * c * sx + n * c * c, 0)))
-    return KMeansResult(c, labels, final, start, it)
+    return KMeansResult(c, labels, final, start, iterations)

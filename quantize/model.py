@@ -59,7 +59,7 @@ class Mlp:
     def __init__(self, layers: list[Layer]):
         if not layers:
             raise ValueError("the model has no layers")
-        for a, b in zip(layers, layers[1:]):
+        for a, b in zip(layers, layers[1:], strict=False):
             if a.shape[0] != b.shape[1]:
                 raise ValueError(f"layer shapes do not chain: {a.name} outputs {a.shape[0]} "
                                  f"values but {b.name} takes {b.shape[1]} inputs")

@@ -53,7 +53,7 @@ def prune_global(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]
     masks = [np.abs(w) > threshold for w in weights]
     # Ties at the threshold: keep enough of them to hit the count exactly.
     extra = (flat.size - drop) - sum(int(m.sum()) for m in masks)
-    for w, m in zip(weights, masks):
+    for w, m in zip(weights, masks, strict=False):
         if extra <= 0:
             break
         ties = np.flatnonzero((np.abs(w) == threshold).reshape(-1))[:extra]
@@ -74,7 +74,7 @@ def prune_activation_aware(weight: np.ndarray, inputs: np.ndarray, sparsity: flo
 
 def apply_masks(model, masks):
     """Zero the pruned weights of ``model`` in place and keep the masks on its layers."""
-    for layer, mask in zip(model.layers, masks):
+    for layer, mask in zip(model.layers, masks, strict=False):
         if mask.shape != layer.weight.shape:
             raise ValueError(f"layer {layer.name}: mask shape {mask.shape} does not match "
                              f"weight shape {layer.weight.shape}")

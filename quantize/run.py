@@ -42,10 +42,10 @@ def eie_layers(image: Image) -> list[dict]:
     """Per layer: the :class:`quantize.csc.CscLayer`, codebook, bias and ReLU flag."""
     cfg = image.config
     out = []
-    for spec, arrays in zip(image.manifest["layers"], image.layers):
+    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=False):
         words = np.split(arrays["spmat"], np.cumsum(spec["pe_words"])[:-1])
         entries = np.concatenate([unpack_words(w, n, cfg)
-                                  for w, n in zip(words, spec["pe_entries"])])
+                                  for w, n in zip(words, spec["pe_entries"], strict=False)])
         offsets = np.concatenate(([0], np.cumsum(spec["pe_entries"]))).astype(np.int64)
         codebook = arrays["codebook"].astype(np.int64)
         layer = csc.CscLayer(spec["out"], spec["in"], cfg.pes, cfg.index_bits, cfg.zrun_bits,
@@ -93,7 +93,7 @@ def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
     a = xq
     cycles = 0
     per_layer = []
-    for spec, arrays in zip(image.manifest["layers"], image.layers):
+    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=False):
         args = (arrays["weight"], arrays["bias"], arrays["multiplier"], arrays["shift"],
                 spec["input"]["zero_point"], spec["output"]["zero_point"], spec["act_min"],
                 spec["act_max"])

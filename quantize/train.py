@@ -19,7 +19,7 @@ def init_mlp(sizes: list[int], seed: int = 0, names=None) -> Mlp:
     """He-initialised MLP with ``sizes = [in, hidden..., out]``; layers fc1, fc2, …"""
     rng = np.random.default_rng(seed)
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
         w = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
         layers.append(Layer(names[i] if names else f"fc{i + 1}", w, np.zeros(n_out)))
     return Mlp(layers)
@@ -55,7 +55,7 @@ class _Adam:
 
     def step(self, params, grads):
         self.t += 1
-        for p, g, m, v in zip(params, grads, self.m, self.v):
+        for p, g, m, v in zip(params, grads, self.m, self.v, strict=False):
             m *= self.b1
             m += (1 - self.b1) * g
             v *= self.b2
@@ -87,7 +87,7 @@ def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress):
         for idx in _batches(len(x), batch, rng):
             _, grads = gradients(model, x[idx], y[idx])
             flat = []
-            for layer, (dw, db) in zip(model.layers, grads):
+            for layer, (dw, db) in zip(model.layers, grads, strict=False):
                 if weight_decay:
                     dw = dw + weight_decay * layer.weight
                 if layer.mask is not None:
@@ -109,22 +109,23 @@ def finetune_centroids(model: Mlp, shared: list, x, y, epochs: int = 20, lr: flo
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)
-    for layer, s in zip(model.layers, shared):
+    for layer, s in zip(model.layers, shared, strict=False):
         layer.weight = s.weight()
-    params = [p for s, layer in zip(shared, model.layers) for p in (s.codebook, layer.bias)]
+    params = [p for s, layer in zip(shared, model.layers, strict=True)
+              for p in (s.codebook, layer.bias)]
     opt = _Adam(params, lr)
     for epoch in range(epochs):
         for idx in _batches(len(x), batch, rng):
             _, grads = gradients(model, x[idx], y[idx])
             flat = []
-            for s, (dw, db) in zip(shared, grads):
+            for s, (dw, db) in zip(shared, grads, strict=False):
                 dc = np.bincount(s.index[s.mask], weights=dw[s.mask],
                                  minlength=s.codebook.size)
                 if s.reserve_zero:
                     dc[0] = 0.0
                 flat += [dc.astype(np.float32), db.astype(np.float32)]
             opt.step(params, flat)
-            for layer, s in zip(model.layers, shared):
+            for layer, s in zip(model.layers, shared, strict=False):
                 if s.reserve_zero:
                     s.codebook[0] = 0.0
                 layer.weight = s.weight()
