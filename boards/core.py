@@ -5,6 +5,9 @@ only) and what :class:`boards.top.BoardTop` places on a real board behind its cl
 pins.
 """
 
+import hashlib
+from pathlib import Path
+
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -12,7 +15,15 @@ from amaranth.lib.wiring import In, Out
 from .link import FrameLink
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["BoardCore"]
+__all__ = ["BoardCore", "source_hash"]
+
+
+def source_hash() -> str:
+    """Hash of the ``boards/`` gateware sources (part of every cached build's key)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class BoardCore(wiring.Component):
