@@ -30,7 +30,7 @@ from quantize.csc import CscLayer, check_codebook, decode, encode, pack_words
 from .golden import eie as golden
 
 __all__ = ["EieImage", "build_image", "load_beats", "cmd_payload", "parse_result",
-           "parse_counters", "run_layers", "run_rtl_cases", "ideal_cycles"]
+           "parse_counters", "run_layers", "run_rtl_cases", "ideal_cycles", "random_layer"]
 
 
 @dataclass
@@ -370,3 +370,31 @@ def _sim_dir() -> Path:
     path = BUILD_ROOT / "sim"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def random_layer(config: EieConfig, in_features: int, out_features: int, density: float,
+                 act_density: float, seed: int = 0):
+    """A random sparse layer and input, as in EIE's benchmark: uniformly random non-zero
+    positions (``density``), codebook indices 1..15 uniform, a 16-entry codebook of
+    weights in about ±0.1, and non-negative inputs (post-ReLU) with ``act_density``
+    non-zeros. Returns ``(layer, activations)``."""
+    for name, value in (("density", density), ("act_density", act_density)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value}: use a fraction from 0 to 1")
+    if in_features < 1 or out_features < 1:
+        raise ValueError("in_features and out_features must be at least 1")
+    rng = np.random.default_rng(seed)
+    k = config.codebook_size
+    indices = np.zeros((out_features, in_features), dtype=np.uint8)
+    step = max(1, (1 << 24) // in_features)
+    for r0 in range(0, out_features, step):
+        block = indices[r0:r0 + step]
+        mask = rng.random(block.shape, dtype=np.float32) < density
+        block[mask] = rng.integers(1, k, int(mask.sum()), dtype=np.uint8)
+    scale = 1 << config.weight_frac
+    codebook = np.concatenate([[0], np.round(np.linspace(-0.1, 0.1, k - 1) * scale)])
+    codebook = np.clip(codebook, -(1 << (config.weight_width - 1)),
+                       (1 << (config.weight_width - 1)) - 1).astype(np.int64)
+    amax = min((1 << (config.act_width - 1)) - 1, 4 << config.act_frac)
+    act = rng.integers(1, amax + 1, in_features) * (rng.random(in_features) < act_density)
+    return {"indices": indices, "codebook": codebook, "relu": True}, act.astype(np.int64)

@@ -1,0 +1,32 @@
+"""cocotb + Verilator tests of EieTop: every output word, counters, corner cases."""
+
+import pytest
+
+from hw.eie import PRESETS, EieConfig
+from sim.eie import run_rtl_cases
+
+from .cases import make_cases, run_and_check
+
+
+def _check(config, seed=0):
+    failures = run_and_check(config, make_cases(config, seed), run_rtl_cases)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("preset", ["test4", "test16"])
+def test_corner_cases(preset):
+    _check(PRESETS[preset])
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_corner_cases_64_pes():
+    _check(EieConfig(pes=64, spmat_depth=1024, ptr_depth=1024, act_depth=64, bias_depth=128))
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_queue_depth_one():
+    _check(EieConfig(pes=4, queue_depth=1, spmat_depth=512, ptr_depth=1024, act_depth=128,
+                     bias_depth=256), seed=1)
