@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import csc
-from .fixedpoint import to_fixed
+from .fixedpoint import frac_bits_for, to_fixed
 from .int8 import (
     activation_params,
     quantize_bias,
@@ -34,7 +34,7 @@ from .int8 import (
 from .storage import totals
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_image",
-           "eie_config_for", "config_from_dict"]
+           "eie_config_for", "systolic_config_for", "config_from_dict", "choose_eie_fracs"]
 
 FORMAT = "nnaccel-image"
 FORMAT_VERSION = 1
@@ -54,6 +54,24 @@ def config_from_dict(engine: str, d: dict):
         from hw.systolic.config import SystolicConfig
         return SystolicConfig(**d)
     raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+
+
+def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int]:
+    """``(act_frac, weight_frac)`` from the data: the most fraction bits for which the
+    largest codebook value, and the largest input, pre-activation or bias seen on
+    ``inputs`` (times a 1.25 margin), still fit ``width`` bits. Without inputs the
+    activation format keeps 8 fraction bits."""
+    w_max = max(float(np.abs(s.codebook).max()) for s in compressed.shared)
+    weight_frac = frac_bits_for(w_max, width)
+    if inputs is None:
+        return 8, weight_frac
+    acts = compressed.final.activations(np.asarray(inputs, np.float32))
+    model = compressed.final
+    a_max = max(float(np.abs(a).max()) for a in acts)
+    pre = [a @ layer.weight.T + layer.bias for a, layer in zip(acts, model.layers, strict=False)]
+    a_max = max([a_max] + [float(np.abs(p).max()) for p in pre]
+                + [float(np.abs(layer.bias).max()) for layer in model.layers])
+    return frac_bits_for(a_max * _ACT_MARGIN, width), weight_frac
 
 
 def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **overrides):
@@ -76,6 +94,22 @@ def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **over
     }
     sizes.update(overrides)
     return dataclasses.replace(base, **sizes)
+
+
+def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **overrides):
+    """A :class:`~hw.systolic.config.SystolicConfig` whose buffers hold every layer of this
+    model with up to ``batch`` inputs per GEMM (larger batches run in chunks)."""
+    from hw.systolic.config import SystolicConfig
+    shapes = [layer.shape for layer in compressed.final.layers]  # (N, K)
+    kt = max(-(-k // rows) for _, k in shapes)
+    sizes = {
+        "weight_depth": _pow2(max(-(-n // cols) * -(-k // rows) * rows for n, k in shapes)),
+        "act_depth": _pow2(kt * batch),
+        "acc_depth": batch,
+        "param_depth": _pow2(max(-(-n // cols) for n, _ in shapes)),
+    }
+    sizes.update(overrides)
+    return SystolicConfig(rows=rows, cols=cols, **sizes)
 
 
 @dataclass

@@ -77,15 +77,33 @@ def _run_eie(image: Image, xq: np.ndarray, engine: str, progress):
                   "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
         rows = [golden.run(dense, x, image.config)[-1] for x in xq]
         return np.stack(rows), None, {}
-    try:
-        from sim import eie as driver
-    except ModuleNotFoundError as e:
-        if e.name != "sim.eie":
-            raise
-        raise ValueError("the EIE engine's RTL host driver (sim/eie.py) is not available "
-                         "yet; use --engine golden") from None
-    result = driver.run_network(image.config, layers, xq, engine="rtl", progress=progress)
-    return np.asarray(result.outputs), int(result.cycles), getattr(result, "info", {}) or {}
+    from sim import eie as driver
+    specs = [{"csc": spec["csc"], "codebook": spec["codebook"], "bias": spec["bias"],
+              "relu": spec["relu"]} for spec in layers]
+    built = driver.build_image(image.config, specs)
+    if progress:
+        progress(f"EIE RTL: {len(xq)} inputs, {image.config.pes} PEs, one Verilator run")
+    cases = [{"image": built, "activations": x} for x in xq]
+    results = driver.run_rtl_cases(image.config, cases)
+    outputs = np.array([r["outputs"] for r in results], dtype=np.int64)
+    cycles = [int(r["cycles"]) for r in results]
+    info = {"cycles_per_input": cycles, "ideal_cycles": [
+        driver.ideal_cycles(built, _layer_inputs(layers, x, image.config)) for x in xq]}
+    return outputs, int(sum(cycles)), info
+
+
+def _layer_inputs(layers, x, config):
+    from sim.golden import eie as golden
+    dense = [{"weights": csc.decode(spec["csc"]), "codebook": spec["codebook"],
+              "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
+    return [np.asarray(x)] + golden.run(dense, x, config)[:-1]
+
+
+def _chunks(image: Image, m: int) -> list[slice]:
+    cfg = image.config
+    kt = max(-(-spec["in"] // cfg.rows) for spec in image.manifest["layers"])
+    size = max(1, min(cfg.acc_depth, cfg.act_depth // kt))
+    return [slice(i, min(i + size, m)) for i in range(0, m, size)]
 
 
 def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
@@ -93,20 +111,23 @@ def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
     a = xq
     cycles = 0
     per_layer = []
-    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=False):
+    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=True):
         args = (arrays["weight"], arrays["bias"], arrays["multiplier"], arrays["shift"],
                 spec["input"]["zero_point"], spec["output"]["zero_point"], spec["act_min"],
                 spec["act_max"])
         if engine == "golden":
             a = golden.gemm(a, *args, rounding=image.config.rounding)
-        else:
-            from sim import systolic as driver
-            if progress:
-                progress(f"{spec['name']}: {a.shape[0]}x{spec['in']}x{spec['out']} GEMM on RTL")
-            result = driver.run_gemm(image.config, a, *args, engine="rtl")
-            a = np.asarray(result.output)
-            cycles += int(result.cycles)
-            per_layer.append(int(result.cycles))
+            continue
+        from sim import systolic as driver
+        parts = _chunks(image, len(a))
+        if progress:
+            progress(f"{spec['name']}: {len(a)}x{spec['in']}x{spec['out']} GEMM on RTL "
+                     f"({len(parts)} jobs)")
+        runs = driver.run_jobs(image.config, [driver.GemmJob(a[p], *args) for p in parts])
+        a = np.concatenate([np.asarray(r.output) for r in runs]).astype(np.int64)
+        layer_cycles = sum(int(r.cycles) for r in runs)
+        cycles += layer_cycles
+        per_layer.append(layer_cycles)
     info = {"layer_cycles": per_layer} if per_layer else {}
     return a, (cycles if engine == "rtl" else None), info
 

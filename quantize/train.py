@@ -106,10 +106,17 @@ def finetune_centroids(model: Mlp, shared: list, x, y, epochs: int = 20, lr: flo
                        batch: int = 64, seed: int = 0, progress=None) -> Mlp:
     """Trained quantization: update every layer's codebook by its clusters' summed
     gradients (biases train too); ``model``'s weights track the codebooks."""
+    with threadpool_limits(1):
+        return _finetune(model, shared, x, y, epochs, lr, batch, seed, progress)
+
+
+def _finetune(model, shared, x, y, epochs, lr, batch, seed, progress):
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)
-    for layer, s in zip(model.layers, shared, strict=False):
+    kept = [np.flatnonzero(s.mask) for s in shared]
+    labels = [s.index.reshape(-1)[k].astype(np.int64) for s, k in zip(shared, kept, strict=True)]
+    for layer, s in zip(model.layers, shared, strict=True):
         layer.weight = s.weight()
     params = [p for s, layer in zip(shared, model.layers, strict=True)
               for p in (s.codebook, layer.bias)]
@@ -118,17 +125,16 @@ def finetune_centroids(model: Mlp, shared: list, x, y, epochs: int = 20, lr: flo
         for idx in _batches(len(x), batch, rng):
             _, grads = gradients(model, x[idx], y[idx])
             flat = []
-            for s, (dw, db) in zip(shared, grads, strict=False):
-                dc = np.bincount(s.index[s.mask], weights=dw[s.mask],
-                                 minlength=s.codebook.size)
+            for s, k, lab, (dw, db) in zip(shared, kept, labels, grads, strict=True):
+                dc = np.bincount(lab, weights=dw.reshape(-1)[k], minlength=s.codebook.size)
                 if s.reserve_zero:
                     dc[0] = 0.0
                 flat += [dc.astype(np.float32), db.astype(np.float32)]
             opt.step(params, flat)
-            for layer, s in zip(model.layers, shared, strict=False):
+            for layer, s, k, lab in zip(model.layers, shared, kept, labels, strict=True):
                 if s.reserve_zero:
                     s.codebook[0] = 0.0
-                layer.weight = s.weight()
+                layer.weight.reshape(-1)[k] = s.codebook[lab]
         if progress:
             progress(epoch + 1, epochs)
     return model

@@ -1,0 +1,102 @@
+"""The compression table and plots of an image (``nnaccel report``)."""
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes"]
+
+
+def layer_image_bytes(spec: dict) -> int:
+    return sum(f["bytes"] for f in spec["files"].values() if f["memory"])
+
+
+def report_json(image) -> dict:
+    c = image.manifest["compression"]
+    layers = []
+    for row, spec in zip(c["layers"], image.manifest["layers"], strict=True):
+        layers.append({**row, "image_bytes": layer_image_bytes(spec)})
+    return {"engine": image.engine, "config": image.manifest["config"],
+            "accounting": c["accounting"], "layers": layers, "totals": c["totals"],
+            "compression_ratio": c["compression_ratio"], "image_bytes": c["image_bytes"],
+            "dense_weight_bytes": c["dense_weight_bytes"],
+            "image_compression_ratio": c["image_compression_ratio"]}
+
+
+def format_table(image) -> str:
+    """The per-layer table of Deep Compression's accounting, then the real image bytes."""
+    r = report_json(image)
+    head = (f"{'layer':<8}{'shape':>11}{'kept':>8}{'bits':>5}{'idx':>4}{'dense KB':>10}"
+            f"{'pruned':>9}{'P+Q':>8}{'+Huff':>8}{'image B':>10}")
+    lines = [f"{image.engine} engine, {r['accounting']}", head, "-" * len(head)]
+
+    def row(name, shape, d, img):
+        return (f"{name:<8}{shape:>11}{d['density'] * 100:>7.1f}%{d.get('bits', ''):>5}"
+                f"{d.get('index_bits', ''):>4}{d['dense_bits'] / 8192:>10.1f}"
+                f"{d['ratio_pruned']:>8.1f}x{d['ratio_pq']:>7.1f}x{d['ratio_huffman']:>7.1f}x"
+                f"{img:>10}")
+    for d in r["layers"]:
+        lines.append(row(d["name"], "x".join(map(str, d["shape"])), d, d["image_bytes"]))
+    lines.append("-" * len(head))
+    lines.append(row("total", "", r["totals"], r["image_bytes"]))
+    lines.append(f"compression_ratio (paper's accounting) {r['compression_ratio']:.1f}x; "
+                 f"image_compression_ratio (real image bytes, pointers, padding and biases "
+                 f"included) {r['image_compression_ratio']:.1f}x")
+    return "\n".join(lines)
+
+
+def write_plots(image, out_dir: Path) -> list[Path]:
+    """Weight distributions (before pruning, after pruning, after sharing) per layer and
+    per-layer sizes, as PNG files in ``out_dir``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir = Path(out_dir)
+    paths = []
+    weights_file = image.directory / "report_weights.npz"
+    names = [spec["name"] for spec in image.manifest["layers"]]
+    if weights_file.exists():
+        with np.load(weights_file, allow_pickle=False) as data:
+            fig, axes = plt.subplots(len(names), 3, figsize=(12, 2.6 * len(names)),
+                                     squeeze=False)
+            for i, name in enumerate(names):
+                for j, (stage, title) in enumerate((("original", "before pruning"),
+                                                    ("pruned", "after pruning"),
+                                                    ("shared", "after weight sharing"))):
+                    w = data[f"{stage}/{name}"].reshape(-1)
+                    ax = axes[i, j]
+                    if stage == "original":
+                        ax.hist(w, bins=100)
+                    elif stage == "pruned":
+                        ax.hist(w[w != 0], bins=100)
+                    else:
+                        values, counts = np.unique(w[w != 0], return_counts=True)
+                        ax.bar(values, counts, width=(np.ptp(w) or 1) / 150)
+                    ax.set_title(f"{name}: {title}", fontsize=9)
+                    ax.tick_params(labelsize=7)
+            fig.tight_layout()
+            path = out_dir / "weights.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            paths.append(path)
+    r = report_json(image)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(names))
+    series = [("dense", [d["dense_bits"] / 8 for d in r["layers"]]),
+              ("pruned", [d["pruned_bits"] / 8 for d in r["layers"]]),
+              ("P+Q", [d["pq_bits"] / 8 for d in r["layers"]]),
+              ("P+Q+Huffman", [d["huffman_bits"] / 8 for d in r["layers"]]),
+              (f"{image.engine} image", [d["image_bytes"] for d in r["layers"]])]
+    for k, (label, values) in enumerate(series):
+        ax.bar(x + (k - 2) * 0.16, values, 0.16, label=label)
+    ax.set_xticks(x, names)
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes")
+    ax.set_title("per-layer size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / "sizes.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+    return paths
