@@ -1,0 +1,130 @@
+"""Loaders: every format, natural layer order, and one-line errors for bad files."""
+
+import numpy as np
+import pytest
+
+from quantize.loaders import load_array, load_model
+
+
+def _tensors(rng, sizes=(6, 5, 4), names=("fc1", "fc2")):
+    t = {}
+    for name, (n_in, n_out) in zip(names, zip(sizes, sizes[1:], strict=False), strict=True):
+        t[f"{name}.weight"] = rng.standard_normal((n_out, n_in)).astype(np.float32)
+        t[f"{name}.bias"] = rng.standard_normal(n_out).astype(np.float32)
+    return t
+
+
+def test_npz_natural_order_and_selection(tmp_path):
+    rng = np.random.default_rng(0)
+    sizes = [3] + [4] * 10 + [2]
+    names = [f"fc{i}" for i in range(1, 12)]
+    t = _tensors(rng, sizes, names)
+    np.savez(tmp_path / "m.npz", **t)
+    model = load_model(tmp_path / "m.npz")
+    assert [layer.name for layer in model.layers] == names  # fc2 before fc10
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    h = x
+    for i, name in enumerate(names):
+        h = h @ t[f"{name}.weight"].T + t[f"{name}.bias"]
+        h = np.maximum(h, 0) if i < len(names) - 1 else h
+    np.testing.assert_allclose(model.forward(x), h, rtol=1e-5, atol=1e-6)
+    sub = load_model(tmp_path / "m.npz", ["fc2", "fc3"])
+    assert [layer.name for layer in sub.layers] == ["fc2", "fc3"]
+
+
+def test_safetensors(tmp_path):
+    from safetensors.numpy import save_file
+    t = _tensors(np.random.default_rng(1))
+    save_file(t, str(tmp_path / "m.safetensors"))
+    model = load_model(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(model.layers[1].weight, t["fc2.weight"])
+
+
+def _onnx_model(path, t, gemm=True):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits, cur = [], [], "x"
+    names = ["fc1", "fc2"]
+    for i, name in enumerate(names):
+        w, b = t[f"{name}.weight"], t[f"{name}.bias"]
+        if gemm:
+            inits += [numpy_helper.from_array(w, f"{name}.weight"),
+                      numpy_helper.from_array(b, f"{name}.bias")]
+            nodes.append(helper.make_node("Gemm", [cur, f"{name}.weight", f"{name}.bias"],
+                                          [f"{name}_y"], transB=1, name=name))
+        else:
+            inits += [numpy_helper.from_array(w.T.copy(), f"{name}.weight"),
+                      numpy_helper.from_array(b, f"{name}.bias")]
+            nodes.append(helper.make_node("MatMul", [cur, f"{name}.weight"], [f"{name}_m"]))
+            nodes.append(helper.make_node("Add", [f"{name}_m", f"{name}.bias"], [f"{name}_y"]))
+        cur = f"{name}_y"
+        if i < len(names) - 1:
+            nodes.append(helper.make_node("Relu", [cur], [f"{name}_r"]))
+            cur = f"{name}_r"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 6])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [None, 4])], inits)
+    onnx.save(helper.make_model(graph), str(path))
+
+
+@pytest.mark.parametrize("gemm", [True, False])
+def test_onnx(tmp_path, gemm):
+    t = _tensors(np.random.default_rng(2))
+    _onnx_model(tmp_path / "m.onnx", t, gemm)
+    model = load_model(tmp_path / "m.onnx")
+    assert [layer.name for layer in model.layers] == ["fc1", "fc2"]
+    for name, layer in zip(["fc1", "fc2"], model.layers, strict=True):
+        np.testing.assert_allclose(layer.weight, t[f"{name}.weight"])
+        np.testing.assert_allclose(layer.bias, t[f"{name}.bias"])
+
+
+def test_torch_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    t = _tensors(np.random.default_rng(3))
+    torch.save({k: torch.from_numpy(v) for k, v in t.items()}, tmp_path / "m.pt")
+    model = load_model(tmp_path / "m.pt")
+    np.testing.assert_array_equal(model.layers[0].weight, t["fc1.weight"])
+
+
+def test_pickles_refused(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickled"):
+        load_array(tmp_path / "obj.npy")
+    np.savez(tmp_path / "obj.npz", **{"fc1.weight": np.array([[1.0]]),
+                                      "fc1.bias": np.array([object()], dtype=object)})
+    with pytest.raises(ValueError, match="pickled"):
+        load_model(tmp_path / "obj.npz")
+    (tmp_path / "m.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(ValueError, match="never loaded"):
+        load_model(tmp_path / "m.pkl")
+
+
+def test_errors_are_one_line(tmp_path):
+    rng = np.random.default_rng(4)
+    cases = []
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_model(tmp_path / "missing.npz")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    cases.append((tmp_path / "m.h5", "unknown weight format"))
+    np.savez(tmp_path / "conv.npz", **{"fc1.weight": rng.standard_normal((2, 3, 3))})
+    cases.append((tmp_path / "conv.npz", "must be 2-D"))
+    bad = rng.standard_normal((2, 3))
+    bad[0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", **{"fc1.weight": bad})
+    cases.append((tmp_path / "nan.npz", "NaN or Inf"))
+    np.savez(tmp_path / "chain.npz", **{"fc1.weight": rng.standard_normal((4, 3)),
+                                        "fc2.weight": rng.standard_normal((2, 5))})
+    cases.append((tmp_path / "chain.npz", "do not chain"))
+    np.savez(tmp_path / "bias.npz", **{"fc1.weight": rng.standard_normal((4, 3)),
+                                       "fc1.bias": rng.standard_normal(3)})
+    cases.append((tmp_path / "bias.npz", "bias has shape"))
+    np.savez(tmp_path / "none.npz", w=rng.standard_normal((4, 3)))
+    cases.append((tmp_path / "none.npz", "no '<layer>.weight'"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    cases.append((tmp_path / "junk.safetensors", "not a readable"))
+    for path, pattern in cases:
+        with pytest.raises(ValueError, match=pattern) as e:
+            load_model(path)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="no layer named fc9"):
+        load_model(tmp_path / "chain.npz", ["fc9"])
