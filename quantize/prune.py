@@ -18,19 +18,23 @@ def _check_fraction(sparsity: float):
 def prune_sparsity(weight: np.ndarray, sparsity: float, score: np.ndarray | None = None):
     """Mask keeping the ``1 - sparsity`` fraction of weights with the largest score.
 
-    ``score`` defaults to ``|weight|``. Exactly ``round(sparsity * size)`` weights go.
+    ``score`` defaults to ``|weight|``. Exactly ``round(sparsity * size)`` weights go;
+    among equal scores at the threshold the first in row-major order are kept. Memory:
+    one float copy of the scores plus the mask (no index arrays), so 100 M-weight layers fit.
     """
     _check_fraction(sparsity)
-    score = np.abs(weight) if score is None else score
+    score = np.abs(weight) if score is None else np.asarray(score)
     n = score.size
     drop = int(round(sparsity * n))
-    mask = np.ones(weight.shape, dtype=bool)
     if drop == 0:
-        return mask
+        return np.ones(weight.shape, dtype=bool)
     flat = score.reshape(-1)
-    # argpartition gives an exact count even when scores tie.
-    idx = np.argpartition(flat, drop - 1)[:drop]
-    mask.reshape(-1)[idx] = False
+    threshold = np.partition(flat, drop - 1)[drop - 1]
+    mask = score > threshold
+    missing = (n - drop) - int(np.count_nonzero(mask))
+    if missing > 0:  # ties at the threshold
+        ties = np.flatnonzero(flat == threshold)[:missing]
+        mask.reshape(-1)[ties] = True
     return mask
 
 
