@@ -30,7 +30,8 @@ from quantize.csc import CscLayer, check_codebook, decode, encode, pack_words
 from .golden import eie as golden
 
 __all__ = ["EieImage", "build_image", "load_beats", "cmd_payload", "parse_result",
-           "parse_counters", "run_layers", "run_rtl_cases", "ideal_cycles", "random_layer"]
+           "parse_counters", "run_layers", "run_rtl_cases", "ideal_cycles", "work_cycles",
+           "padding_processed", "random_layer"]
 
 
 @dataclass
@@ -245,6 +246,36 @@ def ideal_cycles(image: EieImage, layer_inputs) -> int:
     return total
 
 
+def work_cycles(image: EieImage, layer_inputs) -> np.ndarray:
+    """Per PE, the MAC-stage cycles this engine needs: for every non-zero activation's
+    column and every sparse-matrix word it touches, one cycle per real (non-padding) entry,
+    or one cycle for a word holding only padding of that column. The busiest PE's figure
+    bounds the layer's time from below."""
+    c = image.config
+    epw, mask = c.entries_per_word, (1 << c.index_bits) - 1
+    total = np.zeros(c.pes, dtype=np.int64)
+    for p in range(c.pes):
+        real = np.concatenate([(csc.pe_entries(p) & mask) != 0 for csc in image.layers])
+        cum = np.concatenate([[0], np.cumsum(real)])
+        for cmd, csc, a in zip(image.commands, image.layers, layer_inputs, strict=True):
+            cols = np.nonzero(np.asarray(a))[0]
+            ptr = image.pointers[p, cmd["ptr_base"]:cmd["ptr_base"] + csc.cols + 1]
+            s, e = ptr[cols], ptr[cols + 1]
+            keep = e > s
+            s, e = s[keep], e[keep]
+            if not len(s):
+                continue
+            ws, we = s // epw, (e - 1) // epw
+            nw = we - ws + 1
+            piece = np.repeat(np.arange(len(s)), nw)
+            offset = np.arange(int(nw.sum())) - np.repeat(np.cumsum(nw) - nw, nw)
+            word = ws[piece] + offset
+            lo = np.maximum(s[piece], word * epw)
+            hi = np.minimum(e[piece], word * epw + epw)
+            total[p] += int(np.maximum(cum[hi] - cum[lo], 1).sum())
+    return total
+
+
 def _golden_outputs(image: EieImage, layers, activations) -> list[np.ndarray]:
     specs = []
     for csc, cb, spec in zip(image.layers, image.codebooks, layers, strict=True):
@@ -273,7 +304,8 @@ def run_layers(config: EieConfig, layers, activations, engine: str = "golden",
     inputs = [np.asarray(activations)] + outs[:-1]
     result = {"layer_outputs": [o.tolist() for o in outs],
               "ideal_cycles": ideal_cycles(image, inputs),
-              "padding_entries": _padding_processed(image, inputs)}
+              "work_cycles": int(work_cycles(image, inputs).max()),
+              "padding_entries": padding_processed(image, inputs)}
     if engine == "golden":
         result.update(outputs=outs[-1].tolist(), cycles=None)
         return result
@@ -283,7 +315,7 @@ def run_layers(config: EieConfig, layers, activations, engine: str = "golden",
     return result
 
 
-def _padding_processed(image: EieImage, inputs) -> int:
+def padding_processed(image: EieImage, inputs) -> int:
     """Padding entries in the columns of non-zero activations, all PEs and layers."""
     total = 0
     ib = image.config.index_bits

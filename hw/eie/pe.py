@@ -172,43 +172,90 @@ class ProcessingElement(wiring.Component):
         with m.If(p_advance):
             m.d.sync += [p_valid.eq(queue.r_rdy), p_odd.eq(g[0]), p_a.eq(head.a)]
 
-        # Stage 2: entry address generator.
+        # Stage 2: word generator: the column's sparse-matrix words and their lane ranges.
+        epw = c.entries_per_word
         col = col_layout(columns.r_data)
+        word_bits = max(1, pb - epw_bits)
         g_active = Signal()
-        g_cur = Signal(pb)
-        g_end = Signal(pb)
-        g_a = Signal(signed(c.act_width))
+        g_addr = Signal(word_bits)
+        g_last_addr = Signal(word_bits)
+        g_lo = Signal(range(epw))
+        g_hi = Signal(range(epw + 1))
         g_first = Signal()
-        g_last = Signal()
+        g_a = Signal(signed(c.act_width))
+        g_at_last = Signal()
+        take = Signal()
+        g_mask = Signal(epw)
+        lo = Mux(g_first, g_lo, 0)
+        hi = Mux(g_at_last, g_hi, epw)
         m.d.comb += [
-            g_last.eq(g_cur + 1 == g_end),
-            columns.r_en.eq(~g_active | g_last),
-            spmat_r.addr.eq(g_cur >> epw_bits),
+            g_at_last.eq(g_addr == g_last_addr),
+            g_mask.eq(Cat(*[(lane >= lo) & (lane < hi) for lane in range(epw)])),
+            columns.r_en.eq(take & (~g_active | g_at_last)),
+            spmat_r.addr.eq(g_addr), spmat_r.en.eq(take),
         ]
-        with m.If(g_active & ~g_last):
-            m.d.sync += [g_cur.eq(g_cur + 1), g_first.eq(0)]
-        with m.Elif(columns.r_rdy):
-            m.d.sync += [g_active.eq(1), g_cur.eq(col.start), g_end.eq(col.end),
-                         g_a.eq(col.a), g_first.eq(1)]
-        with m.Else():
-            m.d.sync += g_active.eq(0)
+        last_entry = col.end - 1
+        with m.If(take):
+            with m.If(g_active & ~g_at_last):
+                m.d.sync += [g_addr.eq(g_addr + 1), g_first.eq(0)]
+            with m.Elif(columns.r_rdy):
+                m.d.sync += [g_active.eq(1), g_first.eq(1), g_a.eq(col.a),
+                             g_addr.eq(col.start >> epw_bits),
+                             g_last_addr.eq(last_entry >> epw_bits),
+                             g_lo.eq(col.start[:epw_bits] if epw_bits else 0),
+                             g_hi.eq((last_entry[:epw_bits] if epw_bits else 0) + 1)]
+            with m.Else():
+                m.d.sync += g_active.eq(0)
 
-        # Stage 3: entry decode, row accumulation, codebook lookup.
-        row_bits = _bits(c.act_depth + (1 << c.zrun_bits))
-        e_valid, e_first = Signal(), Signal()
-        e_lane = Signal(max(1, epw_bits))
-        e_a = Signal(signed(c.act_width))
-        e_prev = Signal(row_bits)
-        m.d.sync += [e_valid.eq(g_active), e_first.eq(g_first), e_a.eq(g_a),
-                     e_lane.eq(g_cur[:epw_bits] if epw_bits else 0)]
-        entry = Signal(c.entry_bits)
-        m.d.comb += entry.eq(spmat_r.data.word_select(e_lane, c.entry_bits))
-        v = entry[:c.index_bits]
-        z = entry[c.index_bits:]
+        # Stage 3: word decoder. Each cycle it issues the next real entry of the word;
+        # padding entries before it (and after the word's last real entry) only advance the
+        # row, so they cost no cycle; a word of padding alone costs one.
+        row_bits = _bits(c.act_depth + (epw + 1) * (1 << c.zrun_bits))
+        d_valid = Signal()
+        d_fresh = Signal()
+        d_mask = Signal(epw)
+        d_a = Signal(signed(c.act_width))
+        next_row = Signal(row_bits)
+        word = spmat_r.data
+        vs = [word.word_select(lane, c.entry_bits)[:c.index_bits] for lane in range(epw)]
+        steps = [word.word_select(lane, c.entry_bits)[c.index_bits:] + 1
+                 for lane in range(epw)]
+        real = Signal(epw)
+        pad = Signal(epw)
+        m.d.comb += [real.eq(Cat(*[d_mask[lane] & (vs[lane] != 0) for lane in range(epw)])),
+                     pad.eq(d_mask & ~real)]
+        k = Signal(range(epw))
+        for lane in reversed(range(epw)):
+            with m.If(real[lane]):
+                m.d.comb += k.eq(lane)
+        found = real.any()
+        before = sum(Mux(pad[lane] & (lane < k), steps[lane], 0) for lane in range(epw))
+        after = sum(Mux(pad[lane] & (lane > k), steps[lane], 0) for lane in range(epw))
+        every = sum(Mux(pad[lane], steps[lane], 0) for lane in range(epw))
         row = Signal(row_bits)
-        m.d.comb += row.eq(Mux(e_first, z, e_prev + 1 + z))
-        with m.If(e_valid):
-            m.d.sync += e_prev.eq(row)
+        entry = spmat_r.data.word_select(k, c.entry_bits)
+        m.d.comb += row.eq(next_row + before + entry[c.index_bits:])
+        upto_k = Signal(epw)
+        m.d.comb += upto_k.eq(Cat(*[lane <= k for lane in range(epw)]))
+        last_real = (real & ~upto_k) == 0
+        emit = Signal()
+        m.d.comb += [emit.eq(d_valid & found),
+                     take.eq(~d_valid | ~found | last_real)]
+        row_after = Signal(row_bits)
+        m.d.comb += row_after.eq(Mux(found, row + 1 + Mux(last_real, after, 0),
+                                     next_row + every))
+        m.d.sync += d_fresh.eq(take)
+        with m.If(take):
+            m.d.sync += [d_valid.eq(g_active), d_mask.eq(g_mask), d_a.eq(g_a),
+                         next_row.eq(Mux(g_active & g_first, 0, row_after))]
+        with m.Elif(d_valid):
+            m.d.sync += [d_mask.eq(d_mask & ~upto_k), next_row.eq(row_after)]
+        e_valid = Signal()
+        e_v = Signal(c.index_bits)
+        e_row = Signal(row_bits)
+        e_a = Signal(signed(c.act_width))
+        m.d.sync += [e_valid.eq(emit), e_v.eq(entry[:c.index_bits]), e_row.eq(row),
+                     e_a.eq(d_a)]
 
         # Stage 4: multiply and shift; accumulator read.
         x_valid, x_addr, x_keep = Signal(), Signal.like(self.wb_addr), Signal()
@@ -216,8 +263,8 @@ class ProcessingElement(wiring.Component):
         mul_row = Signal(row_bits)
         mul_w = Signal(signed(c.weight_width))
         mul_a = Signal(signed(c.act_width))
-        m.d.sync += [mul_valid.eq(e_valid), mul_row.eq(row), mul_w.eq(self.codebook[v]),
-                     mul_a.eq(e_a)]
+        m.d.sync += [mul_valid.eq(e_valid), mul_row.eq(e_row),
+                     mul_w.eq(self.codebook[e_v]), mul_a.eq(e_a)]
         product = Signal(signed(c.act_width + c.weight_width))
         m.d.comb += product.eq((mul_w * mul_a) >> c.weight_frac)
         with m.If(self.wb_en):
@@ -270,12 +317,13 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [acc_w.addr.eq(a_row), acc_w.data.eq(new), acc_w.en.eq(a_valid)]
 
         m.d.comb += self.idle.eq(~queue.r_rdy & ~p_valid & ~columns.r_rdy & ~g_active &
-                                 ~e_valid & ~mul_valid & ~a_valid)
+                                 ~d_valid & ~e_valid & ~mul_valid & ~a_valid)
         with m.If(self.compute):
-            with m.If(g_active):
+            with m.If(d_valid):
                 m.d.sync += self.busy_count.eq(self.busy_count + 1)
             with m.Else():
                 m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
-        with m.If(e_valid & (v == 0)):
-            m.d.sync += self.padding_count.eq(self.padding_count + 1)
+        with m.If(d_valid & d_fresh):
+            m.d.sync += self.padding_count.eq(self.padding_count +
+                                              sum(pad[lane] for lane in range(epw)))
         return m

@@ -5,8 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EieConfig, _bits
-from .layouts import (Mem, bcast_layout, cmd_layout, counter_layout, load_layout,
-                      result_layout)
+from .layouts import Mem, bcast_layout, cmd_layout, counter_layout, load_layout, result_layout
 from .lnzd import NonZeroTree
 from .pe import ProcessingElement
 
@@ -66,7 +65,8 @@ class EieTop(wiring.Component):
 
         # Codebooks (one slot per layer) and the running layer's codebook.
         cb_words = c.max_layers * c.codebook_size
-        codebooks = Signal(data.ArrayLayout(signed(c.weight_width), cb_words))
+        # Kept across a reset like the memories, so an image survives it.
+        codebooks = Signal(data.ArrayLayout(signed(c.weight_width), cb_words), reset_less=True)
         active_cb = Signal(data.ArrayLayout(signed(c.weight_width), c.codebook_size))
         cmd = Signal(cmd_layout(c))
         ld = self.i_load.payload

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sim.eie import build_image, ideal_cycles
+from sim.eie import build_image, padding_processed, work_cycles
 from sim.golden import eie as golden
 
 
@@ -81,13 +81,12 @@ def run_and_check(config, cases, runner):
                   "bias": lay.get("bias"), "relu": lay.get("relu", True)} for lay in layers]
         outs = golden.run(specs, acts, config)
         inputs = [np.asarray(acts)] + outs[:-1]
-        entries = sum(int(csc.column_entries(np.nonzero(a)[0]).sum())
-                      for csc, a in zip(image.layers, inputs, strict=True))
-        expect.append((name, image, outs, inputs, entries, options))
+        work = work_cycles(image, inputs)
+        expect.append((name, image, outs, inputs, work, options))
         rtl_cases.append({"image": image, "activations": acts, **options})
     results = runner(config, rtl_cases)
     failures = []
-    for (name, image, outs, inputs, entries, options), got in zip(expect, results,
+    for (name, image, outs, inputs, work, options), got in zip(expect, results,
                                                                    strict=True):
         want = [o.tolist() for o in outs] if options.get("emit_all") else [outs[-1].tolist()]
         if got["emitted"] != want:
@@ -98,11 +97,14 @@ def run_and_check(config, cases, runner):
         broadcasts = sum(int(np.count_nonzero(a)) for a in inputs)
         if c["broadcasts"] != broadcasts:
             failures.append(f"{name}: {c['broadcasts']} broadcasts, {broadcasts} non-zeros")
-        if sum(c["busy"]) != entries:
-            failures.append(f"{name}: MACs issued {sum(c['busy'])} entries, image has "
-                            f"{entries} in the non-zero columns")
-        ideal = ideal_cycles(image, inputs)
-        if max(c["busy"]) != ideal or got["cycles"] < ideal:
-            failures.append(f"{name}: busiest PE {max(c['busy'])}, ideal {ideal}, "
-                            f"cycles {got['cycles']}")
+        if c["busy"] != work.tolist():
+            failures.append(f"{name}: MAC stages busy {c['busy']} cycles per PE, the image "
+                            f"needs {work.tolist()}")
+        pads = padding_processed(image, inputs)
+        if sum(c["padding"]) != pads:
+            failures.append(f"{name}: {sum(c['padding'])} padding entries passed, the image "
+                            f"has {pads} in the non-zero columns")
+        if got["cycles"] < int(work.max()):
+            failures.append(f"{name}: {got['cycles']} cycles, below the busiest PE's "
+                            f"{int(work.max())}")
     return failures
