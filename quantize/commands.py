@@ -68,14 +68,19 @@ def register(subparsers) -> None:
 
 def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=8,
                       x_train=None, y_train=None, calibration=None, source=None,
-                      progress=None) -> tuple:
-    """Compress ``model`` and write the image; returns ``(compressed, manifest)``."""
+                      progress=None, config=None) -> tuple:
+    """Compress ``model`` and write the image; returns ``(compressed, manifest)``.
+
+    ``config`` (an engine config) replaces the one sized and tuned for the model, e.g. to
+    reuse an already built engine; its number formats then apply as they are."""
     from .compress import compress
     from .image import choose_eie_fracs, eie_config_for, systolic_config_for, write_image
     say = progress or (lambda msg: None)
     compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
     inputs = calibration if calibration is not None else x_train
-    if engine == "eie":
+    if config is not None:
+        pass
+    elif engine == "eie":
         act_frac, weight_frac = choose_eie_fracs(compressed, inputs)
         say(f"EIE fixed point: activations Q{15 - act_frac}.{act_frac}, "
             f"weights Q{15 - weight_frac}.{weight_frac}")

@@ -136,8 +136,9 @@ def _write(out: Path, name: str, array: np.ndarray, dtype: str, memory: bool = T
             "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "memory": memory}
 
 
-def _eie_layers(compressed, config, out: Path) -> tuple[list, int]:
+def _eie_layers(compressed, config, out: Path, calibration=None) -> tuple[list, int]:
     layers, total = [], 0
+    acts = None if calibration is None else compressed.final.activations(calibration)
     n = len(compressed.shared)
     ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
     for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
@@ -153,7 +154,8 @@ def _eie_layers(compressed, config, out: Path) -> tuple[list, int]:
             "ptr": _write(out, f"{layer.name}.ptr.bin", enc.pointers, ptr_dtype),
             "codebook": _write(out, f"{layer.name}.codebook.bin", codebook, "<i2"),
             "bias": _write(out, f"{layer.name}.bias.bin",
-                           to_fixed(layer.bias, config.act_frac, config.act_width), "<i2"),
+                           _eie_bias(layer, s, config, None if acts is None else acts[i]),
+                           "<i2"),
         }
         total += sum(f["bytes"] for f in files.values() if f["memory"])
         layers.append({
@@ -165,6 +167,18 @@ def _eie_layers(compressed, config, out: Path) -> tuple[list, int]:
             "codebook_real": s.codebook.astype(float).tolist(),
         })
     return layers, total
+
+
+def _eie_bias(layer, shared, config, inputs) -> np.ndarray:
+    """Bias in the activations' format. With calibration inputs it also absorbs the mean
+    loss of the engine's truncated products (each ``(w * a) >> weight_frac`` rounds toward
+    minus infinity: half an LSB on average per non-zero product)."""
+    bias = layer.bias.astype(np.float64) * 2.0 ** config.act_frac
+    if inputs is not None:
+        active = (np.asarray(inputs) != 0).astype(np.float64)
+        products = shared.mask.astype(np.float64) @ active.mean(axis=0)
+        bias = bias + 0.5 * products
+    return to_fixed(bias, 0, config.act_width)
 
 
 def _systolic_layers(compressed, calibration, out: Path) -> tuple[list, int]:
@@ -206,7 +220,9 @@ def write_image(compressed, engine: str, config, out_dir, calibration=None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if engine == "eie":
-        layers, image_bytes = _eie_layers(compressed, config, out)
+        layers, image_bytes = _eie_layers(
+            compressed, config, out,
+            None if calibration is None else np.asarray(calibration, np.float32))
         io = {"input": {"format": "fixed", "width": config.act_width, "frac": config.act_frac},
               "output": {"format": "fixed", "width": config.act_width, "frac": config.act_frac}}
     elif engine == "systolic":
