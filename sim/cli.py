@@ -14,7 +14,8 @@ import sys
 __all__ = ["main", "COMMAND_MODULES"]
 
 #: In data-flow order: compression front end, engines, simulation, boards.
-COMMAND_MODULES = ["quantize.commands", "hw.commands", "sim.commands", "boards.commands"]
+COMMAND_MODULES = ["quantize.commands", "hw.commands", "sim.commands", "sim.eie_commands",
+                   "boards.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,7 +111,8 @@ def build_image(config: EieConfig, layers) -> EieImage:
         commands.append({"slot": number, "in_features": csc.cols, "out_features": csc.rows,
                          "ptr_base": ptr_base, "bias_base": bias_base,
                          "use_bias": int(spec.get("bias") is not None),
-                         "relu": int(spec.get("relu", True)), "emit": 0})
+                         "relu": int(spec.get("relu", True)), "emit": 0,
+                         "queue_limit": 0})
         ptr_base += csc.cols + 1
         bias_base += rows_pe
         cscs.append(csc)
@@ -339,7 +340,8 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
     Each case: ``image`` (:class:`EieImage`), ``activations``, and optional ``stalls``
     (probability of idle/backpressure cycles on every stream, default 0), ``seed``,
     ``reset_after`` (cycles into the first layer at which to pulse reset, then reload the
-    inputs and run again), ``emit_all`` (emit every layer's outputs).
+    inputs and run again), ``emit_all`` (emit every layer's outputs), ``queue_limit``
+    (run with activation queues capped at this depth).
     Returns per case: ``outputs`` (final), ``emitted`` (every emitted layer), counter
     deltas, ``cycles`` and wall times.
     """
@@ -356,9 +358,14 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
                              f"({image.config}); build it for {config}")
         path = workdir / f"case{number}.npz"
         commands = [dict(cmd) for cmd in image.commands]
-        if case.get("emit_all"):
-            for cmd in commands:
+        for cmd in commands:
+            if case.get("emit_all"):
                 cmd["emit"] = 1
+            if case.get("queue_limit"):
+                if not 1 <= case["queue_limit"] <= config.queue_depth:
+                    raise ValueError(f"queue_limit={case['queue_limit']}: use 1 to "
+                                     f"queue_depth={config.queue_depth}")
+                cmd["queue_limit"] = int(case["queue_limit"])
         beats = load_beats(image, case["activations"])
         np.savez(path, beats=np.array([hex(b) for b in beats]),
                  acts=np.array([hex(b) for b in act_beats(image, case["activations"])]),

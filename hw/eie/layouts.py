@@ -31,7 +31,9 @@ def load_layout(config: EieConfig) -> data.StructLayout:
 
 def cmd_layout(config: EieConfig) -> data.StructLayout:
     """One layer to run. ``ptr_base`` is the index of the layer's ``p[0]`` in every PE's
-    pointer memory; ``emit`` streams the outputs on ``o_result`` after the layer."""
+    pointer memory; ``emit`` streams the outputs on ``o_result`` after the layer;
+    ``queue_limit`` (1 .. queue_depth, 0 = queue_depth) caps the activation queues' fill
+    level, so one build measures every smaller queue depth exactly."""
     return data.StructLayout({
         "slot": unsigned(_bits(config.max_layers - 1)),
         "in_features": unsigned(config.feature_bits),
@@ -41,6 +43,7 @@ def cmd_layout(config: EieConfig) -> data.StructLayout:
         "use_bias": unsigned(1),
         "relu": unsigned(1),
         "emit": unsigned(1),
+        "queue_limit": unsigned(_bits(config.queue_depth)),
     })
 
 

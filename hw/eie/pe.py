@@ -59,6 +59,7 @@ class ProcessingElement(wiring.Component):
             "bias_base": In(_bits(c.bias_depth - 1)),
             "use_bias": In(1),
             "relu": In(1),
+            "queue_limit": In(_bits(c.queue_depth)),
             "scan_start": In(1),
             "compute": In(1),
             "scan_done": Out(1),
@@ -146,7 +147,8 @@ class ProcessingElement(wiring.Component):
         head = self._bcast(queue.r_data)
         m.d.comb += [
             queue.w_data.eq(self.q_data), queue.w_en.eq(self.q_push),
-            self.q_ready.eq(queue.w_rdy),
+            self.q_ready.eq(queue.w_rdy & ((self.queue_limit == 0) |
+                                           (queue.level < self.queue_limit))),
         ]
         col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
                                         "a": signed(c.act_width)})

@@ -92,6 +92,7 @@ class EieTop(wiring.Component):
                 pe.in_features.eq(cmd.in_features), pe.out_features.eq(cmd.out_features),
                 pe.ptr_base.eq(cmd.ptr_base), pe.bias_base.eq(cmd.bias_base),
                 pe.use_bias.eq(cmd.use_bias), pe.relu.eq(cmd.relu),
+                pe.queue_limit.eq(cmd.queue_limit),
                 self.o_result.payload[k].eq(pe.emit_data),
                 self.o_counters.busy[k].eq(pe.busy_count),
                 self.o_counters.bubble[k].eq(pe.bubble_count),

@@ -40,6 +40,7 @@ def make_cases(config, seed=0):
     single("w30_a0", 2 * n + 1, 60, 0.3, 0.0)
     single("w5_a30_rows_not_multiple", 7 * n - 1, 33, 0.05, 0.3)
     single("one_row_one_col", 1, 1, 1.0, 1.0)
+    single("w20_a80_queue_limit_1", 4 * n + 2, 50, 0.2, 0.8, queue_limit=1)
     # Columns where only PE 0 has entries; long zero runs forcing padding.
     rows = 40 * n
     idx = np.zeros((rows, 24), dtype=np.uint8)

@@ -1,0 +1,111 @@
+"""``nnaccel spmv``: one random sparse layer on the EIE engine (golden model or RTL)."""
+
+import dataclasses
+import json
+
+import numpy as np
+
+__all__ = ["register", "fit_config", "spmv"]
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "spmv", help="run one random sparse layer on the EIE engine",
+        description="Run one random sparse layer (uniform non-zeros, 16-entry codebook, "
+                    "fixed seed) on the EIE engine and compare every output word with the "
+                    "golden model.")
+    p.add_argument("--pes", type=int, default=64, help="processing elements (default 64)")
+    p.add_argument("--in-features", type=int, default=4096)
+    p.add_argument("--out-features", type=int, default=4096)
+    p.add_argument("--density", type=float, default=0.09, help="weight density (0..1)")
+    p.add_argument("--act-density", type=float, default=0.35,
+                   help="input activation density (0..1)")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue depth")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", choices=["golden", "rtl"], default="golden")
+    p.add_argument("--json", action="store_true", help="print one JSON object last")
+    p.set_defaults(func=spmv)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def fit_config(config, image_needs: dict):
+    """``config`` with memory depths grown (to powers of two) where a layer needs more."""
+    changes = {}
+    for name, need in image_needs.items():
+        if need > getattr(config, name):
+            changes[name] = _pow2_at_least(need)
+    if "ptr_depth" in changes:
+        changes["ptr_depth"] = max(2, changes["ptr_depth"])
+    config = dataclasses.replace(config, **changes) if changes else config
+    if config.acc_width < config.min_acc_width:
+        config = dataclasses.replace(config, acc_width=config.min_acc_width)
+    return config
+
+
+def layer_needs(config, csc) -> dict:
+    """Memory depths one layer needs on ``config.pes`` PEs."""
+    n = config.pes
+    return {
+        "spmat_depth": -(-int(csc.entry_counts.max()) // config.entries_per_word),
+        "ptr_depth": csc.cols + 1 + (csc.cols + 1) % 2,
+        "act_depth": -(-max(csc.rows, csc.cols) // n),
+        "bias_depth": -(-csc.rows // n),
+    }
+
+
+def spmv(args) -> int:
+    from hw.eie import EieConfig
+    from quantize.csc import encode
+
+    from .eie import run_layers
+    from .eie import random_layer
+    from .golden import eie as golden
+
+    base = EieConfig(pes=args.pes, queue_depth=args.queue_depth)
+    layer, acts = random_layer(base, args.in_features, args.out_features, args.density,
+                               args.act_density, args.seed)
+    config = fit_config(base, layer_needs(base, encode(layer["indices"], base)))
+    result = run_layers(config, [layer], acts, engine=args.engine)
+    want = golden.layer(layer["indices"], acts, config, codebook=layer["codebook"],
+                        relu=layer["relu"])
+    got = np.asarray(result["outputs"])
+    mismatches = int(np.count_nonzero(got != want))
+    cycles = result.get("cycles")
+    efficiency = None
+    if cycles:
+        busy = result["counters"]["busy"]
+        bubble = cycles - max(busy)          # the busiest PE's idle cycles
+        efficiency = 1 - bubble / cycles
+    summary = {
+        "engine": args.engine, "pes": config.pes, "queue_depth": config.queue_depth,
+        "in_features": args.in_features, "out_features": args.out_features,
+        "density": args.density, "act_density": args.act_density, "seed": args.seed,
+        "cycles": cycles, "ideal_cycles": result["ideal_cycles"],
+        "work_cycles": result["work_cycles"],
+        "load_balance_efficiency": efficiency,
+        "padding_entries": result["padding_entries"], "mismatches": mismatches,
+    }
+    if args.engine == "rtl":
+        c = result["counters"]
+        summary.update(broadcasts=c["broadcasts"], stall_cycles=c["stall_cycles"],
+                       load_seconds=round(result["load_seconds"], 3),
+                       run_seconds=round(result["run_seconds"], 3))
+    labels = {
+        "cycles": "cycles (command to write-back done)",
+        "ideal_cycles": "ideal cycles (busiest PE's entries, padding included)",
+        "work_cycles": "work cycles (busiest PE's MAC cycles; padding is free here)",
+        "load_balance_efficiency": "load-balance efficiency (1 - bubble / total)",
+        "padding_entries": "padding entries (in the non-zero columns)",
+        "mismatches": "mismatching output words",
+    }
+    for key, label in labels.items():
+        value = summary[key]
+        shown = "n/a (golden model has no timing)" if value is None else (
+            f"{value:.4f}" if isinstance(value, float) else value)
+        print(f"{label:<62} {shown}")
+    if args.json:
+        print(json.dumps(summary))
+    return 1 if mismatches else 0
