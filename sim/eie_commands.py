@@ -60,8 +60,7 @@ def spmv(args) -> int:
     from hw.eie import EieConfig
     from quantize.csc import encode
 
-    from .eie import run_layers
-    from .eie import random_layer
+    from .eie import random_layer, run_layers
     from .golden import eie as golden
 
     base = EieConfig(pes=args.pes, queue_depth=args.queue_depth)

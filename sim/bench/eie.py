@@ -1,0 +1,238 @@
+"""Benchmark suite ``eie``: EIE's nine benchmark layers on the RTL engine (Verilator).
+
+* Main table: 64 PEs, activation queues of depth 8, every layer's cycles against EIE's own
+  (Table IV, ANCHORS.md), load-balance efficiency, padding overhead, mismatching words.
+* Queue-depth sweep 1..64 (EIE Fig. 8) at 64 PEs: one build with 64-deep queues whose
+  fill level is capped per run (``queue_limit``), which behaves exactly as a shallower
+  queue.
+* PE-count sweep 1..64 (EIE Fig. 11): speed-up over one PE.
+* Simulation throughput: Verilator cycles per second at 64 PEs and Alex-7's wall time
+  including image building and loading.
+
+Layers are synthetic, as in ANCHORS.md: the paper's sizes and densities, uniformly random
+non-zero positions, fixed seeds. ``NNACCEL_EIE_BENCH=quick`` skips the PE-count sweep.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from hw.eie import EieConfig
+from sim.eie import build_image, padding_processed, random_layer, run_rtl_cases, work_cycles
+from sim.eie_commands import fit_config, layer_needs
+from sim.golden import eie as golden
+
+__all__ = ["main", "EIE_LAYERS"]
+
+#: name: (in_features, out_features, weight density, activation density, EIE cycles).
+EIE_LAYERS = {
+    "Alex-6": (9216, 4096, 0.09, 0.351, 24240),
+    "Alex-7": (4096, 4096, 0.09, 0.353, 9760),
+    "Alex-8": (4096, 1000, 0.25, 0.375, 7920),
+    "VGG-6": (25088, 4096, 0.04, 0.183, 27520),
+    "VGG-7": (4096, 4096, 0.04, 0.375, 6960),
+    "VGG-8": (4096, 1000, 0.23, 0.411, 6720),
+    "NT-We": (4096, 600, 0.10, 1.0, 6400),
+    "NT-Wd": (600, 8791, 0.11, 1.0, 11120),
+    "NT-LSTM": (1201, 2400, 0.10, 1.0, 6000),
+}
+QUEUE_DEPTHS = [1, 2, 4, 8, 16, 32, 64]
+PE_COUNTS = [1, 2, 4, 8, 16, 32, 64]
+SEED = 2016
+
+
+def _layers(config):
+    out = {}
+    for k, (name, (i, o, d, ad, _)) in enumerate(EIE_LAYERS.items()):
+        layer, acts = random_layer(config, i, o, d, ad, seed=SEED + k)
+        out[name] = (layer, acts)
+    return out
+
+
+def _prepare(config, layers):
+    """Image, golden outputs and bounds of every layer on ``config``."""
+    prepared = {}
+    for name, (layer, acts) in layers.items():
+        image = build_image(config, [layer])
+        want = golden.layer(layer["indices"], acts, config, codebook=layer["codebook"],
+                            relu=layer["relu"])
+        csc = image.layers[0]
+        cols = np.nonzero(acts)[0]
+        counts = csc.column_entries(cols)
+        pads = padding_processed(image, [acts])
+        real = int(counts.sum()) - pads
+        prepared[name] = {"image": image, "acts": acts, "want": want,
+                          "ideal": int(counts.max()),
+                          "work": int(work_cycles(image, [acts]).max()),
+                          "padding": pads, "real": real}
+    return prepared
+
+
+def _run(config, prepared, names, queue_limit=None):
+    cases = [{"image": prepared[n]["image"], "activations": prepared[n]["acts"],
+              **({"queue_limit": queue_limit} if queue_limit else {})} for n in names]
+    return dict(zip(names, run_rtl_cases(config, cases), strict=True))
+
+
+def _row(name, prep, got):
+    cycles = got["cycles"]
+    busy = got["counters"]["busy"]
+    eie = EIE_LAYERS[name][4]
+    return {
+        "layer": name, "cycles": cycles, "eie_cycles": eie,
+        "vs_eie": round(cycles / eie, 4),
+        "ideal_cycles": prep["ideal"], "work_cycles": prep["work"],
+        "load_balance_efficiency": round(1 - (cycles - max(busy)) / cycles, 4),
+        "padding_entries": prep["padding"], "real_entries": prep["real"],
+        "padding_overhead": round(prep["padding"] / max(prep["real"], 1), 4),
+        "broadcasts": got["counters"]["broadcasts"],
+        "stall_cycles": got["counters"]["stall_cycles"],
+        "mismatches": int(np.count_nonzero(np.asarray(got["outputs"]) != prep["want"])),
+        "sim_cycles": got["sim_cycles"], "load_seconds": round(got["load_seconds"], 3),
+        "run_seconds": round(got["run_seconds"], 3),
+    }
+
+
+def _plots(out_dir, result):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(EIE_LAYERS)
+    main = {r["layer"]: r for r in result["layers"]}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [main[n]["eie_cycles"] for n in names], 0.4, label="EIE (paper)")
+    ax.bar(x + 0.2, [main[n]["cycles"] for n in names], 0.4, label="nnaccel RTL")
+    ax.set_xticks(x, names, rotation=30)
+    ax.set_ylabel("cycles, 64 PEs, queue depth 8")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "eie_cycles.png", dpi=120)
+    plt.close(fig)
+    if result.get("queue_sweep"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for n in names:
+            eff = [result["queue_sweep"][str(q)][n]["load_balance_efficiency"]
+                   for q in QUEUE_DEPTHS]
+            axes[1].plot(QUEUE_DEPTHS, eff, marker="o", label=n)
+        axes[1].set_xscale("log", base=2)
+        axes[1].set_title("nnaccel: load-balance efficiency vs queue depth")
+        axes[1].set_xlabel("activation queue depth")
+        axes[1].legend(fontsize=7)
+        axes[0].plot([1, 8, 64], [0.5, 0.9, 0.9], "k--", marker="s")
+        axes[0].set_xscale("log", base=2)
+        axes[0].set_ylim(0, 1.05)
+        axes[0].set_title("EIE Fig. 8 (as quoted in ANCHORS.md: ~50 % at depth 1,\n"
+                          "flat above 8, ~90 % mean)", fontsize=9)
+        axes[0].set_xlabel("activation queue depth")
+        axes[1].set_ylim(0, 1.05)
+        fig.tight_layout()
+        fig.savefig(out_dir / "eie_queue_depth.png", dpi=120)
+        plt.close(fig)
+    if result.get("pe_sweep"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        sweep = result["pe_sweep"]
+        pes = [p for p in PE_COUNTS if str(p) in sweep]
+        for n in names:
+            if not all(n in sweep[str(p)] for p in pes):
+                continue
+            base = sweep[str(pes[0])][n]["cycles"] * pes[0]
+            axes[1].plot(pes, [base / sweep[str(p)][n]["cycles"] for p in pes], marker="o",
+                         label=n)
+        axes[1].plot(pes, pes, "k:", label="linear")
+        for ax in axes:
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log", base=2)
+            ax.set_xlabel("PEs")
+        axes[1].set_title("nnaccel: speed-up over 1 PE")
+        axes[1].legend(fontsize=7)
+        axes[0].plot(pes, pes, "k:")
+        axes[0].set_title("EIE Fig. 11: near-linear speed-up to 64 PEs\n(figure not "
+                          "reproduced numerically; see the paper)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out_dir / "eie_pe_sweep.png", dpi=120)
+        plt.close(fig)
+
+
+def main(out_dir) -> dict:
+    quick = os.environ.get("NNACCEL_EIE_BENCH") == "quick"
+    result = {"seed": SEED}
+    config = EieConfig(pes=64, queue_depth=64)
+    t0 = time.monotonic()
+    layers = _layers(config)
+    prepared = _prepare(config, layers)
+    result["prepare_seconds"] = round(time.monotonic() - t0, 2)
+    names = list(EIE_LAYERS)
+
+    # Alex-7 alone, wall time from the dense index matrix to the checked outputs.
+    start = time.monotonic()
+    layer, acts = layers["Alex-7"]
+    image = build_image(config, [layer])
+    got = run_rtl_cases(config, [{"image": image, "activations": acts, "queue_limit": 8}])[0]
+    alex7_wall = time.monotonic() - start
+    result["build_seconds_64pe"] = round(got["build_seconds"], 1)
+
+    runs = _run(config, prepared, names, queue_limit=8)
+    result["layers"] = [_row(n, prepared[n], runs[n]) for n in names]
+    rows = result["layers"]
+    sim_cycles = sum(r["sim_cycles"] for r in rows)
+    run_seconds = sum(r["run_seconds"] for r in rows)
+    result["summary"] = {
+        "all_at_or_below_eie": all(r["cycles"] <= r["eie_cycles"] for r in rows),
+        "mean_load_balance_efficiency": round(float(np.mean(
+            [r["load_balance_efficiency"] for r in rows])), 4),
+        "total_mismatches": sum(r["mismatches"] for r in rows),
+        "verilator_cycles_per_second_64pe": round(sim_cycles / run_seconds),
+        "alex7_wall_seconds_including_image_build_and_load": round(alex7_wall, 2),
+        "alex7_load_seconds": round(got["load_seconds"], 2),
+        "alex7_run_seconds": round(got["run_seconds"], 2),
+    }
+    _print_table(rows)
+    print(json.dumps(result["summary"], indent=1), flush=True)
+    (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
+
+    result["queue_sweep"] = {}
+    for q in QUEUE_DEPTHS:
+        runs = _run(config, prepared, names, queue_limit=q)
+        result["queue_sweep"][str(q)] = {n: _row(n, prepared[n], runs[n]) for n in names}
+        effs = [result["queue_sweep"][str(q)][n]["load_balance_efficiency"] for n in names]
+        print(f"[eie] queue depth {q}: mean load-balance efficiency {np.mean(effs):.4f}",
+              flush=True)
+    (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
+
+    if not quick:
+        result["pe_sweep"] = {}
+        for pes in PE_COUNTS:
+            base = EieConfig(pes=pes, queue_depth=8)
+            needs = {}
+            from quantize.csc import encode
+            for name in names:
+                for key, value in layer_needs(base, encode(layers[name][0]["indices"],
+                                                           base)).items():
+                    needs[key] = max(needs.get(key, 0), value)
+            cfg = fit_config(base, needs)
+            cfg = dataclasses.replace(cfg, queue_depth=8)
+            prep = prepared if pes == 64 and cfg == config else _prepare(cfg, layers)
+            runs = _run(cfg, prep, names)
+            result["pe_sweep"][str(pes)] = {n: _row(n, prep[n], runs[n]) for n in names}
+            print(f"[eie] {pes} PEs: " + ", ".join(
+                f"{n} {runs[n]['cycles']}" for n in names), flush=True)
+            (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
+
+    _plots(out_dir, result)
+    (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
+    return result["summary"]
+
+
+def _print_table(rows):
+    head = (f"{'layer':<8} {'cycles':>7} {'EIE':>7} {'ratio':>6} {'work':>7} {'ideal':>7} "
+            f"{'LB eff':>7} {'pad ovh':>7} {'mism':>5}")
+    print(head)
+    for r in rows:
+        print(f"{r['layer']:<8} {r['cycles']:>7} {r['eie_cycles']:>7} {r['vs_eie']:>6.3f} "
+              f"{r['work_cycles']:>7} {r['ideal_cycles']:>7} "
+              f"{r['load_balance_efficiency']:>7.3f} {r['padding_overhead']:>7.3f} "
+              f"{r['mismatches']:>5}", flush=True)
