@@ -134,7 +134,7 @@ def _kmeans() -> dict:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(10_000_000) * 0.02).astype(np.float64)
     out = {}
-    for k in (16, 256):
+    for k in (16, 32):
         start = time.monotonic()
         ours = kmeans_1d(x, k, init="linear")
         t_ours = time.monotonic() - start
