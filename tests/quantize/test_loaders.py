@@ -128,3 +128,17 @@ def test_errors_are_one_line(tmp_path):
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="no layer named fc9"):
         load_model(tmp_path / "chain.npz", ["fc9"])
+
+
+def test_onnx_unsupported_op(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((3, 2), np.float32), "fc1.weight")
+    nodes = [helper.make_node("MatMul", ["x", "fc1.weight"], ["h"]),
+             helper.make_node("Sigmoid", ["h"], ["y"], name="act")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])], [w])
+    onnx.save(helper.make_model(graph), str(tmp_path / "s.onnx"))
+    with pytest.raises(ValueError, match="unsupported ONNX op Sigmoid"):
+        load_model(tmp_path / "s.onnx")

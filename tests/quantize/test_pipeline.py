@@ -101,3 +101,20 @@ def test_image_refusals(digits, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="format version 99"):
         load_image(tmp_path)
+
+
+@pytest.mark.parametrize("kwargs", [{"quality": 1.0}, {"sparsity": 0.8, "global_prune": True}])
+def test_quality_and_global_pruning(digits, kwargs):
+    model, *_ = digits
+    c = compress(model, CompressSpec(bits=3, reserve_zero=False, **kwargs))
+    kept = [s.mask.mean() for s in c.shared]
+    if "quality" in kwargs:
+        for layer, s in zip(model.layers, c.shared, strict=True):
+            t = layer.weight.std()
+            assert np.all(np.abs(layer.weight[s.mask]) >= t * (1 - 1e-6))
+    else:
+        assert sum(s.mask.sum() for s in c.shared) == round(0.2 * sum(s.mask.size
+                                                                      for s in c.shared))
+    assert all(0 < k < 1 for k in kept)
+    for layer in c.final.layers:
+        assert len(np.unique(layer.weight)) <= 2 ** 3 + 1
