@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ._noinit import runtime_memory_attrs
 from .config import EieConfig, _bits
 from .layouts import Mem, bcast_layout
 
@@ -83,16 +84,15 @@ class ProcessingElement(wiring.Component):
         pb = c.ptr_bits
         epw_bits = (c.entries_per_word - 1).bit_length()
 
-        m.submodules.spmat = spmat = Memory(shape=unsigned(c.word_bits), depth=c.spmat_depth,
-                                            init=[])
-        m.submodules.ptr_even = ptr_even = Memory(shape=unsigned(pb), depth=c.ptr_depth // 2,
-                                                  init=[])
-        m.submodules.ptr_odd = ptr_odd = Memory(shape=unsigned(pb), depth=c.ptr_depth // 2,
-                                                init=[])
-        m.submodules.act = act = Memory(shape=signed(c.act_width), depth=c.act_depth, init=[])
-        m.submodules.acc = acc = Memory(shape=signed(c.acc_width), depth=c.act_depth, init=[])
-        m.submodules.bias = bias = Memory(shape=signed(c.act_width), depth=c.bias_depth,
-                                          init=[])
+        def memory(shape, depth):
+            return Memory(shape=shape, depth=depth, init=[], attrs=runtime_memory_attrs())
+
+        m.submodules.spmat = spmat = memory(unsigned(c.word_bits), c.spmat_depth)
+        m.submodules.ptr_even = ptr_even = memory(unsigned(pb), c.ptr_depth // 2)
+        m.submodules.ptr_odd = ptr_odd = memory(unsigned(pb), c.ptr_depth // 2)
+        m.submodules.act = act = memory(signed(c.act_width), c.act_depth)
+        m.submodules.acc = acc = memory(signed(c.acc_width), c.act_depth)
+        m.submodules.bias = bias = memory(signed(c.act_width), c.bias_depth)
         spmat_w, spmat_r = spmat.write_port(), spmat.read_port()
         even_w, even_r = ptr_even.write_port(), ptr_even.read_port()
         odd_w, odd_r = ptr_odd.write_port(), ptr_odd.read_port()
