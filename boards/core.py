@@ -52,7 +52,7 @@ class BoardCore(wiring.Component):
     tx: Out(1, init=1)
     activity: Out(1)
 
-    def __init__(self, engine, *, divisor: int, timeout_cycles: int, max_payload: int = 1028):
+    def __init__(self, engine, *, divisor: int, timeout_cycles: int, max_payload: int = 1024):
         self._engine = engine
         self._divisor = divisor
         self._timeout = timeout_cycles

@@ -6,6 +6,7 @@ bus adapter (see :mod:`boards.bus`) and how to run one job through a
 simulated one.
 """
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -51,16 +52,26 @@ def engine_config(engine: str, options: dict):
                                           "acc_depth", "param_depth", "rounding")
                   if k in options}
         return base.replace(**fields)
-    try:
-        from hw.eie.config import EieConfig
-    except ImportError:
-        raise ValueError("the eie engine is not available in this checkout") from None
-    fields = {k: options[k] for k in ("pes",) if k in options}
-    return EieConfig(**fields)
+    from hw.eie.config import PRESETS as EIE_PRESETS
+    from hw.eie.config import EieConfig
+    preset = options.pop("preset", None)
+    if preset and preset not in EIE_PRESETS:
+        raise ValueError(f"unknown eie preset {preset!r}: use one of {list(EIE_PRESETS)}")
+    fields = {} if preset else dict(EIE_BOARD_DEFAULTS)
+    fields.update({k: options[k] for k in ("pes", "spmat_depth", "ptr_depth", "act_depth",
+                                           "bias_depth") if k in options})
+    base = EIE_PRESETS[preset] if preset else EieConfig()
+    return dataclasses.replace(base, **fields)
+
+
+#: EIE memories sized for an FPGA (the engine's own defaults are EIE's 64-PE ASIC sizes):
+#: 1024 64-bit sparse-matrix words (8192 entries), 2048 pointers, 64 activations and 128
+#: biases per PE.
+EIE_BOARD_DEFAULTS = {"pes": 8, "spmat_depth": 1024, "ptr_depth": 2048, "act_depth": 64,
+                      "bias_depth": 128}
 
 
 def config_to_dict(config) -> dict:
-    import dataclasses
     return dataclasses.asdict(config)
 
 
@@ -72,7 +83,8 @@ def make_adapter(engine: str, config):
     if engine == "systolic":
         from .systolic_adapter import SystolicAdapter
         return SystolicAdapter(config)
-    raise ValueError(f"the {engine} engine has no board adapter yet")
+    from .eie_adapter import EieAdapter
+    return EieAdapter(config)
 
 
 def _pack_int8(values) -> list[int]:
@@ -133,4 +145,53 @@ def run_job(engine: str, config, client, arrays: dict) -> dict:
         last = 1 << (8 * config.cols)
         beats[-1] |= last    # the buffer keeps data only; the engine ended on 'last'
         return {"y": unpack(config, beats, m, n), "cycles": cycles, "counters": counters}
-    raise ValueError(f"the {engine} engine has no board driver yet")
+    return _run_eie(config, client, info, arrays)
+
+
+def _run_eie(config, client, info, arrays) -> dict:
+    """EIE job arrays (hex strings of beats, as :func:`sim.eie.run_rtl_cases` saves them):
+    ``beats`` (i_load), ``cmds`` (one per layer), ``emits``, ``rows``, ``out_features``."""
+    from sim.eie import parse_counters
+
+    from .eie_adapter import EIE_SPACES, EieAdapter
+    from .protocol import COUNTERS_SPACE
+    adapter = EieAdapter(config)
+    if info[2:] != list(adapter.info):
+        raise LinkError(f"the board carries engine/config {info[2:]}, not eie "
+                        f"{list(adapter.info)}")
+    stride = adapter.stride_log2("load")
+    per_frame = ((info[1] - 4) // 4) >> stride       # beats per WRITE frame
+    beats = [int(b, 16) for b in arrays["beats"]]
+    for start in range(0, len(beats), per_frame):
+        words = [w for b in beats[start:start + per_frame] for w in _split(b, stride)]
+        client.write(EIE_SPACES["load"], 0, words)
+    n_counters = adapter.spaces[-1].depth
+
+    def counters():
+        words = client.read(COUNTERS_SPACE, 0, n_counters)
+        return parse_counters(config, sum(w << (32 * k) for k, w in enumerate(words)))
+
+    before = counters()
+    emitted, cycles = [], 0
+    c_stride = adapter.stride_log2("command")
+    r_stride = adapter.stride_log2("results")
+    w = config.act_width
+    for cmd, emit, rows, out in zip(arrays["cmds"], arrays["emits"], arrays["rows"],
+                                    arrays["out_features"], strict=True):
+        client.write(EIE_SPACES["command"], 0, _split(int(cmd, 16), c_stride))
+        cycles += client.run()
+        if emit:
+            raw = client.read(EIE_SPACES["results"], 0, int(rows) << r_stride)
+            values = []
+            for r in range(int(rows)):
+                beat = sum(raw[(r << r_stride) + j] << (32 * j) for j in range(1 << r_stride))
+                for k in range(config.pes):
+                    x = (beat >> (k * w)) & ((1 << w) - 1)
+                    values.append(x - (1 << w) if x >> (w - 1) else x)
+            emitted.append(values[:int(out)])
+    after = counters()
+    delta = {k: ([(b - a) & 0xFFFFFFFF for a, b in zip(before[k], after[k], strict=True)]
+                 if isinstance(before[k], list) else (after[k] - before[k]) & 0xFFFFFFFF)
+             for k in before}
+    return {"y": emitted[-1] if emitted else [], "emitted": emitted, "cycles": cycles,
+            "counters": delta}

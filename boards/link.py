@@ -46,7 +46,7 @@ class FrameLink(wiring.Component):
         The engine adapter, seen from the master side.
     """
 
-    def __init__(self, *, spaces, info=(), timeout_cycles: int, max_payload: int = 1028):
+    def __init__(self, *, spaces, info=(), timeout_cycles: int, max_payload: int = 1024):
         spaces = tuple(spaces)
         if not all(isinstance(s, Space) for s in spaces):
             raise TypeError("spaces must be boards.protocol.Space objects")
@@ -108,17 +108,25 @@ class FrameLink(wiring.Component):
         bus_space = Signal(8)
         bus_addr = Signal(24)
 
+        # Command checks, registered over three DECODE cycles (the link is never in a hurry
+        # and they would otherwise set the design's Fmax).
         n_write = Signal(16)
-        m.d.comb += n_write.eq((length - 4) >> 2)
-        write_ok = Signal()
-        read_ok = Signal()
+        end_write = Signal(25)
+        end_read = Signal(25)
+        len_zero, len_write, len_read = Signal(), Signal(), Signal()
+        write_ok, read_ok = Signal(), Signal()
+        length_m1 = Signal(16)
+        reply_words_m1 = Signal(16)
+        m.d.sync += [length_m1.eq(length - 1), reply_words_m1.eq(reply_words - 1)]
         with m.Switch(h_space):
             for s in self._spaces:
                 with m.Case(s.id):
-                    m.d.comb += [
-                        write_ok.eq(Const(s.writable) & (h_addr + n_write <= s.depth)),
-                        read_ok.eq(Const(s.readable) & (h_addr + h_count <= s.depth)),
+                    m.d.sync += [
+                        write_ok.eq(Const(s.writable) & (end_write <= s.depth)),
+                        read_ok.eq(Const(s.readable) & (end_read <= s.depth)),
                     ]
+            with m.Default():
+                m.d.sync += [write_ok.eq(0), read_ok.eq(0)]
         counters_depth = next(s.depth for s in self._spaces if s.id == COUNTERS_SPACE)
 
         m.d.comb += [
@@ -184,7 +192,7 @@ class FrameLink(wiring.Component):
                     for k in range(6):
                         with m.If(index == k):
                             m.d.sync += header[8 * k:8 * k + 8].eq(rx_byte)
-                    with m.If(index + 1 == length):
+                    with m.If(index == length_m1):
                         m.next = "CRC0"
             with m.State("CRC0"):
                 receiving("CRC1", [crc_lo.eq(rx_byte)])
@@ -192,7 +200,7 @@ class FrameLink(wiring.Component):
                 receiving(None)
                 with m.If(self.rx.valid):
                     with m.If(Cat(crc_lo, rx_byte) == crc_rx):
-                        m.next = "EXEC"
+                        m.next = "DECODE1"
                     with m.Else():
                         reply(Status.BAD_CRC)
             with m.State("DISCARD"):
@@ -203,38 +211,48 @@ class FrameLink(wiring.Component):
                 with m.Else():
                     m.d.sync += timer.eq(timer + 1)
 
+            with m.State("DECODE1"):
+                m.d.sync += [n_write.eq((length - 4) >> 2), len_zero.eq(length == 0),
+                             len_write.eq((length >= 8) & (length[:2] == 0)),
+                             len_read.eq((length == 6) & (h_count <= 0x3FFF))]
+                m.next = "DECODE2"
+            with m.State("DECODE2"):
+                m.d.sync += [end_write.eq(h_addr + n_write), end_read.eq(h_addr + h_count)]
+                m.next = "DECODE3"
+            with m.State("DECODE3"):
+                m.next = "EXEC"      # write_ok/read_ok register here
             with m.State("EXEC"):
                 m.d.sync += [bus_space.eq(h_space), bus_addr.eq(h_addr), index.eq(4),
                              byte_index.eq(0)]
                 with m.Switch(cmd):
                     with m.Case(Command.INFO):
-                        with m.If(length != 0):
+                        with m.If(~len_zero):
                             reply(Status.BAD_LENGTH)
                         with m.Else():
                             reply(Status.OK, len(self._info), 1)
                     with m.Case(Command.WRITE):
-                        with m.If((length < 8) | (length[:2] != 0)):
+                        with m.If(~len_write):
                             reply(Status.BAD_LENGTH)
                         with m.Elif(~write_ok):
                             reply(Status.BAD_ADDRESS)
                         with m.Else():
                             m.next = "WRITE_FETCH"
                     with m.Case(Command.READ):
-                        with m.If((length != 6) | (h_count > 0x3FFF)):
+                        with m.If(~len_read):
                             reply(Status.BAD_LENGTH)
                         with m.Elif(~read_ok):
                             reply(Status.BAD_ADDRESS)
                         with m.Else():
                             reply(Status.OK, h_count, 2)
                     with m.Case(Command.RUN):
-                        with m.If(length != 0):
+                        with m.If(~len_zero):
                             reply(Status.BAD_LENGTH)
                         with m.Else():
                             m.d.comb += self.engine.start.eq(1)
                             m.d.sync += cycles.eq(1)
                             m.next = "RUN_WAIT"
                     with m.Case(Command.COUNTERS):
-                        with m.If(length != 0):
+                        with m.If(~len_zero):
                             reply(Status.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [bus_space.eq(COUNTERS_SPACE), bus_addr.eq(0)]
@@ -251,7 +269,7 @@ class FrameLink(wiring.Component):
                 with m.If(byte_index == 3):
                     m.d.comb += [bus.w_en.eq(1), bus.w_data.eq(next_word)]
                     m.d.sync += bus_addr.eq(bus_addr + 1)
-                    with m.If(index + 1 == length):
+                    with m.If(index == length_m1):
                         reply(Status.OK)
             with m.State("RUN_WAIT"):
                 with m.If(self.engine.done):
@@ -292,7 +310,7 @@ class FrameLink(wiring.Component):
                     with m.If(byte_index == 3):
                         m.d.sync += [word_index.eq(word_index + 1), bus_addr.eq(bus_addr + 1)]
                         m.next = "TX_FETCH"
-                        with m.If(word_index + 1 == reply_words):
+                        with m.If(word_index == reply_words_m1):
                             m.next = "TX_CRC0"
             with m.State("TX_CRC0"):
                 send(crc_tx[:8], "TX_CRC1", update_crc=False)

@@ -48,3 +48,37 @@ def test_errors_over_the_uart():
     result = _run("mac", config, {"x": np.zeros(7)}, testcase="test_errors")
     assert result == {"bad_crc": "BAD_CRC", "truncated": "TRUNCATED",
                       "bad_command": "BAD_COMMAND", "info_after": MAGIC}
+
+
+@pytest.mark.rtl
+def test_systolic_board_end_to_end():
+    from sim.systolic import random_job
+    config = engine_config("systolic", {"preset": "4x4", "act_depth": 64, "weight_depth": 64,
+                                        "acc_depth": 16, "param_depth": 4})
+    job = random_job(np.random.default_rng(12), 6, 10, 7)
+    result = _run("systolic", config, job.arrays())
+    assert np.array_equal(np.asarray(result["y"]), job.golden(config.rounding))
+    counters = result["counters"]
+    assert counters["useful_macs"] == 6 * 10 * 7 and counters["flags"] == 0
+    assert counters["cycles"] <= result["cycles"]
+
+
+@pytest.mark.rtl
+def test_eie_board_end_to_end():
+    from sim.eie import build_image, cmd_payload, load_beats, random_layer, run_layers
+    config = engine_config("eie", {"pes": 2, "spmat_depth": 64, "ptr_depth": 64,
+                                   "act_depth": 16, "bias_depth": 16})
+    layer1, x = random_layer(config, 12, 10, 0.4, 0.7, seed=5)
+    layer2, _ = random_layer(config, 10, 6, 0.5, 1.0, seed=6)
+    layers = [layer1, layer2]
+    image = build_image(config, layers)
+    commands = [dict(c, emit=1) for c in image.commands]   # both layers' outputs
+    arrays = {"beats": np.array([hex(b) for b in load_beats(image, x)]),
+              "cmds": np.array([hex(cmd_payload(config, c)) for c in commands]),
+              "emits": np.array([1 for _ in commands]),
+              "rows": np.array([-(-c["out_features"] // config.pes) for c in commands]),
+              "out_features": np.array([c["out_features"] for c in commands])}
+    golden = run_layers(config, layers, x, engine="golden", image=image)
+    result = _run("eie", config, arrays)
+    assert result["y"] == golden["outputs"]
+    assert result["counters"]["cycles"] > 0

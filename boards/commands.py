@@ -1,0 +1,94 @@
+"""``nnaccel synth`` and ``nnaccel board run``."""
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _config_options(p):
+    g = p.add_argument_group("engine config (defaults: the engine's own)")
+    g.add_argument("--rows", type=int, help="systolic/mac array rows")
+    g.add_argument("--cols", type=int, help="systolic/mac array columns")
+    g.add_argument("--pes", type=int, help="EIE processing elements")
+    g.add_argument("--preset", help="systolic preset (4x4, 8x8, 16x16, 32x32)")
+    for name in ("act_depth", "weight_depth", "acc_depth", "param_depth", "spmat_depth",
+                 "ptr_depth", "bias_depth"):
+        g.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
+                       help=f"engine config field {name}")
+
+
+def _options(args) -> dict:
+    return {k: getattr(args, k) for k in ("rows", "cols", "pes", "preset", "act_depth",
+                                           "weight_depth", "acc_depth", "param_depth",
+                                           "spmat_depth", "ptr_depth", "bias_depth")}
+
+
+def _synth(args):
+    from .engines import engine_config
+    from .synth import synthesize
+    config = engine_config(args.engine, _options(args))
+    build_dir = Path(args.build_dir or Path("build") / "synth" / f"{args.board}-{args.engine}")
+    report = synthesize(args.board, args.engine, config, build_dir=build_dir,
+                        clock_mhz=args.clock_mhz, baud=args.baud, seed=args.seed)
+    if not report.bitstream and report.fmax_mhz == {}:
+        print(f"{args.board}: build tree for the vendor tool written to {report.build_dir}")
+    else:
+        print(report.text())
+    if args.json:
+        d = report.to_json()
+        print(json.dumps({"fmax_mhz": d["fmax_mhz"], "resources": d["resources"],
+                          "bitstream": d["bitstream"], **d}))
+    return 0
+
+
+def _board_run(args):
+    import numpy as np
+
+    from quantize.image import load_image
+
+    from .host import BoardClient, SerialTransport
+    from .platforms import board
+    from .run import run_image_on_board
+    board(args.board)
+    image = load_image(args.image)
+    x = np.load(args.input)
+    transport = SerialTransport(args.port, args.baud, timeout=args.timeout)
+    try:
+        result = run_image_on_board(image, x, BoardClient(transport),
+                                    progress=lambda s: print(s, file=sys.stderr))
+    finally:
+        transport.close()
+    np.save(args.output, result["outputs"])
+    print(f"{len(result['outputs'])} outputs -> {args.output}; "
+          f"{result['cycles']} engine cycles")
+    return 0
+
+
+def register(subparsers):
+    from .engines import ENGINES
+    from .platforms import BOARDS
+    p = subparsers.add_parser("synth", help="synthesize, place and route an engine for a board")
+    p.add_argument("--board", required=True, help=f"one of {', '.join(BOARDS)}")
+    p.add_argument("--engine", required=True, help=f"one of {', '.join(ENGINES)}")
+    _config_options(p)
+    p.add_argument("--clock-mhz", type=float, help="design clock (PLL boards)")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--build-dir", help="default build/synth/BOARD-ENGINE")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (fmax_mhz, resources, bitstream) last")
+    p.set_defaults(func=_synth)
+
+    b = subparsers.add_parser("board", help="talk to an FPGA board over its UART")
+    bs = b.add_subparsers(dest="board_command", required=True, metavar="ACTION")
+    r = bs.add_parser("run", help="run a compressed net's image on the board")
+    r.add_argument("image", help="image directory (manifest.json) from nnaccel compress")
+    r.add_argument("--board", required=True, help=f"one of {', '.join(BOARDS)}")
+    r.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    r.add_argument("--baud", type=int, default=115200)
+    r.add_argument("--timeout", type=float, default=5.0, help="seconds per reply")
+    r.add_argument("--input", required=True, help="inputs .npy (float, N x in)")
+    r.add_argument("-o", "--output", required=True, help="outputs .npy")
+    r.set_defaults(func=_board_run)

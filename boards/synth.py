@@ -1,0 +1,210 @@
+"""Synthesis, place and route and packing with the yowasp flow; the report it yields.
+
+:func:`synthesize` builds a board's top level with one engine and reads back what the
+tools measured: cell use from Yosys' statistics and nextpnr's utilisation, the achieved
+Fmax of every clock from nextpnr's ``--report`` JSON, and its critical paths. A design
+that does not fit raises ``ValueError`` naming the overflowing resource.
+"""
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .engines import config_to_dict, make_adapter
+from .platforms import Board, board, use_yowasp_tools
+from .top import BoardTop
+
+__all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
+           "FAMILY_CELLS"]
+
+#: Per family: Yosys cell names counted as LUTs, FFs, DSPs, block RAMs, LUT RAM.
+FAMILY_CELLS = {
+    "ecp5": {"lut": ("LUT4",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D", "ALU54B"),
+             "bram": ("DP16KD",), "lutram": ("TRELLIS_DPR16X4",), "carry": ("CCU2C",)},
+    "ice40": {"lut": ("SB_LUT4",), "ff": ("SB_DFF",), "dsp": ("SB_MAC16",),
+              "bram": ("SB_RAM40_4K",), "lutram": (), "carry": ("SB_CARRY",)},
+}
+#: nextpnr cell types of the same resources (``used/available`` in its utilisation).
+NEXTPNR_TYPES = {
+    "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
+             "bram": "DP16KD"},
+    "ice40": {"lut": "ICESTORM_LC", "ff": "ICESTORM_LC", "dsp": "ICESTORM_DSP",
+              "bram": "ICESTORM_RAM"},
+}
+
+
+@dataclass
+class SynthReport:
+    board: str
+    device: str
+    engine: str
+    config: dict
+    clock_mhz: float                         # the constraint on the design clock
+    fmax_mhz: dict = field(default_factory=dict)        # clock -> achieved
+    constraint_mhz: dict = field(default_factory=dict)  # clock -> target
+    resources: dict = field(default_factory=dict)       # lut/ff/dsp/bram/lutram/carry
+    utilisation: dict = field(default_factory=dict)     # nextpnr type -> [used, available]
+    critical_path: list = field(default_factory=list)   # text lines from nextpnr
+    bitstream: str | None = None
+    build_dir: str = ""
+    seconds: float = 0.0
+
+    @property
+    def clock_met(self) -> bool:
+        return bool(self.fmax_mhz) and all(
+            self.fmax_mhz[c] >= self.constraint_mhz.get(c, 0) for c in self.fmax_mhz)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["clock_met"] = self.clock_met
+        return d
+
+    def text(self) -> str:
+        r = self.resources
+        lines = [f"{self.engine} on {self.board} ({self.device}), "
+                 f"{self.seconds:.0f} s, build in {self.build_dir}",
+                 f"  LUT4 {r.get('lut', 0)}  FF {r.get('ff', 0)}  carry {r.get('carry', 0)}  "
+                 f"DSP {r.get('dsp', 0)}  BRAM {r.get('bram', 0)}  LUT-RAM {r.get('lutram', 0)}"]
+        for cell, (used, avail) in sorted(self.utilisation.items()):
+            lines.append(f"  {cell:<16} {used:>6} / {avail:<6} ({100 * used / avail:.0f} %)"
+                         if avail else f"  {cell:<16} {used:>6}")
+        for clock, f in sorted(self.fmax_mhz.items()):
+            target = self.constraint_mhz.get(clock, 0)
+            verdict = "met" if f >= target else "NOT met"
+            lines.append(f"  Fmax {clock}: {f:.1f} MHz (target {target:.1f} MHz, {verdict})")
+        lines += [f"  {line}" for line in self.critical_path[:3]]
+        lines.append(f"  bitstream: {self.bitstream}")
+        return "\n".join(lines)
+
+
+def parse_yosys_cells(log: str, family: str) -> dict:
+    """Counts per resource from Yosys' final statistics of the (flattened) top module."""
+    start = log.rfind("=== top ===")
+    stats = log[start:] if start >= 0 else log
+    end = stats.find("===", len("=== top ==="))
+    stats = stats[:end] if end > 0 else stats
+    counts = {}
+    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?\$?([A-Za-z_0-9]+)\s*$|"
+                         r"^\s+([A-Za-z_0-9$]+)\s+(\d+)\s*$", stats, re.M):
+        if m.group(1):
+            name, n = m.group(2), int(m.group(1))
+        else:
+            name, n = m.group(3).lstrip("$"), int(m.group(4))
+        counts[name] = counts.get(name, 0) + n
+    out = {}
+    for resource, names in FAMILY_CELLS[family].items():
+        out[resource] = sum(n for cell, n in counts.items()
+                            if any(cell == nm or cell.startswith(nm + "_") or
+                                   (nm == "SB_DFF" and cell.startswith("SB_DFF"))
+                                   for nm in names))
+    return out
+
+
+_UTIL = re.compile(r"Info:\s+([A-Za-z_0-9]+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def parse_overflow(log: str) -> list[str]:
+    """Resources nextpnr found over-used: ``["DSP (MULT18X18D) 200/156", ...]``."""
+    names = {"MULT18X18D": "DSP", "ICESTORM_DSP": "DSP", "DP16KD": "block RAM",
+             "ICESTORM_RAM": "block RAM", "TRELLIS_COMB": "LUTs", "TRELLIS_FF": "FFs",
+             "ICESTORM_LC": "logic cells (LUT/FF)", "TRELLIS_IO": "I/O", "SB_IO": "I/O",
+             "ICESTORM_SPRAM": "SPRAM", "TRELLIS_RAMW": "LUT RAM"}
+    over = []
+    for cell, used, avail in _UTIL.findall(log):
+        if int(used) > int(avail):
+            over.append(f"{names.get(cell, cell)} ({cell}) {used}/{avail}")
+    return list(dict.fromkeys(over))
+
+
+def _critical_paths(log: str) -> list[str]:
+    """One line per clock: the critical path's start and end cells, delay, logic/routing."""
+    out, clock, cells = [], None, []
+    for line in log.splitlines():
+        head = re.search(r"Critical path report for clock '([^']+)'", line)
+        if head:
+            clock, cells = head.group(1), []
+            continue
+        if clock is None:
+            continue
+        cell = re.search(r"\b(Source|Sink) (\S+)", line)
+        if cell:
+            cells.append(cell.group(2))
+            continue
+        split = re.search(r"([\d.]+) ns logic, ([\d.]+) ns routing", line)
+        if split:
+            logic, routing = float(split.group(1)), float(split.group(2))
+            start = cells[0].rsplit(".", 1)[0] if cells else "?"
+            end = cells[-1].rsplit(".", 1)[0] if cells else "?"
+            out = [o for o in out if not o.startswith(f"critical path {clock}:")]
+            out.append(f"critical path {clock}: {logic + routing:.2f} ns "
+                       f"({logic:.2f} logic, {routing:.2f} routing) from {start} to {end}")
+            clock = None
+    return out
+
+
+def _report_json(path: Path) -> tuple[dict, dict, dict]:
+    report = json.loads(path.read_text())
+    fmax, target = {}, {}
+    for clock, v in report.get("fmax", {}).items():
+        fmax[clock] = float(v["achieved"])
+        target[clock] = float(v["constraint"])
+    util = {cell: [int(v["used"]), int(v["available"])]
+            for cell, v in report.get("utilization", {}).items() if int(v["used"])}
+    return fmax, target, util
+
+
+def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
+               clock_mhz: float | None = None, baud: int = 115200,
+               seed: int = 1) -> SynthReport:
+    """Build ``engine`` with ``config`` for ``board_name``; return the measured report."""
+    b: Board = board(board_name)
+    env = use_yowasp_tools(b)
+    platform = b.make_platform()
+    top = BoardTop(b, make_adapter(engine, config), clock_mhz=clock_mhz, baud=baud)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    kwargs = {}
+    if b.builds_here:
+        kwargs["nextpnr_opts"] = f"--report report.json --seed {seed}"
+    if b.family == "ice40":
+        kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
+    plan = platform.prepare(top, "top", **kwargs)
+    plan.extract(build_dir)
+    report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
+                         config=config_to_dict(config), clock_mhz=top.clock_mhz,
+                         build_dir=str(build_dir))
+    if not b.builds_here:
+        report.seconds = time.monotonic() - start
+        return report
+    log_path = build_dir / "synth.log"
+    with open(log_path, "w") as log:
+        done = subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    report.seconds = time.monotonic() - start
+    pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
+    full_log = log_path.read_text() + pnr_log
+    if done.returncode:
+        over = parse_overflow(full_log)
+        if over:
+            raise ValueError(f"{engine} {config} does not fit the {platform.device}: "
+                             f"{', '.join(over)} — choose a smaller config")
+        tail = " | ".join(line.strip() for line in full_log.splitlines()
+                          if "ERROR" in line or "error" in line.lower())[-400:]
+        raise OSError(f"the {b.name} flow failed ({tail or 'see log'}); log: {log_path}")
+    return read_results(report, b.family)
+
+
+def read_results(report: SynthReport, family: str) -> SynthReport:
+    """Fill ``report`` from the logs and nextpnr's report in ``report.build_dir``."""
+    build_dir = Path(report.build_dir)
+    report.resources = parse_yosys_cells((build_dir / "top.rpt").read_text(), family)
+    report.fmax_mhz, report.constraint_mhz, report.utilisation = \
+        _report_json(build_dir / "report.json")
+    report.critical_path = _critical_paths((build_dir / "top.tim").read_text())
+    bit = build_dir / ("top.bit" if family == "ecp5" else "top.bin")
+    report.bitstream = str(bit) if bit.exists() else None
+    return report

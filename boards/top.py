@@ -1,0 +1,67 @@
+"""A board's top level: clock (PLL where the board has one set up), reset, UART pins, LEDs."""
+
+from amaranth.hdl import ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from .core import BoardCore
+from .pll import ecp5_pll
+from .uart import uart_divisor
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(Elaboratable):
+    """:class:`BoardCore` on a real board.
+
+    Parameters
+    ----------
+    board : boards.platforms.Board
+    engine : the engine adapter
+    clock_mhz : float
+        Design clock; on a PLL board it is made from the oscillator, otherwise it must be
+        the oscillator's frequency.
+    baud : int
+        UART rate of the host link.
+    """
+
+    def __init__(self, board, engine, *, clock_mhz: float | None = None, baud: int = 115200):
+        self._board = board
+        self._engine = engine
+        self._clock_mhz = clock_mhz or board.clock_mhz
+        self._baud = baud
+        self.clock_mhz = self._clock_mhz     # updated to the PLL's exact output
+
+    def elaborate(self, platform):
+        m = Module()
+        osc_mhz = platform.default_clk_frequency / 1e6
+        m.domains.sync = sync = ClockDomain("sync")
+        clk_in = platform.request(platform.default_clk).i
+        if self._board.pll:
+            pll, clk_out, locked, self.clock_mhz = ecp5_pll(clk_in, osc_mhz, self._clock_mhz)
+            m.submodules.pll = pll
+            m.d.comb += sync.clk.eq(clk_out)
+            platform.add_clock_constraint(clk_out, self.clock_mhz * 1e6)
+        else:
+            if abs(self._clock_mhz - osc_mhz) > 1e-6:
+                raise ValueError(f"the {self._board.name} design clock is its {osc_mhz:g} MHz "
+                                 f"oscillator: leave out --clock-mhz")
+            locked = Const(1)
+            m.d.comb += sync.clk.eq(clk_in)
+        # Power-on reset: hold the design until the clock is locked and, on iCE40, the
+        # block RAMs are usable (15 us after configuration).
+        m.domains.por = por = ClockDomain("por", reset_less=True)
+        m.d.comb += por.clk.eq(sync.clk)
+        settle = int(self.clock_mhz * 20) + 1
+        por_count = Signal(range(settle + 1))
+        with m.If(por_count != settle):
+            m.d.por += por_count.eq(por_count + 1)
+        m.submodules.reset_sync = ResetSynchronizer(~locked | (por_count != settle),
+                                                    domain="sync")
+        divisor = uart_divisor(self.clock_mhz * 1e6, self._baud)
+        m.submodules.core = core = BoardCore(
+            self._engine, divisor=divisor, timeout_cycles=int(self.clock_mhz * 1e6 * 0.05))
+        uart = platform.request("uart", 0)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        leds = [platform.request("led", k) for k in range(2)]
+        m.d.comb += [leds[0].o.eq(core.activity), leds[1].o.eq(locked)]
+        return m

@@ -1,0 +1,105 @@
+"""``make bench`` suite ``boards``: synthesis figures from the open FPGA flow.
+
+Each case is a full yowasp build (synthesis, place and route, packing) of a board's top
+level with one engine; what nextpnr measured (Fmax per clock, cell use) and Yosys' cell
+counts go to ``boards.json``, and the resource/Fmax table in the README's ``boards``
+section is regenerated from them. A case that does not fit is recorded with the resource
+that overflowed. ``NNACCEL_BENCH_BOARDS`` (comma-separated case names) runs a subset.
+Builds take minutes each: the list is short on purpose.
+"""
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from boards.engines import engine_config
+from boards.synth import synthesize
+
+__all__ = ["CASES", "main", "table"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: name -> (board, engine, config options). Figures the issue asks for: systolic 8x8 and
+#: EIE 8 PEs on the ECP5-85F; the largest of each that fits the ECP5 and the iCE40UP5K.
+CASES = {
+    "ecp5-systolic-8x8": ("ulx3s", "systolic", {"rows": 8, "cols": 8}),
+    "ecp5-eie-8pe": ("ulx3s", "eie", {"pes": 8}),
+    "ecp5-systolic-10x10": ("ulx3s", "systolic", {"rows": 10, "cols": 10, "act_depth": 1024,
+                                                  "weight_depth": 1024}),
+    "ecp5-eie-16pe": ("ulx3s", "eie", {"pes": 16}),
+    "ice40-mac-8x8": ("icebreaker", "mac", {"rows": 8, "cols": 8}),
+    "ice40-systolic-1x2": ("icebreaker", "systolic", {"rows": 1, "cols": 2, "act_depth": 256,
+                                                      "weight_depth": 256, "acc_depth": 64,
+                                                      "param_depth": 8}),
+    "ice40-eie-1pe": ("icebreaker", "eie", {"pes": 1, "spmat_depth": 256, "ptr_depth": 512,
+                                            "act_depth": 32, "bias_depth": 32}),
+}
+
+
+def _run(name, board, engine, options, out_dir: Path) -> dict:
+    config = engine_config(engine, dict(options))
+    start = time.monotonic()
+    try:
+        r = synthesize(board, engine, config, build_dir=out_dir / "synth" / name)
+    except ValueError as e:
+        return {"name": name, "board": board, "engine": engine, "options": options,
+                "fits": False, "error": str(e), "seconds": time.monotonic() - start}
+    return {"name": name, "board": board, "engine": engine, "options": options,
+            "fits": True, **r.to_json()}
+
+
+def _config_text(case) -> str:
+    o = case["options"]
+    if case["engine"] == "eie":
+        return f"{o['pes']} PEs"
+    return f"{o['rows']}×{o['cols']}"
+
+
+def table(cases: list[dict]) -> str:
+    head = ("| board (device) | engine | config | LUT4 | FF | DSP | BRAM | Fmax MHz (target) "
+            "| build s |\n|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for c in cases:
+        if not c["fits"]:
+            over = re.sub(r".*does not fit the ([^:]+): (.*) — .*", r"\1: \2", c["error"])
+            rows.append(f"| {c['board']} | {c['engine']} | {_config_text(c)} | does not fit "
+                        f"({over}) | | | | | {c['seconds']:.0f} |")
+            continue
+        r = c["resources"]
+        fmax = ", ".join(f"{f:.1f} ({c['constraint_mhz'][k]:.0f})"
+                         for k, f in sorted(c["fmax_mhz"].items()))
+        rows.append(f"| {c['board']} ({c['device']}) | {c['engine']} | {_config_text(c)} | "
+                    f"{r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | {fmax} | "
+                    f"{c['seconds']:.0f} |")
+    return "\n".join([head, *rows])
+
+
+def _update_readme(text: str) -> None:
+    readme = REPO / "README.md"
+    start, end = "<!-- boards-table -->", "<!-- /boards-table -->"
+    content = readme.read_text()
+    if start in content and end in content:
+        before, rest = content.split(start, 1)
+        _, after = rest.split(end, 1)
+        readme.write_text(f"{before}{start}\n{text}\n{end}{after}")
+
+
+def main(out_dir) -> dict:
+    out_dir = Path(out_dir)
+    names = os.environ.get("NNACCEL_BENCH_BOARDS")
+    selected = names.split(",") if names else list(CASES)
+    path = out_dir / "boards.json"
+    previous = {c["name"]: c for c in json.loads(path.read_text())} if path.exists() else {}
+    for name in selected:
+        board, engine, options = CASES[name]
+        print(f"[bench] boards: {name} ...", flush=True)
+        previous[name] = _run(name, board, engine, options, out_dir)
+        path.write_text(json.dumps(list(previous.values()), indent=1))
+    cases = [previous[n] for n in CASES if n in previous]
+    text = table(cases)
+    (out_dir / "boards.md").write_text(text + "\n")
+    _update_readme(text)
+    return {c["name"]: ({"fmax_mhz": c["fmax_mhz"], "resources": c["resources"]}
+                        if c["fits"] else {"error": c["error"]}) for c in cases}
