@@ -33,7 +33,9 @@ def _synth(args):
     report = synthesize(args.board, args.engine, config, build_dir=build_dir,
                         clock_mhz=args.clock_mhz, baud=args.baud, seed=args.seed)
     if not report.bitstream and report.fmax_mhz == {}:
-        print(f"{args.board}: build tree for the vendor tool written to {report.build_dir}")
+        print(f"{args.board} ({report.device}): build tree for the vendor tool written to "
+              f"{report.build_dir} (run build_top.sh where Vivado is installed); its "
+              f"Verilog passes Verilator's lint")
     else:
         print(report.text())
     if args.json:

@@ -178,6 +178,12 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                          config=config_to_dict(config), clock_mhz=top.clock_mhz,
                          build_dir=str(build_dir))
     if not b.builds_here:
+        from .vivado import lint_tree
+        lint = lint_tree(build_dir)
+        if lint.returncode:
+            errors = [line for line in lint.stderr.splitlines() if "%Error" in line]
+            raise OSError(f"the {b.name} build tree's Verilog fails Verilator's lint: "
+                          f"{errors[0] if errors else lint.stderr[-300:]}")
         report.seconds = time.monotonic() - start
         return report
     log_path = build_dir / "synth.log"

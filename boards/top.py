@@ -1,6 +1,7 @@
 """A board's top level: clock (PLL where the board has one set up), reset, UART pins, LEDs."""
 
 from amaranth.hdl import ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .core import BoardCore
@@ -35,7 +36,9 @@ class BoardTop(Elaboratable):
         m = Module()
         osc_mhz = platform.default_clk_frequency / 1e6
         m.domains.sync = sync = ClockDomain("sync")
-        clk_in = platform.request(platform.default_clk).i
+        m.submodules.clk_buffer = clk_buffer = io.Buffer(
+            "i", platform.request(platform.default_clk, dir="-"))
+        clk_in = clk_buffer.i
         if self._board.pll:
             pll, clk_out, locked, self.clock_mhz = ecp5_pll(clk_in, osc_mhz, self._clock_mhz)
             m.submodules.pll = pll
@@ -60,8 +63,11 @@ class BoardTop(Elaboratable):
         divisor = uart_divisor(self.clock_mhz * 1e6, self._baud)
         m.submodules.core = core = BoardCore(
             self._engine, divisor=divisor, timeout_cycles=int(self.clock_mhz * 1e6 * 0.05))
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
-        leds = [platform.request("led", k) for k in range(2)]
-        m.d.comb += [leds[0].o.eq(core.activity), leds[1].o.eq(locked)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+        for k, value in enumerate((core.activity, locked)):
+            m.submodules[f"led_{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+            m.d.comb += led.o.eq(value)
         return m
