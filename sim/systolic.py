@@ -25,7 +25,7 @@ from hw.systolic.layouts import (
 from sim.golden import systolic as golden
 
 __all__ = ["GemmJob", "GemmRun", "PackedGemm", "pack", "unpack", "run_gemm", "run_jobs",
-           "random_job", "rtl_build"]
+           "model_cycles", "random_job", "rtl_build"]
 
 
 @dataclass
@@ -207,7 +207,7 @@ def random_job(rng: np.random.Generator, m: int, k: int, n: int, *,
 def rtl_build(cfg: SystolicConfig):
     from hw.systolic.top import SystolicTop
     from sim import rtl
-    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg))
+    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg), sources=("hw/systolic",))
 
 
 def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, seed: int = 0,
@@ -257,3 +257,22 @@ def run_gemm(cfg: SystolicConfig, a, w, bias, multiplier, shift, input_zero_poin
     if engine == "rtl":
         return run_jobs(cfg, [job], stall=stall, seed=seed)[0]
     raise ValueError(f"engine={engine!r}: use 'golden' or 'rtl'")
+
+
+def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
+    """Analytical cycle estimate of one GEMM as the testbench runs it (loads included).
+
+    Loads stream one word a cycle on each of three parallel streams; each tile then
+    issues ``m`` rows, but a tile cannot start before its weights shifted in
+    (``rows + 4`` cycles after the previous latch) nor before the bank it reuses has
+    drained from the mesh (``array latency + 4`` cycles after that bank's last row).
+    ``make bench`` reports this model's error against the simulated RTL.
+    """
+    kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
+    tiles = kt * nt
+    latency = 2 + cfg.rows + cfg.cols - 1
+    loads = max(kt * m, tiles * cfg.rows, nt)
+    period = max(m, cfg.rows + 4, latency + 4 - m if tiles > 2 else 0)
+    compute = m + (tiles - 1) * max(m, period)
+    drain = latency + 2 + 4 + 2
+    return loads + 1 + cfg.rows + 4 + compute + drain

@@ -1,0 +1,60 @@
+"""``nnaccel verilog``: synthesizable Verilog for an engine config."""
+
+from pathlib import Path
+
+__all__ = ["register", "systolic_config_from_args", "add_systolic_arguments"]
+
+
+def add_systolic_arguments(parser, *, depths_default=None):
+    parser.add_argument("--rows", type=int, default=8, help="array rows (K per tile)")
+    parser.add_argument("--cols", type=int, default=8, help="array columns (N per tile)")
+    parser.add_argument("--act-depth", type=int, default=depths_default,
+                        help="activation buffer words")
+    parser.add_argument("--weight-depth", type=int, default=depths_default,
+                        help="weight buffer words")
+    parser.add_argument("--acc-depth", type=int, default=depths_default,
+                        help="accumulator words (max M)")
+    parser.add_argument("--param-depth", type=int, default=depths_default,
+                        help="parameter words (max N / cols)")
+    parser.add_argument("--rounding", choices=["double", "single"], default="double",
+                        help="TFLite requantization rounding path")
+
+
+def systolic_config_from_args(args, **defaults):
+    from hw.systolic import SystolicConfig
+    fields = {"rows": args.rows, "cols": args.cols, "rounding": args.rounding}
+    for name in ("act_depth", "weight_depth", "acc_depth", "param_depth"):
+        value = getattr(args, name)
+        if value is None:
+            value = defaults.get(name)
+        if value is not None:
+            fields[name] = value
+    return SystolicConfig(**fields)
+
+
+def _verilog(args):
+    from sim.rtl import to_verilog
+    if args.engine == "systolic":
+        from hw.systolic.top import SystolicTop
+        cfg = systolic_config_from_args(args)
+        top, name = SystolicTop(cfg), "systolic_top"
+    else:
+        from hw.eie import EieConfig, EieTop
+        cfg = EieConfig(pes=args.pes)
+        top, name = EieTop(cfg), "eie_top"
+    text = to_verilog(top, name)
+    out = Path(args.output)
+    if out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out} ({len(text.splitlines())} lines, top module {name}) for {cfg}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("verilog", help="write synthesizable Verilog for an engine config")
+    p.add_argument("--engine", choices=["systolic", "eie"], required=True)
+    add_systolic_arguments(p)
+    p.add_argument("--pes", type=int, default=8, help="EIE processing elements")
+    p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.set_defaults(func=_verilog)
