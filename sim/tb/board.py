@@ -14,10 +14,10 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge
 
 from boards.host import BoardClient
-from boards.protocol import Command, Status, decode_reply, encode_request
+from boards.protocol import Command, Status, encode_request
 from sim.rtl import job_params, write_result
 
 __all__ = ["SimUart", "SimUartTransport"]
@@ -128,5 +128,3 @@ async def test_errors(dut):
 
     await bridge(host)()
     write_result(replies)
-    await RisingEdge(dut.clk)
-    assert decode_reply  # the codec the host used is the one under test
