@@ -21,6 +21,10 @@ __all__ = ["CASES", "main", "table"]
 
 REPO = Path(__file__).resolve().parents[2]
 
+#: Memories small enough for the iCE40UP5K's 30 block RAMs.
+_ICE40_SYSTOLIC = {"act_depth": 256, "weight_depth": 256, "acc_depth": 64, "param_depth": 8}
+_ICE40_EIE = {"spmat_depth": 256, "ptr_depth": 512, "act_depth": 32, "bias_depth": 32}
+
 #: name -> (board, engine, config options). Figures the issue asks for: systolic 8x8 and
 #: EIE 8 PEs on the ECP5-85F; the largest of each that fits the ECP5 and the iCE40UP5K.
 CASES = {
@@ -29,12 +33,10 @@ CASES = {
     "ecp5-systolic-10x10": ("ulx3s", "systolic", {"rows": 10, "cols": 10, "act_depth": 1024,
                                                   "weight_depth": 1024}),
     "ecp5-eie-16pe": ("ulx3s", "eie", {"pes": 16}),
-    "ice40-mac-8x8": ("icebreaker", "mac", {"rows": 8, "cols": 8}),
-    "ice40-systolic-1x2": ("icebreaker", "systolic", {"rows": 1, "cols": 2, "act_depth": 256,
-                                                      "weight_depth": 256, "acc_depth": 64,
-                                                      "param_depth": 8}),
-    "ice40-eie-1pe": ("icebreaker", "eie", {"pes": 1, "spmat_depth": 256, "ptr_depth": 512,
-                                            "act_depth": 32, "bias_depth": 32}),
+    "ice40-systolic-1x1": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 1}),
+    "ice40-systolic-1x2": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 2}),
+    "ice40-eie-1pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 1}),
+    "ice40-eie-2pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 2}),
 }
 
 
