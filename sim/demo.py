@@ -39,6 +39,12 @@ def _rtl(image, xte, golden, yte) -> dict | None:
     _say(f"  RTL accuracy {acc * 100:.2f} %; RTL == golden on all {len(xte)} test images: "
          f"{'yes' if equal else 'NO'}; {per:.0f} cycles per inference "
          f"({time.monotonic() - start:.0f} s wall)")
+    if "ideal_cycles" in result.info:
+        ideal = float(np.mean(result.info["ideal_cycles"]))
+        _say(f"  EIE ideal (busiest PE's entries over non-zero inputs) {ideal:.0f} cycles per "
+             f"inference: {ideal / per * 100:.0f} % of the measured cycles")
+    if "layer_cycles" in result.info:
+        _say(f"  cycles per layer over the test set: {result.info['layer_cycles']}")
     return {"accuracy": acc, "equal": equal, "cycles_per_inference": per}
 
 
