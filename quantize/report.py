@@ -27,12 +27,13 @@ def format_table(image) -> str:
     """The per-layer table of Deep Compression's accounting, then the real image bytes."""
     r = report_json(image)
     head = (f"{'layer':<8}{'shape':>11}{'kept':>8}{'bits':>5}{'idx':>4}{'dense KB':>10}"
-            f"{'pruned':>9}{'P+Q':>8}{'+Huff':>8}{'image B':>10}")
+            f"{'final KB':>10}{'pruned':>9}{'P+Q':>8}{'+Huff':>8}{'image B':>10}")
     lines = [f"{image.engine} engine, {r['accounting']}", head, "-" * len(head)]
 
     def row(name, shape, d, img):
         return (f"{name:<8}{shape:>11}{d['density'] * 100:>7.1f}%{d.get('bits', ''):>5}"
                 f"{d.get('index_bits', ''):>4}{d['dense_bits'] / 8192:>10.1f}"
+                f"{d['huffman_bits'] / 8192:>10.2f}"
                 f"{d['ratio_pruned']:>8.1f}x{d['ratio_pq']:>7.1f}x{d['ratio_huffman']:>7.1f}x"
                 f"{img:>10}")
     for d in r["layers"]:
