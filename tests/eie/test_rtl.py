@@ -13,10 +13,16 @@ def _check(config, seed=0):
     assert not failures, "\n".join(failures)
 
 
+CONFIGS = {
+    "pes4": PRESETS["test4"],
+    "pes16": EieConfig(pes=16, spmat_depth=512, ptr_depth=1024, act_depth=64, bias_depth=128),
+}
+
+
 @pytest.mark.rtl
-@pytest.mark.parametrize("preset", ["test4", "test16"])
-def test_corner_cases(preset):
-    _check(PRESETS[preset])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_corner_cases(name):
+    _check(CONFIGS[name])
 
 
 @pytest.mark.rtl
