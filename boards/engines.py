@@ -115,37 +115,55 @@ def run_job(engine: str, config, client, arrays: dict) -> dict:
         y = np.array(client.read(3, 0, config.rows), dtype=np.uint32).view(np.int32)
         return {"y": y, "cycles": cycles, "counters": client.counters()}
     if engine == "systolic":
-        from sim.systolic import GemmJob, pack, unpack
+        return _run_systolic(config, client, info, arrays)
+    return _run_eie(config, client, info, arrays)
 
-        from .systolic_adapter import SYSTOLIC_COUNTERS, SYSTOLIC_SPACES, SystolicAdapter
-        adapter = SystolicAdapter(config)
-        if info[2:] != list(adapter.info):
-            raise LinkError(f"the board carries engine/config {info[2:]}, not systolic "
-                            f"{list(adapter.info)}")
-        job = GemmJob(**arrays)
-        m, _, n = job.shape
-        packed = pack(config, job)
-        if packed.result_words > adapter.spaces[4].depth >> adapter.stride_log2("results"):
-            raise ValueError(f"the GEMM makes {packed.result_words} result words but the "
-                             f"board buffers {config.acc_depth}: split N")
+
+def _run_systolic(config, client, info, arrays) -> dict:
+    """A GEMM in as many runs as the board's result buffer needs (N split in pieces of
+    whole N tiles); cycles and counters add up over the runs."""
+    from sim.systolic import GemmJob, pack, unpack
+
+    from .systolic_adapter import SYSTOLIC_COUNTERS, SYSTOLIC_SPACES, SystolicAdapter
+    adapter = SystolicAdapter(config)
+    if info[2:] != list(adapter.info):
+        raise LinkError(f"the board carries engine/config {info[2:]}, not systolic "
+                        f"{list(adapter.info)}")
+    job = GemmJob(**arrays)
+    m, _, n = job.shape
+    results = next(sp for sp in adapter.spaces if sp.id == SYSTOLIC_SPACES["results"])
+    out_beats = results.depth >> adapter.stride_log2("results")
+    if m > out_beats:
+        raise ValueError(f"the GEMM has M={m} rows but the board buffers {out_beats} result "
+                         f"rows: split M")
+    n_per_run = out_beats // m * config.cols
+    outputs, cycles, total = [], 0, dict.fromkeys(SYSTOLIC_COUNTERS, 0)
+    for n0 in range(0, n, n_per_run):
+        part = slice(n0, min(n, n0 + n_per_run))
+        sub = GemmJob(job.a, job.w[:, part], job.bias[part], job.multiplier[part],
+                      job.shift[part], job.input_zero_point, job.output_zero_point,
+                      job.act_min, job.act_max)
+        packed = pack(config, sub)
         for name, beats in (("act", packed.act), ("weight", packed.weight),
                             ("param", packed.param), ("command", [packed.command])):
             stride = adapter.stride_log2(name)
-            words = [w for beat in beats for w in _split(beat, stride)]
-            client.write(SYSTOLIC_SPACES[name], 0, words)
-        cycles = client.run()
+            client.write(SYSTOLIC_SPACES[name], 0,
+                         [w for beat in beats for w in _split(beat, stride)])
+        cycles += client.run()
         counters = dict(zip(SYSTOLIC_COUNTERS, client.counters(), strict=True))
         if counters["flags"]:
             raise LinkError(f"the engine rejected the GEMM or overflowed (flags "
                             f"{counters['flags']})")
+        for key in total:
+            total[key] += counters[key]
         stride = adapter.stride_log2("results")
         raw = client.read(SYSTOLIC_SPACES["results"], 0, packed.result_words << stride)
         beats = [sum(raw[i * (1 << stride) + j] << (32 * j) for j in range(1 << stride))
                  for i in range(packed.result_words)]
-        last = 1 << (8 * config.cols)
-        beats[-1] |= last    # the buffer keeps data only; the engine ended on 'last'
-        return {"y": unpack(config, beats, m, n), "cycles": cycles, "counters": counters}
-    return _run_eie(config, client, info, arrays)
+        beats[-1] |= 1 << (8 * config.cols)   # the buffer keeps data; the run ended on 'last'
+        outputs.append(unpack(config, beats, m, part.stop - part.start))
+    return {"y": np.concatenate(outputs, axis=1), "cycles": cycles, "counters": total,
+            "runs": len(outputs)}
 
 
 def _run_eie(config, client, info, arrays) -> dict:

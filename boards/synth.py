@@ -127,6 +127,8 @@ def _critical_paths(log: str) -> list[str]:
         head = re.search(r"Critical path report for clock '([^']+)'", line)
         if head:
             clock, cells = head.group(1), []
+            if clock.startswith("$PACKER"):
+                clock = None
             continue
         if clock is None:
             continue
@@ -150,6 +152,8 @@ def _report_json(path: Path) -> tuple[dict, dict, dict]:
     report = json.loads(path.read_text())
     fmax, target = {}, {}
     for clock, v in report.get("fmax", {}).items():
+        if clock.startswith("$PACKER"):      # nextpnr's constant nets, not a clock
+            continue
         fmax[clock] = float(v["achieved"])
         target[clock] = float(v["constraint"])
     util = {cell: [int(v["used"]), int(v["available"])]
@@ -204,7 +208,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     if done.returncode:
         over = parse_overflow(full_log)
         if over:
-            raise ValueError(f"{engine} {config} does not fit the {platform.device}: "
+            raise ValueError(f"{engine} {_short(config)} does not fit the {platform.device}: "
                              f"{', '.join(over)} — choose a smaller config")
         tail = " | ".join(line.strip() for line in full_log.splitlines()
                           if "ERROR" in line or "error" in line.lower())[-400:]
@@ -214,6 +218,12 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         k: v for k, v in asdict(report).items()
         if k in ("board", "device", "engine", "config", "clock_mhz", "build_dir", "seconds")}}))
     return report
+
+
+def _short(config) -> str:
+    d = asdict(config)
+    keys = [k for k in ("rows", "cols", "pes") if k in d]
+    return "(" + ", ".join(f"{k}={d[k]}" for k in keys) + ", ...)"
 
 
 def _build_key(b: Board, engine, config, clock_mhz, baud, seed) -> str:

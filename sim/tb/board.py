@@ -128,3 +128,20 @@ async def test_errors(dut):
 
     await bridge(host)()
     write_result(replies)
+
+
+@cocotb.test()
+async def test_image(dut):
+    """``nnaccel board run``'s code path: a compressed net's image, layer by layer."""
+    from boards.run import run_image_on_board
+    from quantize.image import load_image
+    params, _, transport = await _setup(dut)
+    image = load_image(params["image"])
+    x = np.load(params["x"])
+
+    def host():
+        return run_image_on_board(image, x, BoardClient(transport))
+
+    result = await bridge(host)()
+    write_result({"raw": np.asarray(result["raw"]).tolist(), "cycles": result["cycles"],
+                  "layer_cycles": result["layer_cycles"]})

@@ -15,6 +15,11 @@ DIVISOR = 8
 TIMEOUT = 40 * DIVISOR
 
 
+#: A small systolic board that still holds a 64-24-10 MLP (one build for both tests).
+SYSTOLIC_2X2 = {"rows": 2, "cols": 2, "act_depth": 128, "weight_depth": 1024, "acc_depth": 16,
+                "param_depth": 16}
+
+
 def _board(engine, config):
     # sim.rtl hashes hw/ into the key; the board's own sources go in here.
     return rtl.build(f"board_{engine}", (engine, config, DIVISOR, TIMEOUT, source_hash()),
@@ -22,12 +27,12 @@ def _board(engine, config):
                                        timeout_cycles=TIMEOUT, max_payload=256))
 
 
-def _run(engine, config, arrays, testcase="test_job"):
+def _run(engine, config, arrays, testcase="test_job", **extra):
     with tempfile.TemporaryDirectory(dir=rtl.BUILD_ROOT) as tmp:
         path = f"{tmp}/job.npz"
         np.savez(path, **arrays)
         params = {"engine": engine, "config": config_to_dict(config), "divisor": DIVISOR,
-                  "timeout_cycles": TIMEOUT, "job": path}
+                  "timeout_cycles": TIMEOUT, "job": path, **extra}
         return rtl.run(_board(engine, config), "sim.tb.board", params, testcase=testcase)
 
 
@@ -53,14 +58,37 @@ def test_errors_over_the_uart():
 @pytest.mark.rtl
 def test_systolic_board_end_to_end():
     from sim.systolic import random_job
-    config = engine_config("systolic", {"rows": 2, "cols": 2, "act_depth": 64,
-                                        "weight_depth": 64, "acc_depth": 16, "param_depth": 4})
+    config = engine_config("systolic", SYSTOLIC_2X2)
     job = random_job(np.random.default_rng(12), 6, 5, 3)   # 3 K tiles, 2 N tiles
     result = _run("systolic", config, job.arrays())
     assert np.array_equal(np.asarray(result["y"]), job.golden(config.rounding))
     counters = result["counters"]
     assert counters["useful_macs"] == 6 * 5 * 3 and counters["flags"] == 0
     assert counters["cycles"] <= result["cycles"]
+
+
+@pytest.mark.rtl
+def test_board_run_image(tmp_path):
+    """A compressed MLP's image through the host driver on the simulated systolic board
+    equals the golden run of the same image."""
+    from quantize.commands import compress_to_image
+    from quantize.compress import CompressSpec
+    from quantize.digits import load_digits_split
+    from quantize.image import load_image
+    from quantize.run import run_image
+    from quantize.train import init_mlp, train
+    config = engine_config("systolic", SYSTOLIC_2X2)
+    xtr, ytr, xte, _ = load_digits_split()
+    model = train(init_mlp([64, 24, 10], seed=1), xtr, ytr, epochs=5)
+    compress_to_image(model, "systolic", CompressSpec(bits=4, sparsity=0.7), tmp_path / "img",
+                      calibration=xtr, config=config)
+    x = xte[:3]
+    np.save(tmp_path / "x.npy", x)
+    result = _run("systolic", config, {}, testcase="test_image",
+                  image=str(tmp_path / "img"), x=str(tmp_path / "x.npy"))
+    golden = run_image(load_image(tmp_path / "img"), x, "golden")
+    assert np.array_equal(np.asarray(result["raw"]), golden.raw)
+    assert result["cycles"] == sum(result["layer_cycles"]) > 0
 
 
 @pytest.mark.rtl
