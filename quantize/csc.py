@@ -27,6 +27,9 @@ Signatures
     out of range or a bad codebook.
 ``decode(layer) -> np.ndarray``
     The dense uint8 index matrix back; ``decode(encode(W, c)) == W``.
+``balanced_row_order(indices, pes) -> np.ndarray``
+    Optional row-to-PE assignment by load (see its docstring); ``sim.eie.build_image(...,
+    balance=True)`` applies it to a whole network.
 ``pack_words(entries, config) -> np.ndarray``
     One PE's entries packed into ``config.word_bits``-bit memory words (uint64), entry ``k``
     in word ``k // entries_per_word`` at bit ``(k % entries_per_word) * entry_bits``.
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CscLayer", "encode", "decode", "pack_words", "check_codebook"]
+__all__ = ["CscLayer", "encode", "decode", "pack_words", "check_codebook", "balanced_row_order"]
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,30 @@ def pack_words(entries, config) -> np.ndarray:
     for k in range(epw):                      # loop over lanes, not entries
         words |= lanes[:, k] << np.uint64(k * eb)
     return words
+
+
+def balanced_row_order(indices, pes: int) -> np.ndarray:
+    """Rows to PEs by load instead of ``i mod pes`` (an option beyond EIE).
+
+    Greedy longest-processing-time assignment: rows in decreasing order of non-zeros, each
+    to the PE with the fewest non-zeros so far that still has a free slot (every PE gets
+    ``ceil(rows / pes)`` slots). Returns ``order`` of length ``ceil(rows / pes) * pes``:
+    engine row ``k`` (PE ``k mod pes``) computes original row ``order[k]``, or nothing
+    when ``order[k] == -1``. Encode ``indices`` permuted this way (rows of ``-1`` all zero)
+    and undo the permutation on the outputs (``y[order[k]] = y_engine[k]``).
+    """
+    import heapq
+    idx = np.asarray(indices)
+    rows = idx.shape[0]
+    slots = -(-rows // pes)
+    nnz = np.count_nonzero(idx, axis=1)
+    heap = [(0, p) for p in range(pes)]
+    filled = np.zeros(pes, dtype=np.int64)
+    order = np.full(slots * pes, -1, dtype=np.int64)
+    for row in np.argsort(-nnz, kind="stable").tolist():
+        load, p = heapq.heappop(heap)
+        order[filled[p] * pes + p] = row
+        filled[p] += 1
+        if filled[p] < slots:
+            heapq.heappush(heap, (load + int(nnz[row]), p))
+    return order

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from hw.eie.config import EieConfig
-from quantize.csc import CscLayer, check_codebook, decode, encode, pack_words
+from quantize.csc import CscLayer, balanced_row_order, check_codebook, decode, encode, pack_words
 
 from .golden import eie as golden
 
 __all__ = ["EieImage", "build_image", "load_beats", "cmd_payload", "parse_result",
            "parse_counters", "run_layers", "run_rtl_cases", "ideal_cycles", "work_cycles",
-           "padding_processed", "random_layer"]
+           "padding_processed", "random_layer",
+           "balance_layers", "unpermute"]
 
 
 @dataclass
@@ -67,6 +68,45 @@ def _as_csc(spec, config) -> CscLayer:
                              f"zrun_bits={config.zrun_bits}: encode it again for this config")
         return csc
     return encode(spec["indices"], config, spec["codebook"])
+
+
+def balance_layers(config: EieConfig, layers):
+    """Assign every layer's rows to PEs by load (:func:`quantize.csc.balanced_row_order`)
+    instead of ``i mod pes``; the next layer's columns follow the permutation, so the
+    network still runs on chip. Returns ``(engine_layers, orders)``; the engine's outputs
+    of layer ``l`` map back by ``y[orders[l][k]] = y_engine[k]`` (``-1``: unused row)."""
+    out, orders, prev = [], [], None
+    for spec in layers:
+        if "indices" not in spec:
+            raise ValueError("balance needs layers given as dense 'indices'")
+        idx = np.asarray(spec["indices"])
+        if prev is not None:
+            moved = np.zeros((idx.shape[0], len(prev)), dtype=idx.dtype)
+            keep = prev >= 0
+            moved[:, keep] = idx[:, prev[keep]]
+            idx = moved
+        order = balanced_row_order(idx, config.pes)
+        keep = order >= 0
+        permuted = np.zeros((len(order), idx.shape[1]), dtype=idx.dtype)
+        permuted[keep] = idx[order[keep]]
+        new = dict(spec, indices=permuted)
+        if spec.get("bias") is not None:
+            bias = np.zeros(len(order), dtype=np.int64)
+            bias[keep] = np.asarray(spec["bias"], dtype=np.int64)[order[keep]]
+            new["bias"] = bias
+        out.append(new)
+        orders.append(order)
+        prev = order
+    return out, orders
+
+
+def unpermute(values, order) -> np.ndarray:
+    """Outputs of a balanced layer back in the original row order."""
+    values = np.asarray(values)
+    keep = order >= 0
+    out = np.zeros(int(order.max()) + 1 if keep.any() else 0, dtype=values.dtype)
+    out[order[keep]] = values[keep]
+    return out
 
 
 def build_image(config: EieConfig, layers) -> EieImage:
@@ -286,16 +326,31 @@ def _golden_outputs(image: EieImage, layers, activations) -> list[np.ndarray]:
 
 
 def run_layers(config: EieConfig, layers, activations, engine: str = "golden",
-               image: EieImage | None = None, **rtl_options) -> dict:
+               image: EieImage | None = None, balance: bool = False, **rtl_options) -> dict:
     """Run ``layers`` on ``activations``; return ``{"outputs": final outputs (list),
     "layer_outputs": every layer's golden outputs, "ideal_cycles", "padding_entries",
     and for ``engine="rtl"`` the counters, "cycles", "load_seconds", "run_seconds"}``.
 
     ``engine="golden"`` computes from the decoded image with :mod:`sim.golden.eie`;
     ``engine="rtl"`` builds (or reuses) the Verilator model of ``EieTop(config)``.
+    ``balance=True`` assigns rows to PEs by load (:func:`balance_layers`); outputs come
+    back in the original order.
     """
     if engine not in ("golden", "rtl"):
         raise ValueError(f"engine={engine!r}: use 'golden' or 'rtl'")
+    if balance:
+        if image is not None:
+            raise ValueError("pass either image or balance=True, not both")
+        engine_layers, orders = balance_layers(config, layers)
+        result = run_layers(config, engine_layers, activations, engine, **rtl_options)
+        result["outputs"] = unpermute(result["outputs"], orders[-1]).tolist()
+        result["layer_outputs"] = [unpermute(o, order).tolist() for o, order in
+                                   zip(result["layer_outputs"], orders, strict=True)]
+        if "emitted" in result:
+            result["emitted"] = [unpermute(e, orders[-1]).tolist()
+                                 for e in result["emitted"][-1:]]
+        result["row_orders"] = [o.tolist() for o in orders]
+        return result
     if image is None:
         image = build_image(config, layers)
     elif image.config != config:
