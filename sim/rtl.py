@@ -45,7 +45,9 @@ def to_verilog(component, name: str) -> str:
 
 def _source_hash(sources=("hw",)) -> str:
     h = hashlib.sha256()
-    for path in sorted(p for src in sources for p in (REPO / src).rglob("*.py")):
+    paths = [REPO / src for src in sources]
+    files = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*.py"))]
+    for path in sorted(files):
         h.update(path.relative_to(REPO).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -122,6 +124,11 @@ def build(name: str, key: object, make_component: Callable[[], object],
             else:
                 os.environ["MAKEFLAGS"] = saved
         elapsed = time.monotonic() - start
+        # Keep the executable, the Verilog and the log; the objects and precompiled headers
+        # (about 200 MB a build) are never reused, since a cached build is never remade.
+        for junk in directory.iterdir():
+            if junk.suffix in (".o", ".gch", ".a", ".d", ".cpp", ".h") and junk.is_file():
+                junk.unlink()
         stamp.write_text(json.dumps({"build_seconds": elapsed, "key": repr(key)}))
         return RtlBuild(directory, name, elapsed, cached=False)
 

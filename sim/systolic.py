@@ -207,7 +207,7 @@ def random_job(rng: np.random.Generator, m: int, k: int, n: int, *,
 def rtl_build(cfg: SystolicConfig):
     from hw.systolic.top import SystolicTop
     from sim import rtl
-    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg), sources=("hw/systolic",))
+    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg), sources=("hw/systolic", "hw/runtime_memory.py"))
 
 
 def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, seed: int = 0,

@@ -2,9 +2,9 @@
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..runtime_memory import runtime_memory
 from .config import SystolicConfig
 from .layouts import (
     ChannelParams,
@@ -89,12 +89,10 @@ class SystolicTop(wiring.Component):
         D = self.array_latency
 
         # Buffers, written by the addressed load streams.
-        act_mem = Memory(shape=data.ArrayLayout(signed(8), rows), depth=cfg.act_depth, init=[])
-        w_mem = Memory(shape=data.ArrayLayout(signed(8), cols), depth=cfg.weight_depth, init=[])
-        p_mem = Memory(shape=data.ArrayLayout(ChannelParams, cols), depth=cfg.param_depth,
-                       init=[])
-        acc_mem = Memory(shape=data.ArrayLayout(signed(cfg.acc_width), cols),
-                         depth=cfg.acc_depth, init=[])
+        act_mem = runtime_memory(data.ArrayLayout(signed(8), rows), cfg.act_depth)
+        w_mem = runtime_memory(data.ArrayLayout(signed(8), cols), cfg.weight_depth)
+        p_mem = runtime_memory(data.ArrayLayout(ChannelParams, cols), cfg.param_depth)
+        acc_mem = runtime_memory(data.ArrayLayout(signed(cfg.acc_width), cols), cfg.acc_depth)
         m.submodules.act_mem, m.submodules.w_mem = act_mem, w_mem
         m.submodules.p_mem, m.submodules.acc_mem = p_mem, acc_mem
         for mem, port in ((act_mem, self.i_act), (w_mem, self.i_weight), (p_mem, self.i_param)):
