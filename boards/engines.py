@@ -58,8 +58,8 @@ def engine_config(engine: str, options: dict):
     if preset and preset not in EIE_PRESETS:
         raise ValueError(f"unknown eie preset {preset!r}: use one of {list(EIE_PRESETS)}")
     fields = {} if preset else dict(EIE_BOARD_DEFAULTS)
-    fields.update({k: options[k] for k in ("pes", "spmat_depth", "ptr_depth", "act_depth",
-                                           "bias_depth") if k in options})
+    known = {f.name for f in dataclasses.fields(EieConfig)}
+    fields.update({k: v for k, v in options.items() if k in known})
     base = EIE_PRESETS[preset] if preset else EieConfig()
     return dataclasses.replace(base, **fields)
 

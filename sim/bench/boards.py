@@ -36,7 +36,9 @@ CASES = {
     "ice40-systolic-1x1": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 1}),
     "ice40-systolic-1x2": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 2}),
     "ice40-eie-1pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 1}),
-    "ice40-eie-2pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 2}),
+    "ice40-eie-1pe-8bit": ("icebreaker", "eie", _ICE40_EIE | {
+        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
+        "acc_width": 24}),
 }
 
 
@@ -55,7 +57,8 @@ def _run(name, board, engine, options, out_dir: Path) -> dict:
 def _config_text(case) -> str:
     o = case["options"]
     if case["engine"] == "eie":
-        return f"{o['pes']} PEs"
+        widths = f", {o['act_width']}-bit" if "act_width" in o else ""
+        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}"
     return f"{o['rows']}×{o['cols']}"
 
 
@@ -72,7 +75,8 @@ def table(cases: list[dict]) -> str:
         r = c["resources"]
         fmax = ", ".join(f"{f:.1f} ({c['constraint_mhz'][k]:.0f})"
                          for k, f in sorted(c["fmax_mhz"].items()))
-        rows.append(f"| {c['board']} ({c['device']}) | {c['engine']} | {_config_text(c)} | "
+        note = f" ({c['note']})" if c.get("note") else ""
+        rows.append(f"| {c['board']} ({c['device']}) | {c['engine']} | {_config_text(c)}{note} | "
                     f"{r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | {fmax} | "
                     f"{c['seconds']:.0f} |")
     return "\n".join([head, *rows])
@@ -93,12 +97,18 @@ def main(out_dir) -> dict:
     names = os.environ.get("NNACCEL_BENCH_BOARDS")
     selected = names.split(",") if names else list(CASES)
     path = out_dir / "boards.json"
-    previous = {c["name"]: c for c in json.loads(path.read_text())} if path.exists() else {}
+
+    def load():
+        return {c["name"]: c for c in json.loads(path.read_text())} if path.exists() else {}
+
     for name in selected:
         board, engine, options = CASES[name]
         print(f"[bench] boards: {name} ...", flush=True)
-        previous[name] = _run(name, board, engine, options, out_dir)
+        result = _run(name, board, engine, options, out_dir)
+        previous = load()            # other runs of this suite may have added cases
+        previous[name] = result
         path.write_text(json.dumps(list(previous.values()), indent=1))
+    previous = load()
     cases = [previous[n] for n in CASES if n in previous]
     text = table(cases)
     (out_dir / "boards.md").write_text(text + "\n")

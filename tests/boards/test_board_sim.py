@@ -37,6 +37,7 @@ def _run(engine, config, arrays, testcase="test_job", **extra):
 
 
 @pytest.mark.rtl
+@pytest.mark.slow       # the framework's own engine; the systolic board covers the same path
 def test_mac_board_end_to_end():
     config = engine_config("mac", {"rows": 5, "cols": 7})
     rng = np.random.default_rng(11)
@@ -49,8 +50,8 @@ def test_mac_board_end_to_end():
 
 @pytest.mark.rtl
 def test_errors_over_the_uart():
-    config = engine_config("mac", {"rows": 5, "cols": 7})   # the same build as above
-    result = _run("mac", config, {"x": np.zeros(7)}, testcase="test_errors")
+    config = engine_config("systolic", SYSTOLIC_2X2)   # the same build as the tests below
+    result = _run("systolic", config, {"x": np.zeros(1)}, testcase="test_errors")
     assert result == {"bad_crc": "BAD_CRC", "truncated": "TRUNCATED",
                       "bad_command": "BAD_COMMAND", "info_after": MAGIC}
 
