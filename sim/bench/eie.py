@@ -147,7 +147,7 @@ def _plots(out_dir, result):
     sweep = result.get("pe_sweep") or result.get("pe_sweep_work_bound")
     if sweep:
         measured = "pe_sweep" in result
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, ax = plt.subplots(figsize=(6, 4))
         pes = [p for p in PE_COUNTS if str(p) in sweep]
 
         def cycles(p, n):
@@ -156,19 +156,15 @@ def _plots(out_dir, result):
 
         for n in names:
             base = cycles(pes[0], n) * pes[0]
-            axes[1].plot(pes, [base / cycles(p, n) for p in pes], marker="o", label=n)
-        axes[1].plot(pes, pes, "k:", label="linear")
-        for ax in axes:
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log", base=2)
-            ax.set_xlabel("PEs")
-        axes[1].set_title("nnaccel: speed-up over 1 PE" + (
-            " (RTL cycles)" if measured else "\n(work bound from the images, not RTL)"),
-            fontsize=9)
-        axes[1].legend(fontsize=7)
-        axes[0].plot(pes, pes, "k:")
-        axes[0].set_title("EIE Fig. 11: near-linear speed-up to 64 PEs\n(figure not "
-                          "reproduced numerically; see the paper)", fontsize=9)
+            ax.plot(pes, [base / cycles(p, n) for p in pes], marker="o", label=n)
+        ax.plot(pes, pes, "k:", label="linear")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("PEs")
+        ax.set_title("nnaccel: speed-up over 1 PE" + (
+            " (RTL cycles)" if measured else "\n(work bound from the images, not RTL; "
+            "compare EIE Fig. 11)"), fontsize=9)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "eie_pe_sweep.png", dpi=120)
         plt.close(fig)
