@@ -63,21 +63,25 @@ def _config_text(case) -> str:
 
 
 def table(cases: list[dict]) -> str:
-    head = ("| board (device) | engine | config | LUT4 | FF | DSP | BRAM | Fmax MHz (target) "
-            "| build s |\n|---|---|---|---|---|---|---|---|---|")
+    head = ("| board (device) | engine | config | LUT4 | FF | DSP | BRAM | logic cells used "
+            "| Fmax MHz (target) | build s |\n|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for c in cases:
         if not c["fits"]:
             over = re.sub(r".*does not fit the ([^:]+): (.*) — .*", r"\1: \2", c["error"])
             rows.append(f"| {c['board']} | {c['engine']} | {_config_text(c)} | does not fit "
-                        f"({over}) | | | | | {c['seconds']:.0f} |")
+                        f"({over}) | | | | | | {c['seconds']:.0f} |")
             continue
         r = c["resources"]
         fmax = ", ".join(f"{f:.1f} ({c['constraint_mhz'][k]:.0f})"
-                         for k, f in sorted(c["fmax_mhz"].items()))
+                         for k, f in sorted(c["fmax_mhz"].items())
+                         if not k.startswith("$PACKER"))   # constant nets, not clocks
         note = f" ({c['note']})" if c.get("note") else ""
+        util = c["utilisation"]
+        cell = "ICESTORM_LC" if "ICESTORM_LC" in util else "TRELLIS_COMB"
+        used = f"{util[cell][0]}/{util[cell][1]} {cell}" if cell in util else ""
         rows.append(f"| {c['board']} ({c['device']}) | {c['engine']} | {_config_text(c)}{note} | "
-                    f"{r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | {fmax} | "
+                    f"{r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | {used} | {fmax} | "
                     f"{c['seconds']:.0f} |")
     return "\n".join([head, *rows])
 
