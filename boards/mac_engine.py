@@ -59,9 +59,12 @@ class MacEngine(wiring.Component):
         rows, cols = self._rows, self._cols
         sp = {s.name: s for s in self.spaces}
         bus = self.bus
-        m.submodules.weights = w_mem = Memory(shape=32, depth=sp["weights"].depth, init=[])
-        m.submodules.inputs = x_mem = Memory(shape=32, depth=sp["inputs"].depth, init=[])
-        m.submodules.outputs = y_mem = Memory(shape=32, depth=rows, init=[])
+        # At least 2 words each: a 1-word memory has a 0-bit address, which lints badly.
+        m.submodules.weights = w_mem = Memory(shape=32, depth=max(2, sp["weights"].depth),
+                                              init=[])
+        m.submodules.inputs = x_mem = Memory(shape=32, depth=max(2, sp["inputs"].depth),
+                                             init=[])
+        m.submodules.outputs = y_mem = Memory(shape=32, depth=max(2, rows), init=[])
         w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
         x_wr, x_rd = x_mem.write_port(), x_mem.read_port()
         y_wr, y_rd = y_mem.write_port(), y_mem.read_port()
