@@ -181,7 +181,8 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     start = time.monotonic()
     kwargs = {}
     if b.builds_here:
-        kwargs["nextpnr_opts"] = f"--report report.json --seed {seed}"
+        # An unmet clock is a figure to report, not a failed build.
+        kwargs["nextpnr_opts"] = f"--report report.json --seed {seed} --timing-allow-fail"
     if b.family == "ice40":
         kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
     plan = platform.prepare(top, "top", **kwargs)
