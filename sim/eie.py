@@ -400,10 +400,7 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
     Returns per case: ``outputs`` (final), ``emitted`` (every emitted layer), counter
     deltas, ``cycles`` and wall times.
     """
-    from hw.eie import EieTop
-
-    from . import rtl
-    build = rtl.build("eie_top", config, lambda: EieTop(config))
+    build = _build(config)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="eie-", dir=_sim_dir()))
     jobs = []
     for number, case in enumerate(cases):
@@ -433,6 +430,7 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
                      "seed": int(case.get("seed", number)),
                      "reset_after": case.get("reset_after")})
     start = time.monotonic()
+    from . import rtl
     raw = rtl.run(build, "sim.tb.eie", {"config": config.__dict__, "cases": jobs},
                   workdir=workdir)
     wall = time.monotonic() - start
@@ -457,6 +455,30 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
     (workdir / "results.json").write_text(json.dumps(
         [{k: v for k, v in r.items() if k not in ("outputs", "emitted")} for r in results]))
     return results
+
+
+def _build(config: EieConfig):
+    """The Verilator model of ``EieTop(config)``: :func:`sim.rtl.build`, or the build
+    directory named by ``NNACCEL_EIE_PREBUILT`` (a build of the same config whose
+    ``eie_top.v`` must equal the current design's Verilog: for benchmarking while files
+    under ``hw/`` outside ``hw/eie`` change, which would otherwise force a rebuild)."""
+    import os
+
+    from hw.eie import EieTop
+
+    from . import rtl
+    prebuilt = os.environ.get("NNACCEL_EIE_PREBUILT")
+    if not prebuilt:
+        return rtl.build("eie_top", config, lambda: EieTop(config))
+    directory = Path(prebuilt)
+    info = json.loads((directory / "build.json").read_text())
+    if info["key"] != repr(config):
+        raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} holds a build of {info['key']}, "
+                         f"not of {config!r}")
+    if (directory / "eie_top.v").read_text() != rtl.to_verilog(EieTop(config), "eie_top"):
+        raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} was built from another design; "
+                         f"unset it to rebuild")
+    return rtl.RtlBuild(directory, "eie_top", info["build_seconds"], cached=True)
 
 
 def _sim_dir() -> Path:

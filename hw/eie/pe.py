@@ -3,10 +3,9 @@
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ._noinit import runtime_memory_attrs
+from ..runtime_memory import runtime_memory
 from .config import EieConfig, _bits
 from .layouts import Mem, bcast_layout
 
@@ -84,9 +83,7 @@ class ProcessingElement(wiring.Component):
         pb = c.ptr_bits
         epw_bits = (c.entries_per_word - 1).bit_length()
 
-        def memory(shape, depth):
-            return Memory(shape=shape, depth=depth, init=[], attrs=runtime_memory_attrs())
-
+        memory = runtime_memory     # loaded (or cleared) at run time: no netlist init
         m.submodules.spmat = spmat = memory(unsigned(c.word_bits), c.spmat_depth)
         m.submodules.ptr_even = ptr_even = memory(unsigned(pb), c.ptr_depth // 2)
         m.submodules.ptr_odd = ptr_odd = memory(unsigned(pb), c.ptr_depth // 2)
