@@ -471,6 +471,8 @@ def _build(config: EieConfig):
     if not prebuilt:
         return rtl.build("eie_top", config, lambda: EieTop(config))
     directory = Path(prebuilt)
+    if (prebuilt, config) in _PREBUILT_CHECKED:
+        return _PREBUILT_CHECKED[(prebuilt, config)]
     info = json.loads((directory / "build.json").read_text())
     if info["key"] != repr(config):
         raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} holds a build of {info['key']}, "
@@ -478,7 +480,12 @@ def _build(config: EieConfig):
     if (directory / "eie_top.v").read_text() != rtl.to_verilog(EieTop(config), "eie_top"):
         raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} was built from another design; "
                          f"unset it to rebuild")
-    return rtl.RtlBuild(directory, "eie_top", info["build_seconds"], cached=True)
+    build = rtl.RtlBuild(directory, "eie_top", info["build_seconds"], cached=True)
+    _PREBUILT_CHECKED[(prebuilt, config)] = build
+    return build
+
+
+_PREBUILT_CHECKED: dict = {}
 
 
 def _sim_dir() -> Path:
