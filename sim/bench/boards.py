@@ -62,6 +62,11 @@ def _config_text(case) -> str:
     return f"{o['rows']}×{o['cols']}"
 
 
+def _cells(path: str) -> str:
+    """Signal names without the cell suffixes the tools append (``_SB_LUT4_O_LC`` ...)."""
+    return re.sub(r"(_SB_|_TRELLIS_|\$DPRAM|_DFFLC|_LC\b)\S*", "", path)
+
+
 def table(cases: list[dict]) -> str:
     head = ("| board (device) | engine | config | LUT4 | FF | DSP | BRAM | logic cells used "
             "| Fmax MHz (target) | build s |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -83,7 +88,10 @@ def table(cases: list[dict]) -> str:
         rows.append(f"| {c['board']} ({c['device']}) | {c['engine']} | {_config_text(c)}{note} | "
                     f"{r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | {used} | {fmax} | "
                     f"{c['seconds']:.0f} |")
-    return "\n".join([head, *rows])
+    paths = [f"- {c['name']}: {_cells(p.split(': ', 1)[1])}" for c in cases if c["fits"]
+             for p in c.get("critical_path", []) if "$PACKER" not in p]
+    notes = ["", "Critical paths (nextpnr, post-route):", "", *paths] if paths else []
+    return "\n".join([head, *rows, *notes])
 
 
 def _update_readme(text: str) -> None:
