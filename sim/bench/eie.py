@@ -185,8 +185,11 @@ def main(out_dir) -> dict:
     start = time.monotonic()
     layer, acts = layers["Alex-7"]
     image = build_image(config, [layer])
+    image_seconds = time.monotonic() - start
     got = run_rtl_cases(config, [{"image": image, "activations": acts, "queue_limit": 8}])[0]
-    alex7_wall = time.monotonic() - start
+    # Encoding and packing plus the whole cocotb run (start-up, load, run, read-back);
+    # a Verilator build, if one was needed, is reported separately.
+    alex7_wall = image_seconds + got["wall_seconds"]
     result["build_seconds_64pe"] = round(got["build_seconds"], 1)
 
     runs = _run(config, prepared, names, queue_limit=8)
@@ -200,7 +203,7 @@ def main(out_dir) -> dict:
             [r["load_balance_efficiency"] for r in rows])), 4),
         "total_mismatches": sum(r["mismatches"] for r in rows),
         "verilator_cycles_per_second_64pe": round(sim_cycles / run_seconds),
-        "alex7_wall_seconds_including_image_build_and_load": round(alex7_wall, 2),
+        "alex7_wall_seconds_image_load_and_run": round(alex7_wall, 2),
         "alex7_load_seconds": round(got["load_seconds"], 2),
         "alex7_run_seconds": round(got["run_seconds"], 2),
     }
