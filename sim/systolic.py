@@ -207,7 +207,8 @@ def random_job(rng: np.random.Generator, m: int, k: int, n: int, *,
 def rtl_build(cfg: SystolicConfig):
     from hw.systolic.top import SystolicTop
     from sim import rtl
-    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg), sources=("hw/systolic", "hw/runtime_memory.py"))
+    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg),
+                     sources=("hw/systolic", "hw/runtime_memory.py"))
 
 
 def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, seed: int = 0,
@@ -278,9 +279,11 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
     """
     kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
     tiles = kt * nt
-    latency = 2 + cfg.rows + cfg.cols - 1
+    from hw.systolic.mesh import Mesh
+    from hw.systolic.requant import Requantizer
+    latency = 2 + Mesh.latency_of(cfg.rows, cfg.cols)
     loads = max(kt * m, tiles * cfg.rows, nt)
     period = max(m, cfg.rows + 4, latency + 4 - m if tiles > 2 else 0)
     compute = m + (tiles - 1) * max(m, period)
-    drain = latency + 2 + 4 + 2
+    drain = latency + 2 + Requantizer.LATENCY + 2
     return loads + 1 + cfg.rows + 4 + compute + drain

@@ -14,7 +14,8 @@ class Mesh(wiring.Component):
 
     A row vector of activations enters at once; row ``r`` is delayed ``r`` cycles so the
     wavefront moves diagonally, partial sums flow down, and column ``c`` of the bottom row
-    is delayed ``cols - 1 - c`` cycles so a whole output row leaves at once. Timing is
+    is delayed ``cols - 1 - c`` cycles so a whole output row leaves at once, :attr:`latency`
+    cycles after it entered. Timing is
     fixed, so the mesh has no valid/ready: the controller tracks what is in flight.
 
     Parameters
@@ -51,7 +52,13 @@ class Mesh(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from ``a`` to ``psum`` of the same row."""
-        return self._rows + self._cols - 1
+        return self.latency_of(self._rows, self._cols)
+
+    @staticmethod
+    def latency_of(rows: int, cols: int) -> int:
+        # skew (row r waits r cycles), 2 cycles per PE for the sum, 1 per PE across,
+        # deskew (column c waits cols - 1 - c): rows - 1 + 2 + (cols - 1) in all
+        return rows + cols
 
     def elaborate(self, platform):
         m = Module()

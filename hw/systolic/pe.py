@@ -11,9 +11,10 @@ class ProcessingElement(wiring.Component):
     """int8 weight-stationary MAC with two weight banks.
 
     Each cycle the PE multiplies the activation arriving from the left by the weight of the
-    bank that travels with it, adds the partial sum arriving from above, and registers the
-    sum (down) and the activation (right). The next tile's weight shifts down a separate
-    chain and is copied into one bank by ``latch``, so loading never stops the MACs.
+    bank that travels with it, registers the product, adds it to the partial sum arriving
+    from above and registers the sum (down); the activation moves right each cycle. The
+    next tile's weight shifts down a separate chain and is copied into one bank by
+    ``latch``, so loading never stops the MACs.
 
     Parameters
     ----------
@@ -30,8 +31,11 @@ class ProcessingElement(wiring.Component):
         Weight shift chain input (from the PE above) and its shift enable.
     latch, latch_bank : In
         Copy the shift chain register into bank ``latch_bank``.
-    a_out, bank_out, psum_out, w_out : Out
+    a_out, bank_out, w_out : Out
         Registered copies for the neighbours; latency one cycle each.
+    psum_out : Out
+        ``psum_in`` (of the previous cycle) plus the product of this cycle's activation and
+        weight, two cycles after the activation arrived.
     """
 
     def __init__(self, acc_width: int):
@@ -61,5 +65,8 @@ class ProcessingElement(wiring.Component):
         m.d.comb += w.eq(weight[0])
         with m.If(self.bank_in):
             m.d.comb += w.eq(weight[1])
-        m.d.sync += self.psum_out.eq(self.psum_in + self.a_in * w)
+        # The product is registered before the add (a DSP's output register on an FPGA); the
+        # partial sum from above arrives one cycle later too, so the column stays aligned.
+        product = Signal(signed(17))
+        m.d.sync += [product.eq(self.a_in * w), self.psum_out.eq(self.psum_in + product)]
         return m

@@ -76,7 +76,7 @@ class SystolicTop(wiring.Component):
     @property
     def array_latency(self) -> int:
         """Cycles from issuing a row to its partial sums leaving the mesh."""
-        return 2 + self._cfg.rows + self._cfg.cols - 1
+        return 2 + Mesh.latency_of(self._cfg.rows, self._cfg.cols)
 
     @property
     def fifo_depth(self) -> int:
