@@ -56,7 +56,11 @@ lint: $(STAMP)
 	$(PY) -m sim.lint
 
 synth: $(STAMP)
-	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE)
+ifeq ($(ENGINE),eie)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine eie --pes $(PES)
+else
+	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS)
+endif
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -458,34 +458,13 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
 
 
 def _build(config: EieConfig):
-    """The Verilator model of ``EieTop(config)``: :func:`sim.rtl.build`, or the build
-    directory named by ``NNACCEL_EIE_PREBUILT`` (a build of the same config whose
-    ``eie_top.v`` must equal the current design's Verilog: for benchmarking while files
-    under ``hw/`` outside ``hw/eie`` change, which would otherwise force a rebuild)."""
-    import os
-
+    """The Verilator model of ``EieTop(config)`` (:func:`sim.rtl.build`), keyed by the config
+    and the EIE engine's own sources, so work on other engines does not force a rebuild."""
     from hw.eie import EieTop
 
     from . import rtl
-    prebuilt = os.environ.get("NNACCEL_EIE_PREBUILT")
-    if not prebuilt:
-        return rtl.build("eie_top", config, lambda: EieTop(config))
-    directory = Path(prebuilt)
-    if (prebuilt, config) in _PREBUILT_CHECKED:
-        return _PREBUILT_CHECKED[(prebuilt, config)]
-    info = json.loads((directory / "build.json").read_text())
-    if info["key"] != repr(config):
-        raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} holds a build of {info['key']}, "
-                         f"not of {config!r}")
-    if (directory / "eie_top.v").read_text() != rtl.to_verilog(EieTop(config), "eie_top"):
-        raise ValueError(f"NNACCEL_EIE_PREBUILT={prebuilt} was built from another design; "
-                         f"unset it to rebuild")
-    build = rtl.RtlBuild(directory, "eie_top", info["build_seconds"], cached=True)
-    _PREBUILT_CHECKED[(prebuilt, config)] = build
-    return build
-
-
-_PREBUILT_CHECKED: dict = {}
+    return rtl.build("eie_top", config, lambda: EieTop(config),
+                     sources=("hw/eie", "hw/runtime_memory.py"))
 
 
 def _sim_dir() -> Path:
