@@ -156,6 +156,7 @@ def run(rtl: RtlBuild, test_module: str, params: dict | None = None,
     import tempfile
 
     from cocotb_tools.runner import get_results, get_runner
+    (BUILD_ROOT / "sim").mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="nnaccel-", dir=BUILD_ROOT / "sim"))
     workdir.mkdir(parents=True, exist_ok=True)
     result_file = workdir / "nnaccel_result.json"

@@ -28,6 +28,7 @@ def _board(engine, config):
 
 
 def _run(engine, config, arrays, testcase="test_job", **extra):
+    rtl.BUILD_ROOT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no build/ yet
     with tempfile.TemporaryDirectory(dir=rtl.BUILD_ROOT) as tmp:
         path = f"{tmp}/job.npz"
         np.savez(path, **arrays)
