@@ -15,17 +15,11 @@ __all__ = ["run_image_on_board"]
 
 def run_image_on_board(image, x, client, progress=None) -> dict:
     """``{"outputs", "raw", "cycles", "layer_cycles"}`` of ``x`` (float[N, in]) on a board."""
-    from quantize.run import _chunks, _dequantize_output, quantize_input
+    from quantize.run import _chunks, _dequantize_output, check_inputs, quantize_input
     if image.engine != "systolic":
         raise ValueError(f"board run supports systolic images; this one is for "
                          f"{image.engine}")
-    x = np.asarray(x, dtype=np.float64)
-    n_in = image.manifest["layers"][0]["in"]
-    if x.ndim == 1 and x.size == n_in:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise ValueError(f"inputs must have shape (N, {n_in}), got {x.shape}")
-    a = quantize_input(image, x)
+    a = quantize_input(image, check_inputs(image, x))
     layer_cycles = []
     for spec, arrays in zip(image.manifest["layers"], image.layers, strict=True):
         job = {"w": arrays["weight"], "bias": arrays["bias"],

@@ -16,7 +16,8 @@ from .fixedpoint import to_fixed
 from .image import Image
 from .int8 import dequantize, quantize_activations
 
-__all__ = ["RunResult", "run_image", "quantize_input", "eie_layers", "unpack_words"]
+__all__ = ["RunResult", "run_image", "check_inputs", "quantize_input", "eie_layers",
+           "unpack_words"]
 
 
 @dataclass
@@ -132,10 +133,8 @@ def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
     return a, (cycles if engine == "rtl" else None), info
 
 
-def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResult:
-    """Run ``x`` (float[batch, in]) through the image on ``golden`` or ``rtl``."""
-    if engine not in ("golden", "rtl"):
-        raise ValueError(f"--engine {engine!r}: use golden or rtl")
+def check_inputs(image: Image, x) -> np.ndarray:
+    """``x`` as float64[N, in] for ``image``'s first layer; one-line errors otherwise."""
     x = np.asarray(x, dtype=np.float64)
     n_in = image.manifest["layers"][0]["in"]
     if x.ndim == 1 and x.size == n_in:
@@ -144,7 +143,14 @@ def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResu
         raise ValueError(f"inputs must have shape (N, {n_in}), got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("inputs contain NaN or Inf")
-    xq = quantize_input(image, x)
+    return x
+
+
+def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResult:
+    """Run ``x`` (float[batch, in]) through the image on ``golden`` or ``rtl``."""
+    if engine not in ("golden", "rtl"):
+        raise ValueError(f"--engine {engine!r}: use golden or rtl")
+    xq = quantize_input(image, check_inputs(image, x))
     run = _run_eie if image.engine == "eie" else _run_systolic
     raw, cycles, info = run(image, xq, engine, progress)
     return RunResult(_dequantize_output(image, raw), raw, cycles, info)
