@@ -273,19 +273,20 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
 
     Loads stream one word a cycle on each of three parallel streams; each tile then
     issues ``m`` rows, but a tile cannot start before its weights shifted in
-    (``rows + 3`` cycles after the previous latch) nor before the bank it reuses has
-    drained from the mesh (``array latency + 3`` cycles after that bank's last row).
-    ``make bench`` reports this model's error against the simulated RTL.
+    (``SystolicTop.weight_load_cycles`` after the previous latch) nor before the bank it
+    reuses has drained from the mesh (``array latency + 3`` cycles after that bank's last
+    row). ``make bench`` reports this model's error against the simulated RTL.
     """
     kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
     tiles = kt * nt
-    from hw.systolic.mesh import Mesh
     from hw.systolic.requant import Requantizer
-    latency = 2 + Mesh.latency_of(cfg.rows, cfg.cols)
+    from hw.systolic.top import SystolicTop
+    latency = SystolicTop.array_latency_of(cfg)
+    load = SystolicTop.weight_load_cycles_of(cfg)
     loads = max(kt * m, tiles * cfg.rows, nt)
-    # A tile's weights shift in over rows + 3 cycles, and it reuses the bank of the tile
+    # A tile's weights shift in over `load` cycles, and it reuses the bank of the tile
     # two before it, which must have left the mesh: start(t+1) - start(t-1) >= m + latency + 3.
-    period = max(m, cfg.rows + 3, (m + latency + 3) / 2)
+    period = max(m, load, (m + latency + 3) / 2)
     compute = m + (tiles - 1) * period
     drain = latency + 2 + Requantizer.LATENCY + 2
-    return round(loads + 1 + cfg.rows + 4 + compute + drain)
+    return round(loads + 1 + load + 1 + compute + drain)

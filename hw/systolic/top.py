@@ -73,10 +73,28 @@ class SystolicTop(wiring.Component):
     def config(self) -> SystolicConfig:
         return self._cfg
 
+    #: Cycles from issuing a row to its activations entering the mesh: buffer read,
+    #: read-data register, zero-point subtraction.
+    INPUT_STAGES = 3
+
     @property
     def array_latency(self) -> int:
         """Cycles from issuing a row to its partial sums leaving the mesh."""
-        return 2 + Mesh.latency_of(self._cfg.rows, self._cfg.cols)
+        return self.array_latency_of(self._cfg)
+
+    @classmethod
+    def array_latency_of(cls, config: SystolicConfig) -> int:
+        return cls.INPUT_STAGES + Mesh.latency_of(config.rows, config.cols)
+
+    @staticmethod
+    def weight_load_cycles_of(config: SystolicConfig) -> int:
+        """Fewest cycles between two weight-tile latches: a tile shifts in row by row
+        from the buffer (read, read-data register, shift) before it can be latched."""
+        return config.rows + 4
+
+    @property
+    def weight_load_cycles(self) -> int:
+        return self.weight_load_cycles_of(self._cfg)
 
     @property
     def fifo_depth(self) -> int:
@@ -101,7 +119,7 @@ class SystolicTop(wiring.Component):
                          wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
         act_rd, w_rd, p_rd = act_mem.read_port(), w_mem.read_port(), p_mem.read_port()
         acc_wr = acc_mem.write_port()
-        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
+        acc_rd = acc_mem.read_port()
 
         m.submodules.mesh = mesh = Mesh(rows, cols, cfg.acc_width)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=cols * 8 + 1,
@@ -136,13 +154,14 @@ class SystolicTop(wiring.Component):
         i_nt = Signal.like(meta[0].nt)
         a_addr = Signal(range(cfg.act_depth))
         issue_done = Signal()
+        last_m, last_k, last_n = Signal(), Signal(), Signal()
         tiles_issued = Signal(tile_bits)
         tiles_latched = Signal(tile_bits)
         bank_busy = [Signal(range(D + 3), name=f"bank_busy_{b}") for b in range(2)]
         out_credit = Signal(range(self.fifo_depth + n_stages + 2))
 
         # Loader state.
-        l_state = Signal(2)  # 0 idle, 1 reading, 2 last shift, 3 chain full
+        l_state = Signal(range(5))  # 0 idle, 1 reading, 2-3 last shifts, 4 chain full
         l_cnt = Signal(range(rows + 1))
         l_base = Signal(range(cfg.weight_depth + rows))
         l_k0 = Signal.like(i_k0)
@@ -161,13 +180,22 @@ class SystolicTop(wiring.Component):
                     cmd.eq(p), running.eq(1),
                     i_m.eq(0), i_k0.eq(0), i_n0.eq(0), i_nt.eq(0), a_addr.eq(0),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
+                    last_m.eq(p.m == 1), last_k.eq(rows >= p.k), last_n.eq(cols >= p.n),
                     l_state.eq(0), l_base.eq(0), l_k0.eq(0), l_n0.eq(0), l_done.eq(0),
                     self.counters.eq(0),
                 ]
 
         # ---- weight loader: shift the next tile in, latch it into the idle bank ----
-        m.d.sync += shift_pending.eq(0)
-        m.d.comb += [mesh.shift.eq(shift_pending), mesh.w_in.eq(w_rd.data),
+        # The buffer's read data and the shift and latch commands are registered on their
+        # way to the mesh (they fan out to every PE); the last shift and the latch are each
+        # a cycle late, which the loader's states allow for.
+        w_q = Signal.like(w_rd.data)
+        shift_q = Signal()
+        latch_r, latch_bank_r = Signal(), Signal()
+        m.d.sync += [shift_pending.eq(0), shift_q.eq(shift_pending), w_q.eq(w_rd.data),
+                     latch_r.eq(0)]
+        m.d.comb += [mesh.shift.eq(shift_q), mesh.w_in.eq(w_q),
+                     mesh.latch.eq(latch_r), mesh.latch_bank.eq(latch_bank_r),
                      w_rd.addr.eq(l_base + (rows - 1) - l_cnt)]
         latch_bank = tiles_latched[0]
         latch_ok = ((tiles_latched - tiles_issued < 2) &
@@ -183,9 +211,11 @@ class SystolicTop(wiring.Component):
             with m.Case(2):
                 m.d.sync += l_state.eq(3)
             with m.Case(3):
+                m.d.sync += l_state.eq(4)
+            with m.Case(4):
                 with m.If(latch_ok):
-                    m.d.comb += [mesh.latch.eq(1), mesh.latch_bank.eq(latch_bank)]
-                    m.d.sync += [tiles_latched.eq(tiles_latched + 1), l_base.eq(l_base + rows),
+                    m.d.sync += [latch_r.eq(1), latch_bank_r.eq(latch_bank),
+                                 tiles_latched.eq(tiles_latched + 1), l_base.eq(l_base + rows),
                                  l_state.eq(0)]
                     with m.If(l_k0 + rows >= cmd.k):
                         m.d.sync += l_k0.eq(0)
@@ -197,10 +227,14 @@ class SystolicTop(wiring.Component):
                         m.d.sync += l_k0.eq(l_k0 + rows)
 
         # ---- issue: one GEMM row of the current tile per cycle ----
-        last_k = Signal()
-        m.d.comb += last_k.eq(i_k0 + rows >= cmd.k)
+        # Registered: whether the row being issued is in the last K tile / N tile and of
+        # the last m; whether the output FIFO has room. Output space is judged from the
+        # previous cycle's count with one word to spare (the count grows by at most one
+        # a cycle), so the check is off the issue path.
+        credit = Signal()
+        m.d.sync += credit.eq(out_credit + out_fifo.w_level < self.fifo_depth - 1)
         credit_ok = Signal()
-        m.d.comb += credit_ok.eq(~last_k | (out_credit + out_fifo.w_level < self.fifo_depth))
+        m.d.comb += credit_ok.eq(~last_k | credit)
         tile_ready = Signal()
         m.d.comb += tile_ready.eq(tiles_latched != tiles_issued)
         pending = Signal()
@@ -212,31 +246,41 @@ class SystolicTop(wiring.Component):
         m.d.comb += [
             meta[0].valid.eq(issue), meta[0].bank.eq(bank), meta[0].first.eq(i_k0 == 0),
             meta[0].last.eq(last_k), meta[0].m.eq(i_m), meta[0].nt.eq(i_nt),
-            meta[0].final.eq(last_k & (i_m == cmd.m - 1) & (i_n0 + cols >= cmd.n)),
+            meta[0].final.eq(last_k & last_m & last_n),
         ]
         for b in range(2):
             with m.If(issue & (bank == b)):
                 m.d.sync += bank_busy[b].eq(D + 2)
             with m.Elif(bank_busy[b] != 0):
                 m.d.sync += bank_busy[b].eq(bank_busy[b] - 1)
-        valid_k = Mux(cmd.k - i_k0 >= rows, rows, cmd.k - i_k0)
-        valid_n = Mux(cmd.n - i_n0 >= cols, cols, cmd.n - i_n0)
+        # Useful MACs of an issued row, added two cycles later (a pipelined multiply).
+        valid_k, valid_n = Signal(9), Signal(9)
+        macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(2)]
+        row_macs = Signal(18)
+        m.d.sync += [valid_k.eq(Mux(cmd.k - i_k0 >= rows, rows, cmd.k - i_k0)),
+                     valid_n.eq(Mux(cmd.n - i_n0 >= cols, cols, cmd.n - i_n0)),
+                     macs_issue[0].eq(issue), macs_issue[1].eq(macs_issue[0]),
+                     row_macs.eq(valid_k * valid_n)]
+        with m.If(macs_issue[1]):
+            m.d.sync += self.counters.useful_macs.eq(self.counters.useful_macs + row_macs)
         with m.If(issue):
-            m.d.sync += [self.counters.busy.eq(self.counters.busy + 1),
-                         self.counters.useful_macs.eq(self.counters.useful_macs +
-                                                      valid_k[:9] * valid_n[:9])]
-            with m.If(i_m == cmd.m - 1):
-                m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1)]
+            m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
+            with m.If(last_m):
+                m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1),
+                             last_m.eq(cmd.m == 1)]
                 with m.If(last_k):
-                    m.d.sync += [i_k0.eq(0), a_addr.eq(0), i_nt.eq(i_nt + 1)]
-                    with m.If(i_n0 + cols >= cmd.n):
+                    m.d.sync += [i_k0.eq(0), a_addr.eq(0), i_nt.eq(i_nt + 1),
+                                 last_k.eq(rows >= cmd.k)]
+                    with m.If(last_n):
                         m.d.sync += issue_done.eq(1)
                     with m.Else():
-                        m.d.sync += i_n0.eq(i_n0 + cols)
+                        m.d.sync += [i_n0.eq(i_n0 + cols), last_n.eq(i_n0 + 2 * cols >= cmd.n)]
                 with m.Else():
-                    m.d.sync += [i_k0.eq(i_k0 + rows), a_addr.eq(a_addr + 1)]
+                    m.d.sync += [i_k0.eq(i_k0 + rows), a_addr.eq(a_addr + 1),
+                                 last_k.eq(i_k0 + 2 * rows >= cmd.k)]
             with m.Else():
-                m.d.sync += [i_m.eq(i_m + 1), a_addr.eq(a_addr + 1)]
+                m.d.sync += [i_m.eq(i_m + 1), a_addr.eq(a_addr + 1),
+                             last_m.eq(i_m + 2 == cmd.m)]
         with m.Elif(pending & ~tile_ready):
             m.d.sync += self.counters.weight_stall.eq(self.counters.weight_stall + 1)
         with m.Elif(pending):
@@ -246,22 +290,42 @@ class SystolicTop(wiring.Component):
         with m.If(issue_done & ~in_flight & running):
             m.d.sync += running.eq(0)
 
-        # ---- input zero point, then the mesh ----
+        # ---- read data register, input zero point, then the mesh ----
+        act_q = Signal.like(act_rd.data)
+        m.d.sync += act_q.eq(act_rd.data)
         a_in = Signal(data.ArrayLayout(signed(9), rows))
         for r in range(rows):
-            m.d.sync += a_in[r].eq(Mux(meta[1].valid, act_rd.data[r] - cmd.input_zero_point, 0))
-        m.d.comb += [mesh.a.eq(a_in), mesh.bank.eq(meta[2].bank)]
+            m.d.sync += a_in[r].eq(Mux(meta[2].valid, act_q[r] - cmd.input_zero_point, 0))
+        m.d.comb += [mesh.a.eq(a_in), mesh.bank.eq(meta[self.INPUT_STAGES].bank)]
 
         # ---- accumulate across K tiles (stage D) ----
-        m.d.comb += [acc_rd.addr.eq(meta[D - 1].m), p_rd.addr.eq(meta[D - 1].nt)]
+        # The accumulator word is read at D - 2 and registered, the new sum written at
+        # D + 1: rows of the same m still between D + 1 and D + 3 hold newer sums than the
+        # memory, and the newest of them is forwarded (its stage is chosen at D - 1).
+        m.d.comb += [acc_rd.addr.eq(meta[D - 2].m), p_rd.addr.eq(meta[D - 1].nt)]
+        acc_q = Signal.like(acc_rd.data)
+        m.d.sync += acc_q.eq(acc_rd.data)
+        ahead = [meta[D - 1 + j] for j in (1, 2, 3)]
+        writes = [a.valid & ~a.last & (a.m == meta[D - 1].m) for a in ahead]
+        use = [Signal(name=f"acc_use_{j + 1}") for j in range(3)]
+        use_mem = Signal()
+        m.d.sync += [use[0].eq(~meta[D - 1].first & writes[0]),
+                     use[1].eq(~meta[D - 1].first & ~writes[0] & writes[1]),
+                     use[2].eq(~meta[D - 1].first & ~writes[0] & ~writes[1] & writes[2]),
+                     use_mem.eq(~meta[D - 1].first & ~(writes[0] | writes[1] | writes[2]))]
         sums = Signal(data.ArrayLayout(signed(cfg.acc_width), cols))
+        sums_r = [Signal.like(sums, name=f"sums_{j + 1}") for j in range(3)]
+        m.d.sync += [sums_r[0].eq(sums), sums_r[1].eq(sums_r[0]), sums_r[2].eq(sums_r[1])]
         for c in range(cols):
-            m.d.comb += sums[c].eq(Mux(meta[D].first, 0, acc_rd.data[c]) + mesh.psum[c])
-        m.d.comb += [acc_wr.addr.eq(meta[D].m), acc_wr.data.eq(sums),
-                     acc_wr.en.eq(meta[D].valid & ~meta[D].last)]
-        sums_r = Signal.like(sums)
+            previous = Signal(signed(cfg.acc_width), name=f"previous_{c}")
+            m.d.comb += previous.eq(Mux(use[0], sums_r[0][c], 0) | Mux(use[1], sums_r[1][c], 0) |
+                                    Mux(use[2], sums_r[2][c], 0) | Mux(use_mem, acc_q[c], 0))
+            m.d.comb += sums[c].eq(previous + mesh.psum[c])
+        m.d.comb += [acc_wr.addr.eq(meta[D + 1].m), acc_wr.data.eq(sums_r[0]),
+                     acc_wr.en.eq(meta[D + 1].valid & ~meta[D + 1].last)]
         params_r = Signal(data.ArrayLayout(ChannelParams, cols))
-        m.d.sync += [sums_r.eq(sums), params_r.eq(p_rd.data)]
+        m.d.sync += params_r.eq(p_rd.data)
+        sums_r = sums_r[0]
 
         # ---- requantize the last K tile (stage D + 1 onwards) ----
         outs = []
