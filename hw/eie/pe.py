@@ -32,10 +32,12 @@ class ProcessingElement(wiring.Component):
 
     Pipeline, one entry per cycle with no bubble between columns:
 
-    1. activation queue (``queue_depth``) → pointer read: ``p[j]`` and ``p[j+1]`` from the
-       even and odd banks in one cycle; columns without entries for this PE are dropped
-       here, so they cost no MAC cycle; a 2-deep column buffer holds the next column's
-       pointers while the current one is processed;
+    1. pointer read as the activation is broadcast: ``p[j]`` and ``p[j+1]`` from the even
+       and odd banks in one cycle; a column without entries for this PE is dropped here,
+       so it costs no MAC cycle and takes no queue slot. Columns with entries wait in the
+       activation queue (``queue_depth`` entries; a broadcast reserves a slot until its
+       pointers are read), then in a 2-deep column buffer; with neither holding older
+       work, a column skips them;
     2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix word;
     3. entry decode: codebook index and zero run, row address accumulation, codebook lookup;
     4. multiply and shift (``>> weight_frac``, arithmetic);
@@ -153,42 +155,52 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += [s_valid.eq(0), scan_active.eq(0)]
 
-        # Stage 1: activation queue and pointer read (both banks in one cycle).
-        m.submodules.queue = queue = SyncFIFO(width=len(self.q_data.as_value()),
-                                              depth=c.queue_depth)
-        head = self._bcast(queue.r_data)
-        m.d.comb += [
-            queue.w_data.eq(self.q_data), queue.w_en.eq(self.q_push),
-            self.q_ready.eq(queue.w_rdy & ((self.queue_limit == 0) |
-                                           (queue.level < self.queue_limit))),
-        ]
+        # Stage 1: pointer read at the broadcast (both banks in one cycle), then the queue.
+        # A column without entries for this PE is dropped before it takes a queue slot, so
+        # the queue holds only work; a broadcast reserves a slot until its pointers are
+        # read. With older work neither queued nor buffered, a column goes straight to the
+        # column buffer, or to the word generator when that is waiting for one.
         col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
                                         "a": signed(c.act_width)})
+        m.submodules.queue = queue = SyncFIFO(width=col_layout.size, depth=c.queue_depth)
         m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=2)
         g = Signal(_bits(c.ptr_depth))
-        m.d.comb += g.eq(self.ptr_base + head.j)
-        p_valid = Signal()
-        p_odd = Signal()
-        p_a = Signal(signed(c.act_width))
-        p_start = Signal(pb)
-        p_end = Signal(pb)
-        p_advance = Signal()
+        m.d.comb += g.eq(self.ptr_base + self.q_data.j)
+        l_valid = Signal()
+        l_odd = Signal()
+        l_a = Signal(signed(c.act_width))
+        looked_up = Signal(col_layout)
+        l_work = Signal()
         m.d.comb += [
             even_r.addr.eq((g + 1) >> 1), odd_r.addr.eq(g >> 1),
-            p_start.eq(Mux(p_odd, odd_r.data, even_r.data)),
-            p_end.eq(Mux(p_odd, even_r.data, odd_r.data)),
-            p_advance.eq(~p_valid | (p_start == p_end) | columns.w_rdy),
-            even_r.en.eq(p_advance), odd_r.en.eq(p_advance),
-            queue.r_en.eq(p_advance),
-            columns.w_en.eq(p_valid & (p_start != p_end)),
-            columns.w_data.eq(Cat(p_start, p_end, p_a)),
+            even_r.en.eq(self.q_push), odd_r.en.eq(self.q_push),
+            looked_up.start.eq(Mux(l_odd, odd_r.data, even_r.data)),
+            looked_up.end.eq(Mux(l_odd, even_r.data, odd_r.data)),
+            looked_up.a.eq(l_a),
+            l_work.eq(l_valid & (looked_up.start != looked_up.end)),
         ]
-        with m.If(p_advance):
-            m.d.sync += [p_valid.eq(queue.r_rdy), p_odd.eq(g[0]), p_a.eq(head.a)]
+        m.d.sync += [l_valid.eq(self.q_push), l_odd.eq(g[0]), l_a.eq(self.q_data.a)]
+        limit = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
+        m.d.comb += self.q_ready.eq(queue.level + l_valid < limit)
+
+        # Where a looked-up column goes, oldest work first.
+        want_col = Signal()         # the word generator takes a column this cycle
+        bypass = Signal()
+        m.d.comb += [
+            bypass.eq(l_work & want_col & ~queue.r_rdy & ~columns.r_rdy),
+            queue.r_en.eq(columns.w_rdy),
+            queue.w_en.eq(l_work & ~bypass & (queue.r_rdy | ~columns.w_rdy)),
+            queue.w_data.eq(looked_up),
+        ]
+        with m.If(queue.r_rdy):
+            m.d.comb += [columns.w_en.eq(1), columns.w_data.eq(queue.r_data)]
+        with m.Else():
+            m.d.comb += [columns.w_en.eq(l_work & ~bypass), columns.w_data.eq(looked_up)]
 
         # Stage 2: word generator: the column's sparse-matrix words and their lane ranges.
         epw = c.entries_per_word
-        col = col_layout(columns.r_data)
+        col = Signal(col_layout)
+        m.d.comb += col.eq(Mux(columns.r_rdy, columns.r_data, looked_up))
         word_bits = max(1, pb - epw_bits)
         g_active = Signal()
         g_addr = Signal(word_bits)
@@ -205,14 +217,15 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             g_at_last.eq(g_addr == g_last_addr),
             g_mask.eq(Cat(*[_at_least(lane, lo) & _below(lane, hi) for lane in range(epw)])),
-            columns.r_en.eq(take & (~g_active | g_at_last)),
+            want_col.eq(take & (~g_active | g_at_last)),
+            columns.r_en.eq(want_col),
             spmat_r.addr.eq(g_addr), spmat_r.en.eq(take),
         ]
         last_entry = col.end - 1
         with m.If(take):
             with m.If(g_active & ~g_at_last):
                 m.d.sync += [g_addr.eq(g_addr + 1), g_first.eq(0)]
-            with m.Elif(columns.r_rdy):
+            with m.Elif(columns.r_rdy | bypass):
                 m.d.sync += [g_active.eq(1), g_first.eq(1), g_a.eq(col.a),
                              g_addr.eq(col.start >> epw_bits),
                              g_last_addr.eq(last_entry >> epw_bits),
@@ -330,7 +343,7 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.comb += [acc_w.addr.eq(a_row), acc_w.data.eq(new), acc_w.en.eq(a_valid)]
 
-        m.d.comb += self.idle.eq(~queue.r_rdy & ~p_valid & ~columns.r_rdy & ~g_active &
+        m.d.comb += self.idle.eq(~l_valid & ~queue.r_rdy & ~columns.r_rdy & ~g_active &
                                  ~d_valid & ~e_valid & ~mul_valid & ~a_valid)
         with m.If(self.compute):
             with m.If(d_valid):

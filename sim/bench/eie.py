@@ -54,6 +54,8 @@ EIE_LAYERS = {
 QUEUE_DEPTHS = [1, 2, 4, 8, 16, 32, 64]
 PE_COUNTS = [1, 2, 4, 8, 16, 32, 64]
 SEED = 2016
+#: The 64-PE build: 64-deep queues, capped per run (``queue_limit``) for the sweep.
+BENCH_CONFIG = EieConfig(pes=64, queue_depth=64)
 
 
 def _layers(config):
@@ -92,12 +94,14 @@ def _run(config, prepared, names, queue_limit=None):
 def _row(name, prep, got):
     cycles = got["cycles"]
     busy = got["counters"]["busy"]
+    busiest = int(np.argmax(busy))
     eie = EIE_LAYERS[name][4]
     return {
         "layer": name, "cycles": cycles, "eie_cycles": eie,
         "vs_eie": round(cycles / eie, 4),
         "ideal_cycles": prep["ideal"], "work_cycles": prep["work"],
         "load_balance_efficiency": round(1 - (cycles - max(busy)) / cycles, 4),
+        "busiest_pe_starved_cycles": int(got["counters"]["bubble"][busiest]),
         "padding_entries": prep["padding"], "real_entries": prep["real"],
         "padding_overhead": round(prep["padding"] / max(prep["real"], 1), 4),
         "broadcasts": got["counters"]["broadcasts"],
@@ -174,7 +178,7 @@ def main(out_dir) -> dict:
     mode = os.environ.get("NNACCEL_EIE_BENCH", "")
     full = mode == "full"
     result = {"seed": SEED}
-    config = EieConfig(pes=64, queue_depth=64)
+    config = BENCH_CONFIG
     t0 = time.monotonic()
     layers = _layers(config)
     prepared = _prepare(config, layers)
@@ -260,6 +264,9 @@ def main(out_dir) -> dict:
     if full:
         result["pe_sweep"] = {}
         for pes in PE_COUNTS:
+            if pes == config.pes:       # the main table's runs (queue limited to 8)
+                result["pe_sweep"][str(pes)] = {r["layer"]: r for r in rows}
+                continue
             cfg = _sweep_config(pes, layers, names)
             prep = _prepare(cfg, layers)
             runs = _run(cfg, prep, names)

@@ -14,7 +14,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
 from sim.rtl import job_params, write_result
@@ -54,10 +54,10 @@ class TB:
             payload.value = value
             while True:
                 await ReadOnly()
-                taken = int(ready.value)
-                await RisingEdge(dut.clk)
-                if taken:
+                if int(ready.value):
+                    await RisingEdge(dut.clk)
                     break
+                await RisingEdge(ready)     # no Python per cycle while the engine is busy
         valid.value = 0
 
     async def receive(self, beats: int) -> list[int]:
@@ -80,11 +80,9 @@ class TB:
 
     async def wait_idle(self):
         dut = self.dut
-        while True:
-            await ReadOnly()
-            if not int(dut.o_busy.value):
-                break
-            await RisingEdge(dut.clk)
+        await ReadOnly()
+        if int(dut.o_busy.value):
+            await FallingEdge(dut.o_busy)
         await RisingEdge(dut.clk)
 
 

@@ -21,8 +21,9 @@ def _acts(rng, n, density, lo=-2000, hi=2000):
     return values * (rng.random(n) < density)
 
 
-def make_cases(config, seed=0):
-    """List of ``(name, layers, activations, options)``."""
+def make_cases(config, seed=0, queue_limit=None):
+    """List of ``(name, layers, activations, options)``; ``queue_limit`` caps the queues of
+    every case that does not set its own."""
     n = config.pes
     rng = np.random.default_rng(seed)
     cases = []
@@ -70,6 +71,9 @@ def make_cases(config, seed=0):
                   {"emit_all": True, "stalls": 0.2}))
     # A reset in the middle of a layer, then the same layer again.
     single("reset_mid_layer", 8 * n, 120, 0.2, 0.9, reset_after=40)
+    if queue_limit:
+        cases = [(name, layers, acts, {"queue_limit": queue_limit, **options})
+                 for name, layers, acts, options in cases]
     return cases
 
 

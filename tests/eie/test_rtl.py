@@ -3,13 +3,14 @@
 import pytest
 
 from hw.eie import PRESETS, EieConfig
+from sim.bench.eie import BENCH_CONFIG
 from sim.eie import run_rtl_cases
 
 from .cases import make_cases, run_and_check
 
 
-def _check(config, seed=0):
-    failures = run_and_check(config, make_cases(config, seed), run_rtl_cases)
+def _check(config, seed=0, queue_limit=None):
+    failures = run_and_check(config, make_cases(config, seed, queue_limit), run_rtl_cases)
     assert not failures, "\n".join(failures)
 
 
@@ -28,7 +29,8 @@ def test_corner_cases(name):
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_corner_cases_64_pes():
-    _check(EieConfig(pes=64, spmat_depth=1024, ptr_depth=1024, act_depth=64, bias_depth=128))
+    # The benchmark's build (64-deep queues), capped to EIE's depth of 8.
+    _check(BENCH_CONFIG, queue_limit=8)
 
 
 @pytest.mark.rtl
