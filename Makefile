@@ -17,6 +17,8 @@ ROWS ?= 8
 COLS ?= 8
 PES ?= 8
 BOARD ?= ulx3s
+# make bench SUITES="eie eie_pes" runs some suites only (default: all).
+SUITES ?=
 
 .PHONY: install demo test test-slow sim verilog bench lint synth clean
 
@@ -49,7 +51,7 @@ else
 endif
 
 bench: $(STAMP)
-	$(PY) -m sim.bench
+	$(PY) -m sim.bench $(SUITES)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

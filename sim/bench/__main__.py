@@ -8,7 +8,7 @@ import time
 
 from ..rtl import BUILD_ROOT
 
-SUITES = ["systolic", "eie", "compression", "boards"]
+SUITES = ["systolic", "eie", "eie_pes", "compression", "boards"]
 
 
 def main(argv=None) -> int:
@@ -17,7 +17,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out_dir = BUILD_ROOT / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {}
+    # Suites not run this time keep their last figures.
+    summary_path = out_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.suites:
         try:
             module = importlib.import_module(f"sim.bench.{name}")
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
         summary[name] = module.main(out_dir)
         print(f"[bench] {name} done in {time.monotonic() - start:.0f} s -> "
               f"{out_dir / (name + '.json')}", flush=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_path.write_text(json.dumps(summary, indent=2))
     return 0
 
 

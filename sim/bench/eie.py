@@ -7,19 +7,16 @@
   queue.
 * Beyond EIE: rows assigned to PEs by load instead of ``i mod N`` (same layers, same
   engine), against interleaving.
-* PE-count sweep 1..64 (EIE Fig. 11): speed-up over one PE.
+* PE-count sweep 1..64 (EIE Fig. 11) of the work bound; the RTL sweep is suite ``eie_pes``.
 * Simulation throughput: Verilator cycles per second at 64 PEs and Alex-7's wall time
   including image building and loading.
 
 Layers are synthetic, as in ANCHORS.md: the paper's sizes and densities, uniformly random
-non-zero positions, fixed seeds. The PE-count sweep reports the work bound (busiest PE's
-MAC cycles, computed from the images) at every PE count; ``NNACCEL_EIE_BENCH=full`` also
-runs the RTL at every PE count (one Verilator build each: slow).
+non-zero positions, fixed seeds.
 """
 
 import dataclasses
 import json
-import os
 import time
 
 import numpy as np
@@ -148,26 +145,20 @@ def _plots(out_dir, result):
         fig.tight_layout()
         fig.savefig(out_dir / "eie_queue_depth.png", dpi=120)
         plt.close(fig)
-    sweep = result.get("pe_sweep") or result.get("pe_sweep_work_bound")
+    sweep = result.get("pe_sweep_work_bound")
     if sweep:
-        measured = "pe_sweep" in result
         fig, ax = plt.subplots(figsize=(6, 4))
         pes = [p for p in PE_COUNTS if str(p) in sweep]
 
-        def cycles(p, n):
-            v = sweep[str(p)][n]
-            return v["cycles"] if measured else v
-
         for n in names:
-            base = cycles(pes[0], n) * pes[0]
-            ax.plot(pes, [base / cycles(p, n) for p in pes], marker="o", label=n)
+            base = sweep[str(pes[0])][n] * pes[0]
+            ax.plot(pes, [base / sweep[str(p)][n] for p in pes], marker="o", label=n)
         ax.plot(pes, pes, "k:", label="linear")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("PEs")
-        ax.set_title("nnaccel: speed-up over 1 PE" + (
-            " (RTL cycles)" if measured else "\n(work bound from the images, not RTL; "
-            "compare EIE Fig. 11)"), fontsize=9)
+        ax.set_title("nnaccel: speed-up over 1 PE\n(work bound from the images; RTL cycles: "
+                     "suite eie_pes)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "eie_pe_sweep.png", dpi=120)
@@ -175,8 +166,6 @@ def _plots(out_dir, result):
 
 
 def main(out_dir) -> dict:
-    mode = os.environ.get("NNACCEL_EIE_BENCH", "")
-    full = mode == "full"
     result = {"seed": SEED}
     config = BENCH_CONFIG
     t0 = time.monotonic()
@@ -248,9 +237,8 @@ def main(out_dir) -> dict:
               flush=True)
     (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
 
-    # PE-count sweep. The work bound (busiest PE's MAC cycles, from the images) is cheap
-    # and always computed; RTL runs at every PE count need one Verilator build each and
-    # run only with NNACCEL_EIE_BENCH=full.
+    # PE-count sweep of the work bound (busiest PE's MAC cycles, from the images); the RTL
+    # runs at every PE count are suite ``eie_pes``.
     result["pe_sweep_work_bound"] = {}
     for pes in PE_COUNTS:
         cfg = _sweep_config(pes, layers, names)
@@ -261,20 +249,6 @@ def main(out_dir) -> dict:
         result["pe_sweep_work_bound"][str(pes)] = row
         print(f"[eie] work bound at {pes} PEs: {row}", flush=True)
     (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
-    if full:
-        result["pe_sweep"] = {}
-        for pes in PE_COUNTS:
-            if pes == config.pes:       # the main table's runs (queue limited to 8)
-                result["pe_sweep"][str(pes)] = {r["layer"]: r for r in rows}
-                continue
-            cfg = _sweep_config(pes, layers, names)
-            prep = _prepare(cfg, layers)
-            runs = _run(cfg, prep, names)
-            result["pe_sweep"][str(pes)] = {n: _row(n, prep[n], runs[n]) for n in names}
-            print(f"[eie] {pes} PEs: " + ", ".join(
-                f"{n} {runs[n]['cycles']}" for n in names), flush=True)
-            (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
-
     _plots(out_dir, result)
     (out_dir / "eie.json").write_text(json.dumps(result, indent=1))
     return result["summary"]
