@@ -403,6 +403,8 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
     build = _build(config)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="eie-", dir=_sim_dir()))
     jobs = []
+    from hw.eie.layouts import load_layout
+    digits = -(-load_layout(config).size // 4)
     for number, case in enumerate(cases):
         image = case["image"]
         if image.config != config:
@@ -418,15 +420,21 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
                     raise ValueError(f"queue_limit={case['queue_limit']}: use 1 to "
                                      f"queue_depth={config.queue_depth}")
                 cmd["queue_limit"] = int(case["queue_limit"])
-        beats = load_beats(image, case["activations"])
-        np.savez(path, beats=np.array([hex(b) for b in beats]),
-                 acts=np.array([hex(b) for b in act_beats(image, case["activations"])]),
+        # Load beats go to files the simulation's beat source reads ($readmemh).
+        loads = {"load": load_beats(image, case["activations"]),
+                 "acts": act_beats(image, case["activations"])}
+        for suffix, words in loads.items():
+            (workdir / f"case{number}_{suffix}.hex").write_text(
+                "".join(f"{w:0{digits}x}\n" for w in words))
+        np.savez(path, beats=np.array(len(loads["load"])), acts=np.array(len(loads["acts"])),
                  cmds=np.array([hex(cmd_payload(config, cmd)) for cmd in commands]),
                  emits=np.array([cmd["emit"] for cmd in commands]),
                  rows=np.array([_ceil_div(cmd["out_features"], config.pes)
                                 for cmd in commands]),
                  out_features=np.array([cmd["out_features"] for cmd in commands]))
         jobs.append({"file": str(path), "stalls": float(case.get("stalls", 0.0)),
+                     "load_file": str(workdir / f"case{number}_load.hex"),
+                     "acts_file": str(workdir / f"case{number}_acts.hex"),
                      "seed": int(case.get("seed", number)),
                      "reset_after": case.get("reset_after")})
     start = time.monotonic()
@@ -458,13 +466,14 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
 
 
 def _build(config: EieConfig):
-    """The Verilator model of ``EieTop(config)`` (:func:`sim.rtl.build`), keyed by the config
+    """The Verilator model of :class:`sim.eie_harness.EieHarness` (:func:`sim.rtl.build`): the
+    engine with a beat source on its load stream, keyed by the config
     and the EIE engine's own sources, so work on other engines does not force a rebuild."""
-    from hw.eie import EieTop
-
     from . import rtl
-    return rtl.build("eie_top", config, lambda: EieTop(config),
-                     sources=("hw/eie", "hw/runtime_memory.py"))
+    from .eie_harness import EieHarness
+    return rtl.build("eie_top", config, lambda: EieHarness(config),
+                     sources=("hw/eie", "hw/runtime_memory.py", "sim/eie_harness.py"),
+                     verilog=("sim/tb/beat_source.v",))
 
 
 def _sim_dir() -> Path:

