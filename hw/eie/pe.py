@@ -36,8 +36,9 @@ class ProcessingElement(wiring.Component):
        and odd banks in one cycle; a column without entries for this PE is dropped here,
        so it costs no MAC cycle and takes no queue slot. Columns with entries wait in the
        activation queue (``queue_depth`` entries; a broadcast reserves a slot until its
-       pointers are read), then in a 2-deep column buffer; with neither holding older
-       work, a column skips them;
+       pointers are read), then in a 2-deep column buffer (which takes a column in the
+       cycle it passes one on, even when full); with neither holding older work, a column
+       skips them;
     2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix word;
     3. entry decode: codebook index and zero run, row address accumulation, codebook lookup;
     4. multiply and shift (``>> weight_frac``, arithmetic);
@@ -163,7 +164,10 @@ class ProcessingElement(wiring.Component):
         col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
                                         "a": signed(c.act_width)})
         m.submodules.queue = queue = SyncFIFO(width=col_layout.size, depth=c.queue_depth)
-        m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=2)
+        # The column buffer holds 2 columns; a third storage slot lets it take a column in
+        # the cycle it hands one to the word generator while full (it never holds 3).
+        m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=3)
+        col_room = Signal()
         g = Signal(_bits(c.ptr_depth))
         m.d.comb += g.eq(self.ptr_base + self.q_data.j)
         l_valid = Signal()
@@ -187,15 +191,17 @@ class ProcessingElement(wiring.Component):
         want_col = Signal()         # the word generator takes a column this cycle
         bypass = Signal()
         m.d.comb += [
+            col_room.eq((columns.level < 2) | (columns.r_rdy & want_col)),
             bypass.eq(l_work & want_col & ~queue.r_rdy & ~columns.r_rdy),
-            queue.r_en.eq(columns.w_rdy),
-            queue.w_en.eq(l_work & ~bypass & (queue.r_rdy | ~columns.w_rdy)),
+            queue.r_en.eq(col_room),
+            queue.w_en.eq(l_work & ~bypass & (queue.r_rdy | ~col_room)),
             queue.w_data.eq(looked_up),
         ]
         with m.If(queue.r_rdy):
-            m.d.comb += [columns.w_en.eq(1), columns.w_data.eq(queue.r_data)]
+            m.d.comb += [columns.w_en.eq(col_room), columns.w_data.eq(queue.r_data)]
         with m.Else():
-            m.d.comb += [columns.w_en.eq(l_work & ~bypass), columns.w_data.eq(looked_up)]
+            m.d.comb += [columns.w_en.eq(l_work & ~bypass & col_room),
+                         columns.w_data.eq(looked_up)]
 
         # Stage 2: word generator: the column's sparse-matrix words and their lane ranges.
         epw = c.entries_per_word
