@@ -16,7 +16,10 @@ ENGINE_IDS = {"mac": 1, "systolic": 2, "eie": 3}
 
 
 class BusSignature(wiring.Signature):
-    """Word bus, from the master's view: one access per cycle, read data one cycle later.
+    """Word bus, from the master's view: one access per cycle, read data two cycles later.
+
+    The master holds ``space`` and ``addr`` steady from ``r_en`` until it takes ``r_data``,
+    so a slave may register its read data (or answer in one cycle and hold it).
 
     Members
     -------
@@ -26,7 +29,7 @@ class BusSignature(wiring.Signature):
     w_en, w_data : Out(1), Out(32)
     r_en : Out(1)
     r_data : In(32)
-        Valid the cycle after ``r_en``.
+        Valid the second cycle after ``r_en``.
     """
 
     def __init__(self):

@@ -107,6 +107,12 @@ class FrameLink(wiring.Component):
         cycles = Signal(32)
         bus_space = Signal(8)
         bus_addr = Signal(24)
+        # Bus writes leave from registers (the word comes out of the buffer's block RAM);
+        # the address moves on once the write is out.
+        w_en, w_data = Signal(), Signal(32)
+        m.d.sync += w_en.eq(0)
+        with m.If(w_en):
+            m.d.sync += bus_addr.eq(bus_addr + 1)
 
         # Command checks, registered over three DECODE cycles (the link is never in a hurry
         # and they would otherwise set the design's Fmax).
@@ -135,6 +141,8 @@ class FrameLink(wiring.Component):
             info_r.addr.eq(word_index),
             bus.space.eq(bus_space),
             bus.addr.eq(bus_addr),
+            bus.w_en.eq(w_en),
+            bus.w_data.eq(w_data),
         ]
 
         def reply(code, words=0, src=0):
@@ -267,8 +275,7 @@ class FrameLink(wiring.Component):
                              byte_index.eq(byte_index + 1)]
                 m.next = "WRITE_FETCH"
                 with m.If(byte_index == 3):
-                    m.d.comb += [bus.w_en.eq(1), bus.w_data.eq(next_word)]
-                    m.d.sync += bus_addr.eq(bus_addr + 1)
+                    m.d.sync += [w_en.eq(1), w_data.eq(next_word)]
                     with m.If(index == length_m1):
                         reply(Status.OK)
             with m.State("RUN_WAIT"):
@@ -292,6 +299,8 @@ class FrameLink(wiring.Component):
                         m.next = "TX_FETCH"
             with m.State("TX_FETCH"):
                 m.d.comb += bus.r_en.eq(source == 2)
+                m.next = "TX_WAIT"
+            with m.State("TX_WAIT"):                # the bus's read latency is two cycles
                 m.next = "TX_LATCH"
             with m.State("TX_LATCH"):
                 with m.Switch(source):

@@ -5,9 +5,11 @@ host link, the drivers and the synthesis flow can be checked on their own, indep
 of the systolic and EIE engines (which plug in the same way, see :mod:`boards.engines`).
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+
+from hw.systolic.multiplier import Multiplier
 
 from .bus import ENGINE_IDS, EngineSignature
 from .protocol import COUNTERS_SPACE, Space
@@ -27,8 +29,9 @@ class MacEngine(wiring.Component):
 
     Spaces: 1 ``weights`` (row-major, 4 int8 per word, little-endian), 2 ``inputs``
     (4 int8 per word), 3 ``outputs`` (one int32 per word), ``COUNTERS_SPACE``:
-    [runs, busy cycles, MACs]. A run takes ``rows * cols + 1`` cycles from ``start`` to
-    ``done``.
+    [runs, busy cycles, MACs]. A run takes :meth:`run_cycles` cycles from ``start`` to
+    ``done``: one MAC a cycle through a pipeline of operand read, operand bytes, a
+    :class:`hw.systolic.multiplier.Multiplier` and accumulation.
 
     Parameters
     ----------
@@ -42,6 +45,12 @@ class MacEngine(wiring.Component):
                 raise ValueError(f"mac engine {name} must be 1..4096, not {value}")
         self._rows, self._cols = rows, cols
         super().__init__(EngineSignature())
+
+    #: Cycles from addressing a MAC's operands to its sum (and the output write).
+    LATENCY = 2 + Multiplier.LATENCY
+
+    def run_cycles(self) -> int:
+        return self._rows * self._cols + self.LATENCY
 
     @property
     def spaces(self):
@@ -100,16 +109,30 @@ class MacEngine(wiring.Component):
                 m.d.sync += [c.eq(0), r.eq(r + 1)]
             with m.If(i == rows * cols - 1):
                 m.d.sync += running.eq(0)
-        with m.If(running | a_valid):
-            m.d.sync += busy_cycles.eq(busy_cycles + 1)
 
+        # Stage B: the operand bytes; then the multiplier; then the sum.
+        w_b, x_b = Signal(signed(8)), Signal(signed(8))
+        m.d.sync += [w_b.eq(w_rd.data.word_select(a_w_byte, 8)),
+                     x_b.eq(x_rd.data.word_select(a_x_byte, 8))]
+        m.submodules.multiplier = mul = Multiplier(signed(8), signed(8))
+        m.d.comb += [mul.a.eq(w_b), mul.b.eq(x_b)]
+        product = mul.p
+        # Row flags travel alongside: stage B, then one stage per multiplier cycle.
+        flags = [(a_valid, a_first, a_last, a_row)]
+        for s in range(1 + Multiplier.LATENCY):
+            stage = (Signal(name=f"valid_{s}"), Signal(name=f"first_{s}"),
+                     Signal(name=f"last_{s}"), Signal(range(rows), name=f"row_{s}"))
+            m.d.sync += [new.eq(old) for new, old in zip(stage, flags[-1], strict=True)]
+            flags.append(stage)
+        c_valid, c_first, c_last, c_row = flags[-1]
+        busy_flags = [f[0] for f in flags[1:]]
         acc = Signal(32)
-        w = w_rd.data.word_select(a_w_byte, 8).as_signed()
-        x = x_rd.data.word_select(a_x_byte, 8).as_signed()
         acc_next = Signal(32)
-        m.d.comb += acc_next.eq(Mux(a_first, 0, acc) + w * x)
-        with m.If(a_valid):
+        m.d.comb += acc_next.eq(Mux(c_first, 0, acc) + product)
+        with m.If(c_valid):
             m.d.sync += acc.eq(acc_next)
-            m.d.comb += [y_wr.addr.eq(a_row), y_wr.data.eq(acc_next), y_wr.en.eq(a_last)]
-            m.d.comb += self.done.eq(a_last & (a_row == rows - 1))
+            m.d.comb += [y_wr.addr.eq(c_row), y_wr.data.eq(acc_next), y_wr.en.eq(c_last)]
+            m.d.comb += self.done.eq(c_last & (c_row == rows - 1))
+        with m.If(running | a_valid | Cat(*busy_flags).any()):
+            m.d.sync += busy_cycles.eq(busy_cycles + 1)
         return m

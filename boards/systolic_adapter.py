@@ -91,27 +91,31 @@ class SystolicAdapter(wiring.Component):
         with m.If(command.o.valid):
             m.d.sync += staged_cmd.eq(command.o.payload)
 
-        issuing, waiting_error = Signal(), Signal()
+        # The engine's error flag reflects a command COMMAND_LATENCY cycles after it took it.
+        issuing = Signal()
+        accepted = Signal(top.COMMAND_LATENCY)
         m.d.comb += [top.i_cmd.valid.eq(issuing), top.i_cmd.payload.eq(staged_cmd)]
+        m.d.sync += accepted.eq(accepted << 1)
         with m.If(self.start):
             m.d.sync += issuing.eq(1)
         with m.If(issuing & top.i_cmd.ready):
-            m.d.sync += [issuing.eq(0), waiting_error.eq(1)]
-        m.d.sync += waiting_error.eq(0)
+            m.d.sync += [issuing.eq(0), accepted.eq(1)]
+        waiting_error = accepted[-1]
 
         out_mem = Memory(shape=self._widths["results"], depth=self._out_depth, init=[])
         m.submodules.results = out_mem
         out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
         stored = Signal(32)
+        room = Signal(init=1)                 # stored < out_depth, kept as a register
         flags = Signal(2)
         m.d.comb += top.o_result.ready.eq(1)
         with m.If(self.start):
-            m.d.sync += [stored.eq(0), flags.eq(0)]
+            m.d.sync += [stored.eq(0), room.eq(1), flags.eq(0)]
         with m.If(top.o_result.valid):
-            with m.If(stored < self._out_depth):
+            with m.If(room):
                 m.d.comb += [out_wr.addr.eq(stored), out_wr.data.eq(top.o_result.payload.data),
                              out_wr.en.eq(1)]
-                m.d.sync += stored.eq(stored + 1)
+                m.d.sync += [stored.eq(stored + 1), room.eq(stored + 1 < self._out_depth)]
             with m.Else():
                 m.d.sync += flags[1].eq(1)
         rejected = waiting_error & top.error
@@ -119,7 +123,8 @@ class SystolicAdapter(wiring.Component):
             m.d.sync += flags[0].eq(1)
         m.d.comb += self.done.eq((top.o_result.valid & top.o_result.payload.last) | rejected)
 
-        # Reads: results (sub-word of a beat) and counters, one cycle after r_en.
+        # Reads: results (sub-word of a beat) and counters, registered: two cycles after
+        # r_en.
         r_stride = self.stride_log2("results")
         m.d.comb += out_rd.addr.eq(bus.addr >> r_stride)
         r_space, r_addr = Signal(8), Signal(24)
@@ -130,11 +135,13 @@ class SystolicAdapter(wiring.Component):
                           top.counters.output_stall[:32], stored, flags])
         result_word_bits = Signal(32 << r_stride)
         m.d.comb += result_word_bits.eq(out_rd.data)
+        r_data = Signal(32)
+        m.d.comb += bus.r_data.eq(r_data)
         with m.If(r_space == SYSTOLIC_SPACES["results"]):
             if r_stride:
-                m.d.comb += bus.r_data.eq(result_word_bits.word_select(r_addr[:r_stride], 32))
+                m.d.sync += r_data.eq(result_word_bits.word_select(r_addr[:r_stride], 32))
             else:
-                m.d.comb += bus.r_data.eq(result_word_bits)
+                m.d.sync += r_data.eq(result_word_bits)
         with m.Else():
-            m.d.comb += bus.r_data.eq(counters[r_addr[:3]])
+            m.d.sync += r_data.eq(counters[r_addr[:3]])
         return m

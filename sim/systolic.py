@@ -289,4 +289,5 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
     period = max(m, load, (m + latency + 3) / 2)
     compute = m + (tiles - 1) * period
     drain = latency + 2 + Requantizer.LATENCY + 2
-    return round(loads + 1 + load + 1 + compute + drain)
+    # The first tile: one idle loader cycle, then `load` cycles to its latch.
+    return round(loads + 1 + 1 + load + 1 + compute + drain)

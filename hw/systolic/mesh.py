@@ -56,9 +56,9 @@ class Mesh(wiring.Component):
 
     @staticmethod
     def latency_of(rows: int, cols: int) -> int:
-        # skew (row r waits r cycles), 2 cycles per PE for the sum, 1 per PE across,
-        # deskew (column c waits cols - 1 - c): rows - 1 + 2 + (cols - 1) in all
-        return rows + cols
+        # skew (row r waits r cycles), the last PE's multiply and sum, 1 per PE across,
+        # deskew (column c waits cols - 1 - c)
+        return (rows - 1) + ProcessingElement.LATENCY + (cols - 1)
 
     def elaborate(self, platform):
         m = Module()

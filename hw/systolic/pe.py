@@ -4,6 +4,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import Multiplier
+
 __all__ = ["ProcessingElement"]
 
 
@@ -11,8 +13,9 @@ class ProcessingElement(wiring.Component):
     """int8 weight-stationary MAC with two weight banks.
 
     Each cycle the PE multiplies the activation arriving from the left by the weight of the
-    bank that travels with it, registers the product, adds it to the partial sum arriving
-    from above and registers the sum (down); the activation moves right each cycle. The
+    bank that travels with it (a :class:`Multiplier`, :attr:`LATENCY` - 1 cycles), adds the
+    product to the partial sum arriving from above and registers the sum (down); the
+    activation moves right each cycle. The
     next tile's weight shifts down a separate chain and is copied into one bank by
     ``latch``, so loading never stops the MACs.
 
@@ -34,8 +37,8 @@ class ProcessingElement(wiring.Component):
     a_out, bank_out, w_out : Out
         Registered copies for the neighbours; latency one cycle each.
     psum_out : Out
-        ``psum_in`` (of the previous cycle) plus the product of this cycle's activation and
-        weight, two cycles after the activation arrived.
+        ``psum_in`` plus the product of the activation and weight that arrived
+        :attr:`LATENCY` cycles earlier (``psum_in`` is sampled one cycle before).
     """
 
     def __init__(self, acc_width: int):
@@ -46,6 +49,9 @@ class ProcessingElement(wiring.Component):
             "a_out": Out(signed(9)), "bank_out": Out(1), "psum_out": Out(signed(acc_width)),
             "w_out": Out(signed(8)),
         })
+
+    #: Cycles from an activation's arrival to the partial sum that includes it.
+    LATENCY = Multiplier.LATENCY + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -65,8 +71,9 @@ class ProcessingElement(wiring.Component):
         m.d.comb += w.eq(weight[0])
         with m.If(self.bank_in):
             m.d.comb += w.eq(weight[1])
-        # The product is registered before the add (a DSP's output register on an FPGA); the
-        # partial sum from above arrives one cycle later too, so the column stays aligned.
-        product = Signal(signed(17))
-        m.d.sync += [product.eq(self.a_in * w), self.psum_out.eq(self.psum_in + product)]
+        # The product takes Multiplier.LATENCY cycles (a DSP with its registers on an FPGA);
+        # the partial sum from above arrives as many cycles later too, so columns stay aligned.
+        m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
+        m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(w)]
+        m.d.sync += self.psum_out.eq(self.psum_in + mul.p)
         return m

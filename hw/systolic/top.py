@@ -16,6 +16,7 @@ from .layouts import (
     weight_word,
 )
 from .mesh import Mesh
+from .multiplier import Multiplier
 from .requant import Requantizer
 
 __all__ = ["SystolicTop"]
@@ -73,6 +74,9 @@ class SystolicTop(wiring.Component):
     def config(self) -> SystolicConfig:
         return self._cfg
 
+    #: Cycles from a command's acceptance to ``error`` (and ``busy``) reflecting it.
+    COMMAND_LATENCY = 3
+
     #: Cycles from issuing a row to its activations entering the mesh: buffer read,
     #: read-data register, zero-point subtraction.
     INPUT_STAGES = 3
@@ -89,8 +93,9 @@ class SystolicTop(wiring.Component):
     @staticmethod
     def weight_load_cycles_of(config: SystolicConfig) -> int:
         """Fewest cycles between two weight-tile latches: a tile shifts in row by row
-        from the buffer (read, read-data register, shift) before it can be latched."""
-        return config.rows + 4
+        from the buffer (read, read-data register, shift) before it can be latched; the
+        next tile's reads start right after a latch."""
+        return config.rows + 3
 
     @property
     def weight_load_cycles(self) -> int:
@@ -98,7 +103,9 @@ class SystolicTop(wiring.Component):
 
     @property
     def fifo_depth(self) -> int:
-        return self.array_latency + 12
+        """Output FIFO depth: room for every last-K-tile row in flight (through the mesh,
+        accumulation and requantization) plus a few, so a ready sink never stalls issue."""
+        return self.array_latency + Requantizer.LATENCY + 8
 
     def elaborate(self, platform):
         m = Module()
@@ -128,8 +135,9 @@ class SystolicTop(wiring.Component):
         # Command registers.
         cmd = Signal(gemm_command(cfg))
         running = Signal()
-        m.d.comb += [self.i_cmd.ready.eq(~running),
-                     self.busy.eq(running | out_fifo.r_rdy)]
+        checking, checked, ok = Signal(), Signal(), Signal()
+        m.d.comb += [self.i_cmd.ready.eq(~running & ~checking & ~checked),
+                     self.busy.eq(running | checking | checked | out_fifo.r_rdy)]
 
         # Row metadata, delayed alongside the data: meta[s] belongs to the row issued s
         # cycles ago.
@@ -157,6 +165,8 @@ class SystolicTop(wiring.Component):
         last_m, last_k, last_n = Signal(), Signal(), Signal()
         tiles_issued = Signal(tile_bits)
         tiles_latched = Signal(tile_bits)
+        tiles_ready = Signal(range(3))      # latched, not yet issued: 0, 1 or 2
+        tile_latched, tile_issued = Signal(), Signal()
         bank_busy = [Signal(range(D + 3), name=f"bank_busy_{b}") for b in range(2)]
         out_credit = Signal(range(self.fifo_depth + n_stages + 2))
 
@@ -169,18 +179,26 @@ class SystolicTop(wiring.Component):
         l_done = Signal()
         shift_pending = Signal()
 
-        # ---- command accept ----
-        with m.If(self.i_cmd.valid & ~running):
-            p = self.i_cmd.payload
-            ok = ((p.m != 0) & (p.m <= cfg.max_m) & (p.k != 0) & (p.k <= cfg.max_k) &
-                  (p.n != 0) & (p.n <= cfg.max_n) & (p.act_min <= p.act_max))
+        # ---- command accept: capture, check, start (each a cycle: the start fans out to
+        # every control register and counter) ----
+        m.d.sync += [checking.eq(0), checked.eq(0)]
+        with m.If(self.i_cmd.valid & self.i_cmd.ready):
+            m.d.sync += [cmd.eq(self.i_cmd.payload), checking.eq(1)]
+        with m.If(checking):
+            m.d.sync += [checked.eq(1),
+                         ok.eq((cmd.m != 0) & (cmd.m <= cfg.max_m) & (cmd.k != 0) &
+                               (cmd.k <= cfg.max_k) & (cmd.n != 0) & (cmd.n <= cfg.max_n) &
+                               (cmd.act_min <= cmd.act_max)),
+                         last_m.eq(cmd.m == 1), last_k.eq(rows >= cmd.k),
+                         last_n.eq(cols >= cmd.n)]
+        with m.If(checked):
             m.d.sync += self.error.eq(~ok)
             with m.If(ok):
                 m.d.sync += [
-                    cmd.eq(p), running.eq(1),
+                    running.eq(1),
                     i_m.eq(0), i_k0.eq(0), i_n0.eq(0), i_nt.eq(0), a_addr.eq(0),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
-                    last_m.eq(p.m == 1), last_k.eq(rows >= p.k), last_n.eq(cols >= p.n),
+                    tiles_ready.eq(0),
                     l_state.eq(0), l_base.eq(0), l_k0.eq(0), l_n0.eq(0), l_done.eq(0),
                     self.counters.eq(0),
                 ]
@@ -198,7 +216,7 @@ class SystolicTop(wiring.Component):
                      mesh.latch.eq(latch_r), mesh.latch_bank.eq(latch_bank_r),
                      w_rd.addr.eq(l_base + (rows - 1) - l_cnt)]
         latch_bank = tiles_latched[0]
-        latch_ok = ((tiles_latched - tiles_issued < 2) &
+        latch_ok = ((tiles_ready != 2) &
                     (Mux(latch_bank, bank_busy[1], bank_busy[0]) == 0))
         with m.Switch(l_state):
             with m.Case(0):
@@ -214,13 +232,14 @@ class SystolicTop(wiring.Component):
                 m.d.sync += l_state.eq(4)
             with m.Case(4):
                 with m.If(latch_ok):
+                    m.d.comb += tile_latched.eq(1)
                     m.d.sync += [latch_r.eq(1), latch_bank_r.eq(latch_bank),
                                  tiles_latched.eq(tiles_latched + 1), l_base.eq(l_base + rows),
-                                 l_state.eq(0)]
+                                 l_state.eq(1), l_cnt.eq(0)]      # straight on to the next
                     with m.If(l_k0 + rows >= cmd.k):
                         m.d.sync += l_k0.eq(0)
                         with m.If(l_n0 + cols >= cmd.n):
-                            m.d.sync += l_done.eq(1)
+                            m.d.sync += [l_done.eq(1), l_state.eq(0)]
                         with m.Else():
                             m.d.sync += l_n0.eq(l_n0 + cols)
                     with m.Else():
@@ -236,7 +255,7 @@ class SystolicTop(wiring.Component):
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(~last_k | credit)
         tile_ready = Signal()
-        m.d.comb += tile_ready.eq(tiles_latched != tiles_issued)
+        m.d.comb += tile_ready.eq(tiles_ready != 0)
         pending = Signal()
         m.d.comb += pending.eq(running & ~issue_done)
         issue = Signal()
@@ -253,19 +272,21 @@ class SystolicTop(wiring.Component):
                 m.d.sync += bank_busy[b].eq(D + 2)
             with m.Elif(bank_busy[b] != 0):
                 m.d.sync += bank_busy[b].eq(bank_busy[b] - 1)
-        # Useful MACs of an issued row, added two cycles later (a pipelined multiply).
+        # Useful MACs of an issued row, added once a pipelined multiplier has them.
         valid_k, valid_n = Signal(9), Signal(9)
-        macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(2)]
-        row_macs = Signal(18)
+        m.submodules.macs_multiplier = row_macs = Multiplier(unsigned(9), unsigned(9))
+        macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(1 + Multiplier.LATENCY)]
         m.d.sync += [valid_k.eq(Mux(cmd.k - i_k0 >= rows, rows, cmd.k - i_k0)),
                      valid_n.eq(Mux(cmd.n - i_n0 >= cols, cols, cmd.n - i_n0)),
-                     macs_issue[0].eq(issue), macs_issue[1].eq(macs_issue[0]),
-                     row_macs.eq(valid_k * valid_n)]
-        with m.If(macs_issue[1]):
-            m.d.sync += self.counters.useful_macs.eq(self.counters.useful_macs + row_macs)
+                     macs_issue[0].eq(issue)]
+        m.d.sync += [macs_issue[i].eq(macs_issue[i - 1]) for i in range(1, len(macs_issue))]
+        m.d.comb += [row_macs.a.eq(valid_k), row_macs.b.eq(valid_n)]
+        with m.If(macs_issue[-1]):
+            m.d.sync += self.counters.useful_macs.eq(self.counters.useful_macs + row_macs.p)
         with m.If(issue):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
             with m.If(last_m):
+                m.d.comb += tile_issued.eq(1)
                 m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1),
                              last_m.eq(cmd.m == 1)]
                 with m.If(last_k):
@@ -287,6 +308,10 @@ class SystolicTop(wiring.Component):
             m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
         with m.If(running | out_fifo.r_rdy):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
+        with m.If(tile_latched & ~tile_issued):
+            m.d.sync += tiles_ready.eq(tiles_ready + 1)
+        with m.Elif(tile_issued & ~tile_latched):
+            m.d.sync += tiles_ready.eq(tiles_ready - 1)
         with m.If(issue_done & ~in_flight & running):
             m.d.sync += running.eq(0)
 

@@ -8,7 +8,7 @@ import pytest
 from boards.core import BoardCore, source_hash
 from boards.engines import config_to_dict, engine_config, make_adapter
 from boards.link import MAGIC
-from boards.mac_engine import mac_golden
+from boards.mac_engine import MacEngine, mac_golden
 from sim import rtl
 
 DIVISOR = 8
@@ -45,7 +45,7 @@ def test_mac_board_end_to_end():
     arrays = {"weights": rng.integers(-128, 128, (5, 7)), "x": rng.integers(-128, 128, 7)}
     result = _run("mac", config, arrays)
     assert result["y"] == mac_golden(arrays["weights"], arrays["x"]).tolist()
-    assert result["cycles"] == 5 * 7 + 1
+    assert result["cycles"] == MacEngine(5, 7).run_cycles() == 5 * 7 + MacEngine.LATENCY
     assert result["counters"][0] == 1 and result["counters"][2] == 35
 
 

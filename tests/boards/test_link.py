@@ -21,6 +21,7 @@ from boards.protocol import (
     read_payload,
     write_payload,
 )
+from hw.systolic.multiplier import Multiplier
 
 TIMEOUT = 64
 MAX_PAYLOAD = 64
@@ -126,7 +127,9 @@ def test_matrix_vector_through_frames():
             assert status == Status.OK
         status, payload = await lb.exchange(ctx, encode_request(Command.RUN))
         assert status == Status.OK
-        assert struct.unpack("<I", payload)[0] == rows * cols + 1
+        # start to done: every MAC, the operand read and bytes, the multiplier, the sum
+        cycles = struct.unpack("<I", payload)[0]
+        assert cycles == lb.engine.run_cycles() == rows * cols + 2 + Multiplier.LATENCY
         status, payload = await lb.exchange(ctx, encode_request(Command.READ,
                                                                 read_payload(3, 0, rows)))
         assert status == Status.OK

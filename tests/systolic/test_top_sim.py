@@ -29,13 +29,13 @@ def _simulate(packed, bad_command=None):
             ctx.set(dut.i_cmd.valid, 1)
             await ctx.tick()
             ctx.set(dut.i_cmd.valid, 0)
-            await ctx.tick()
+            await ctx.tick().repeat(dut.COMMAND_LATENCY)
             errors.append(ctx.get(dut.error))
         ctx.set(dut.i_cmd.payload.as_value(), packed.command)
         ctx.set(dut.i_cmd.valid, 1)
         await ctx.tick()
         ctx.set(dut.i_cmd.valid, 0)
-        await ctx.tick()
+        await ctx.tick().repeat(dut.COMMAND_LATENCY)
         errors.append(ctx.get(dut.error))
 
     async def sink(ctx):
