@@ -266,11 +266,13 @@ def parse_result(config: EieConfig, payload: int) -> list[int]:
 
 
 def parse_counters(config: EieConfig, value: int) -> dict:
+    from amaranth.lib import data
+
     from hw.eie.layouts import counter_layout
     result = {}
     for name, fld in counter_layout(config):
         raw = (value >> fld.offset) & ((1 << fld.width) - 1)
-        if fld.width == 32:
+        if not isinstance(fld.shape, data.ArrayLayout):     # one counter, not one per PE
             result[name] = raw
         else:
             result[name] = [(raw >> (32 * k)) & 0xFFFFFFFF for k in range(config.pes)]
