@@ -185,6 +185,8 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         kwargs["nextpnr_opts"] = f"--report report.json {_nextpnr_opts(b, seed)}"
     if b.family == "ice40":
         kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
+    if b.builds_here:
+        kwargs["script_after_read"] = _KEEP_BANK_REGISTERS
     plan = platform.prepare(top, "top", **kwargs)
     plan.extract(build_dir)
     report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
@@ -221,6 +223,13 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     return report
 
 
+#: Yosys commands after reading the design: the systolic mesh's bank bits are delay lines
+#: of one signal, so Yosys would merge every PE's copy on a diagonal into one flip-flop
+#: that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each PE has its
+#: own next to its multiplier.
+_KEEP_BANK_REGISTERS = "proc\nsetattr -set keep 1 w:bank_out w:skew_bank_* %u %ci1 t:$dff %i"
+
+
 def _nextpnr_opts(b: Board, seed: int) -> str:
     """nextpnr options besides the report: a fixed seed, and an unmet clock is a figure.
 
@@ -240,7 +249,7 @@ def _short(config) -> str:
 def _build_key(b: Board, engine, config, clock_mhz, baud, seed) -> str:
     """Hash of everything that determines a build: arguments, hw/ and boards/ sources."""
     h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud,
-                             _nextpnr_opts(b, seed))).encode())
+                             _nextpnr_opts(b, seed), _KEEP_BANK_REGISTERS)).encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*(root / "hw").rglob("*.py"), *(root / "boards").glob("*.py")]):
         if path.name not in ("commands.py", "host.py", "run.py", "engines.py", "synth.py"):

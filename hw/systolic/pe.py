@@ -1,6 +1,6 @@
 """One multiply-accumulate cell of the weight-stationary mesh."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,7 @@ class ProcessingElement(wiring.Component):
     """int8 weight-stationary MAC with two weight banks.
 
     Each cycle the PE multiplies the activation arriving from the left by the weight of the
-    bank that travels with it (a :class:`Multiplier`, :attr:`LATENCY` - 1 cycles), adds the
+    bank that travels with it (a register, then a :class:`Multiplier`), adds the
     product to the partial sum arriving from above and registers the sum (down); the
     activation moves right each cycle. The
     next tile's weight shifts down a separate chain and is copied into one bank by
@@ -51,7 +51,7 @@ class ProcessingElement(wiring.Component):
         })
 
     #: Cycles from an activation's arrival to the partial sum that includes it.
-    LATENCY = Multiplier.LATENCY + 1
+    LATENCY = 1 + Multiplier.LATENCY + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -67,13 +67,13 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += weight[1].eq(self.w_out)
             with m.Else():
                 m.d.sync += weight[0].eq(self.w_out)
+        # The weight of the activation's bank is registered next to the multiplier (with
+        # the activation: a_out), then the product takes Multiplier.LATENCY cycles (a DSP
+        # with its registers on an FPGA); the partial sum from above arrives as many cycles
+        # later too, so columns stay aligned.
         w = Signal(signed(8))
-        m.d.comb += w.eq(weight[0])
-        with m.If(self.bank_in):
-            m.d.comb += w.eq(weight[1])
-        # The product takes Multiplier.LATENCY cycles (a DSP with its registers on an FPGA);
-        # the partial sum from above arrives as many cycles later too, so columns stay aligned.
+        m.d.sync += w.eq(Mux(self.bank_in, weight[1], weight[0]))
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
-        m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(w)]
+        m.d.comb += [mul.a.eq(self.a_out), mul.b.eq(w)]
         m.d.sync += self.psum_out.eq(self.psum_in + mul.p)
         return m
