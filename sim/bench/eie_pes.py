@@ -111,8 +111,8 @@ def _plot(out_dir, result):
     axes[0].set_xscale("log", base=2)
     axes[0].set_yscale("log", base=2)
     axes[0].set_xlabel("PEs")
-    axes[0].set_title(f"speed-up over {counts[0]} PE(s), RTL cycles (cf. EIE Fig. 11)",
-                      fontsize=9)
+    first = f"{counts[0]} PE" + ("s" if counts[0] > 1 else "")
+    axes[0].set_title(f"speed-up over {first}, RTL cycles (cf. EIE Fig. 11)", fontsize=9)
     axes[0].legend(fontsize=7)
     for n in EIE_LAYERS:
         axes[1].plot(counts, [result["runs"][str(p)]["layers"][n]["load_balance_efficiency"]
