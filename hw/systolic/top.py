@@ -135,9 +135,10 @@ class SystolicTop(wiring.Component):
         # Command registers.
         cmd = Signal(gemm_command(cfg))
         running = Signal()
+        result_valid, result_data = Signal(), Signal(cols * 8 + 1)
         checking, checked, ok = Signal(), Signal(), Signal()
         m.d.comb += [self.i_cmd.ready.eq(~running & ~checking & ~checked),
-                     self.busy.eq(running | checking | checked | out_fifo.r_rdy)]
+                     self.busy.eq(running | checking | checked | out_fifo.r_rdy | result_valid)]
 
         # Row metadata, delayed alongside the data: meta[s] belongs to the row issued s
         # cycles ago.
@@ -306,7 +307,7 @@ class SystolicTop(wiring.Component):
             m.d.sync += self.counters.weight_stall.eq(self.counters.weight_stall + 1)
         with m.Elif(pending):
             m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
-        with m.If(running | out_fifo.r_rdy):
+        with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
         with m.If(tile_latched & ~tile_issued):
             m.d.sync += tiles_ready.eq(tiles_ready + 1)
@@ -379,10 +380,12 @@ class SystolicTop(wiring.Component):
         with m.Elif(~issued_last & write):
             m.d.sync += out_credit.eq(out_credit - 1)
 
-        # ---- results ----
+        # ---- results, through a register (the FIFO's data comes out of a block RAM) ----
+        with m.If(~result_valid | self.o_result.ready):
+            m.d.sync += [result_valid.eq(out_fifo.r_rdy), result_data.eq(out_fifo.r_data)]
         m.d.comb += [
-            self.o_result.valid.eq(out_fifo.r_rdy),
-            self.o_result.payload.eq(out_fifo.r_data),
-            out_fifo.r_en.eq(self.o_result.ready),
+            self.o_result.valid.eq(result_valid),
+            self.o_result.payload.eq(result_data),
+            out_fifo.r_en.eq(~result_valid | self.o_result.ready),
         ]
         return m
