@@ -72,7 +72,7 @@ class Mesh(wiring.Component):
                 if c == 0:
                     a, bank = self.a[r], self.bank
                     for i in range(r):  # skew: row r enters r cycles late
-                        a_d = Signal(signed(9), name=f"skew_a_{r}_{i}")
+                        a_d = Signal(signed(9), name=f"skew_a_{r}_{i}", reset_less=True)
                         bank_d = Signal(name=f"skew_bank_{r}_{i}")
                         m.d.sync += [a_d.eq(a), bank_d.eq(bank)]
                         a, bank = a_d, bank_d
@@ -88,7 +88,8 @@ class Mesh(wiring.Component):
         for c in range(cols):
             out = pes[rows - 1][c].psum_out
             for i in range(cols - 1 - c):  # deskew
-                out_d = Signal(signed(self._acc_width), name=f"deskew_{c}_{i}")
+                out_d = Signal(signed(self._acc_width), name=f"deskew_{c}_{i}",
+                               reset_less=True)
                 m.d.sync += out_d.eq(out)
                 out = out_d
             m.d.comb += self.psum[c].eq(out)

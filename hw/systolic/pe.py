@@ -55,25 +55,29 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        weight = [Signal(signed(8), name=f"weight_{b}") for b in range(2)]
+        # Data registers have no reset (garbage flushes out before a tile is issued: the
+        # controller zeroes the activations of rows it does not issue); that keeps the
+        # reset net small. The bank bit keeps its reset and its name (see boards/synth.py).
+        weight = [Signal(signed(8), name=f"weight_{b}", reset_less=True) for b in range(2)]
+        w_chain = Signal(signed(8), reset_less=True)
+        a = Signal(signed(9), reset_less=True)
+        psum = Signal(signed(self._acc_width), reset_less=True)
+        m.d.comb += [self.w_out.eq(w_chain), self.a_out.eq(a), self.psum_out.eq(psum)]
         with m.If(self.shift):
-            m.d.sync += self.w_out.eq(self.w_in)
-        m.d.sync += [
-            self.a_out.eq(self.a_in),
-            self.bank_out.eq(self.bank_in),
-        ]
+            m.d.sync += w_chain.eq(self.w_in)
+        m.d.sync += [a.eq(self.a_in), self.bank_out.eq(self.bank_in)]
         with m.If(self.latch):
             with m.If(self.latch_bank):
-                m.d.sync += weight[1].eq(self.w_out)
+                m.d.sync += weight[1].eq(w_chain)
             with m.Else():
-                m.d.sync += weight[0].eq(self.w_out)
+                m.d.sync += weight[0].eq(w_chain)
         # The weight of the activation's bank is registered next to the multiplier (with
         # the activation: a_out), then the product takes Multiplier.LATENCY cycles (a DSP
         # with its registers on an FPGA); the partial sum from above arrives as many cycles
         # later too, so columns stay aligned.
-        w = Signal(signed(8))
+        w = Signal(signed(8), reset_less=True)
         m.d.sync += w.eq(Mux(self.bank_in, weight[1], weight[0]))
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
-        m.d.comb += [mul.a.eq(self.a_out), mul.b.eq(w)]
-        m.d.sync += self.psum_out.eq(self.psum_in + mul.p)
+        m.d.comb += [mul.a.eq(a), mul.b.eq(w)]
+        m.d.sync += psum.eq(self.psum_in + mul.p)
         return m

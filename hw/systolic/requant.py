@@ -75,10 +75,12 @@ class Requantizer(wiring.Component):
             return value
 
         # 1: operand registers and shift amounts.
-        x1 = Signal(signed(32))
-        mult1 = Signal(unsigned(31))
-        left1 = Signal(unsigned(5))
-        right1 = Signal(unsigned(6))
+        x1 = Signal(signed(32), reset_less=True)
+        mult1 = Signal(unsigned(31), reset_less=True)
+        left1 = Signal(unsigned(5), reset_less=True)
+        right1 = Signal(unsigned(6), reset_less=True)
+        # Only the valid bits are reset: the data registers (most of this block) need none,
+        # and leaving them out keeps the reset net small.
         m.d.sync += [x1.eq(self.x), mult1.eq(self.multiplier)]
         if double:
             m.d.sync += [left1.eq(Mux(self.shift > 0, self.shift.as_unsigned()[:5], 0)),
@@ -86,7 +88,7 @@ class Requantizer(wiring.Component):
         else:
             m.d.sync += right1.eq(31 - self.shift)          # total shift, 1..62
         # 2: left shift (int32 wrap).
-        x2 = Signal(signed(32))
+        x2 = Signal(signed(32), reset_less=True)
         mult2 = delayed(mult1, 1, "mult")
         right2 = delayed(right1, 1, "right")
         m.d.sync += x2.eq((x1 << left1)[:32] if double else x1)
@@ -101,27 +103,27 @@ class Requantizer(wiring.Component):
             m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
             parts[name] = mul.p
         # P+1: the cross terms' sum; the outer terms do not overlap (p_ll < 2^34).
-        mid = Signal(signed(34))
-        outer = Signal(signed(64))
+        mid = Signal(signed(34), reset_less=True)
+        outer = Signal(signed(64), reset_less=True)
         m.d.sync += [mid.eq(parts["lh"] + parts["hl"]),
                      outer.eq(Cat(parts["ll"][:34], parts["hh"]).as_signed())]
         # P+2: the 64-bit product.
-        product = Signal(signed(64))
+        product = Signal(signed(64), reset_less=True)
         m.d.sync += product.eq(outer + (mid << 17))
         right_p1 = delayed(right2, P - 1, "right_p")
         right_p3 = delayed(right_p1, 2, "right_q")
-        round_p2 = Signal(unsigned(64))        # single rounding: 2^(right - 1)
+        round_p2 = Signal(unsigned(64), reset_less=True)        # single rounding: 2^(right - 1)
         m.d.sync += round_p2.eq(Const(1, 64) << (right_p1 - 1)[:6])
         # P+3: add the nudge (double) or rounding bit (single).
-        nudged = Signal(signed(66))
+        nudged = Signal(signed(66), reset_less=True)
         if double:
             # SaturatingRoundingDoublingHighMul: the multiplier is >= 0, so it never saturates.
             m.d.sync += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
         else:
             m.d.sync += nudged.eq(product + round_p2)
         # P+4: double: C division by 2^31 (truncates toward zero); single: the rounding shift.
-        high = Signal(signed(33))
-        wide = Signal(signed(66))
+        high = Signal(signed(33), reset_less=True)
+        wide = Signal(signed(66), reset_less=True)
         if double:
             m.d.sync += high.eq((nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31)
         else:
@@ -129,18 +131,18 @@ class Requantizer(wiring.Component):
         right_p4 = delayed(right_p3, 1, "right_r")
         # RoundingDivideByPOT's mask 2^right - 1 and its thresholds: the remainder rounds up
         # above (mask >> 1) + (x < 0), i.e. above_neg = 2^(right - 1) (1 if right = 0).
-        mask = Signal(unsigned(32))
-        above = Signal(unsigned(32))
-        above_neg = Signal(unsigned(32))
+        mask = Signal(unsigned(32), reset_less=True)
+        above = Signal(unsigned(32), reset_less=True)
+        above_neg = Signal(unsigned(32), reset_less=True)
         m.d.sync += [mask.eq(Cat(right_p3 > i for i in range(32))),
                      above.eq(Cat(right_p3 > i + 1 for i in range(32))),
                      above_neg.eq(Cat((right_p3 == i + 1) | ((right_p3 == 0) if i == 0 else 0)
                                       for i in range(32)))]
         # P+5: RoundingDivideByPOT's quotient, remainder and threshold (double);
         # saturation to int32 (single).
-        shifted = Signal(signed(33))
-        remainder = Signal(unsigned(32))
-        threshold = Signal(unsigned(32))
+        shifted = Signal(signed(33), reset_less=True)
+        remainder = Signal(unsigned(32), reset_less=True)
+        threshold = Signal(unsigned(32), reset_less=True)
         if double:
             m.d.sync += [shifted.eq(high >> right_p4),
                          remainder.eq(high.as_unsigned()[:32] & mask),
@@ -149,15 +151,17 @@ class Requantizer(wiring.Component):
             m.d.sync += shifted.eq(Mux(wide > _INT32_MAX, _INT32_MAX,
                                        Mux(wide < _INT32_MIN, _INT32_MIN, wide)))
         # P+6: the round-up bit.
-        round_up = Signal()
+        round_up = Signal(reset_less=True)
         shifted_d = delayed(shifted, 1, "shifted")
         if double:
             m.d.sync += round_up.eq(remainder > threshold)
         # P+7: rounded; P+8: plus the zero point; P+9: clamped.
-        scaled = Signal(signed(34))
+        scaled = Signal(signed(34), reset_less=True)
         m.d.sync += scaled.eq(shifted_d + round_up)
-        with_zp = Signal(signed(35))
+        with_zp = Signal(signed(35), reset_less=True)
         m.d.sync += with_zp.eq(scaled + self.zero_point)
-        m.d.sync += self.y.eq(Mux(with_zp > self.act_max, self.act_max,
-                                  Mux(with_zp < self.act_min, self.act_min, with_zp)))
+        y = Signal(signed(8), reset_less=True)
+        m.d.sync += y.eq(Mux(with_zp > self.act_max, self.act_max,
+                             Mux(with_zp < self.act_min, self.act_min, with_zp)))
+        m.d.comb += self.y.eq(y)
         return m

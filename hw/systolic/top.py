@@ -135,7 +135,8 @@ class SystolicTop(wiring.Component):
         # Command registers.
         cmd = Signal(gemm_command(cfg))
         running = Signal()
-        result_valid, result_data = Signal(), Signal(cols * 8 + 1)
+        result_valid = Signal()
+        result_data = Signal(cols * 8 + 1, reset_less=True)
         checking, checked, ok = Signal(), Signal(), Signal()
         m.d.comb += [self.i_cmd.ready.eq(~running & ~checking & ~checked),
                      self.busy.eq(running | checking | checked | out_fifo.r_rdy | result_valid)]
@@ -208,7 +209,7 @@ class SystolicTop(wiring.Component):
         # The buffer's read data and the shift and latch commands are registered on their
         # way to the mesh (they fan out to every PE); the last shift and the latch are each
         # a cycle late, which the loader's states allow for.
-        w_q = Signal.like(w_rd.data)
+        w_q = Signal.like(w_rd.data, reset_less=True)
         shift_q = Signal()
         latch_r, latch_bank_r = Signal(), Signal()
         m.d.sync += [shift_pending.eq(0), shift_q.eq(shift_pending), w_q.eq(w_rd.data),
@@ -317,9 +318,9 @@ class SystolicTop(wiring.Component):
             m.d.sync += running.eq(0)
 
         # ---- read data register, input zero point, then the mesh ----
-        act_q = Signal.like(act_rd.data)
+        act_q = Signal.like(act_rd.data, reset_less=True)
         m.d.sync += act_q.eq(act_rd.data)
-        a_in = Signal(data.ArrayLayout(signed(9), rows))
+        a_in = Signal(data.ArrayLayout(signed(9), rows), reset_less=True)
         for r in range(rows):
             m.d.sync += a_in[r].eq(Mux(meta[2].valid, act_q[r] - cmd.input_zero_point, 0))
         m.d.comb += [mesh.a.eq(a_in), mesh.bank.eq(meta[self.INPUT_STAGES].bank)]
@@ -329,7 +330,7 @@ class SystolicTop(wiring.Component):
         # D + 1: rows of the same m still between D + 1 and D + 3 hold newer sums than the
         # memory, and the newest of them is forwarded (its stage is chosen at D - 1).
         m.d.comb += [acc_rd.addr.eq(meta[D - 2].m), p_rd.addr.eq(meta[D - 1].nt)]
-        acc_q = Signal.like(acc_rd.data)
+        acc_q = Signal.like(acc_rd.data, reset_less=True)
         m.d.sync += acc_q.eq(acc_rd.data)
         ahead = [meta[D - 1 + j] for j in (1, 2, 3)]
         writes = [a.valid & ~a.last & (a.m == meta[D - 1].m) for a in ahead]
@@ -340,7 +341,7 @@ class SystolicTop(wiring.Component):
                      use[2].eq(~meta[D - 1].first & ~writes[0] & ~writes[1] & writes[2]),
                      use_mem.eq(~meta[D - 1].first & ~(writes[0] | writes[1] | writes[2]))]
         sums = Signal(data.ArrayLayout(signed(cfg.acc_width), cols))
-        sums_r = [Signal.like(sums, name=f"sums_{j + 1}") for j in range(3)]
+        sums_r = [Signal.like(sums, name=f"sums_{j + 1}", reset_less=True) for j in range(3)]
         m.d.sync += [sums_r[0].eq(sums), sums_r[1].eq(sums_r[0]), sums_r[2].eq(sums_r[1])]
         for c in range(cols):
             previous = Signal(signed(cfg.acc_width), name=f"previous_{c}")
@@ -349,7 +350,7 @@ class SystolicTop(wiring.Component):
             m.d.comb += sums[c].eq(previous + mesh.psum[c])
         m.d.comb += [acc_wr.addr.eq(meta[D + 1].m), acc_wr.data.eq(sums_r[0]),
                      acc_wr.en.eq(meta[D + 1].valid & ~meta[D + 1].last)]
-        params_r = Signal(data.ArrayLayout(ChannelParams, cols))
+        params_r = Signal(data.ArrayLayout(ChannelParams, cols), reset_less=True)
         m.d.sync += params_r.eq(p_rd.data)
         sums_r = sums_r[0]
 
