@@ -44,6 +44,9 @@ CASES = {
     "ice40-eie-1pe-8bit": ("icebreaker", "eie", _ICE40_EIE | {
         "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
         "acc_width": 24}),
+    "ice40-eie-1pe-8bit-q4": ("icebreaker", "eie", _ICE40_EIE | {
+        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
+        "acc_width": 24, "queue_depth": 4}),
 }
 
 #: Row notes in the table.
@@ -67,7 +70,8 @@ def _config_text(case) -> str:
     o = case["options"]
     if case["engine"] == "eie":
         widths = f", {o['act_width']}-bit" if "act_width" in o else ""
-        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}"
+        queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
+        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{queue}"
     return f"{o['rows']}×{o['cols']}"
 
 
