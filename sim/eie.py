@@ -331,7 +331,8 @@ def run_layers(config: EieConfig, layers, activations, engine: str = "golden",
                image: EieImage | None = None, balance: bool = False, **rtl_options) -> dict:
     """Run ``layers`` on ``activations``; return ``{"outputs": final outputs (list),
     "layer_outputs": every layer's golden outputs, "ideal_cycles", "padding_entries",
-    and for ``engine="rtl"`` the counters, "cycles", "load_seconds", "run_seconds"}``.
+    and for ``engine="rtl"`` the counters, "cycles", "load_seconds", "load_cycles",
+    "run_seconds"}``.
 
     ``engine="golden"`` computes from the decoded image with :mod:`sim.golden.eie`;
     ``engine="rtl"`` builds (or reuses) the Verilator model of ``EieTop(config)``.
@@ -458,6 +459,7 @@ def run_rtl_cases(config: EieConfig, cases: list[dict], workdir: Path | None = N
         results.append({"outputs": got["emitted"][-1], "emitted": got["emitted"],
                         "counters": delta, "cycles": delta["cycles"],
                         "load_seconds": got["load_seconds"],
+                        "load_cycles": got["load_cycles"],
                         "run_seconds": got["run_seconds"],
                         "sim_cycles": got["sim_cycles"],
                         "build_seconds": build.build_seconds, "build_cached": build.cached,

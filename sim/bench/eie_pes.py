@@ -47,17 +47,13 @@ def main(out_dir) -> dict:
     names = list(EIE_LAYERS)
     path = out_dir / "eie_pes.json"
     result = {"pe_counts": [], "runs": {}}
-    layers = None
+    layers = _layers(BENCH_CONFIG)          # the same matrices at every PE count
     for pes in _pe_counts():
         start = time.monotonic()
         if pes == BENCH_CONFIG.pes:
             config, limit = BENCH_CONFIG, 8
         else:
-            config, limit = None, None
-        if layers is None:
-            layers = _layers(BENCH_CONFIG)   # the same matrices at every PE count
-        if config is None:
-            config = _sweep_config(pes, layers, names)
+            config, limit = _sweep_config(pes, layers, names), None
         prepared = _prepare(config, layers)
         runs = _run(config, prepared, names, queue_limit=limit)
         rows = {n: _row(n, prepared[n], runs[n]) for n in names}

@@ -36,7 +36,8 @@ module nnaccel_beat_source #(
             active <= 1'b0;
             done <= 1'b0;
         end else if (start) begin
-            $readmemh(FILE, beats, 0, count - 1);
+            if (count != 32'd0)
+                $readmemh(FILE, beats, 0, count - 1);
             index <= 32'd0;
             total <= count;
             active <= count != 32'd0;

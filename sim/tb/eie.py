@@ -133,7 +133,9 @@ async def run_cases(dut):
         tb.stalls = case["stalls"]
 
         t0 = time.monotonic()
+        load_start = get_sim_time("ns") // CLOCK_NS
         await tb.load(case["load_file"], int(f["beats"]))
+        load_cycles = int(get_sim_time("ns") // CLOCK_NS - load_start)
         if case.get("reset_after") is not None:
             # Start the first layer, reset in the middle of it, reload the inputs.
             await tb.send("i_cmd", cmds[:1])
@@ -160,6 +162,7 @@ async def run_cases(dut):
             "counters_before": counters_before,
             "counters_after": hex(int(dut.o_counters.value)),
             "load_seconds": load_seconds,
+            "load_cycles": load_cycles,
             "run_seconds": run_seconds,
             "sim_cycles": int(get_sim_time("ns") // CLOCK_NS - cycle0),
         })

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sim.eie import build_image, padding_processed, work_cycles
+from sim.eie import build_image, load_beats, padding_processed, work_cycles
 from sim.golden import eie as golden
 
 
@@ -109,6 +109,11 @@ def run_and_check(config, cases, runner):
         if sum(c["padding"]) != pads:
             failures.append(f"{name}: {sum(c['padding'])} padding entries passed, the image "
                             f"has {pads} in the non-zero columns")
+        beats = len(load_beats(image, inputs[0]))
+        if got["load_cycles"] < beats or (options.get("stalls") and
+                                          got["load_cycles"] < beats * 1.1):
+            failures.append(f"{name}: {beats} load beats took {got['load_cycles']} cycles "
+                            f"(stalls {options.get('stalls', 0)})")
         if got["cycles"] < int(work.max()):
             failures.append(f"{name}: {got['cycles']} cycles, below the busiest PE's "
                             f"{int(work.max())}")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hw.eie import PRESETS, EieConfig, EieTop
+from hw.eie.layouts import counter_layout
 from sim.eie import build_image, load_beats, run_layers
 
 
@@ -67,3 +68,19 @@ def test_top_elaborates():
     text = to_verilog(EieTop(EieConfig(pes=2, spmat_depth=16, ptr_depth=16, act_depth=8,
                                        bias_depth=8)), "eie_top")
     assert "module eie_top" in text and "i_load__payload" in text
+
+
+@pytest.mark.parametrize("pes", [1, 3])
+def test_counters_parse_per_pe_at_any_pe_count(pes):
+    from sim.eie import parse_counters
+    config = EieConfig(pes=pes)
+    layout = counter_layout(config)
+    value = 0
+    for k in range(pes):            # busy of PE k = 10 + k, bubble = 20 + k
+        value |= (10 + k) << (layout["busy"].offset + 32 * k)
+        value |= (20 + k) << (layout["bubble"].offset + 32 * k)
+    value |= 7 << layout["cycles"].offset
+    got = parse_counters(config, value)
+    assert got["cycles"] == 7
+    assert got["busy"] == [10 + k for k in range(pes)]
+    assert got["bubble"] == [20 + k for k in range(pes)]
