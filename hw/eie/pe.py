@@ -6,7 +6,9 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..runtime_memory import runtime_memory
+from ..systolic.multiplier import Multiplier
 from .config import EieConfig, _bits
+from .entry_decoder import EntryDecoder, row_bits
 from .layouts import Mem, bcast_layout
 
 __all__ = ["ProcessingElement"]
@@ -30,7 +32,8 @@ def _above(lane: int, value) -> Value:
 class ProcessingElement(wiring.Component):
     """PE ``index`` of an EIE engine (rows ``i`` with ``i mod pes == index``).
 
-    Pipeline, one entry per cycle with no bubble between columns:
+    Pipeline, one entry per cycle with no bubble between columns, every memory read
+    registered (the stages are cut for FPGA timing):
 
     1. pointer read as the activation is broadcast: ``p[j]`` and ``p[j+1]`` from the even
        and odd banks in one cycle; a column without entries for this PE is dropped here,
@@ -39,17 +42,23 @@ class ProcessingElement(wiring.Component):
        pointers are read), then in a 2-deep column buffer (which takes a column in the
        cycle it passes one on, even when full); with neither holding older work, a column
        skips them;
-    2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix word;
-    3. entry decode: codebook index and zero run, row address accumulation, codebook lookup;
-    4. multiply and shift (``>> weight_frac``, arithmetic);
-    5. accumulate into the row's accumulator (memory read issued in 4), with a bypass of the
-       previous cycle's write for back-to-back updates of one row.
+    2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix
+       word, while the decoder has a slot for it;
+    3. :class:`EntryDecoder`: zero runs, row accumulation, one real entry per cycle;
+    4. codebook lookup, multiply and shift (``>> weight_frac``, arithmetic) in a
+       :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
+    5. accumulate into the row's accumulator, with the sums of the two entries ahead
+       forwarded for back-to-back updates of one row.
 
     The PE also scans its own input activations (row ``r`` holds input ``r*pes + index``)
-    and offers the non-zeros to the :class:`NonZeroTree`; after a layer the top level steps
-    it through write-back: ``y = relu(sat(acc + bias))`` into the activation memory (the
-    next layer's input) while the accumulator is cleared.
+    and offers the non-zeros to the :class:`NonZeroTree` from a :attr:`SCAN_SLOTS`-entry
+    buffer; after a layer the top level steps it through write-back:
+    ``y = relu(sat(acc + bias))`` into the activation memory (the next layer's input,
+    :attr:`writeback_latency` cycles after ``wb_en``) while the accumulator is cleared.
     """
+
+    #: Activation reads in flight plus non-zeros waiting for the tree.
+    SCAN_SLOTS = 4
 
     def __init__(self, config: EieConfig, index: int):
         if not 0 <= index < config.pes:
@@ -95,6 +104,11 @@ class ProcessingElement(wiring.Component):
             "padding_count": Out(32),
         })
 
+    @property
+    def writeback_latency(self) -> int:
+        """Cycles from ``wb_en`` to the activation write of that row."""
+        return 3
+
     def elaborate(self, platform):
         c, n, idx = self._cfg, self._cfg.pes, self._index
         m = Module()
@@ -128,39 +142,54 @@ class ProcessingElement(wiring.Component):
             bias_w.en.eq(load & (self.load_mem == Mem.BIAS)),
         ]
 
-        # Activation scan: offer this PE's non-zero inputs to the tree.
+        # Activation scan: this PE's non-zero inputs into a small buffer the tree reads.
+        # Every read has a slot in it, so the tree's ready never reaches the memory.
         scan_active = Signal()
         scan_addr = Signal(range(c.act_depth + 1))
         scan_j = Signal(c.feature_bits + _bits(n))
-        s_valid = Signal()
-        s_j = Signal(c.feature_bits)
-        s_advance = Signal()
+        m.submodules.nonzeros = nonzeros = SyncFIFO(width=self._bcast.size,
+                                                    depth=self.SCAN_SLOTS)
+        s_slots = Signal(range(self.SCAN_SLOTS + 1))
+        s_can = Signal(init=1)
+        s_issue = Signal()
+        s1_valid, s1_j = Signal(), Signal(c.feature_bits)
+        s2_valid, s2_j, s2_a = Signal(), Signal(c.feature_bits), Signal(signed(c.act_width))
+        s2_keep = Signal()
+        s_more = Signal()
         m.d.comb += [
-            self.nz_data.j.eq(s_j),
-            self.nz_data.a.eq(act_r.data),
-            self.nz_valid.eq(s_valid & (act_r.data != 0)),
-            s_advance.eq(~s_valid | (act_r.data == 0) | self.nz_ready),
-            self.scan_done.eq(~scan_active & ~s_valid),
+            s_more.eq(scan_j < self.in_features),
+            s_issue.eq(scan_active & s_more & s_can & ~self.emit_en),
+            s2_keep.eq(s2_valid & (s2_a != 0)),
+            nonzeros.w_en.eq(s2_keep),
+            nonzeros.w_data.eq(Cat(s2_j, s2_a)),
+            self.nz_valid.eq(nonzeros.r_rdy),
+            self.nz_data.eq(nonzeros.r_data),
+            nonzeros.r_en.eq(self.nz_ready),
+            self.scan_done.eq(~scan_active & ~s1_valid & ~s2_valid & ~nonzeros.r_rdy),
             self.emit_data.eq(act_r.data),
         ]
+        s_next = Signal(range(self.SCAN_SLOTS + 2))
+        m.d.comb += s_next.eq(s_slots + s_issue - (s2_valid & ~s2_keep) -
+                              (nonzeros.r_rdy & self.nz_ready))
+        m.d.sync += [s_slots.eq(s_next), s_can.eq(s_next < self.SCAN_SLOTS),
+                     s1_valid.eq(s_issue), s1_j.eq(scan_j),
+                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_a.eq(act_r.data)]
         with m.If(self.emit_en):
             m.d.comb += [act_r.addr.eq(self.emit_addr), act_r.en.eq(1)]
         with m.Else():
-            m.d.comb += [act_r.addr.eq(scan_addr), act_r.en.eq(s_advance & scan_active)]
+            m.d.comb += [act_r.addr.eq(scan_addr), act_r.en.eq(s_issue)]
         with m.If(self.scan_start):
-            m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx), s_valid.eq(0)]
-        with m.Elif(s_advance & ~self.emit_en):
-            with m.If(scan_active & (scan_j < self.in_features)):
-                m.d.sync += [s_valid.eq(1), s_j.eq(scan_j), scan_addr.eq(scan_addr + 1),
-                             scan_j.eq(scan_j + n)]
-            with m.Else():
-                m.d.sync += [s_valid.eq(0), scan_active.eq(0)]
+            m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx)]
+        with m.Elif(scan_active & ~s_more):
+            m.d.sync += scan_active.eq(0)
+        with m.Elif(s_issue):
+            m.d.sync += [scan_addr.eq(scan_addr + 1), scan_j.eq(scan_j + n)]
 
-        # Stage 1: pointer read at the broadcast (both banks in one cycle), then the queue.
-        # A column without entries for this PE is dropped before it takes a queue slot, so
-        # the queue holds only work; a broadcast reserves a slot until its pointers are
-        # read. With older work neither queued nor buffered, a column goes straight to the
-        # column buffer, or to the word generator when that is waiting for one.
+        # Stage 1: pointer read at the broadcast (both banks in one cycle, registered),
+        # then the queue. A column without entries for this PE is dropped before it takes
+        # a queue slot, so the queue holds only work; a broadcast reserves a slot until its
+        # pointers are read. With older work neither queued nor buffered, a column goes
+        # straight to the column buffer, or to the word generator when that is waiting.
         col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
                                         "a": signed(c.act_width)})
         m.submodules.queue = queue = SyncFIFO(width=col_layout.size, depth=c.queue_depth)
@@ -170,22 +199,22 @@ class ProcessingElement(wiring.Component):
         col_room = Signal()
         g = Signal(_bits(c.ptr_depth))
         m.d.comb += g.eq(self.ptr_base + self.q_data.j)
-        l_valid = Signal()
-        l_odd = Signal()
-        l_a = Signal(signed(c.act_width))
+        l_valid, l_odd, l_a = Signal(), Signal(), Signal(signed(c.act_width))
+        l2_valid, l2_odd, l2_a = Signal(), Signal(), Signal(signed(c.act_width))
+        l2_even, l2_oddp = Signal(pb), Signal(pb)
         looked_up = Signal(col_layout)
         l_work = Signal()
         m.d.comb += [
             even_r.addr.eq((g + 1) >> 1), odd_r.addr.eq(g >> 1),
             even_r.en.eq(self.q_push), odd_r.en.eq(self.q_push),
-            looked_up.start.eq(Mux(l_odd, odd_r.data, even_r.data)),
-            looked_up.end.eq(Mux(l_odd, even_r.data, odd_r.data)),
-            looked_up.a.eq(l_a),
-            l_work.eq(l_valid & (looked_up.start != looked_up.end)),
+            looked_up.start.eq(Mux(l2_odd, l2_oddp, l2_even)),
+            looked_up.end.eq(Mux(l2_odd, l2_even, l2_oddp)),
+            looked_up.a.eq(l2_a),
+            l_work.eq(l2_valid & (l2_even != l2_oddp)),
         ]
-        m.d.sync += [l_valid.eq(self.q_push), l_odd.eq(g[0]), l_a.eq(self.q_data.a)]
-        limit = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
-        m.d.comb += self.q_ready.eq(queue.level + l_valid < limit)
+        m.d.sync += [l_valid.eq(self.q_push), l_odd.eq(g[0]), l_a.eq(self.q_data.a),
+                     l2_valid.eq(l_valid), l2_odd.eq(l_odd), l2_a.eq(l_a),
+                     l2_even.eq(even_r.data), l2_oddp.eq(odd_r.data)]
 
         # Where a looked-up column goes, oldest work first.
         want_col = Signal()         # the word generator takes a column this cycle
@@ -202,9 +231,20 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.comb += [columns.w_en.eq(l_work & ~bypass & col_room),
                          columns.w_data.eq(looked_up)]
+        # Registered ready: the queue's fill level plus the lookups in flight, as they
+        # will be next cycle.
+        limit = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
+        q_next = Signal(range(c.queue_depth + 3))
+        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) +
+                              self.q_push + l_valid)
+        q_ready = Signal(init=1)
+        m.d.sync += q_ready.eq(q_next < limit)
+        m.d.comb += self.q_ready.eq(q_ready)
 
-        # Stage 2: word generator: the column's sparse-matrix words and their lane ranges.
+        # Stage 2: word generator: the column's sparse-matrix words and their lane ranges,
+        # one read per cycle while the decoder has a slot for it.
         epw = c.entries_per_word
+        m.submodules.decoder = dec = EntryDecoder(c)
         col = Signal(col_layout)
         m.d.comb += col.eq(Mux(columns.r_rdy, columns.r_data, looked_up))
         word_bits = max(1, pb - epw_bits)
@@ -216,19 +256,21 @@ class ProcessingElement(wiring.Component):
         g_first = Signal()
         g_a = Signal(signed(c.act_width))
         g_at_last = Signal()
-        take = Signal()
         g_mask = Signal(epw)
+        issue = Signal()
         lo = Mux(g_first, g_lo, 0)
         hi = Mux(g_at_last, g_hi, epw)
         m.d.comb += [
             g_at_last.eq(g_addr == g_last_addr),
             g_mask.eq(Cat(*[_at_least(lane, lo) & _below(lane, hi) for lane in range(epw)])),
-            want_col.eq(take & (~g_active | g_at_last)),
+            want_col.eq(dec.can_issue & (~g_active | g_at_last)),
             columns.r_en.eq(want_col),
-            spmat_r.addr.eq(g_addr), spmat_r.en.eq(take),
+            issue.eq(g_active & dec.can_issue),
+            dec.issue.eq(issue),
+            spmat_r.addr.eq(g_addr), spmat_r.en.eq(issue),
         ]
         last_entry = col.end - 1
-        with m.If(take):
+        with m.If(dec.can_issue):
             with m.If(g_active & ~g_at_last):
                 m.d.sync += [g_addr.eq(g_addr + 1), g_first.eq(0)]
             with m.Elif(columns.r_rdy | bypass):
@@ -239,97 +281,67 @@ class ProcessingElement(wiring.Component):
                              g_hi.eq((last_entry[:epw_bits] if epw_bits else 0) + 1)]
             with m.Else():
                 m.d.sync += g_active.eq(0)
+        # The word, registered after the memory, goes to the decoder (stage 3).
+        r_valid, r_mask, r_first, r_a = Signal(), Signal(epw), Signal(), Signal.like(g_a)
+        m.d.sync += [r_valid.eq(issue), r_mask.eq(g_mask), r_first.eq(g_first), r_a.eq(g_a),
+                     dec.w_valid.eq(r_valid), dec.w_word.eq(spmat_r.data),
+                     dec.w_mask.eq(r_mask), dec.w_first.eq(r_first), dec.w_a.eq(r_a)]
 
-        # Stage 3: word decoder. Each cycle it issues the next real entry of the word;
-        # padding entries before it (and after the word's last real entry) only advance the
-        # row, so they cost no cycle; a word of padding alone costs one.
-        row_bits = _bits(c.act_depth + (epw + 1) * (1 << c.zrun_bits))
-        d_valid = Signal()
-        d_fresh = Signal()
-        d_mask = Signal(epw)
-        d_a = Signal(signed(c.act_width))
-        next_row = Signal(row_bits)
-        word = spmat_r.data
-        vs = [word.word_select(lane, c.entry_bits)[:c.index_bits] for lane in range(epw)]
-        steps = [word.word_select(lane, c.entry_bits)[c.index_bits:] + 1
-                 for lane in range(epw)]
-        real = Signal(epw)
-        pad = Signal(epw)
-        m.d.comb += [real.eq(Cat(*[d_mask[lane] & (vs[lane] != 0) for lane in range(epw)])),
-                     pad.eq(d_mask & ~real)]
-        k = Signal(range(epw))
-        for lane in reversed(range(epw)):
-            with m.If(real[lane]):
-                m.d.comb += k.eq(lane)
-        found = real.any()
-        before = sum(Mux(pad[lane] & _below(lane, k), steps[lane], 0) for lane in range(epw))
-        after = sum(Mux(pad[lane] & _above(lane, k), steps[lane], 0) for lane in range(epw))
-        every = sum(Mux(pad[lane], steps[lane], 0) for lane in range(epw))
-        row = Signal(row_bits)
-        entry = spmat_r.data.word_select(k, c.entry_bits)
-        m.d.comb += row.eq(next_row + before + entry[c.index_bits:])
-        upto_k = Signal(epw)
-        m.d.comb += upto_k.eq(Cat(*[~_above(lane, k) for lane in range(epw)]))
-        last_real = (real & ~upto_k) == 0
-        emit = Signal()
-        m.d.comb += [emit.eq(d_valid & found),
-                     take.eq(~d_valid | ~found | last_real)]
-        row_after = Signal(row_bits)
-        m.d.comb += row_after.eq(Mux(found, row + 1 + Mux(last_real, after, 0),
-                                     next_row + every))
-        m.d.sync += d_fresh.eq(take)
-        with m.If(take):
-            m.d.sync += [d_valid.eq(g_active), d_mask.eq(g_mask), d_a.eq(g_a),
-                         next_row.eq(Mux(g_active & g_first, 0, row_after))]
-        with m.Elif(d_valid):
-            m.d.sync += [d_mask.eq(d_mask & ~upto_k), next_row.eq(row_after)]
-        e_valid = Signal()
-        e_v = Signal(c.index_bits)
-        e_row = Signal(row_bits)
-        e_a = Signal(signed(c.act_width))
-        m.d.sync += [e_valid.eq(emit), e_v.eq(entry[:c.index_bits]), e_row.eq(row),
-                     e_a.eq(d_a)]
-
-        # Stage 4: multiply and shift; accumulator read.
-        x_valid, x_addr, x_keep = Signal(), Signal.like(self.wb_addr), Signal()
-        mul_valid = Signal()
-        mul_row = Signal(row_bits)
-        mul_w = Signal(signed(c.weight_width))
-        mul_a = Signal(signed(c.act_width))
-        m.d.sync += [mul_valid.eq(e_valid), mul_row.eq(e_row),
-                     mul_w.eq(self.codebook[e_v]), mul_a.eq(e_a)]
-        product = Signal(signed(c.act_width + c.weight_width))
-        m.d.comb += product.eq((mul_w * mul_a) >> c.weight_frac)
+        # Stage 4: codebook lookup and multiply (a DSP with its registers); the
+        # accumulator read one cycle after the entry, registered.
+        rb = row_bits(c)
+        m.submodules.multiplier = mul = Multiplier(signed(c.weight_width),
+                                                   signed(c.act_width))
+        m.d.comb += [mul.a.eq(self.codebook[dec.o_index]), mul.b.eq(dec.o_a)]
+        stages = Multiplier.LATENCY
+        valid = [Signal(name=f"mac_valid_{k}") for k in range(stages + 1)]
+        rows = [Signal(rb, name=f"mac_row_{k}") for k in range(stages + 1)]
+        m.d.comb += [valid[0].eq(dec.o_valid), rows[0].eq(dec.o_row)]
+        for k in range(stages):
+            m.d.sync += [valid[k + 1].eq(valid[k]), rows[k + 1].eq(rows[k])]
         with m.If(self.wb_en):
-            m.d.comb += [acc_r.addr.eq(self.wb_addr), bias_r.addr.eq(self.bias_base +
-                                                                      self.wb_addr)]
+            m.d.comb += [acc_r.addr.eq(self.wb_addr),
+                         bias_r.addr.eq(self.bias_base + self.wb_addr)]
         with m.Else():
-            m.d.comb += acc_r.addr.eq(mul_row)
+            m.d.comb += acc_r.addr.eq(rows[stages - 2])
+        acc_q = Signal(signed(c.acc_width))
+        bias_q = Signal(signed(c.act_width))
+        m.d.sync += [acc_q.eq(acc_r.data), bias_q.eq(bias_r.data)]
 
-        # Stage 5: accumulate with a bypass of the previous cycle's write.
-        a_valid = Signal()
-        a_row = Signal(row_bits)
-        a_prod = Signal.like(product)
-        m.d.sync += [a_valid.eq(mul_valid), a_row.eq(mul_row), a_prod.eq(product)]
+        # Stage 5: accumulate. The read missed the writes of the two entries ahead;
+        # their sums are forwarded (row matches found a cycle early, registered).
+        a_valid, a_row = valid[stages], rows[stages]
+        b_row = rows[stages - 1]
         last_valid = Signal()
-        last_row = Signal(row_bits)
+        last_row = Signal(rb)
         last_sum = Signal(signed(c.acc_width))
+        last2_sum = Signal(signed(c.acc_width))
+        hit1, hit2 = Signal(), Signal()
+        m.d.sync += [hit1.eq(a_valid & (a_row == b_row)),
+                     hit2.eq(last_valid & (last_row == b_row))]
+        product = Signal(signed(c.act_width + c.weight_width - c.weight_frac))
+        m.d.comb += product.eq(mul.p >> c.weight_frac)
         old = Signal(signed(c.acc_width))
         new = Signal(signed(c.acc_width))
-        m.d.comb += [
-            old.eq(Mux(last_valid & (last_row == a_row), last_sum, acc_r.data)),
-            new.eq(old + a_prod),
-        ]
-        m.d.sync += [last_valid.eq(a_valid), last_row.eq(a_row), last_sum.eq(new)]
+        m.d.comb += [old.eq(Mux(hit1, last_sum, Mux(hit2, last2_sum, acc_q))),
+                     new.eq(old + product)]
+        m.d.sync += [last_valid.eq(a_valid), last_row.eq(a_row), last_sum.eq(new),
+                     last2_sum.eq(last_sum)]
 
         # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
-        m.d.sync += [x_valid.eq(self.wb_en), x_addr.eq(self.wb_addr),
-                     x_keep.eq(self.wb_row + idx < self.out_features)]
+        x_valid = [Signal(name=f"wb_valid_{k}") for k in range(4)]
+        x_addr = [Signal.like(self.wb_addr, name=f"wb_addr_{k}") for k in range(4)]
+        x_keep = [Signal(name=f"wb_keep_{k}") for k in range(4)]
+        m.d.comb += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
+                     x_keep[0].eq(self.wb_row + idx < self.out_features)]
+        for k in range(3):
+            m.d.sync += [x_valid[k + 1].eq(x_valid[k]), x_addr[k + 1].eq(x_addr[k]),
+                         x_keep[k + 1].eq(x_keep[k])]
         total = Signal(signed(c.acc_width + 1))
-        m.d.comb += total.eq(acc_r.data + Mux(self.use_bias, bias_r.data, 0))
+        m.d.sync += total.eq(acc_q + Mux(self.use_bias, bias_q, 0))
         hi, lo = (1 << (c.act_width - 1)) - 1, -(1 << (c.act_width - 1))
         y = Signal(signed(c.act_width))
-        with m.If(~x_keep | (self.relu & (total < 0))):
+        with m.If(~x_keep[3] | (self.relu & (total < 0))):
             m.d.comb += y.eq(0)
         with m.Elif(total > hi):
             m.d.comb += y.eq(hi)
@@ -337,26 +349,25 @@ class ProcessingElement(wiring.Component):
             m.d.comb += y.eq(lo)
         with m.Else():
             m.d.comb += y.eq(total)
-        with m.If(x_valid):
-            m.d.comb += [act_w.addr.eq(x_addr), act_w.data.eq(y), act_w.en.eq(1)]
+        with m.If(x_valid[3]):
+            m.d.comb += [act_w.addr.eq(x_addr[3]), act_w.data.eq(y), act_w.en.eq(1)]
         with m.Else():
             m.d.comb += [act_w.addr.eq(self.load_addr), act_w.data.eq(self.load_data),
                          act_w.en.eq(load & (self.load_mem == Mem.ACT))]
         with m.If(self.clear_en):
             m.d.comb += [acc_w.addr.eq(self.clear_addr), acc_w.data.eq(0), acc_w.en.eq(1)]
-        with m.Elif(x_valid):
-            m.d.comb += [acc_w.addr.eq(x_addr), acc_w.data.eq(0), acc_w.en.eq(1)]
+        with m.Elif(x_valid[1]):
+            m.d.comb += [acc_w.addr.eq(x_addr[1]), acc_w.data.eq(0), acc_w.en.eq(1)]
         with m.Else():
             m.d.comb += [acc_w.addr.eq(a_row), acc_w.data.eq(new), acc_w.en.eq(a_valid)]
 
-        m.d.comb += self.idle.eq(~l_valid & ~queue.r_rdy & ~columns.r_rdy & ~g_active &
-                                 ~d_valid & ~e_valid & ~mul_valid & ~a_valid)
+        m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~queue.r_rdy & ~columns.r_rdy &
+                                 ~g_active & ~r_valid & ~dec.w_valid & dec.idle &
+                                 ~Cat(*valid).any())
         with m.If(self.compute):
-            with m.If(d_valid):
+            with m.If(dec.busy):
                 m.d.sync += self.busy_count.eq(self.busy_count + 1)
             with m.Else():
                 m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
-        with m.If(d_valid & d_fresh):
-            m.d.sync += self.padding_count.eq(self.padding_count +
-                                              sum(pad[lane] for lane in range(epw)))
+        m.d.sync += self.padding_count.eq(self.padding_count + dec.padding)
         return m

@@ -34,8 +34,9 @@ class EieTop(wiring.Component):
     After reset the engine clears its accumulators (``act_depth`` cycles) before it
     accepts anything; memories keep their contents across a reset.
 
-    Latency of a layer: scan, broadcast and MAC until every PE is idle, then
-    ``ceil(out_features / pes) + 2`` write-back cycles.
+    Latency of a layer: scan, broadcast and MAC until every PE is idle (seen one cycle
+    later), then ``ceil(out_features / pes) + 1`` write-back cycles and
+    ``max(1, writeback_latency - 1)`` more for the last writes to land.
     """
 
     def __init__(self, config: EieConfig):
@@ -104,10 +105,13 @@ class EieTop(wiring.Component):
                 m.d.comb += [getattr(pe, name).eq(value) for name, value in signals.items()]
 
         act_addr = _bits(c.act_depth - 1)
-        counter = Signal(range(c.act_depth + 1))
+        counter = Signal(range(max(c.act_depth, pes[0].writeback_latency) + 1))
         row_base = Signal(c.feature_bits + 1 + _bits(n))
+        # Registered: the PEs and the tree were idle last cycle. Not looked at in the
+        # first cycle of a layer, when it still shows the cycle before the scan started.
         compute_done = Signal()
-        m.d.comb += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
+        armed = Signal()
+        m.d.sync += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
         counting = Signal()
         with m.If(counting):
             m.d.sync += self.o_counters.cycles.eq(self.o_counters.cycles + 1)
@@ -126,18 +130,17 @@ class EieTop(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.i_load.ready.eq(1), self.i_cmd.ready.eq(~self.i_load.valid)]
                 with m.If(self.i_cmd.valid & ~self.i_load.valid):
-                    m.d.sync += cmd.eq(self.i_cmd.payload)
-                    m.next = "START"
-            with m.State("START"):
-                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                to_pes(scan_start=1)
-                m.d.sync += active_cb.eq(
-                    codebooks.as_value().word_select(cmd.slot, len(active_cb.as_value())))
-                m.next = "COMPUTE"
+                    m.d.comb += counting.eq(1)
+                    to_pes(scan_start=1)
+                    m.d.sync += [cmd.eq(self.i_cmd.payload), armed.eq(0),
+                                 active_cb.eq(codebooks.as_value().word_select(
+                                     self.i_cmd.payload.slot, len(active_cb.as_value())))]
+                    m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(compute=1)
-                with m.If(compute_done):
+                m.d.sync += armed.eq(1)
+                with m.If(armed & compute_done):
                     m.d.sync += [counter.eq(0), row_base.eq(0)]
                     m.next = "WRITEBACK"
             with m.State("WRITEBACK"):
@@ -146,14 +149,18 @@ class EieTop(wiring.Component):
                     to_pes(wb_en=1, wb_addr=counter[:act_addr], wb_row=row_base)
                     m.d.sync += [counter.eq(counter + 1), row_base.eq(row_base + n)]
                 with m.Else():
+                    m.d.sync += counter.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
+                # The last rows' activation writes land (writeback_latency after wb_en).
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                m.d.sync += [counter.eq(0), row_base.eq(0)]
-                with m.If(cmd.emit):
-                    m.next = "EMIT"
-                with m.Else():
-                    m.next = "IDLE"
+                m.d.sync += [counter.eq(counter + 1), row_base.eq(0)]
+                with m.If(counter >= max(0, pes[0].writeback_latency - 2)):
+                    m.d.sync += counter.eq(0)
+                    with m.If(cmd.emit):
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("EMIT"):
                 # The activation memory's read data is the payload; a read is issued
                 # whenever the beat on the port is taken (or there is none).
