@@ -39,7 +39,8 @@ class FrameLink(wiring.Component):
     Members
     -------
     rx : In(stream.Signature(8))
-        Request bytes (always ready).
+        Request bytes (always ready; the link's own decisions are registered, so bytes
+        come at most one every other cycle, as from a UART).
     tx : Out(stream.Signature(8))
         Reply bytes.
     engine : In(EngineSignature())
@@ -80,6 +81,7 @@ class FrameLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # Never read at the address being written (see boards/synth.py, _NO_COLLISION).
         m.submodules.buffer = buffer = Memory(shape=8, depth=self._max_payload, init=[])
         buf_w = buffer.write_port()
         buf_r = buffer.read_port()
@@ -94,7 +96,11 @@ class FrameLink(wiring.Component):
         header = Signal(48)           # the first 6 payload bytes: space, addr, count
         crc_rx = Signal(16)
         crc_lo = Signal(8)
-        timer = Signal(range(self._timeout + 1))
+        timer = Signal(range(self._timeout + 2))
+        timed_out = Signal()          # timer >= timeout, registered
+        hdr_pos = Signal(6)           # one-hot: the header byte the next payload byte is
+        left = Signal(16)             # payload bytes still to come
+        last_byte = Signal()          # the next payload byte is the last (left == 1)
         h_space, h_addr, h_count = header[:8], header[8:32], header[32:48]
 
         status = Signal(8)
@@ -124,6 +130,37 @@ class FrameLink(wiring.Component):
         length_m1 = Signal(16)
         reply_words_m1 = Signal(16)
         m.d.sync += [length_m1.eq(length - 1), reply_words_m1.eq(reply_words - 1)]
+        # Compares the state machine needs, one cycle behind their operands (which are
+        # steady for several cycles when they are used): off the state decode's paths.
+        at_end, last_word, has_words, crc_ok = Signal(), Signal(), Signal(), Signal()
+        crc_hi = Signal(8)
+        m.d.sync += [at_end.eq(index == length_m1), last_word.eq(word_index == reply_words_m1),
+                     has_words.eq(reply_words != 0), crc_ok.eq(Cat(crc_lo, crc_hi) == crc_rx),
+                     timed_out.eq(timer >= self._timeout)]
+        # The command, decoded into one flag each during DECODE1.
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
+        # Block-RAM reads land in a register next to the RAM (a read straight into logic
+        # costs the RAM's 5.8 ns clock-to-output and more on the ECP5).
+        buf_q = Signal(8, reset_less=True)
+        info_q = Signal(32, reset_less=True)
+        m.d.sync += [buf_q.eq(buf_r.data), info_q.eq(info_r.data)]
+        # Engine start and done pass through registers (start fans out into the engine,
+        # done comes from deep in it); RUN's cycle count starts at -1 to make up for them.
+        start, done = Signal(), Signal()
+        m.d.sync += [start.eq(0), done.eq(self.engine.done)]
+        m.d.comb += self.engine.start.eq(start)
+        # Reply bytes enter the CRC a cycle after they are sent (TX_CRC_WAIT lets the last
+        # one in).
+        # Reply bytes leave through a register (the UART's enables are off the state decode).
+        tx_valid, tx_byte = Signal(), Signal(8)
+        tx_free = ~tx_valid
+        m.d.comb += [self.tx.valid.eq(tx_valid), self.tx.payload.eq(tx_byte)]
+        with m.If(self.tx.ready):
+            m.d.sync += tx_valid.eq(0)
+        crc_byte, crc_pending = Signal(8), Signal()
+        m.d.sync += crc_pending.eq(0)
+        with m.If(crc_pending):
+            m.d.sync += crc_tx.eq(crc16_update(crc_tx, crc_byte))
         with m.Switch(h_space):
             for s in self._spaces:
                 with m.Case(s.id):
@@ -153,20 +190,20 @@ class FrameLink(wiring.Component):
         def receiving(next_state, on_byte=()):
             """Common to states inside a frame: a byte moves on, silence times out."""
             with m.If(self.rx.valid):
-                m.d.sync += timer.eq(0)
+                m.d.sync += [timer.eq(0), timed_out.eq(0)]
                 m.d.sync += on_byte
                 if next_state is not None:
                     m.next = next_state
-            with m.Elif(timer == self._timeout):
+            with m.Elif(timed_out):
                 reply(Status.TRUNCATED)
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
         def send(byte, next_state, update_crc=True):
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
-            with m.If(self.tx.ready):
+            with m.If(tx_free):
+                m.d.sync += [tx_valid.eq(1), tx_byte.eq(byte)]
                 if update_crc:
-                    m.d.sync += crc_tx.eq(crc16_update(crc_tx, byte))
+                    m.d.sync += [crc_byte.eq(byte), crc_pending.eq(1)]
                 if next_state is not None:
                     m.next = next_state
 
@@ -174,7 +211,8 @@ class FrameLink(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(self.rx.valid & (rx_byte == REQUEST_SYNC)):
-                    m.d.sync += [crc_rx.eq(CRC_INIT), timer.eq(0), header.eq(0)]
+                    m.d.sync += [crc_rx.eq(CRC_INIT), timer.eq(0), timed_out.eq(0),
+                                 header.eq(0)]
                     m.next = "CMD"
             with m.State("CMD"):
                 receiving("LEN0", [cmd.eq(rx_byte), crc_rx.eq(crc16_update(crc_rx, rx_byte))])
@@ -182,39 +220,44 @@ class FrameLink(wiring.Component):
                 receiving("LEN1", [length[:8].eq(rx_byte),
                                    crc_rx.eq(crc16_update(crc_rx, rx_byte))])
             with m.State("LEN1"):
-                receiving(None, [length[8:].eq(rx_byte), index.eq(0),
+                new_length = Cat(length[:8], rx_byte)
+                receiving(None, [length[8:].eq(rx_byte), index.eq(0), hdr_pos.eq(1),
+                                 left.eq(new_length), last_byte.eq(new_length == 1),
                                  crc_rx.eq(crc16_update(crc_rx, rx_byte))])
                 with m.If(self.rx.valid):
-                    with m.If(Cat(length[:8], rx_byte) > self._max_payload):
+                    with m.If(new_length > self._max_payload):
                         m.next = "DISCARD"
-                    with m.Elif(Cat(length[:8], rx_byte) == 0):
+                    with m.Elif(new_length == 0):
                         m.next = "CRC0"
                     with m.Else():
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 m.d.comb += [buf_w.addr.eq(index), buf_w.data.eq(rx_byte),
                              buf_w.en.eq(self.rx.valid)]
-                receiving(None, [index.eq(index + 1),
+                receiving(None, [index.eq(index + 1), hdr_pos.eq(hdr_pos << 1),
+                                 left.eq(left - 1), last_byte.eq(left == 2),
                                  crc_rx.eq(crc16_update(crc_rx, rx_byte))])
                 with m.If(self.rx.valid):
                     for k in range(6):
-                        with m.If(index == k):
+                        with m.If(hdr_pos[k]):
                             m.d.sync += header[8 * k:8 * k + 8].eq(rx_byte)
-                    with m.If(index == length_m1):
+                    with m.If(last_byte):
                         m.next = "CRC0"
             with m.State("CRC0"):
                 receiving("CRC1", [crc_lo.eq(rx_byte)])
             with m.State("CRC1"):
-                receiving(None)
-                with m.If(self.rx.valid):
-                    with m.If(Cat(crc_lo, rx_byte) == crc_rx):
-                        m.next = "DECODE1"
-                    with m.Else():
-                        reply(Status.BAD_CRC)
+                receiving("CRC_WAIT", [crc_hi.eq(rx_byte)])
+            with m.State("CRC_WAIT"):               # crc_ok registers here
+                m.next = "CRC_CHECK"
+            with m.State("CRC_CHECK"):
+                with m.If(crc_ok):
+                    m.next = "DECODE1"
+                with m.Else():
+                    reply(Status.BAD_CRC)
             with m.State("DISCARD"):
                 with m.If(self.rx.valid):
-                    m.d.sync += timer.eq(0)
-                with m.Elif(timer == self._timeout):
+                    m.d.sync += [timer.eq(0), timed_out.eq(0)]
+                with m.Elif(timed_out):
                     reply(Status.BAD_LENGTH)
                 with m.Else():
                     m.d.sync += timer.eq(timer + 1)
@@ -223,6 +266,7 @@ class FrameLink(wiring.Component):
                 m.d.sync += [n_write.eq((length - 4) >> 2), len_zero.eq(length == 0),
                              len_write.eq((length >= 8) & (length[:2] == 0)),
                              len_read.eq((length == 6) & (h_count <= 0x3FFF))]
+                m.d.sync += [flag.eq(cmd == c) for c, flag in is_cmd.items()]
                 m.next = "DECODE2"
             with m.State("DECODE2"):
                 m.d.sync += [end_write.eq(h_addr + n_write), end_read.eq(h_addr + h_count)]
@@ -232,54 +276,54 @@ class FrameLink(wiring.Component):
             with m.State("EXEC"):
                 m.d.sync += [bus_space.eq(h_space), bus_addr.eq(h_addr), index.eq(4),
                              byte_index.eq(0)]
-                with m.Switch(cmd):
-                    with m.Case(Command.INFO):
-                        with m.If(~len_zero):
-                            reply(Status.BAD_LENGTH)
-                        with m.Else():
-                            reply(Status.OK, len(self._info), 1)
-                    with m.Case(Command.WRITE):
-                        with m.If(~len_write):
-                            reply(Status.BAD_LENGTH)
-                        with m.Elif(~write_ok):
-                            reply(Status.BAD_ADDRESS)
-                        with m.Else():
-                            m.next = "WRITE_FETCH"
-                    with m.Case(Command.READ):
-                        with m.If(~len_read):
-                            reply(Status.BAD_LENGTH)
-                        with m.Elif(~read_ok):
-                            reply(Status.BAD_ADDRESS)
-                        with m.Else():
-                            reply(Status.OK, h_count, 2)
-                    with m.Case(Command.RUN):
-                        with m.If(~len_zero):
-                            reply(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.d.comb += self.engine.start.eq(1)
-                            m.d.sync += cycles.eq(1)
-                            m.next = "RUN_WAIT"
-                    with m.Case(Command.COUNTERS):
-                        with m.If(~len_zero):
-                            reply(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.d.sync += [bus_space.eq(COUNTERS_SPACE), bus_addr.eq(0)]
-                            reply(Status.OK, counters_depth, 2)
-                    with m.Default():
-                        reply(Status.BAD_COMMAND)
+                with m.If(is_cmd[Command.INFO]):
+                    with m.If(~len_zero):
+                        reply(Status.BAD_LENGTH)
+                    with m.Else():
+                        reply(Status.OK, len(self._info), 1)
+                with m.Elif(is_cmd[Command.WRITE]):
+                    with m.If(~len_write):
+                        reply(Status.BAD_LENGTH)
+                    with m.Elif(~write_ok):
+                        reply(Status.BAD_ADDRESS)
+                    with m.Else():
+                        m.next = "WRITE_FETCH"
+                with m.Elif(is_cmd[Command.READ]):
+                    with m.If(~len_read):
+                        reply(Status.BAD_LENGTH)
+                    with m.Elif(~read_ok):
+                        reply(Status.BAD_ADDRESS)
+                    with m.Else():
+                        reply(Status.OK, h_count, 2)
+                with m.Elif(is_cmd[Command.RUN]):
+                    with m.If(~len_zero):
+                        reply(Status.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [start.eq(1), cycles.eq(0xFFFFFFFF)]
+                        m.next = "RUN_WAIT"
+                with m.Elif(is_cmd[Command.COUNTERS]):
+                    with m.If(~len_zero):
+                        reply(Status.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [bus_space.eq(COUNTERS_SPACE), bus_addr.eq(0)]
+                        reply(Status.OK, counters_depth, 2)
+                with m.Else():
+                    reply(Status.BAD_COMMAND)
             with m.State("WRITE_FETCH"):
+                m.next = "WRITE_WAIT"
+            with m.State("WRITE_WAIT"):             # buf_q registers here
                 m.next = "WRITE_TAKE"
             with m.State("WRITE_TAKE"):
-                next_word = Cat(word[8:], buf_r.data)
+                next_word = Cat(word[8:], buf_q)
                 m.d.sync += [word.eq(next_word), index.eq(index + 1),
                              byte_index.eq(byte_index + 1)]
                 m.next = "WRITE_FETCH"
                 with m.If(byte_index == 3):
                     m.d.sync += [w_en.eq(1), w_data.eq(next_word)]
-                    with m.If(index == length_m1):
+                    with m.If(at_end):
                         reply(Status.OK)
             with m.State("RUN_WAIT"):
-                with m.If(self.engine.done):
+                with m.If(done):
                     reply(Status.OK, 1, 3)
                 with m.Else():
                     m.d.sync += cycles.eq(cycles + 1)
@@ -293,19 +337,19 @@ class FrameLink(wiring.Component):
                 send(Cat(Const(0, 2), reply_words[:6]), "TX_LEN1")
             with m.State("TX_LEN1"):
                 send(reply_words[6:14], None)
-                with m.If(self.tx.ready):
-                    m.next = "TX_CRC0"
-                    with m.If(reply_words != 0):
+                with m.If(tx_free):
+                    m.next = "TX_CRC_WAIT"
+                    with m.If(has_words):
                         m.next = "TX_FETCH"
             with m.State("TX_FETCH"):
                 m.d.comb += bus.r_en.eq(source == 2)
                 m.next = "TX_WAIT"
-            with m.State("TX_WAIT"):                # the bus's read latency is two cycles
+            with m.State("TX_WAIT"):    # the bus's read latency is two cycles; info_q loads
                 m.next = "TX_LATCH"
             with m.State("TX_LATCH"):
                 with m.Switch(source):
                     with m.Case(1):
-                        m.d.sync += word.eq(info_r.data)
+                        m.d.sync += word.eq(info_q)
                     with m.Case(2):
                         m.d.sync += word.eq(bus.r_data)
                     with m.Case(3):
@@ -314,13 +358,15 @@ class FrameLink(wiring.Component):
                 m.next = "TX_BYTE"
             with m.State("TX_BYTE"):
                 send(word[:8], None)
-                with m.If(self.tx.ready):
+                with m.If(tx_free):
                     m.d.sync += [word.eq(word >> 8), byte_index.eq(byte_index + 1)]
                     with m.If(byte_index == 3):
                         m.d.sync += [word_index.eq(word_index + 1), bus_addr.eq(bus_addr + 1)]
                         m.next = "TX_FETCH"
-                        with m.If(word_index == reply_words_m1):
-                            m.next = "TX_CRC0"
+                        with m.If(last_word):
+                            m.next = "TX_CRC_WAIT"
+            with m.State("TX_CRC_WAIT"):           # the last byte enters the CRC
+                m.next = "TX_CRC0"
             with m.State("TX_CRC0"):
                 send(crc_tx[:8], "TX_CRC1", update_crc=False)
             with m.State("TX_CRC1"):

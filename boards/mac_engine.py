@@ -31,7 +31,7 @@ class MacEngine(wiring.Component):
     (4 int8 per word), 3 ``outputs`` (one int32 per word), ``COUNTERS_SPACE``:
     [runs, busy cycles, MACs]. A run takes :meth:`run_cycles` cycles from ``start`` to
     ``done``: one MAC a cycle through a pipeline of operand read, operand bytes, a
-    :class:`hw.systolic.multiplier.Multiplier` and accumulation.
+    :class:`hw.systolic.multiplier.Multiplier`, accumulation and the output write.
 
     Parameters
     ----------
@@ -47,7 +47,7 @@ class MacEngine(wiring.Component):
         super().__init__(EngineSignature())
 
     #: Cycles from addressing a MAC's operands to its sum (and the output write).
-    LATENCY = 2 + Multiplier.LATENCY
+    LATENCY = 3 + Multiplier.LATENCY
 
     def run_cycles(self) -> int:
         return self._rows * self._cols + self.LATENCY
@@ -82,13 +82,15 @@ class MacEngine(wiring.Component):
         for port, space in ((w_wr, sp["weights"]), (x_wr, sp["inputs"])):
             m.d.comb += [port.addr.eq(bus.addr), port.data.eq(bus.w_data),
                          port.en.eq(bus.w_en & (bus.space == space.id))]
-        r_space = Signal(8)
+        # Reads: the space decoded as r_en comes, the data registered the cycle after.
+        r_outputs = Signal()
         r_addr = Signal(2)
-        m.d.comb += y_rd.addr.eq(bus.addr)
+        r_data = Signal(32)
+        m.d.comb += [y_rd.addr.eq(bus.addr), bus.r_data.eq(r_data)]
         with m.If(bus.r_en):
-            m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
+            m.d.sync += [r_outputs.eq(bus.space == sp["outputs"].id), r_addr.eq(bus.addr)]
         counter = Mux(r_addr == 0, runs, Mux(r_addr == 1, busy_cycles, macs))
-        m.d.comb += bus.r_data.eq(Mux(r_space == sp["outputs"].id, y_rd.data, counter))
+        m.d.sync += r_data.eq(Mux(r_outputs, y_rd.data, counter))
 
         # Stage A: address the operands; stage B: multiply-accumulate, write a finished row.
         running = Signal()
@@ -127,12 +129,14 @@ class MacEngine(wiring.Component):
         c_valid, c_first, c_last, c_row = flags[-1]
         busy_flags = [f[0] for f in flags[1:]]
         acc = Signal(32)
-        acc_next = Signal(32)
-        m.d.comb += acc_next.eq(Mux(c_first, 0, acc) + product)
         with m.If(c_valid):
-            m.d.sync += acc.eq(acc_next)
-            m.d.comb += [y_wr.addr.eq(c_row), y_wr.data.eq(acc_next), y_wr.en.eq(c_last)]
-            m.d.comb += self.done.eq(c_last & (c_row == rows - 1))
-        with m.If(running | a_valid | Cat(*busy_flags).any()):
+            m.d.sync += acc.eq(Mux(c_first, 0, acc) + product)
+        # A finished row is written from the accumulator register a cycle later.
+        d_write, d_row, d_done = Signal(), Signal(range(rows)), Signal()
+        m.d.sync += [d_write.eq(c_valid & c_last), d_row.eq(c_row),
+                     d_done.eq(c_valid & c_last & (c_row == rows - 1))]
+        m.d.comb += [y_wr.addr.eq(d_row), y_wr.data.eq(acc), y_wr.en.eq(d_write),
+                     self.done.eq(d_done)]
+        with m.If(running | a_valid | Cat(*busy_flags, d_write).any()):
             m.d.sync += busy_cycles.eq(busy_cycles + 1)
         return m

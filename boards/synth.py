@@ -19,7 +19,7 @@ from .platforms import Board, board, use_yowasp_tools
 from .top import BoardTop
 
 __all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
-           "FAMILY_CELLS"]
+           "absorb_ram_output_registers", "FAMILY_CELLS"]
 
 #: Per family: Yosys cell names counted as LUTs, FFs, DSPs, block RAMs, LUT RAM.
 FAMILY_CELLS = {
@@ -182,11 +182,12 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     kwargs = {}
     if b.builds_here:
         # An unmet clock is a figure to report, not a failed build.
-        kwargs["nextpnr_opts"] = f"--report report.json {_nextpnr_opts(b, seed)}"
+        kwargs["nextpnr_opts"] = (f"--report report.json --detailed-timing-report "
+                                  f"{_nextpnr_opts(b, seed)}")
     if b.family == "ice40":
         kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
     if b.builds_here:
-        kwargs["script_after_read"] = _KEEP_BANK_REGISTERS
+        kwargs["script_after_read"] = _YOSYS_AFTER_READ
     plan = platform.prepare(top, "top", **kwargs)
     plan.extract(build_dir)
     report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
@@ -203,8 +204,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         return report
     log_path = build_dir / "synth.log"
     with open(log_path, "w") as log:
-        done = subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+        done = _run_flow(build_dir, b.family, env, log)
     report.seconds = time.monotonic() - start
     pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
     full_log = log_path.read_text() + pnr_log
@@ -223,11 +223,124 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     return report
 
 
-#: Yosys commands after reading the design: the systolic mesh's bank bits are delay lines
-#: of one signal, so Yosys would merge every PE's copy on a diagonal into one flip-flop
-#: that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each PE has its
-#: own next to its multiplier.
-_KEEP_BANK_REGISTERS = "proc\nsetattr -set keep 1 w:bank_out w:skew_bank_* %u %ci1 t:$dff %i"
+def _run_flow(build_dir: Path, family: str, env: dict, log) -> subprocess.CompletedProcess:
+    """The generated build script, with the ECP5 netlist's block-RAM read registers moved
+    into the RAMs between synthesis and place and route."""
+    script = (build_dir / "build_top.sh").read_text().splitlines()
+    split = next((i for i, line in enumerate(script) if line.startswith('"$YOSYS"')), None)
+    if family != "ecp5" or split is None:
+        return subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    header = [line for line in script[:split] if not line.startswith('"$')]
+    for name, lines in (("build_synth.sh", script[:split + 1]),
+                        ("build_pnr.sh", header + script[split + 1:])):
+        (build_dir / name).write_text("\n".join(lines) + "\n")
+    done = subprocess.run(["sh", "build_synth.sh"], cwd=build_dir, env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
+    if done.returncode:
+        return done
+    netlist_path = build_dir / "top.json"
+    netlist = json.loads(netlist_path.read_text())
+    moved = absorb_ram_output_registers(netlist)
+    netlist_path.write_text(json.dumps(netlist))
+    log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs\n")
+    log.flush()
+    return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
+
+
+def absorb_ram_output_registers(netlist: dict) -> int:
+    """Move flip-flops that register a ``DP16KD``'s read data into the RAM (``OUTREG``).
+
+    nextpnr rates a read without the RAM's output register at 5.8 ns from clock to data,
+    so even a flip-flop placed next to the RAM barely fits 150 MHz; Yosys never uses that
+    register. A side (A or B; both together in the 36-bit pseudo dual-port mode) is
+    converted when every one of its data outputs that is used drives exactly one
+    flip-flop, on the RAM's clock, without enable or reset: the flip-flop goes, its output
+    net is driven by the RAM, and the side's ``REGMODE`` becomes ``OUTREG`` (with the
+    output enable on). The cycle behaviour is the same. Returns the flip-flops moved.
+    """
+    module = next(iter(m for m in netlist["modules"].values()
+                       if m.get("attributes", {}).get("top")), None)
+    if module is None:
+        return 0
+    cells = module["cells"]
+    sinks: dict = {}
+    for name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(port) == "input":
+                for bit in bits:
+                    sinks.setdefault(bit, []).append((name, port))
+    for port in module.get("ports", {}).values():
+        if port["direction"] != "input":
+            for bit in port["bits"]:
+                sinks.setdefault(bit, []).append((None, None))
+
+    def plain_register(bit, clock):
+        users = sinks.get(bit, [])
+        if len(users) != 1 or users[0][1] != "DI":
+            return None
+        ff = cells[users[0][0]]
+        p, c = ff["parameters"], ff["connections"]
+        if ff["type"] != "TRELLIS_FF" or c.get("CLK") != clock:
+            return None
+        if p.get("CLKMUX", "CLK").strip() != "CLK":
+            return None
+        if p.get("CEMUX", "1").strip() != "1" and c.get("CE", ["1"]) != ["1"]:
+            return None
+        if c.get("LSR", ["0"]) != ["0"]:
+            return None
+        return users[0][0]
+
+    moved = 0
+    for cell in list(cells.values()):
+        if cell["type"] != "DP16KD":
+            continue
+        conn, params = cell["connections"], cell["parameters"]
+        pdp = int(str(params.get("DATA_WIDTH_A", "0")), 2) == 36
+        if conn.get("CLKA") != conn.get("CLKB") and pdp:
+            continue
+        groups = [("A", "B")] if pdp else [("A",), ("B",)]
+        for sides in groups:
+            clock = conn.get("CLKB" if pdp else f"CLK{sides[0]}")
+            outputs = [(port, conn[port][0]) for side in sides for port in conn
+                       if port.startswith(f"DO{side}") and conn[port][0] in sinks]
+            registers = {port: plain_register(bit, clock) for port, bit in outputs}
+            if not registers or None in registers.values():
+                continue
+            for port, ff_name in registers.items():
+                conn[port] = cells.pop(ff_name)["connections"]["Q"]
+                moved += 1
+            for side in sides:
+                params[f"REGMODE_{side}"] = "OUTREG"
+                conn[f"OCE{side}"] = ["1"]
+    return moved
+
+
+#: Yosys commands after reading the design. Kept flip-flops: the systolic mesh's bank bits
+#: are delay lines of one signal, so Yosys would merge every PE's copy on a diagonal into
+#: one flip-flop that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each
+#: PE has its own next to its multiplier. Registers named ``*_copy_*`` are deliberate
+#: copies of one control signal, one per column or PE, kept for the same reason. The host
+#: link's and UART receiver's state machines are one-hot (Yosys leaves Amaranth's binary
+#: ones alone because their registers have an initial value): each state test is then one
+#: flip-flop instead of a 5-bit compare. The memories of _NO_COLLISION are never read at
+#: the address written in the same cycle, or their readers ignore such a read (the systolic
+#: accumulator forwards the sum being written): marked so, a read may return anything on a
+#: collision, and Yosys adds no bypass logic after the block RAM's output (which nextpnr
+#: rates at 5.8 ns clock-to-output on the ECP5: any logic there misses 150 MHz).
+_NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
+                 *(f"top.core.engine.engine/r:MEMID=\\{name}"
+                   for name in ("act_mem", "w_mem", "p_mem", "acc_mem")),
+                 "top.core.engine.engine.out_fifo/t:$memrd_v2",
+                 "top.core.engine/r:MEMID=\\result_mem")
+_YOSYS_AFTER_READ = "\n".join([
+    "proc",
+    *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),
+    "setattr -set keep 1 w:bank_out w:skew_bank_* w:*_copy_* %u %u %ci1 t:$dff %i",
+    'setattr -set fsm_encoding "one-hot" top.core.link/w:fsm_state '
+    "top.core.uart_rx/w:fsm_state %u",
+])
 
 
 def _nextpnr_opts(b: Board, seed: int) -> str:
@@ -249,7 +362,7 @@ def _short(config) -> str:
 def _build_key(b: Board, engine, config, clock_mhz, baud, seed) -> str:
     """Hash of everything that determines a build: arguments, hw/ and boards/ sources."""
     h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud,
-                             _nextpnr_opts(b, seed), _KEEP_BANK_REGISTERS)).encode())
+                             _nextpnr_opts(b, seed), _YOSYS_AFTER_READ)).encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*(root / "hw").rglob("*.py"), *(root / "boards").glob("*.py")]):
         if path.name not in ("commands.py", "host.py", "run.py", "engines.py", "synth.py"):

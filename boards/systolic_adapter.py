@@ -1,6 +1,6 @@
 """The systolic engine behind the board's word bus."""
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -103,7 +103,7 @@ class SystolicAdapter(wiring.Component):
         waiting_error = accepted[-1]
 
         out_mem = Memory(shape=self._widths["results"], depth=self._out_depth, init=[])
-        m.submodules.results = out_mem
+        m.submodules.result_mem = out_mem
         out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
         stored = Signal(32)
         room = Signal(init=1)                 # stored < out_depth, kept as a register
@@ -123,25 +123,21 @@ class SystolicAdapter(wiring.Component):
             m.d.sync += flags[0].eq(1)
         m.d.comb += self.done.eq((top.o_result.valid & top.o_result.payload.last) | rejected)
 
-        # Reads: results (sub-word of a beat) and counters, registered: two cycles after
-        # r_en.
+        # Reads, two cycles after r_en: a result beat through a register right after the
+        # block RAM (on the ECP5 its output register), or a registered counter; the word
+        # is selected after those registers.
         r_stride = self.stride_log2("results")
         m.d.comb += out_rd.addr.eq(bus.addr >> r_stride)
-        r_space, r_addr = Signal(8), Signal(24)
+        r_results, r_addr = Signal(), Signal(24)
         with m.If(bus.r_en):
-            m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
+            m.d.sync += [r_results.eq(bus.space == SYSTOLIC_SPACES["results"]),
+                         r_addr.eq(bus.addr)]
         counters = Array([top.counters.cycles[:32], top.counters.busy[:32],
                           top.counters.useful_macs[:32], top.counters.weight_stall[:32],
                           top.counters.output_stall[:32], stored, flags])
-        result_word_bits = Signal(32 << r_stride)
-        m.d.comb += result_word_bits.eq(out_rd.data)
-        r_data = Signal(32)
-        m.d.comb += bus.r_data.eq(r_data)
-        with m.If(r_space == SYSTOLIC_SPACES["results"]):
-            if r_stride:
-                m.d.sync += r_data.eq(result_word_bits.word_select(r_addr[:r_stride], 32))
-            else:
-                m.d.sync += r_data.eq(result_word_bits)
-        with m.Else():
-            m.d.sync += r_data.eq(counters[r_addr[:3]])
+        beat_q = Signal(32 << r_stride, reset_less=True)
+        counter_q = Signal(32)
+        m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(counters[r_addr[:3]])]
+        beat_word = beat_q.word_select(r_addr[:r_stride], 32) if r_stride else beat_q
+        m.d.comb += bus.r_data.eq(Mux(r_results, beat_word, counter_q))
         return m

@@ -123,14 +123,17 @@ class UARTTransmitter(wiring.Component):
         shift = Signal(10, init=0x3FF)
         count = Signal(range(self._divisor))
         bits = Signal(range(11))
+        # `tick` is `count == 0` kept in a register, so the compare is off the shift enable.
+        tick = Signal()
         m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(bits == 0)]
+        m.d.sync += tick.eq(0)
         with m.If(bits == 0):
             with m.If(self.i.valid):
                 m.d.sync += [shift.eq(Cat(Const(0, 1), self.i.payload, Const(1, 1))),
                              count.eq(self._divisor - 1), bits.eq(10)]
-        with m.Elif(count == 0):
+        with m.Elif(tick):
             m.d.sync += [shift.eq(Cat(shift[1:], Const(1, 1))), count.eq(self._divisor - 1),
                          bits.eq(bits - 1)]
         with m.Else():
-            m.d.sync += count.eq(count - 1)
+            m.d.sync += [count.eq(count - 1), tick.eq(count == 1)]
         return m

@@ -127,9 +127,9 @@ def test_matrix_vector_through_frames():
             assert status == Status.OK
         status, payload = await lb.exchange(ctx, encode_request(Command.RUN))
         assert status == Status.OK
-        # start to done: every MAC, the operand read and bytes, the multiplier, the sum
+        # start to done: every MAC, the operand read and bytes, the multiplier, the sum, the write
         cycles = struct.unpack("<I", payload)[0]
-        assert cycles == lb.engine.run_cycles() == rows * cols + 2 + Multiplier.LATENCY
+        assert cycles == lb.engine.run_cycles() == rows * cols + 3 + Multiplier.LATENCY
         status, payload = await lb.exchange(ctx, encode_request(Command.READ,
                                                                 read_payload(3, 0, rows)))
         assert status == Status.OK
