@@ -168,7 +168,9 @@ def _run_systolic(config, client, info, arrays) -> dict:
 
 def _run_eie(config, client, info, arrays) -> dict:
     """EIE job arrays (hex strings of beats, as :func:`sim.eie.run_rtl_cases` saves them):
-    ``beats`` (i_load), ``cmds`` (one per layer), ``emits``, ``rows``, ``out_features``."""
+    ``beats`` (i_load), ``cmds`` (one per layer), ``emits``, ``rows``, ``out_features``.
+    Returns the last emitted layer's outputs as ``y``, every emitted layer, the cycles of
+    every layer's RUN and their sum, and counter deltas."""
     from sim.eie import parse_counters
 
     from .eie_adapter import EIE_SPACES, EieAdapter
@@ -190,14 +192,14 @@ def _run_eie(config, client, info, arrays) -> dict:
         return parse_counters(config, sum(w << (32 * k) for k, w in enumerate(words)))
 
     before = counters()
-    emitted, cycles = [], 0
+    emitted, layer_cycles = [], []
     c_stride = adapter.stride_log2("command")
     r_stride = adapter.stride_log2("results")
     w = config.act_width
     for cmd, emit, rows, out in zip(arrays["cmds"], arrays["emits"], arrays["rows"],
                                     arrays["out_features"], strict=True):
         client.write(EIE_SPACES["command"], 0, _split(int(cmd, 16), c_stride))
-        cycles += client.run()
+        layer_cycles.append(client.run())
         if emit:
             raw = client.read(EIE_SPACES["results"], 0, int(rows) << r_stride)
             values = []
@@ -211,5 +213,5 @@ def _run_eie(config, client, info, arrays) -> dict:
     delta = {k: ([(b - a) & 0xFFFFFFFF for a, b in zip(before[k], after[k], strict=True)]
                  if isinstance(before[k], list) else (after[k] - before[k]) & 0xFFFFFFFF)
              for k in before}
-    return {"y": emitted[-1] if emitted else [], "emitted": emitted, "cycles": cycles,
-            "counters": delta}
+    return {"y": emitted[-1] if emitted else [], "emitted": emitted,
+            "cycles": sum(layer_cycles), "layer_cycles": layer_cycles, "counters": delta}
