@@ -35,7 +35,14 @@ class Mesh(wiring.Component):
         shifts in all; the chain holds still while ``shift`` is low.
     latch, latch_bank : In
         Copy the shift chain into a bank of every PE.
+
+    ``w_in``, ``shift``, ``latch`` and ``latch_bank`` pass one register per column (a copy
+    of each control per column, named ``*_copy_*`` so synthesis keeps them apart) before
+    they reach the PEs, so each acts :attr:`CONTROL_LATENCY` cycles after it is presented.
     """
+
+    #: Cycles from ``w_in``/``shift``/``latch``/``latch_bank`` to the PEs.
+    CONTROL_LATENCY = 1
 
     def __init__(self, rows: int, cols: int, acc_width: int):
         self._rows, self._cols, self._acc_width = rows, cols, acc_width
@@ -64,11 +71,19 @@ class Mesh(wiring.Component):
         m = Module()
         rows, cols = self._rows, self._cols
         pes = [[ProcessingElement(self._acc_width) for _ in range(cols)] for _ in range(rows)]
+        # The weight controls fan out to every PE of the array: one registered copy per column.
+        shift = [Signal(name=f"shift_copy_{c}") for c in range(cols)]
+        latch = [Signal(name=f"latch_copy_{c}") for c in range(cols)]
+        latch_bank = [Signal(name=f"latch_bank_copy_{c}") for c in range(cols)]
+        w_in = [Signal(signed(8), name=f"w_in_{c}", reset_less=True) for c in range(cols)]
+        for c in range(cols):
+            m.d.sync += [shift[c].eq(self.shift), latch[c].eq(self.latch),
+                         latch_bank[c].eq(self.latch_bank), w_in[c].eq(self.w_in[c])]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
-                m.d.comb += [pe.latch.eq(self.latch), pe.latch_bank.eq(self.latch_bank),
-                             pe.shift.eq(self.shift)]
+                m.d.comb += [pe.latch.eq(latch[c]), pe.latch_bank.eq(latch_bank[c]),
+                             pe.shift.eq(shift[c])]
                 if c == 0:
                     a, bank = self.a[r], self.bank
                     for i in range(r):  # skew: row r enters r cycles late
@@ -81,7 +96,7 @@ class Mesh(wiring.Component):
                     left = pes[r][c - 1]
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.bank_in.eq(left.bank_out)]
                 if r == 0:
-                    m.d.comb += [pe.psum_in.eq(0), pe.w_in.eq(self.w_in[c])]
+                    m.d.comb += [pe.psum_in.eq(0), pe.w_in.eq(w_in[c])]
                 else:
                     above = pes[r - 1][c]
                     m.d.comb += [pe.psum_in.eq(above.psum_out), pe.w_in.eq(above.w_out)]

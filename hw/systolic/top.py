@@ -207,8 +207,10 @@ class SystolicTop(wiring.Component):
 
         # ---- weight loader: shift the next tile in, latch it into the idle bank ----
         # The buffer's read data and the shift and latch commands are registered on their
-        # way to the mesh (they fan out to every PE); the last shift and the latch are each
-        # a cycle late, which the loader's states allow for.
+        # way to the mesh (they fan out to every PE), and the mesh registers them again per
+        # column (Mesh.CONTROL_LATENCY): the last shift and the latch reach the PEs two
+        # cycles late, which the loader's states (and the issue of the latched tile's first
+        # row, INPUT_STAGES + 1 cycles before it needs the weights) allow for.
         w_q = Signal.like(w_rd.data, reset_less=True)
         shift_q = Signal()
         latch_r, latch_bank_r = Signal(), Signal()
@@ -326,27 +328,41 @@ class SystolicTop(wiring.Component):
         m.d.comb += [mesh.a.eq(a_in), mesh.bank.eq(meta[self.INPUT_STAGES].bank)]
 
         # ---- accumulate across K tiles (stage D) ----
-        # The accumulator word is read at D - 2 and registered, the new sum written at
-        # D + 1: rows of the same m still between D + 1 and D + 3 hold newer sums than the
-        # memory, and the newest of them is forwarded (its stage is chosen at D - 1).
-        m.d.comb += [acc_rd.addr.eq(meta[D - 2].m), p_rd.addr.eq(meta[D - 1].nt)]
+        # The accumulator word is read at D - 3 and registered twice (on the ECP5 the first
+        # register is the block RAM's own), the new sum written at D + 1: rows of the same
+        # m issued 1 to 4 cycles earlier hold newer sums than that read (a read of the
+        # word being written may return either). The previous row's sum is forwarded
+        # straight into the add (`near`); the sum to use otherwise (2 to 4 rows back, the
+        # memory, or 0 in the first K tile) is chosen a cycle earlier into `far`. The
+        # selects go to every bit of every column: one registered copy per column each.
+        m.d.comb += [acc_rd.addr.eq(meta[D - 3].m), p_rd.addr.eq(meta[D - 1].nt)]
         acc_q = Signal.like(acc_rd.data, reset_less=True)
         m.d.sync += acc_q.eq(acc_rd.data)
-        ahead = [meta[D - 1 + j] for j in (1, 2, 3)]
-        writes = [a.valid & ~a.last & (a.m == meta[D - 1].m) for a in ahead]
-        use = [Signal(name=f"acc_use_{j + 1}") for j in range(3)]
-        use_mem = Signal()
-        m.d.sync += [use[0].eq(~meta[D - 1].first & writes[0]),
-                     use[1].eq(~meta[D - 1].first & ~writes[0] & writes[1]),
-                     use[2].eq(~meta[D - 1].first & ~writes[0] & ~writes[1] & writes[2]),
-                     use_mem.eq(~meta[D - 1].first & ~(writes[0] | writes[1] | writes[2]))]
+
+        def writes(row: data.View, ahead: data.View):
+            return ahead.valid & ~ahead.last & (ahead.m == row.m)
+
+        near = [Signal(name=f"acc_near_copy_{c}") for c in range(cols)]
+        far = [[Signal(name=f"acc_far{j}_copy_{c}") for c in range(cols)] for j in range(4)]
+        w1 = writes(meta[D - 1], meta[D])              # at D - 1: the row one ahead
+        w2, w3, w4 = (writes(meta[D - 2], meta[D - 2 + j]) for j in (2, 3, 4))  # at D - 2
+        first_1, first_2 = meta[D - 1].first, meta[D - 2].first
+        for c in range(cols):
+            m.d.sync += [near[c].eq(~first_1 & w1),
+                         far[0][c].eq(~first_2 & w2),
+                         far[1][c].eq(~first_2 & ~w2 & w3),
+                         far[2][c].eq(~first_2 & ~w2 & ~w3 & w4),
+                         far[3][c].eq(~first_2 & ~(w2 | w3 | w4))]
         sums = Signal(data.ArrayLayout(signed(cfg.acc_width), cols))
         sums_r = [Signal.like(sums, name=f"sums_{j + 1}", reset_less=True) for j in range(3)]
         m.d.sync += [sums_r[0].eq(sums), sums_r[1].eq(sums_r[0]), sums_r[2].eq(sums_r[1])]
         for c in range(cols):
+            far_sum = Signal(signed(cfg.acc_width), name=f"far_sum_{c}", reset_less=True)
+            m.d.sync += far_sum.eq(Mux(far[0][c], sums_r[0][c], 0) |
+                                   Mux(far[1][c], sums_r[1][c], 0) |
+                                   Mux(far[2][c], sums_r[2][c], 0) | Mux(far[3][c], acc_q[c], 0))
             previous = Signal(signed(cfg.acc_width), name=f"previous_{c}")
-            m.d.comb += previous.eq(Mux(use[0], sums_r[0][c], 0) | Mux(use[1], sums_r[1][c], 0) |
-                                    Mux(use[2], sums_r[2][c], 0) | Mux(use_mem, acc_q[c], 0))
+            m.d.comb += previous.eq(Mux(near[c], sums_r[0][c], far_sum))
             m.d.comb += sums[c].eq(previous + mesh.psum[c])
         m.d.comb += [acc_wr.addr.eq(meta[D + 1].m), acc_wr.data.eq(sums_r[0]),
                      acc_wr.en.eq(meta[D + 1].valid & ~meta[D + 1].last)]
