@@ -48,9 +48,11 @@ def cmd_layout(config: EieConfig) -> data.StructLayout:
 
 
 def bcast_layout(config: EieConfig) -> data.StructLayout:
-    """A broadcast non-zero activation: input index ``j`` and value ``a``."""
+    """A broadcast non-zero activation: ``p``, where its column's pointers start in the
+    pointer memory (``ptr_base + j`` for input ``j``, added by the PE that scans it), and
+    its value ``a``."""
     return data.StructLayout({
-        "j": unsigned(config.feature_bits),
+        "p": unsigned(_bits(config.ptr_depth)),
         "a": signed(config.act_width),
     })
 

@@ -12,7 +12,9 @@ class NonZeroTree(wiring.Component):
 
     Every node holds one registered (index, value) pair and takes a new one from its
     children each cycle, round-robin among the valid ones, so the root delivers one
-    non-zero activation per cycle while any leaf has one.
+    non-zero activation per cycle while any leaf has one. A second (skid) register per
+    node makes the ready a node gives its children a register: a stall at the root
+    reaches the leaves one level per cycle instead of through one long path.
 
     Parameters
     ----------
@@ -69,9 +71,10 @@ class NonZeroTree(wiring.Component):
         while len(level) > 1:
             parents = []
             for g in range(0, len(level), self.FAN_IN):
-                parents.append(self._node(m, level[g:g + self.FAN_IN],
-                                          f"n{depth}_{g // self.FAN_IN}"))
-            valids += [p.valid for p in parents]
+                parent, skid_valid = self._node(m, level[g:g + self.FAN_IN],
+                                                f"n{depth}_{g // self.FAN_IN}")
+                parents.append(parent)
+                valids += [parent.valid, skid_valid]
             level = parents
             depth += 1
         root = level[0]
@@ -89,8 +92,10 @@ class NonZeroTree(wiring.Component):
         rr = Signal(range(k), name=f"{name}_rr")
         grant = Signal(range(k), name=f"{name}_grant")
         found = Signal(name=f"{name}_found")
-        accept = Signal(name=f"{name}_accept")
-        m.d.comb += accept.eq(~out.valid | out.ready)
+        # A skid register behind the output: the children see a registered ready, so no
+        # ready path runs from the root down to the PEs.
+        skid_valid = Signal(name=f"{name}_skid_valid")
+        skid = Signal(self._layout, name=f"{name}_skid")
         with m.Switch(rr):
             for r in range(k):
                 with m.Case(r):
@@ -101,17 +106,21 @@ class NonZeroTree(wiring.Component):
         payload = children[0].payload.as_value()
         for idx in range(1, k):
             payload = Mux(grant == idx, children[idx].payload.as_value(), payload)
+        take = Signal(name=f"{name}_take")
+        m.d.comb += take.eq(~skid_valid & found)
         for idx, child in enumerate(children):
-            m.d.comb += child.ready.eq(accept & found & (grant == idx))
-        with m.If(accept):
-            m.d.sync += out.valid.eq(found)
-            with m.If(found):
-                m.d.sync += [
-                    out.payload.eq(payload),
-                    rr.eq(Mux(grant == k - 1, 0, grant + 1)),
-                ]
-        return out
-
+            m.d.comb += child.ready.eq(~skid_valid & (grant == idx))
+        with m.If(take):
+            m.d.sync += rr.eq(Mux(grant == k - 1, 0, grant + 1))
+        out_free = ~out.valid | out.ready
+        with m.If(out_free):
+            with m.If(skid_valid):
+                m.d.sync += [out.valid.eq(1), out.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [out.valid.eq(take), out.payload.eq(payload)]
+        with m.Elif(take):
+            m.d.sync += [skid_valid.eq(1), skid.eq(payload)]
+        return out, skid_valid
 
 def _any(signals):
     result = signals[0]

@@ -107,7 +107,7 @@ class ProcessingElement(wiring.Component):
     @property
     def writeback_latency(self) -> int:
         """Cycles from ``wb_en`` to the activation write of that row."""
-        return 3
+        return 4
 
     def elaborate(self, platform):
         c, n, idx = self._cfg, self._cfg.pes, self._index
@@ -153,7 +153,8 @@ class ProcessingElement(wiring.Component):
         s_can = Signal(init=1)
         s_issue = Signal()
         s1_valid, s1_j = Signal(), Signal(c.feature_bits)
-        s2_valid, s2_j, s2_a = Signal(), Signal(c.feature_bits), Signal(signed(c.act_width))
+        s2_valid, s2_a = Signal(), Signal(signed(c.act_width))
+        s2_p = Signal(_bits(c.ptr_depth))
         s2_keep = Signal()
         s_more = Signal()
         m.d.comb += [
@@ -161,7 +162,7 @@ class ProcessingElement(wiring.Component):
             s_issue.eq(scan_active & s_more & s_can & ~self.emit_en),
             s2_keep.eq(s2_valid & (s2_a != 0)),
             nonzeros.w_en.eq(s2_keep),
-            nonzeros.w_data.eq(Cat(s2_j, s2_a)),
+            nonzeros.w_data.eq(Cat(s2_p, s2_a)),
             self.nz_valid.eq(nonzeros.r_rdy),
             self.nz_data.eq(nonzeros.r_data),
             nonzeros.r_en.eq(self.nz_ready),
@@ -173,7 +174,8 @@ class ProcessingElement(wiring.Component):
                               (nonzeros.r_rdy & self.nz_ready))
         m.d.sync += [s_slots.eq(s_next), s_can.eq(s_next < self.SCAN_SLOTS),
                      s1_valid.eq(s_issue), s1_j.eq(scan_j),
-                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_a.eq(act_r.data)]
+                     s2_valid.eq(s1_valid), s2_p.eq(self.ptr_base + s1_j),
+                     s2_a.eq(act_r.data)]
         with m.If(self.emit_en):
             m.d.comb += [act_r.addr.eq(self.emit_addr), act_r.en.eq(1)]
         with m.Else():
@@ -197,8 +199,7 @@ class ProcessingElement(wiring.Component):
         # the cycle it hands one to the word generator while full (it never holds 3).
         m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=3)
         col_room = Signal()
-        g = Signal(_bits(c.ptr_depth))
-        m.d.comb += g.eq(self.ptr_base + self.q_data.j)
+        g = self.q_data.p
         l_valid, l_odd, l_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_valid, l2_odd, l2_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_even, l2_oddp = Signal(pb), Signal(pb)
@@ -233,12 +234,15 @@ class ProcessingElement(wiring.Component):
                          columns.w_data.eq(looked_up)]
         # Registered ready: the queue's fill level plus the lookups in flight, as they
         # will be next cycle.
+        # The broadcast arrives late (an AND over every PE): both outcomes are compared
+        # ahead and it only selects.
         limit = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
         q_next = Signal(range(c.queue_depth + 3))
-        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) +
-                              self.q_push + l_valid)
+        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) + l_valid)
         q_ready = Signal(init=1)
-        m.d.sync += q_ready.eq(q_next < limit)
+        fits_one, fits_two = Signal(), Signal()
+        m.d.comb += [fits_one.eq(q_next < limit), fits_two.eq(q_next + 1 < limit)]
+        m.d.sync += q_ready.eq(Mux(self.q_push, fits_two, fits_one))
         m.d.comb += self.q_ready.eq(q_ready)
 
         # Stage 2: word generator: the column's sparse-matrix words and their lane ranges,
@@ -299,9 +303,13 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [valid[0].eq(dec.o_valid), rows[0].eq(dec.o_row)]
         for k in range(stages):
             m.d.sync += [valid[k + 1].eq(valid[k]), rows[k + 1].eq(rows[k])]
-        with m.If(self.wb_en):
-            m.d.comb += [acc_r.addr.eq(self.wb_addr),
-                         bias_r.addr.eq(self.bias_base + self.wb_addr)]
+        # Write-back's controls, registered here: the sequencer drives every PE.
+        x_valid = [Signal(name=f"wb_valid_{k}") for k in range(4)]
+        x_addr = [Signal.like(self.wb_addr, name=f"wb_addr_{k}") for k in range(4)]
+        x_keep = [Signal(name=f"wb_keep_{k}") for k in range(4)]
+        with m.If(x_valid[0]):
+            m.d.comb += [acc_r.addr.eq(x_addr[0]),
+                         bias_r.addr.eq(self.bias_base + x_addr[0])]
         with m.Else():
             m.d.comb += acc_r.addr.eq(rows[stages - 2])
         acc_q = Signal(signed(c.acc_width))
@@ -329,11 +337,10 @@ class ProcessingElement(wiring.Component):
                      last2_sum.eq(last_sum)]
 
         # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
-        x_valid = [Signal(name=f"wb_valid_{k}") for k in range(4)]
-        x_addr = [Signal.like(self.wb_addr, name=f"wb_addr_{k}") for k in range(4)]
-        x_keep = [Signal(name=f"wb_keep_{k}") for k in range(4)]
-        m.d.comb += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
-                     x_keep[0].eq(self.wb_row + idx < self.out_features)]
+        wb_row = Signal.like(self.wb_row)
+        m.d.sync += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
+                     wb_row.eq(self.wb_row)]
+        m.d.comb += x_keep[0].eq(wb_row + idx < self.out_features)
         for k in range(3):
             m.d.sync += [x_valid[k + 1].eq(x_valid[k]), x_addr[k + 1].eq(x_addr[k]),
                          x_keep[k + 1].eq(x_keep[k])]

@@ -36,12 +36,15 @@ def test_merges_every_item_once(count, idle):
         ctx.set(dut.i[k].valid, 0)
 
     async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
+        # Back-pressure at the root as often as the leaves idle.
+        stall = random.Random(count + 1)
         cycle = 0
         while len(got) < len(expected):
+            ready = stall.random() >= idle
+            ctx.set(dut.o.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             cycle += 1
-            if valid:
+            if valid and ready:
                 got.append((payload.j, payload.a))
                 cycles.append(cycle)
 
