@@ -35,8 +35,8 @@ class EieTop(wiring.Component):
     accepts anything; memories keep their contents across a reset.
 
     Latency of a layer: scan, broadcast and MAC until every PE is idle (seen one cycle
-    later), then ``ceil(out_features / pes) + 1`` write-back cycles and
-    ``max(1, writeback_latency - 1)`` more for the last writes to land.
+    later, when row 0's write-back starts), then ``ceil(out_features / pes) - 1`` more
+    write-back cycles and ``writeback_latency`` more for the last writes to land.
     """
 
     def __init__(self, config: EieConfig):
@@ -107,6 +107,7 @@ class EieTop(wiring.Component):
         act_addr = _bits(c.act_depth - 1)
         counter = Signal(range(max(c.act_depth, pes[0].writeback_latency) + 1))
         row_base = Signal(c.feature_bits + 1 + _bits(n))
+        row_next = Signal.like(row_base)         # row_base + pes, kept ahead
         # Registered: the PEs and the tree were idle last cycle. Not looked at in the
         # first cycle of a layer, when it still shows the cycle before the scan started.
         compute_done = Signal()
@@ -141,21 +142,27 @@ class EieTop(wiring.Component):
                 to_pes(compute=1)
                 m.d.sync += armed.eq(1)
                 with m.If(armed & compute_done):
-                    m.d.sync += [counter.eq(0), row_base.eq(0)]
-                    m.next = "WRITEBACK"
+                    # Row 0's write-back starts now (a layer has at least one output).
+                    to_pes(wb_en=1, wb_addr=0, wb_row=0)
+                    m.d.sync += [counter.eq(1), row_base.eq(n), row_next.eq(2 * n)]
+                    with m.If(cmd.out_features <= n):
+                        m.d.sync += counter.eq(0)
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "WRITEBACK"
             with m.State("WRITEBACK"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                with m.If(row_base < cmd.out_features):
-                    to_pes(wb_en=1, wb_addr=counter[:act_addr], wb_row=row_base)
-                    m.d.sync += [counter.eq(counter + 1), row_base.eq(row_base + n)]
-                with m.Else():
+                to_pes(wb_en=1, wb_addr=counter[:act_addr], wb_row=row_base)
+                m.d.sync += [counter.eq(counter + 1), row_base.eq(row_next),
+                             row_next.eq(row_next + n)]
+                with m.If(row_next >= cmd.out_features):
                     m.d.sync += counter.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # The last rows' activation writes land (writeback_latency after wb_en).
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 m.d.sync += [counter.eq(counter + 1), row_base.eq(0)]
-                with m.If(counter >= max(0, pes[0].writeback_latency - 2)):
+                with m.If(counter >= max(0, pes[0].writeback_latency - 1)):
                     m.d.sync += counter.eq(0)
                     with m.If(cmd.emit):
                         m.next = "EMIT"
