@@ -183,19 +183,18 @@ class FrameLink(wiring.Component):
         ]
 
         def reply(code, words=0, src=0):
-            m.d.sync += [status.eq(code), reply_words.eq(words), source.eq(src),
-                         word_index.eq(0)]
+            m.d.sync += [status.eq(code), reply_words.eq(words), source.eq(src)]
             m.next = "TX_SYNC"
 
         def receiving(next_state, on_byte=()):
             """Common to states inside a frame: a byte moves on, silence times out."""
-            with m.If(self.rx.valid):
+            with m.If(rx_valid):
                 m.d.sync += [timer.eq(0), timed_out.eq(0)]
                 m.d.sync += on_byte
                 if next_state is not None:
                     m.next = next_state
             with m.Elif(timed_out):
-                reply(Status.TRUNCATED)
+                m.next = "TIMED_OUT"
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
@@ -207,12 +206,27 @@ class FrameLink(wiring.Component):
                 if next_state is not None:
                     m.next = next_state
 
-        rx_byte = self.rx.payload
+        # Request bytes pass a register, with the compares the state machine makes on them
+        # (the length's low byte, from the byte before, is steady by then).
+        rx_valid, rx_byte = Signal(), Signal(8)
+        rx_sync, len_over, len_zero_rx, len_one = Signal(), Signal(), Signal(), Signal()
+        incoming_length = Cat(length[:8], self.rx.payload)
+        m.d.sync += [rx_valid.eq(self.rx.valid), rx_byte.eq(self.rx.payload),
+                     rx_sync.eq(self.rx.payload == REQUEST_SYNC),
+                     len_over.eq(incoming_length > self._max_payload),
+                     len_zero_rx.eq(incoming_length == 0), len_one.eq(incoming_length == 1)]
+        # The header is the first 6 payload bytes: hdr_pos, set by the second length byte,
+        # walks over them whatever the state (bytes past them, or a short frame's, are not
+        # used as a header).
+        with m.If(rx_valid):
+            m.d.sync += hdr_pos.eq(hdr_pos << 1)
+            for k in range(6):
+                with m.If(hdr_pos[k]):
+                    m.d.sync += header[8 * k:8 * k + 8].eq(rx_byte)
         with m.FSM():
             with m.State("HUNT"):
-                with m.If(self.rx.valid & (rx_byte == REQUEST_SYNC)):
-                    m.d.sync += [crc_rx.eq(CRC_INIT), timer.eq(0), timed_out.eq(0),
-                                 header.eq(0)]
+                with m.If(rx_valid & rx_sync):
+                    m.d.sync += [crc_rx.eq(CRC_INIT), timer.eq(0), timed_out.eq(0)]
                     m.next = "CMD"
             with m.State("CMD"):
                 receiving("LEN0", [cmd.eq(rx_byte), crc_rx.eq(crc16_update(crc_rx, rx_byte))])
@@ -220,27 +234,23 @@ class FrameLink(wiring.Component):
                 receiving("LEN1", [length[:8].eq(rx_byte),
                                    crc_rx.eq(crc16_update(crc_rx, rx_byte))])
             with m.State("LEN1"):
-                new_length = Cat(length[:8], rx_byte)
                 receiving(None, [length[8:].eq(rx_byte), index.eq(0), hdr_pos.eq(1),
-                                 left.eq(new_length), last_byte.eq(new_length == 1),
+                                 left.eq(Cat(length[:8], rx_byte)), last_byte.eq(len_one),
                                  crc_rx.eq(crc16_update(crc_rx, rx_byte))])
-                with m.If(self.rx.valid):
-                    with m.If(new_length > self._max_payload):
+                with m.If(rx_valid):
+                    with m.If(len_over):
                         m.next = "DISCARD"
-                    with m.Elif(new_length == 0):
+                    with m.Elif(len_zero_rx):
                         m.next = "CRC0"
                     with m.Else():
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 m.d.comb += [buf_w.addr.eq(index), buf_w.data.eq(rx_byte),
-                             buf_w.en.eq(self.rx.valid)]
-                receiving(None, [index.eq(index + 1), hdr_pos.eq(hdr_pos << 1),
-                                 left.eq(left - 1), last_byte.eq(left == 2),
+                             buf_w.en.eq(rx_valid)]
+                receiving(None, [index.eq(index + 1), left.eq(left - 1),
+                                 last_byte.eq(left == 2),
                                  crc_rx.eq(crc16_update(crc_rx, rx_byte))])
-                with m.If(self.rx.valid):
-                    for k in range(6):
-                        with m.If(hdr_pos[k]):
-                            m.d.sync += header[8 * k:8 * k + 8].eq(rx_byte)
+                with m.If(rx_valid):
                     with m.If(last_byte):
                         m.next = "CRC0"
             with m.State("CRC0"):
@@ -254,8 +264,10 @@ class FrameLink(wiring.Component):
                     m.next = "DECODE1"
                 with m.Else():
                     reply(Status.BAD_CRC)
+            with m.State("TIMED_OUT"):
+                reply(Status.TRUNCATED)
             with m.State("DISCARD"):
-                with m.If(self.rx.valid):
+                with m.If(rx_valid):
                     m.d.sync += [timer.eq(0), timed_out.eq(0)]
                 with m.Elif(timed_out):
                     reply(Status.BAD_LENGTH)
@@ -329,7 +341,7 @@ class FrameLink(wiring.Component):
                     m.d.sync += cycles.eq(cycles + 1)
 
             with m.State("TX_SYNC"):
-                m.d.sync += crc_tx.eq(CRC_INIT)
+                m.d.sync += [crc_tx.eq(CRC_INIT), word_index.eq(0)]
                 send(REPLY_SYNC, "TX_STATUS", update_crc=False)
             with m.State("TX_STATUS"):
                 send(status, "TX_LEN0")

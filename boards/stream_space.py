@@ -15,9 +15,14 @@ def stride_log2(width: int) -> int:
 class StreamSpace(wiring.Component):
     """Collects a beat from ``2**stride_log2(width)`` consecutive bus words, then sends it.
 
-    Word ``j`` of a beat is written at a bus address whose low bits are ``j`` (the other
-    address bits are ignored: an addressed payload carries its own address). The beat goes
-    out when its last word arrives; ``o.valid`` stays up until ``o.ready``.
+    The words of a beat are written in order, word ``j`` at a bus address whose low bits
+    are ``j`` (the other address bits are ignored: an addressed payload carries its own
+    address); the beat goes out when its last word is written. The words shift into a
+    staging register (the bus data then reaches 32 flip-flops, not every word of a wide
+    beat) and the whole beat into the payload register, each word with its own registered
+    copy of the enables (``*_copy_*``, kept apart in synthesis): a beat leaves
+    :attr:`LATENCY` cycles after its last word. ``o.valid`` stays up until ``o.ready``;
+    the payload holds until the next beat.
 
     Members
     -------
@@ -25,6 +30,9 @@ class StreamSpace(wiring.Component):
         The bus write, already decoded for this space.
     o : Out(stream.Signature(width))
     """
+
+    #: Cycles from the last word's write to ``o.valid``.
+    LATENCY = 2
 
     def __init__(self, width: int):
         self._width = width
@@ -41,16 +49,25 @@ class StreamSpace(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         words = 1 << self._stride
-        staged = Signal(32 * words)
+        data_q = Signal(32, reset_less=True)
+        last_q = Signal()
+        shift = [Signal(name=f"shift_copy_{k}") for k in range(words)]
+        load = [Signal(name=f"load_copy_{k}") for k in range(words)]
+        staged = [Signal(32, name=f"staged_{k}", reset_less=True) for k in range(words)]
+        payload = [Signal(32, name=f"payload_{k}", reset_less=True) for k in range(words)]
+        last = self.w_en & (self.w_addr[:self._stride] == words - 1 if self._stride else 1)
+        m.d.sync += [data_q.eq(self.w_data), last_q.eq(last)]
+        m.d.sync += [en.eq(self.w_en) for en in shift]
+        m.d.sync += [en.eq(last) for en in load]
+        for k in range(words):      # the new word enters at the top, the others move down
+            moved = staged[k + 1] if k + 1 < words else data_q
+            with m.If(shift[k]):
+                m.d.sync += staged[k].eq(moved)
+            with m.If(load[k]):
+                m.d.sync += payload[k].eq(moved)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(self.w_en):
-            if self._stride == 0:
-                m.d.sync += [self.o.payload.eq(self.w_data), self.o.valid.eq(1)]
-            else:
-                index = self.w_addr[:self._stride]
-                m.d.sync += staged.word_select(index, 32).eq(self.w_data)
-                with m.If(index == words - 1):
-                    m.d.sync += [self.o.payload.eq(Cat(staged[:32 * (words - 1)], self.w_data)),
-                                 self.o.valid.eq(1)]
+        with m.If(last_q):
+            m.d.sync += self.o.valid.eq(1)
+        m.d.comb += self.o.payload.eq(Cat(*payload))
         return m

@@ -51,7 +51,7 @@ class ProcessingElement(wiring.Component):
         })
 
     #: Cycles from an activation's arrival to the partial sum that includes it.
-    LATENCY = 1 + Multiplier.LATENCY + 1
+    LATENCY = 1 + Multiplier.LATENCY + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -73,11 +73,14 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += weight[0].eq(w_chain)
         # The weight of the activation's bank is registered next to the multiplier (with
         # the activation: a_out), then the product takes Multiplier.LATENCY cycles (a DSP
-        # with its registers on an FPGA); the partial sum from above arrives as many cycles
-        # later too, so columns stay aligned.
+        # with its registers on an FPGA) and one register more; the partial sum from above
+        # arrives as many cycles later too, so columns stay aligned.
         w = Signal(signed(8), reset_less=True)
         m.d.sync += w.eq(Mux(self.bank_in, weight[1], weight[0]))
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
         m.d.comb += [mul.a.eq(a), mul.b.eq(w)]
-        m.d.sync += psum.eq(self.psum_in + mul.p)
+        # One more register after the multiplier's: in a DSP-dense array the placer put the
+        # multiplier's fabric register up to 9 ns of routing away from its DSP.
+        product = Signal.like(mul.p, reset_less=True)
+        m.d.sync += [product.eq(mul.p), psum.eq(self.psum_in + product)]
         return m

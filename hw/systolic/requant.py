@@ -41,8 +41,9 @@ class Requantizer(wiring.Component):
         Result, :attr:`latency` cycles after its input.
     """
 
-    #: Operand registers, left shift, the multiplier, then nine stages of adds and shifts.
-    LATENCY = 2 + Multiplier.LATENCY + 9
+    #: Operand registers, left shift (two stages), the multiplier and a register after it,
+    #: then nine stages of adds and shifts.
+    LATENCY = 4 + Multiplier.LATENCY + 9
 
     def __init__(self, rounding: str = "double"):
         if rounding not in ("double", "single"):
@@ -87,21 +88,26 @@ class Requantizer(wiring.Component):
                          right1.eq(Mux(self.shift < 0, -self.shift, 0))]
         else:
             m.d.sync += right1.eq(31 - self.shift)          # total shift, 1..62
-        # 2: left shift (int32 wrap).
+        # 2, 3: left shift (int32 wrap), by the multiple of 4 and then the rest.
+        x_coarse = Signal(signed(32), reset_less=True)
         x2 = Signal(signed(32), reset_less=True)
-        mult2 = delayed(mult1, 1, "mult")
-        right2 = delayed(right1, 1, "right")
-        m.d.sync += x2.eq((x1 << left1)[:32] if double else x1)
-        # 3 .. P: four 18x18 partial products (a DSP each): x = xh 2^17 + xl, mult = mh 2^17
+        mult2 = delayed(mult1, 2, "mult")
+        right2 = delayed(right1, 2, "right")
+        left2 = delayed(left1, 1, "left")
+        m.d.sync += [x_coarse.eq((x1 << Cat(Const(0, 2), left1[2:]))[:32] if double else x1),
+                     x2.eq((x_coarse << left2[:2])[:32] if double else x_coarse)]
+        # 4 .. P: four 18x18 partial products (a DSP each): x = xh 2^17 + xl, mult = mh 2^17
         # + ml.
-        P = 2 + Multiplier.LATENCY
+        P = 4 + Multiplier.LATENCY
         xl, xh = x2[:17], x2[17:].as_signed()
         ml, mh = mult2[:17], mult2[17:]
         parts = {}
         for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
             m.submodules[f"mul_{name}"] = mul = Multiplier(a.shape(), b.shape())
             m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
-            parts[name] = mul.p
+            # a register after the multiplier's own: see ProcessingElement
+            parts[name] = Signal.like(mul.p, name=f"part_{name}", reset_less=True)
+            m.d.sync += parts[name].eq(mul.p)
         # P+1: the cross terms' sum; the outer terms do not overlap (p_ll < 2^34).
         mid = Signal(signed(34), reset_less=True)
         outer = Signal(signed(64), reset_less=True)
@@ -110,7 +116,7 @@ class Requantizer(wiring.Component):
         # P+2: the 64-bit product.
         product = Signal(signed(64), reset_less=True)
         m.d.sync += product.eq(outer + (mid << 17))
-        right_p1 = delayed(right2, P - 1, "right_p")
+        right_p1 = delayed(right2, P - 2, "right_p")      # right2 is at stage 3
         right_p3 = delayed(right_p1, 2, "right_q")
         round_p2 = Signal(unsigned(64), reset_less=True)        # single rounding: 2^(right - 1)
         m.d.sync += round_p2.eq(Const(1, 64) << (right_p1 - 1)[:6])
@@ -122,12 +128,14 @@ class Requantizer(wiring.Component):
         else:
             m.d.sync += nudged.eq(product + round_p2)
         # P+4: double: C division by 2^31 (truncates toward zero); single: the rounding shift.
+        # Each right shift by a run-time amount is cut in two: the multiple of 8 first, the
+        # rest in the next stage (one 64-way shift is too deep for a cycle).
         high = Signal(signed(33), reset_less=True)
-        wide = Signal(signed(66), reset_less=True)
+        wide_coarse = Signal(signed(66), reset_less=True)
         if double:
             m.d.sync += high.eq((nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31)
         else:
-            m.d.sync += wide.eq(nudged >> right_p3)
+            m.d.sync += wide_coarse.eq(nudged >> Cat(Const(0, 3), right_p3[3:]))
         right_p4 = delayed(right_p3, 1, "right_r")
         # RoundingDivideByPOT's mask 2^right - 1 and its thresholds: the remainder rounds up
         # above (mask >> 1) + (x < 0), i.e. above_neg = 2^(right - 1) (1 if right = 0).
@@ -138,26 +146,31 @@ class Requantizer(wiring.Component):
                      above.eq(Cat(right_p3 > i + 1 for i in range(32))),
                      above_neg.eq(Cat((right_p3 == i + 1) | ((right_p3 == 0) if i == 0 else 0)
                                       for i in range(32)))]
-        # P+5: RoundingDivideByPOT's quotient, remainder and threshold (double);
-        # saturation to int32 (single).
-        shifted = Signal(signed(33), reset_less=True)
+        # P+5: RoundingDivideByPOT's quotient by 2^(8k), remainder and threshold (double);
+        # the rest of the rounding shift (single).
+        coarse = Signal(signed(33), reset_less=True)
+        wide = Signal(signed(66), reset_less=True)
         remainder = Signal(unsigned(32), reset_less=True)
         threshold = Signal(unsigned(32), reset_less=True)
         if double:
-            m.d.sync += [shifted.eq(high >> right_p4),
+            m.d.sync += [coarse.eq(high >> Cat(Const(0, 3), right_p4[3:])),
                          remainder.eq(high.as_unsigned()[:32] & mask),
                          threshold.eq(Mux(high < 0, above_neg, above))]
         else:
+            m.d.sync += wide.eq(wide_coarse >> right_p4[:3])
+        right_p5 = delayed(right_p4, 1, "right_s")
+        # P+6: the quotient and the round-up bit (double); saturation to int32 (single).
+        shifted = Signal(signed(33), reset_less=True)
+        round_up = Signal(reset_less=True)
+        if double:
+            m.d.sync += [shifted.eq(coarse >> right_p5[:3]),
+                         round_up.eq(remainder > threshold)]
+        else:
             m.d.sync += shifted.eq(Mux(wide > _INT32_MAX, _INT32_MAX,
                                        Mux(wide < _INT32_MIN, _INT32_MIN, wide)))
-        # P+6: the round-up bit.
-        round_up = Signal(reset_less=True)
-        shifted_d = delayed(shifted, 1, "shifted")
-        if double:
-            m.d.sync += round_up.eq(remainder > threshold)
         # P+7: rounded; P+8: plus the zero point; P+9: clamped.
         scaled = Signal(signed(34), reset_less=True)
-        m.d.sync += scaled.eq(shifted_d + round_up)
+        m.d.sync += scaled.eq(shifted + round_up)
         with_zp = Signal(signed(35), reset_less=True)
         m.d.sync += with_zp.eq(scaled + self.zero_point)
         y = Signal(signed(8), reset_less=True)

@@ -75,7 +75,7 @@ class SystolicTop(wiring.Component):
         return self._cfg
 
     #: Cycles from a command's acceptance to ``error`` (and ``busy``) reflecting it.
-    COMMAND_LATENCY = 3
+    COMMAND_LATENCY = 4
 
     #: Cycles from issuing a row to its activations entering the mesh: buffer read,
     #: read-data register, zero-point subtraction.
@@ -137,9 +137,11 @@ class SystolicTop(wiring.Component):
         running = Signal()
         result_valid = Signal()
         result_data = Signal(cols * 8 + 1, reset_less=True)
-        checking, checked, ok = Signal(), Signal(), Signal()
-        m.d.comb += [self.i_cmd.ready.eq(~running & ~checking & ~checked),
-                     self.busy.eq(running | checking | checked | out_fifo.r_rdy | result_valid)]
+        checking, verifying, checked, ok = Signal(), Signal(), Signal(), Signal()
+        fields_ok = Signal(4)
+        accepting = checking | verifying | checked
+        m.d.comb += [self.i_cmd.ready.eq(~running & ~accepting),
+                     self.busy.eq(running | accepting | out_fifo.r_rdy | result_valid)]
 
         # Row metadata, delayed alongside the data: meta[s] belongs to the row issued s
         # cycles ago.
@@ -150,7 +152,7 @@ class SystolicTop(wiring.Component):
             "nt": unsigned(max(1, (cfg.param_depth - 1).bit_length())),
         })
         rq_latency = Requantizer.LATENCY
-        n_stages = D + 2 + rq_latency
+        n_stages = D + 3 + rq_latency
         meta = [Signal(meta_layout, name=f"meta_{s}") for s in range(n_stages)]
         for s in range(1, n_stages):
             m.d.sync += meta[s].eq(meta[s - 1])
@@ -179,18 +181,25 @@ class SystolicTop(wiring.Component):
         l_k0 = Signal.like(i_k0)
         l_n0 = Signal.like(i_n0)
         l_done = Signal()
+        # The loader's tile is the last of its K (N) run: registered (l_k0 and l_n0 are
+        # steady for a tile's `rows` shift cycles before they are used).
+        l_last_k, l_last_n = Signal(), Signal()
+        w_addr = Signal(range(cfg.weight_depth + 2 * rows))    # l_base + rows - 1 - l_cnt
         shift_pending = Signal()
 
-        # ---- command accept: capture, check, start (each a cycle: the start fans out to
-        # every control register and counter) ----
-        m.d.sync += [checking.eq(0), checked.eq(0)]
+        # ---- command accept: capture, check each field, combine, start (each a cycle: the
+        # start fans out to every control register and counter) ----
+        m.d.sync += [checking.eq(0), verifying.eq(0), checked.eq(0)]
         with m.If(self.i_cmd.valid & self.i_cmd.ready):
             m.d.sync += [cmd.eq(self.i_cmd.payload), checking.eq(1)]
+        with m.If(verifying):
+            m.d.sync += [checked.eq(1), ok.eq(fields_ok.all())]
         with m.If(checking):
-            m.d.sync += [checked.eq(1),
-                         ok.eq((cmd.m != 0) & (cmd.m <= cfg.max_m) & (cmd.k != 0) &
-                               (cmd.k <= cfg.max_k) & (cmd.n != 0) & (cmd.n <= cfg.max_n) &
-                               (cmd.act_min <= cmd.act_max)),
+            m.d.sync += [verifying.eq(1),
+                         fields_ok.eq(Cat((cmd.m != 0) & (cmd.m <= cfg.max_m),
+                                          (cmd.k != 0) & (cmd.k <= cfg.max_k),
+                                          (cmd.n != 0) & (cmd.n <= cfg.max_n),
+                                          cmd.act_min <= cmd.act_max)),
                          last_m.eq(cmd.m == 1), last_k.eq(rows >= cmd.k),
                          last_n.eq(cols >= cmd.n)]
         with m.If(checked):
@@ -218,16 +227,17 @@ class SystolicTop(wiring.Component):
                      latch_r.eq(0)]
         m.d.comb += [mesh.shift.eq(shift_q), mesh.w_in.eq(w_q),
                      mesh.latch.eq(latch_r), mesh.latch_bank.eq(latch_bank_r),
-                     w_rd.addr.eq(l_base + (rows - 1) - l_cnt)]
+                     w_rd.addr.eq(w_addr)]
         latch_bank = tiles_latched[0]
         latch_ok = ((tiles_ready != 2) &
                     (Mux(latch_bank, bank_busy[1], bank_busy[0]) == 0))
+        m.d.sync += [l_last_k.eq(l_k0 + rows >= cmd.k), l_last_n.eq(l_n0 + cols >= cmd.n)]
         with m.Switch(l_state):
             with m.Case(0):
                 with m.If(running & ~l_done):
-                    m.d.sync += [l_state.eq(1), l_cnt.eq(0)]
+                    m.d.sync += [l_state.eq(1), l_cnt.eq(0), w_addr.eq(l_base + (rows - 1))]
             with m.Case(1):
-                m.d.sync += [shift_pending.eq(1), l_cnt.eq(l_cnt + 1)]
+                m.d.sync += [shift_pending.eq(1), l_cnt.eq(l_cnt + 1), w_addr.eq(w_addr - 1)]
                 with m.If(l_cnt == rows - 1):
                     m.d.sync += l_state.eq(2)
             with m.Case(2):
@@ -239,10 +249,11 @@ class SystolicTop(wiring.Component):
                     m.d.comb += tile_latched.eq(1)
                     m.d.sync += [latch_r.eq(1), latch_bank_r.eq(latch_bank),
                                  tiles_latched.eq(tiles_latched + 1), l_base.eq(l_base + rows),
+                                 w_addr.eq(l_base + (2 * rows - 1)),
                                  l_state.eq(1), l_cnt.eq(0)]      # straight on to the next
-                    with m.If(l_k0 + rows >= cmd.k):
+                    with m.If(l_last_k):
                         m.d.sync += l_k0.eq(0)
-                        with m.If(l_n0 + cols >= cmd.n):
+                        with m.If(l_last_n):
                             m.d.sync += [l_done.eq(1), l_state.eq(0)]
                         with m.Else():
                             m.d.sync += l_n0.eq(l_n0 + cols)
@@ -251,11 +262,13 @@ class SystolicTop(wiring.Component):
 
         # ---- issue: one GEMM row of the current tile per cycle ----
         # Registered: whether the row being issued is in the last K tile / N tile and of
-        # the last m; whether the output FIFO has room. Output space is judged from the
-        # previous cycle's count with one word to spare (the count grows by at most one
-        # a cycle), so the check is off the issue path.
+        # the last m; whether the output FIFO has room. Output space is judged from counts
+        # up to two cycles old with two words to spare (rows in flight plus words in the
+        # FIFO grow by at most one a cycle), so the check is off the issue path.
         credit = Signal()
-        m.d.sync += credit.eq(out_credit + out_fifo.w_level < self.fifo_depth - 1)
+        fifo_level = Signal.like(out_fifo.w_level)
+        m.d.sync += [fifo_level.eq(out_fifo.w_level),
+                     credit.eq(out_credit + fifo_level < self.fifo_depth - 2)]
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(~last_k | credit)
         tile_ready = Signal()
@@ -279,16 +292,27 @@ class SystolicTop(wiring.Component):
         # Useful MACs of an issued row, added once a pipelined multiplier has them.
         valid_k, valid_n = Signal(9), Signal(9)
         m.submodules.macs_multiplier = row_macs = Multiplier(unsigned(9), unsigned(9))
-        macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(1 + Multiplier.LATENCY)]
-        m.d.sync += [valid_k.eq(Mux(cmd.k - i_k0 >= rows, rows, cmd.k - i_k0)),
-                     valid_n.eq(Mux(cmd.n - i_n0 >= cols, cols, cmd.n - i_n0)),
+        # (the K and N left of the row's tile, then their part in it: a cycle each)
+        k_left, n_left = Signal.like(cmd.k), Signal.like(cmd.n)
+        macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(2 + Multiplier.LATENCY)]
+        m.d.sync += [k_left.eq(cmd.k - i_k0), n_left.eq(cmd.n - i_n0),
+                     valid_k.eq(Mux(k_left >= rows, rows, k_left)),
+                     valid_n.eq(Mux(n_left >= cols, cols, n_left)),
                      macs_issue[0].eq(issue)]
         m.d.sync += [macs_issue[i].eq(macs_issue[i - 1]) for i in range(1, len(macs_issue))]
         m.d.comb += [row_macs.a.eq(valid_k), row_macs.b.eq(valid_n)]
         with m.If(macs_issue[-1]):
             m.d.sync += self.counters.useful_macs.eq(self.counters.useful_macs + row_macs.p)
-        with m.If(issue):
+        # The counters count a cycle late, from registered conditions.
+        stalled_w, stalled_o = Signal(), Signal()
+        m.d.sync += [stalled_w.eq(pending & ~tile_ready), stalled_o.eq(pending & ~issue)]
+        with m.If(macs_issue[0]):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
+        with m.If(stalled_w):
+            m.d.sync += self.counters.weight_stall.eq(self.counters.weight_stall + 1)
+        with m.Elif(stalled_o):
+            m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
+        with m.If(issue):
             with m.If(last_m):
                 m.d.comb += tile_issued.eq(1)
                 m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1),
@@ -306,10 +330,6 @@ class SystolicTop(wiring.Component):
             with m.Else():
                 m.d.sync += [i_m.eq(i_m + 1), a_addr.eq(a_addr + 1),
                              last_m.eq(i_m + 2 == cmd.m)]
-        with m.Elif(pending & ~tile_ready):
-            m.d.sync += self.counters.weight_stall.eq(self.counters.weight_stall + 1)
-        with m.Elif(pending):
-            m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
         with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
         with m.If(tile_latched & ~tile_issued):
@@ -384,13 +404,14 @@ class SystolicTop(wiring.Component):
                 rq.act_min.eq(cmd.act_min), rq.act_max.eq(cmd.act_max),
             ]
             outs.append(rq)
+        # The requantizers' outputs (one per column, spread over the array's width) meet in
+        # a register before the FIFO.
         out_stage = D + 1 + rq_latency
         write = Signal()
-        m.d.comb += [
-            write.eq(outs[0].o_valid),
-            out_fifo.w_en.eq(write),
-            out_fifo.w_data.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final)),
-        ]
+        w_data = Signal(cols * 8 + 1, reset_less=True)
+        m.d.sync += [write.eq(outs[0].o_valid),
+                     w_data.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final))]
+        m.d.comb += [out_fifo.w_en.eq(write), out_fifo.w_data.eq(w_data)]
         issued_last = issue & last_k
         with m.If(issued_last & ~write):
             m.d.sync += out_credit.eq(out_credit + 1)
