@@ -51,8 +51,8 @@ class StreamSpace(wiring.Component):
         words = 1 << self._stride
         data_q = Signal(32, reset_less=True)
         last_q = Signal()
-        shift = [Signal(name=f"shift_copy_{k}") for k in range(words)]
-        load = [Signal(name=f"load_copy_{k}") for k in range(words)]
+        shift = [Signal(name=f"shift_copy_{k}", reset_less=True) for k in range(words)]
+        load = [Signal(name=f"load_copy_{k}", reset_less=True) for k in range(words)]
         staged = [Signal(32, name=f"staged_{k}", reset_less=True) for k in range(words)]
         payload = [Signal(32, name=f"payload_{k}", reset_less=True) for k in range(words)]
         last = self.w_en & (self.w_addr[:self._stride] == words - 1 if self._stride else 1)

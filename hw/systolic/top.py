@@ -364,15 +364,17 @@ class SystolicTop(wiring.Component):
 
         near = [Signal(name=f"acc_near_copy_{c}") for c in range(cols)]
         far = [[Signal(name=f"acc_far{j}_copy_{c}") for c in range(cols)] for j in range(4)]
-        w1 = writes(meta[D - 1], meta[D])              # at D - 1: the row one ahead
-        w2, w3, w4 = (writes(meta[D - 2], meta[D - 2 + j]) for j in (2, 3, 4))  # at D - 2
-        first_1, first_2 = meta[D - 1].first, meta[D - 2].first
+        # The selects are decided once a cycle before their copies are made: near at D - 2
+        # (the row one ahead), far at D - 3 (the rows two to four ahead).
+        w1 = writes(meta[D - 2], meta[D - 1])
+        w2, w3, w4 = (writes(meta[D - 3], meta[D - 3 + j]) for j in (2, 3, 4))
+        first_1, first_2 = meta[D - 2].first, meta[D - 3].first
+        near_q, far_q = Signal(), Signal(4)
+        m.d.sync += [near_q.eq(~first_1 & w1),
+                     far_q.eq(Cat(~first_2 & w2, ~first_2 & ~w2 & w3,
+                                  ~first_2 & ~w2 & ~w3 & w4, ~first_2 & ~(w2 | w3 | w4)))]
         for c in range(cols):
-            m.d.sync += [near[c].eq(~first_1 & w1),
-                         far[0][c].eq(~first_2 & w2),
-                         far[1][c].eq(~first_2 & ~w2 & w3),
-                         far[2][c].eq(~first_2 & ~w2 & ~w3 & w4),
-                         far[3][c].eq(~first_2 & ~(w2 | w3 | w4))]
+            m.d.sync += [near[c].eq(near_q)] + [far[j][c].eq(far_q[j]) for j in range(4)]
         sums = Signal(data.ArrayLayout(signed(cfg.acc_width), cols))
         sums_r = [Signal.like(sums, name=f"sums_{j + 1}", reset_less=True) for j in range(3)]
         m.d.sync += [sums_r[0].eq(sums), sums_r[1].eq(sums_r[0]), sums_r[2].eq(sums_r[1])]
@@ -391,6 +393,15 @@ class SystolicTop(wiring.Component):
         sums_r = sums_r[0]
 
         # ---- requantize the last K tile (stage D + 1 onwards) ----
+        # The command's output parameters (steady through a GEMM) reach each column's
+        # requantizer through a register of its own, placed near it.
+        out_params = [Signal(data.StructLayout({"zero_point": signed(8), "act_min": signed(8),
+                                                "act_max": signed(8)}),
+                             name=f"out_params_{c}", reset_less=True) for c in range(cols)]
+        for c in range(cols):
+            m.d.sync += [out_params[c].zero_point.eq(cmd.output_zero_point),
+                         out_params[c].act_min.eq(cmd.act_min),
+                         out_params[c].act_max.eq(cmd.act_max)]
         outs = []
         for c in range(cols):
             m.submodules[f"requant_{c}"] = rq = Requantizer(cfg.rounding)
@@ -400,8 +411,8 @@ class SystolicTop(wiring.Component):
                 rq.valid.eq(meta[D + 1].valid & meta[D + 1].last),
                 rq.x.eq(total[:32]),
                 rq.multiplier.eq(params_r[c].multiplier), rq.shift.eq(params_r[c].shift),
-                rq.zero_point.eq(cmd.output_zero_point),
-                rq.act_min.eq(cmd.act_min), rq.act_max.eq(cmd.act_max),
+                rq.zero_point.eq(out_params[c].zero_point),
+                rq.act_min.eq(out_params[c].act_min), rq.act_max.eq(out_params[c].act_max),
             ]
             outs.append(rq)
         # The requantizers' outputs (one per column, spread over the array's width) meet in
