@@ -5,7 +5,7 @@ the commands. One command is handled at a time; bytes that arrive while a comman
 its reply is sent are dropped (the host waits for each reply).
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -137,6 +137,9 @@ class FrameLink(wiring.Component):
         m.d.sync += [at_end.eq(index == length_m1), last_word.eq(word_index == reply_words_m1),
                      has_words.eq(reply_words != 0), crc_ok.eq(Cat(crc_lo, crc_hi) == crc_rx),
                      timed_out.eq(timer >= self._timeout)]
+        # EXEC's decision, made in PLAN.
+        go_write, go_run, to_counters = Signal(), Signal(), Signal()
+        plan_status, plan_words, plan_source = Signal(8), Signal(16), Signal(2)
         # The command, decoded into one flag each during DECODE1.
         is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
         # Block-RAM reads land in a register next to the RAM (a read straight into logic
@@ -284,43 +287,59 @@ class FrameLink(wiring.Component):
                 m.d.sync += [end_write.eq(h_addr + n_write), end_read.eq(h_addr + h_count)]
                 m.next = "DECODE3"
             with m.State("DECODE3"):
-                m.next = "EXEC"      # write_ok/read_ok register here
-            with m.State("EXEC"):
-                m.d.sync += [bus_space.eq(h_space), bus_addr.eq(h_addr), index.eq(4),
-                             byte_index.eq(0)]
+                m.next = "PLAN"      # write_ok/read_ok register here
+            with m.State("PLAN"):    # what EXEC does, decided into registers
+                m.d.sync += [go_write.eq(0), go_run.eq(0), to_counters.eq(0),
+                             plan_words.eq(0), plan_source.eq(0)]
+
+                def plan_reply(code, words=0, src=0):
+                    m.d.sync += [plan_status.eq(code), plan_words.eq(words),
+                                 plan_source.eq(src)]
+
                 with m.If(is_cmd[Command.INFO]):
                     with m.If(~len_zero):
-                        reply(Status.BAD_LENGTH)
+                        plan_reply(Status.BAD_LENGTH)
                     with m.Else():
-                        reply(Status.OK, len(self._info), 1)
+                        plan_reply(Status.OK, len(self._info), 1)
                 with m.Elif(is_cmd[Command.WRITE]):
                     with m.If(~len_write):
-                        reply(Status.BAD_LENGTH)
+                        plan_reply(Status.BAD_LENGTH)
                     with m.Elif(~write_ok):
-                        reply(Status.BAD_ADDRESS)
+                        plan_reply(Status.BAD_ADDRESS)
                     with m.Else():
-                        m.next = "WRITE_FETCH"
+                        m.d.sync += go_write.eq(1)
                 with m.Elif(is_cmd[Command.READ]):
                     with m.If(~len_read):
-                        reply(Status.BAD_LENGTH)
+                        plan_reply(Status.BAD_LENGTH)
                     with m.Elif(~read_ok):
-                        reply(Status.BAD_ADDRESS)
+                        plan_reply(Status.BAD_ADDRESS)
                     with m.Else():
-                        reply(Status.OK, h_count, 2)
+                        plan_reply(Status.OK, h_count, 2)
                 with m.Elif(is_cmd[Command.RUN]):
                     with m.If(~len_zero):
-                        reply(Status.BAD_LENGTH)
+                        plan_reply(Status.BAD_LENGTH)
                     with m.Else():
-                        m.d.sync += [start.eq(1), cycles.eq(0xFFFFFFFF)]
-                        m.next = "RUN_WAIT"
+                        m.d.sync += go_run.eq(1)
                 with m.Elif(is_cmd[Command.COUNTERS]):
                     with m.If(~len_zero):
-                        reply(Status.BAD_LENGTH)
+                        plan_reply(Status.BAD_LENGTH)
                     with m.Else():
-                        m.d.sync += [bus_space.eq(COUNTERS_SPACE), bus_addr.eq(0)]
-                        reply(Status.OK, counters_depth, 2)
+                        m.d.sync += to_counters.eq(1)
+                        plan_reply(Status.OK, counters_depth, 2)
                 with m.Else():
-                    reply(Status.BAD_COMMAND)
+                    plan_reply(Status.BAD_COMMAND)
+                m.next = "EXEC"
+            with m.State("EXEC"):
+                m.d.sync += [bus_space.eq(Mux(to_counters, COUNTERS_SPACE, h_space)),
+                             bus_addr.eq(Mux(to_counters, 0, h_addr)), index.eq(4),
+                             byte_index.eq(0)]
+                with m.If(go_write):
+                    m.next = "WRITE_FETCH"
+                with m.Elif(go_run):
+                    m.d.sync += [start.eq(1), cycles.eq(0xFFFFFFFF)]
+                    m.next = "RUN_WAIT"
+                with m.Else():
+                    reply(plan_status, plan_words, plan_source)
             with m.State("WRITE_FETCH"):
                 m.next = "WRITE_WAIT"
             with m.State("WRITE_WAIT"):             # buf_q registers here

@@ -132,12 +132,17 @@ class SystolicAdapter(wiring.Component):
         with m.If(bus.r_en):
             m.d.sync += [r_results.eq(bus.space == SYSTOLIC_SPACES["results"]),
                          r_addr.eq(bus.addr)]
-        counters = Array([top.counters.cycles[:32], top.counters.busy[:32],
-                          top.counters.useful_macs[:32], top.counters.weight_stall[:32],
-                          top.counters.output_stall[:32], stored, flags])
+        # The counters (spread over the engine) are copied every cycle into registers next
+        # to the read mux; the bus holds the address from r_en on.
+        values = [top.counters.cycles[:32], top.counters.busy[:32],
+                  top.counters.useful_macs[:32], top.counters.weight_stall[:32],
+                  top.counters.output_stall[:32], stored, flags]
+        snapshot = [Signal(32, name=f"counter_snapshot_{k}", reset_less=True)
+                    for k in range(len(values))]
+        m.d.sync += [copy.eq(value) for copy, value in zip(snapshot, values, strict=True)]
         beat_q = Signal(32 << r_stride, reset_less=True)
         counter_q = Signal(32)
-        m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(counters[r_addr[:3]])]
+        m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(Array(snapshot)[bus.addr[:3]])]
         beat_word = beat_q.word_select(r_addr[:r_stride], 32) if r_stride else beat_q
         m.d.comb += bus.r_data.eq(Mux(r_results, beat_word, counter_q))
         return m
