@@ -142,6 +142,16 @@ class ProcessingElement(wiring.Component):
             bias_w.en.eq(load & (self.load_mem == Mem.BIAS)),
         ]
 
+        # The layer's parameters, copied next to this PE when its scan starts (the
+        # sequencer's registers would otherwise drive every PE across the chip).
+        layer = {name: Signal.like(getattr(self, name), name=f"layer_{name}")
+                 for name in ("in_features", "out_features", "ptr_base", "bias_base",
+                              "use_bias", "relu", "queue_limit")}
+        codebook = Signal.like(self.codebook, name="layer_codebook")
+        with m.If(self.scan_start):
+            m.d.sync += [sig.eq(getattr(self, name)) for name, sig in layer.items()]
+            m.d.sync += codebook.eq(self.codebook)
+
         # Activation scan: this PE's non-zero inputs into a small buffer the tree reads.
         # Every read has a slot in it, so the tree's ready never reaches the memory.
         scan_active = Signal()
@@ -158,7 +168,7 @@ class ProcessingElement(wiring.Component):
         s2_keep = Signal()
         s_more = Signal()
         m.d.comb += [
-            s_more.eq(scan_j < self.in_features),
+
             s_issue.eq(scan_active & s_more & s_can & ~self.emit_en),
             s2_keep.eq(s2_valid & (s2_a != 0)),
             nonzeros.w_en.eq(s2_keep),
@@ -174,14 +184,20 @@ class ProcessingElement(wiring.Component):
                               (nonzeros.r_rdy & self.nz_ready))
         m.d.sync += [s_slots.eq(s_next), s_can.eq(s_next < self.SCAN_SLOTS),
                      s1_valid.eq(s_issue), s1_j.eq(scan_j),
-                     s2_valid.eq(s1_valid), s2_p.eq(self.ptr_base + s1_j),
+                     s2_valid.eq(s1_valid), s2_p.eq(layer["ptr_base"] + s1_j),
                      s2_a.eq(act_r.data)]
         with m.If(self.emit_en):
             m.d.comb += [act_r.addr.eq(self.emit_addr), act_r.en.eq(1)]
         with m.Else():
             m.d.comb += [act_r.addr.eq(scan_addr), act_r.en.eq(s_issue)]
+        # More inputs to scan: registered, both outcomes compared ahead.
+        more_now, more_next = Signal(), Signal()
+        m.d.comb += [more_now.eq(scan_j < layer["in_features"]),
+                     more_next.eq(scan_j + n < layer["in_features"])]
+        m.d.sync += s_more.eq(Mux(s_issue, more_next, more_now))
         with m.If(self.scan_start):
-            m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx)]
+            m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx),
+                         s_more.eq(idx < self.in_features)]
         with m.Elif(scan_active & ~s_more):
             m.d.sync += scan_active.eq(0)
         with m.Elif(s_issue):
@@ -236,7 +252,7 @@ class ProcessingElement(wiring.Component):
         # will be next cycle.
         # The broadcast arrives late (an AND over every PE): both outcomes are compared
         # ahead and it only selects.
-        limit = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
+        limit = Mux(layer["queue_limit"] == 0, c.queue_depth, layer["queue_limit"])
         q_next = Signal(range(c.queue_depth + 3))
         m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) + l_valid)
         q_ready = Signal(init=1)
@@ -296,7 +312,7 @@ class ProcessingElement(wiring.Component):
         rb = row_bits(c)
         m.submodules.multiplier = mul = Multiplier(signed(c.weight_width),
                                                    signed(c.act_width))
-        m.d.comb += [mul.a.eq(self.codebook[dec.o_index]), mul.b.eq(dec.o_a)]
+        m.d.comb += [mul.a.eq(codebook[dec.o_index]), mul.b.eq(dec.o_a)]
         stages = Multiplier.LATENCY
         valid = [Signal(name=f"mac_valid_{k}") for k in range(stages + 1)]
         rows = [Signal(rb, name=f"mac_row_{k}") for k in range(stages + 1)]
@@ -309,7 +325,7 @@ class ProcessingElement(wiring.Component):
         x_keep = [Signal(name=f"wb_keep_{k}") for k in range(4)]
         with m.If(x_valid[0]):
             m.d.comb += [acc_r.addr.eq(x_addr[0]),
-                         bias_r.addr.eq(self.bias_base + x_addr[0])]
+                         bias_r.addr.eq(layer["bias_base"] + x_addr[0])]
         with m.Else():
             m.d.comb += acc_r.addr.eq(rows[stages - 2])
         acc_q = Signal(signed(c.acc_width))
@@ -340,15 +356,15 @@ class ProcessingElement(wiring.Component):
         wb_row = Signal.like(self.wb_row)
         m.d.sync += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
                      wb_row.eq(self.wb_row)]
-        m.d.comb += x_keep[0].eq(wb_row + idx < self.out_features)
+        m.d.comb += x_keep[0].eq(wb_row + idx < layer["out_features"])
         for k in range(3):
             m.d.sync += [x_valid[k + 1].eq(x_valid[k]), x_addr[k + 1].eq(x_addr[k]),
                          x_keep[k + 1].eq(x_keep[k])]
         total = Signal(signed(c.acc_width + 1))
-        m.d.sync += total.eq(acc_q + Mux(self.use_bias, bias_q, 0))
+        m.d.sync += total.eq(acc_q + Mux(layer["use_bias"], bias_q, 0))
         hi, lo = (1 << (c.act_width - 1)) - 1, -(1 << (c.act_width - 1))
         y = Signal(signed(c.act_width))
-        with m.If(~x_keep[3] | (self.relu & (total < 0))):
+        with m.If(~x_keep[3] | (layer["relu"] & (total < 0))):
             m.d.comb += y.eq(0)
         with m.Elif(total > hi):
             m.d.comb += y.eq(hi)

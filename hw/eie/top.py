@@ -132,11 +132,15 @@ class EieTop(wiring.Component):
                 m.d.comb += [self.i_load.ready.eq(1), self.i_cmd.ready.eq(~self.i_load.valid)]
                 with m.If(self.i_cmd.valid & ~self.i_load.valid):
                     m.d.comb += counting.eq(1)
-                    to_pes(scan_start=1)
                     m.d.sync += [cmd.eq(self.i_cmd.payload), armed.eq(0),
                                  active_cb.eq(codebooks.as_value().word_select(
                                      self.i_cmd.payload.slot, len(active_cb.as_value())))]
-                    m.next = "COMPUTE"
+                    m.next = "START"
+            with m.State("START"):
+                # The PEs copy the layer's parameters and start scanning.
+                m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
+                to_pes(scan_start=1)
+                m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(compute=1)
