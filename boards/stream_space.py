@@ -32,7 +32,7 @@ class StreamSpace(wiring.Component):
     """
 
     #: Cycles from the last word's write to ``o.valid``.
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, width: int):
         self._width = width
@@ -56,18 +56,21 @@ class StreamSpace(wiring.Component):
         staged = [Signal(32, name=f"staged_{k}", reset_less=True) for k in range(words)]
         payload = [Signal(32, name=f"payload_{k}", reset_less=True) for k in range(words)]
         last = self.w_en & (self.w_addr[:self._stride] == words - 1 if self._stride else 1)
-        m.d.sync += [data_q.eq(self.w_data), last_q.eq(last)]
-        m.d.sync += [en.eq(self.w_en) for en in shift]
-        m.d.sync += [en.eq(last) for en in load]
+        # The write, registered once, then copied per word (a cycle later) next to its word.
+        en_q, data_q2, last_q2 = Signal(), Signal(32, reset_less=True), Signal()
+        m.d.sync += [data_q.eq(self.w_data), last_q.eq(last), en_q.eq(self.w_en),
+                     data_q2.eq(data_q), last_q2.eq(last_q)]
+        m.d.sync += [en.eq(en_q) for en in shift]
+        m.d.sync += [en.eq(last_q) for en in load]
         for k in range(words):      # the new word enters at the top, the others move down
-            moved = staged[k + 1] if k + 1 < words else data_q
+            moved = staged[k + 1] if k + 1 < words else data_q2
             with m.If(shift[k]):
                 m.d.sync += staged[k].eq(moved)
             with m.If(load[k]):
                 m.d.sync += payload[k].eq(moved)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(last_q):
+        with m.If(last_q2):
             m.d.sync += self.o.valid.eq(1)
         m.d.comb += self.o.payload.eq(Cat(*payload))
         return m

@@ -288,6 +288,6 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
     # two before it, which must have left the mesh: start(t+1) - start(t-1) >= m + latency + 3.
     period = max(m, load, (m + latency + 3) / 2)
     compute = m + (tiles - 1) * period
-    drain = latency + 2 + Requantizer.LATENCY + 4
+    drain = latency + 2 + Requantizer.LATENCY + 5
     # The first tile: one idle loader cycle, then `load` cycles to its latch.
     return round(loads + 1 + 1 + load + 1 + compute + drain)

@@ -152,7 +152,7 @@ class SystolicTop(wiring.Component):
             "nt": unsigned(max(1, (cfg.param_depth - 1).bit_length())),
         })
         rq_latency = Requantizer.LATENCY
-        n_stages = D + 3 + rq_latency
+        n_stages = D + 4 + rq_latency
         meta = [Signal(meta_layout, name=f"meta_{s}") for s in range(n_stages)]
         for s in range(1, n_stages):
             m.d.sync += meta[s].eq(meta[s - 1])
@@ -397,7 +397,7 @@ class SystolicTop(wiring.Component):
         # requantizer through a register of its own, placed near it.
         out_params = [Signal(data.StructLayout({"zero_point": signed(8), "act_min": signed(8),
                                                 "act_max": signed(8)}),
-                             name=f"out_params_{c}", reset_less=True) for c in range(cols)]
+                             name=f"out_params_copy_{c}", reset_less=True) for c in range(cols)]
         for c in range(cols):
             m.d.sync += [out_params[c].zero_point.eq(cmd.output_zero_point),
                          out_params[c].act_min.eq(cmd.act_min),
@@ -416,12 +416,14 @@ class SystolicTop(wiring.Component):
             ]
             outs.append(rq)
         # The requantizers' outputs (one per column, spread over the array's width) meet in
-        # a register before the FIFO.
+        # two registers before the FIFO (one hop took up to 10 ns of routing).
         out_stage = D + 1 + rq_latency
-        write = Signal()
+        write, write_r = Signal(), Signal()
         w_data = Signal(cols * 8 + 1, reset_less=True)
-        m.d.sync += [write.eq(outs[0].o_valid),
-                     w_data.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final))]
+        w_data_r = Signal(cols * 8 + 1, reset_less=True)
+        m.d.sync += [write_r.eq(outs[0].o_valid), write.eq(write_r),
+                     w_data_r.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final)),
+                     w_data.eq(w_data_r)]
         m.d.comb += [out_fifo.w_en.eq(write), out_fifo.w_data.eq(w_data)]
         issued_last = issue & last_k
         with m.If(issued_last & ~write):
