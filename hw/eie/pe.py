@@ -392,7 +392,5 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += self.busy_count.eq(self.busy_count + 1)
             with m.Else():
                 m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
-        padding = Signal.like(dec.padding)      # registered: off the decoder's path
-        m.d.sync += [padding.eq(dec.padding),
-                     self.padding_count.eq(self.padding_count + padding)]
+        m.d.sync += self.padding_count.eq(self.padding_count + dec.padding)
         return m
