@@ -13,7 +13,7 @@ class ProcessingElement(wiring.Component):
     """int8 weight-stationary MAC with two weight banks.
 
     Each cycle the PE multiplies the activation arriving from the left by the weight of the
-    bank that travels with it (a register, then a :class:`Multiplier`), adds the
+    bank that travels with it (two registers, then a :class:`Multiplier`), adds the
     product to the partial sum arriving from above and registers the sum (down); the
     activation moves right each cycle. The
     next tile's weight shifts down a separate chain and is copied into one bank by
@@ -51,7 +51,7 @@ class ProcessingElement(wiring.Component):
         })
 
     #: Cycles from an activation's arrival to the partial sum that includes it.
-    LATENCY = 1 + Multiplier.LATENCY + 2
+    LATENCY = 2 + Multiplier.LATENCY + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -77,8 +77,14 @@ class ProcessingElement(wiring.Component):
         # arrives as many cycles later too, so columns stay aligned.
         w = Signal(signed(8), reset_less=True)
         m.d.sync += w.eq(Mux(self.bank_in, weight[1], weight[0]))
+        # Both operands pass one more register on their way to the DSP: in a DSP-dense
+        # array the DSP sites are rows apart from the logic that feeds them, and the
+        # single hop from `a`/`w` took up to 7.4 ns of routing on the ECP5.
+        a_mul = Signal(signed(9), name="a_mul_copy_0", reset_less=True)
+        w_mul = Signal(signed(8), name="w_mul_copy_0", reset_less=True)
+        m.d.sync += [a_mul.eq(a), w_mul.eq(w)]
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
-        m.d.comb += [mul.a.eq(a), mul.b.eq(w)]
+        m.d.comb += [mul.a.eq(a_mul), mul.b.eq(w_mul)]
         # One more register after the multiplier's: in a DSP-dense array the placer put the
         # multiplier's fabric register up to 9 ns of routing away from its DSP.
         product = Signal.like(mul.p, reset_less=True)

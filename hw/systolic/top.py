@@ -75,7 +75,7 @@ class SystolicTop(wiring.Component):
         return self._cfg
 
     #: Cycles from a command's acceptance to ``error`` (and ``busy``) reflecting it.
-    COMMAND_LATENCY = 4
+    COMMAND_LATENCY = 5
 
     #: Cycles from issuing a row to its activations entering the mesh: buffer read,
     #: read-data register, zero-point subtraction.
@@ -137,9 +137,11 @@ class SystolicTop(wiring.Component):
         running = Signal()
         result_valid = Signal()
         result_data = Signal(cols * 8 + 1, reset_less=True)
-        checking, verifying, checked, ok = Signal(), Signal(), Signal(), Signal()
+        cmd_in = Signal(gemm_command(cfg), reset_less=True)
+        captured, checking, verifying, checked, ok = (Signal(), Signal(), Signal(), Signal(),
+                                                      Signal())
         fields_ok = Signal(4)
-        accepting = checking | verifying | checked
+        accepting = captured | checking | verifying | checked
         m.d.comb += [self.i_cmd.ready.eq(~running & ~accepting),
                      self.busy.eq(running | accepting | out_fifo.r_rdy | result_valid)]
 
@@ -189,9 +191,14 @@ class SystolicTop(wiring.Component):
 
         # ---- command accept: capture, check each field, combine, start (each a cycle: the
         # start fans out to every control register and counter) ----
-        m.d.sync += [checking.eq(0), verifying.eq(0), checked.eq(0)]
-        with m.If(self.i_cmd.valid & self.i_cmd.ready):
-            m.d.sync += [cmd.eq(self.i_cmd.payload), checking.eq(1)]
+        # The payload is registered every cycle and copied into `cmd` a cycle after the
+        # handshake, so the copy's enable is a register (the handshake's own logic in front
+        # of the enable of every command bit took 8.9 ns on the ECP5).
+        m.d.sync += [checking.eq(0), verifying.eq(0), checked.eq(0),
+                     cmd_in.eq(self.i_cmd.payload),
+                     captured.eq(self.i_cmd.valid & self.i_cmd.ready)]
+        with m.If(captured):
+            m.d.sync += [cmd.eq(cmd_in), checking.eq(1)]
         with m.If(verifying):
             m.d.sync += [checked.eq(1), ok.eq(fields_ok.all())]
         with m.If(checking):
