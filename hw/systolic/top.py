@@ -168,7 +168,12 @@ class SystolicTop(wiring.Component):
         i_nt = Signal.like(meta[0].nt)
         a_addr = Signal(range(cfg.act_depth))
         issue_done = Signal()
-        last_m, last_k, last_n = Signal(), Signal(), Signal()
+        last_m, last_k, last_n = Signal(name="last_m"), Signal(name="last_k"), Signal(name="last_n")
+        # Rows of the tile after the one being issued; K and N from the tile being issued
+        # to the end (cmd.k - i_k0, cmd.n - i_n0); a new tile's values.
+        m_left, m_first_left = Signal.like(cmd.m), Signal.like(cmd.m)
+        k_rem, n_rem = Signal.like(cmd.k), Signal.like(cmd.n)
+        k_first_last = Signal()
         tiles_issued = Signal(tile_bits)
         tiles_latched = Signal(tile_bits)
         tiles_ready = Signal(range(3))      # latched, not yet issued: 0, 1 or 2
@@ -208,13 +213,15 @@ class SystolicTop(wiring.Component):
                                           (cmd.n != 0) & (cmd.n <= cfg.max_n),
                                           cmd.act_min <= cmd.act_max)),
                          last_m.eq(cmd.m == 1), last_k.eq(rows >= cmd.k),
-                         last_n.eq(cols >= cmd.n)]
+                         last_n.eq(cols >= cmd.n),
+                         m_first_left.eq(cmd.m - 1), k_first_last.eq(rows >= cmd.k)]
         with m.If(checked):
             m.d.sync += self.error.eq(~ok)
             with m.If(ok):
                 m.d.sync += [
                     running.eq(1),
                     i_m.eq(0), i_k0.eq(0), i_n0.eq(0), i_nt.eq(0), a_addr.eq(0),
+                    m_left.eq(m_first_left), k_rem.eq(cmd.k), n_rem.eq(cmd.n),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
                     tiles_ready.eq(0),
                     l_state.eq(0), l_base.eq(0), l_k0.eq(0), l_n0.eq(0), l_done.eq(0),
@@ -319,24 +326,27 @@ class SystolicTop(wiring.Component):
             m.d.sync += self.counters.weight_stall.eq(self.counters.weight_stall + 1)
         with m.Elif(stalled_o):
             m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
+        # The last-row/tile flags of the next row come from down-counters compared with
+        # constants (an add and a compare with the command's fields took 8.6 ns).
         with m.If(issue):
             with m.If(last_m):
                 m.d.comb += tile_issued.eq(1)
-                m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1),
-                             last_m.eq(cmd.m == 1)]
+                m.d.sync += [i_m.eq(0), m_left.eq(m_first_left), tiles_issued.eq(tiles_issued + 1),
+                             last_m.eq(m_first_left == 0)]
                 with m.If(last_k):
-                    m.d.sync += [i_k0.eq(0), a_addr.eq(0), i_nt.eq(i_nt + 1),
-                                 last_k.eq(rows >= cmd.k)]
+                    m.d.sync += [i_k0.eq(0), k_rem.eq(cmd.k), a_addr.eq(0), i_nt.eq(i_nt + 1),
+                                 last_k.eq(k_first_last)]
                     with m.If(last_n):
                         m.d.sync += issue_done.eq(1)
                     with m.Else():
-                        m.d.sync += [i_n0.eq(i_n0 + cols), last_n.eq(i_n0 + 2 * cols >= cmd.n)]
+                        m.d.sync += [i_n0.eq(i_n0 + cols), n_rem.eq(n_rem - cols),
+                                     last_n.eq(n_rem <= 2 * cols)]
                 with m.Else():
-                    m.d.sync += [i_k0.eq(i_k0 + rows), a_addr.eq(a_addr + 1),
-                                 last_k.eq(i_k0 + 2 * rows >= cmd.k)]
+                    m.d.sync += [i_k0.eq(i_k0 + rows), k_rem.eq(k_rem - rows),
+                                 a_addr.eq(a_addr + 1), last_k.eq(k_rem <= 2 * rows)]
             with m.Else():
-                m.d.sync += [i_m.eq(i_m + 1), a_addr.eq(a_addr + 1),
-                             last_m.eq(i_m + 2 == cmd.m)]
+                m.d.sync += [i_m.eq(i_m + 1), m_left.eq(m_left - 1), a_addr.eq(a_addr + 1),
+                             last_m.eq(m_left == 1)]
         with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
         with m.If(tile_latched & ~tile_issued):
