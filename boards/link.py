@@ -106,6 +106,7 @@ class FrameLink(wiring.Component):
         status = Signal(8)
         reply_words = Signal(16)
         source = Signal(2)            # 0: none, 1: info ROM, 2: engine bus, 3: cycle count
+        from_bus = Signal()           # source == 2, registered with it
         word_index = Signal(16)
         word = Signal(32)
         byte_index = Signal(2)
@@ -186,7 +187,8 @@ class FrameLink(wiring.Component):
         ]
 
         def reply(code, words=0, src=0):
-            m.d.sync += [status.eq(code), reply_words.eq(words), source.eq(src)]
+            m.d.sync += [status.eq(code), reply_words.eq(words), source.eq(src),
+                         from_bus.eq(src == 2)]
             m.next = "TX_SYNC"
 
         def receiving(next_state, on_byte=()):
@@ -373,7 +375,7 @@ class FrameLink(wiring.Component):
                     with m.If(has_words):
                         m.next = "TX_FETCH"
             with m.State("TX_FETCH"):
-                m.d.comb += bus.r_en.eq(source == 2)
+                m.d.comb += bus.r_en.eq(from_bus)
                 m.next = "TX_WAIT"
             with m.State("TX_WAIT"):    # the bus's read latency is two cycles; info_q loads
                 m.next = "TX_LATCH"

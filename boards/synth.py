@@ -331,7 +331,7 @@ def absorb_ram_output_registers(netlist: dict) -> int:
 #: rates at 5.8 ns clock-to-output on the ECP5: any logic there misses 150 MHz).
 _NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
                  *(f"top.core.engine.engine/r:MEMID=\\{name}"
-                   for name in ("act_mem", "w_mem", "p_mem", "acc_mem")),
+                   for name in ("act_mem", "w_mem", "p_mem_*", "acc_mem")),
                  "top.core.engine.engine.out_fifo/t:$memrd_v2",
                  "top.core.engine/r:MEMID=\\result_mem")
 _YOSYS_AFTER_READ = "\n".join([

@@ -181,7 +181,13 @@ class Requantizer(wiring.Component):
         scaled = Signal(signed(34), reset_less=True)
         m.d.sync += scaled.eq(shifted + round_up)
         with_zp = Signal(signed(35), reset_less=True)
-        m.d.sync += with_zp.eq(scaled + self.zero_point)
+        # (the steady output parameters through registers of this requantizer's own)
+        zero_point = Signal(signed(8), name="zero_point_q", reset_less=True)
+        act_min = Signal(signed(8), name="act_min_q", reset_less=True)
+        act_max = Signal(signed(8), name="act_max_q", reset_less=True)
+        m.d.sync += [zero_point.eq(self.zero_point), act_min.eq(self.act_min),
+                     act_max.eq(self.act_max)]
+        m.d.sync += with_zp.eq(scaled + zero_point)
         fits = Signal(name="fits_int8", reset_less=True)
         negative = Signal(name="negative", reset_less=True)
         low_above, low_below = Signal(name="low_above", reset_less=True), \
@@ -189,12 +195,12 @@ class Requantizer(wiring.Component):
         low = Signal(signed(8), reset_less=True)
         m.d.sync += [fits.eq((with_zp[7:] == 0) | (with_zp[7:] == (1 << 28) - 1)),
                      negative.eq(with_zp[-1]), low.eq(with_zp[:8]),
-                     low_above.eq(with_zp[:8].as_signed() > self.act_max),
-                     low_below.eq(with_zp[:8].as_signed() < self.act_min)]
+                     low_above.eq(with_zp[:8].as_signed() > act_max),
+                     low_below.eq(with_zp[:8].as_signed() < act_min)]
         y = Signal(signed(8), reset_less=True)
         with m.If(~fits):
-            m.d.sync += y.eq(Mux(negative, self.act_min, self.act_max))
+            m.d.sync += y.eq(Mux(negative, act_min, act_max))
         with m.Else():
-            m.d.sync += y.eq(Mux(low_above, self.act_max, Mux(low_below, self.act_min, low)))
+            m.d.sync += y.eq(Mux(low_above, act_max, Mux(low_below, act_min, low)))
         m.d.comb += self.y.eq(y)
         return m

@@ -116,15 +116,25 @@ class SystolicTop(wiring.Component):
         # Buffers, written by the addressed load streams.
         act_mem = runtime_memory(data.ArrayLayout(signed(8), rows), cfg.act_depth)
         w_mem = runtime_memory(data.ArrayLayout(signed(8), cols), cfg.weight_depth)
-        p_mem = runtime_memory(data.ArrayLayout(ChannelParams, cols), cfg.param_depth)
+        # One parameter memory per column, each read at an address register of its own: a
+        # single address register reaching the block RAMs of all columns took 8.3 ns.
+        p_mems = [runtime_memory(ChannelParams, cfg.param_depth) for _ in range(cols)]
         acc_mem = runtime_memory(data.ArrayLayout(signed(cfg.acc_width), cols), cfg.acc_depth)
         m.submodules.act_mem, m.submodules.w_mem = act_mem, w_mem
-        m.submodules.p_mem, m.submodules.acc_mem = p_mem, acc_mem
-        for mem, port in ((act_mem, self.i_act), (w_mem, self.i_weight), (p_mem, self.i_param)):
+        m.submodules.acc_mem = acc_mem
+        for c in range(cols):
+            m.submodules[f"p_mem_{c}"] = p_mems[c]
+        for mem, port in ((act_mem, self.i_act), (w_mem, self.i_weight)):
             wp = mem.write_port()
             m.d.comb += [port.ready.eq(1), wp.addr.eq(port.payload.addr),
                          wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
-        act_rd, w_rd, p_rd = act_mem.read_port(), w_mem.read_port(), p_mem.read_port()
+        m.d.comb += self.i_param.ready.eq(1)
+        for c in range(cols):
+            wp = p_mems[c].write_port()
+            m.d.comb += [wp.addr.eq(self.i_param.payload.addr),
+                         wp.data.eq(self.i_param.payload.data[c]), wp.en.eq(self.i_param.valid)]
+        act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
+        p_rds = [mem.read_port() for mem in p_mems]
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port()
 
@@ -372,7 +382,11 @@ class SystolicTop(wiring.Component):
         # straight into the add (`near`); the sum to use otherwise (2 to 4 rows back, the
         # memory, or 0 in the first K tile) is chosen a cycle earlier into `far`. The
         # selects go to every bit of every column: one registered copy per column each.
-        m.d.comb += [acc_rd.addr.eq(meta[D - 3].m), p_rd.addr.eq(meta[D - 1].nt)]
+        m.d.comb += acc_rd.addr.eq(meta[D - 3].m)
+        for c in range(cols):
+            p_addr = Signal.like(meta[0].nt, name=f"p_addr_copy_{c}")
+            m.d.sync += p_addr.eq(meta[D - 2].nt)           # = meta[D - 1].nt
+            m.d.comb += p_rds[c].addr.eq(p_addr)
         acc_q = Signal.like(acc_rd.data, reset_less=True)
         m.d.sync += acc_q.eq(acc_rd.data)
 
@@ -406,7 +420,7 @@ class SystolicTop(wiring.Component):
         m.d.comb += [acc_wr.addr.eq(meta[D + 1].m), acc_wr.data.eq(sums_r[0]),
                      acc_wr.en.eq(meta[D + 1].valid & ~meta[D + 1].last)]
         params_r = Signal(data.ArrayLayout(ChannelParams, cols), reset_less=True)
-        m.d.sync += params_r.eq(p_rd.data)
+        m.d.sync += [params_r[c].eq(p_rds[c].data) for c in range(cols)]
         sums_r = sums_r[0]
 
         # ---- requantize the last K tile (stage D + 1 onwards) ----
