@@ -49,7 +49,7 @@ def engine_config(engine: str, options: dict):
             raise ValueError(f"unknown systolic preset {preset!r}: use one of {list(PRESETS)}")
         base = PRESETS[preset] if preset else SystolicConfig()
         fields = {k: options[k] for k in ("rows", "cols", "act_depth", "weight_depth",
-                                          "acc_depth", "param_depth", "rounding")
+                                          "acc_depth", "param_depth", "acc_width", "rounding")
                   if k in options}
         return base.replace(**fields)
     from hw.eie.config import PRESETS as EIE_PRESETS

@@ -40,6 +40,9 @@ CASES = {
     "ecp5-eie-16pe": ("ulx3s", "eie", {"pes": 16}),
     "ice40-systolic-1x1": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 1}),
     "ice40-systolic-1x2": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 2}),
+    # 25 bits hold every sum of K <= 256 int8 products (the 1x1 buffers' largest K).
+    "ice40-systolic-1x1-acc25": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {
+        "rows": 1, "cols": 1, "acc_width": 25}),
     "ice40-eie-1pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 1}),
     "ice40-eie-1pe-8bit": ("icebreaker", "eie", _ICE40_EIE | {
         "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
@@ -72,7 +75,8 @@ def _config_text(case) -> str:
         widths = f", {o['act_width']}-bit" if "act_width" in o else ""
         queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
         return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{queue}"
-    return f"{o['rows']}×{o['cols']}"
+    acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
+    return f"{o['rows']}×{o['cols']}{acc}"
 
 
 def _cells(path: str) -> str:
