@@ -382,8 +382,8 @@ class FrameLink(wiring.Component):
             with m.State("TX_WAIT"):    # the bus's read latency is two cycles; info_q loads
                 m.next = "TX_LATCH"
             with m.State("TX_LATCH"):
-                # (an AND-OR of the sources with registered one-hot selects: the decode of
-                # the source's decode in front of the mux took 7.9 ns)
+                # (an AND-OR of the sources with registered one-hot selects: decoding a
+                # 2-bit source in front of the mux took 7.9 ns)
                 m.d.sync += word.eq(Mux(from_info, info_q, 0) | Mux(from_bus, bus.r_data, 0) |
                                     Mux(from_cycles, cycles, 0))
                 m.d.sync += byte_index.eq(0)

@@ -174,13 +174,12 @@ class SystolicTop(wiring.Component):
         # Issue state.
         i_m = Signal.like(cmd.m)
         i_k0 = Signal(cfg.max_k.bit_length() + 1)
-        i_n0 = Signal(cfg.max_n.bit_length() + 1)
         i_nt = Signal.like(meta[0].nt)
         a_addr = Signal(range(cfg.act_depth))
         issue_done = Signal()
         last_m, last_k, last_n = Signal(name="last_m"), Signal(name="last_k"), Signal(name="last_n")
         # Rows of the tile after the one being issued; K and N from the tile being issued
-        # to the end (cmd.k - i_k0, cmd.n - i_n0); a new tile's values.
+        # to the end (cmd.k - i_k0, and N likewise); a new tile's values.
         m_left, m_first_left = Signal.like(cmd.m), Signal.like(cmd.m)
         k_rem, n_rem = Signal.like(cmd.k), Signal.like(cmd.n)
         k_first_last = Signal()
@@ -196,7 +195,7 @@ class SystolicTop(wiring.Component):
         l_cnt = Signal(range(rows + 1))
         l_base = Signal(range(cfg.weight_depth + rows))
         l_k0 = Signal.like(i_k0)
-        l_n0 = Signal.like(i_n0)
+        l_n0 = Signal(cfg.max_n.bit_length() + 1)
         l_done = Signal()
         # The loader's tile is the last of its K (N) run: registered (l_k0 and l_n0 are
         # steady for a tile's `rows` shift cycles before they are used).
@@ -230,7 +229,7 @@ class SystolicTop(wiring.Component):
             with m.If(ok):
                 m.d.sync += [
                     running.eq(1),
-                    i_m.eq(0), i_k0.eq(0), i_n0.eq(0), i_nt.eq(0), a_addr.eq(0),
+                    i_m.eq(0), i_k0.eq(0), i_nt.eq(0), a_addr.eq(0),
                     m_left.eq(m_first_left), k_rem.eq(cmd.k), n_rem.eq(cmd.n),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
                     tiles_ready.eq(0),
@@ -319,7 +318,7 @@ class SystolicTop(wiring.Component):
         # (the K and N left of the row's tile, then their part in it: a cycle each)
         k_left, n_left = Signal.like(cmd.k), Signal.like(cmd.n)
         macs_issue = [Signal(name=f"macs_issue_{i}") for i in range(2 + Multiplier.LATENCY)]
-        m.d.sync += [k_left.eq(cmd.k - i_k0), n_left.eq(cmd.n - i_n0),
+        m.d.sync += [k_left.eq(k_rem), n_left.eq(n_rem),
                      valid_k.eq(Mux(k_left >= rows, rows, k_left)),
                      valid_n.eq(Mux(n_left >= cols, cols, n_left)),
                      macs_issue[0].eq(issue)]
@@ -349,8 +348,7 @@ class SystolicTop(wiring.Component):
                     with m.If(last_n):
                         m.d.sync += issue_done.eq(1)
                     with m.Else():
-                        m.d.sync += [i_n0.eq(i_n0 + cols), n_rem.eq(n_rem - cols),
-                                     last_n.eq(n_rem <= 2 * cols)]
+                        m.d.sync += [n_rem.eq(n_rem - cols), last_n.eq(n_rem <= 2 * cols)]
                 with m.Else():
                     m.d.sync += [i_k0.eq(i_k0 + rows), k_rem.eq(k_rem - rows),
                                  a_addr.eq(a_addr + 1), last_k.eq(k_rem <= 2 * rows)]
