@@ -115,16 +115,20 @@ class EieAdapter(wiring.Component):
         r_space, r_addr = Signal(8), Signal(24)
         with m.If(bus.r_en):
             m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
-        # The counter vector is sampled when read starts, so one READ sees one snapshot.
+        # The counters change only while a command runs, and the link reads nothing until
+        # RUN has finished, so a copy a cycle old is a consistent snapshot for a READ.
         counters = Signal(32 * self._counter_words)
-        with m.If(bus.r_en & (bus.addr == 0)):
-            m.d.sync += counters.eq(top.o_counters.as_value())
+        m.d.sync += counters.eq(top.o_counters.as_value())
+        # The bus holds the address from r_en on, so the counter word is selected in the
+        # r_en cycle and the space in the next; both registered (data two cycles on).
+        counter_word = Signal(32)
+        m.d.sync += counter_word.eq(counters.word_select(
+            bus.addr[:max(1, (self._counter_words - 1).bit_length())], 32))
         results = Signal(32 << r_stride)
         m.d.comb += results.eq(out_rd.data)
         with m.If(r_space == EIE_SPACES["results"]):
-            m.d.comb += bus.r_data.eq(results.word_select(r_addr[:r_stride], 32)
+            m.d.sync += bus.r_data.eq(results.word_select(r_addr[:r_stride], 32)
                                       if r_stride else results)
         with m.Else():
-            m.d.comb += bus.r_data.eq(counters.word_select(
-                r_addr[:max(1, (self._counter_words - 1).bit_length())], 32))
+            m.d.sync += bus.r_data.eq(counter_word)
         return m

@@ -25,6 +25,26 @@ def _tree_sum(terms):
     return terms[0]
 
 
+def _at_most_two(bits):
+    """At most two of ``bits`` are set: a tree of bit counts saturated at 3."""
+    counts = [bits[i] for i in range(len(bits))]
+    while len(counts) > 1:
+        pairs = []
+        for i in range(0, len(counts), 2):
+            if i + 1 == len(counts):
+                pairs.append(counts[i])
+                continue
+            total = counts[i] + counts[i + 1]
+            pairs.append(Mux(total > 3, 3, total))
+        counts = pairs
+    return counts[0] <= 2
+
+
+def _lowest(bits):
+    """The lowest set bit of ``bits`` (one-hot, 0 when none is)."""
+    return bits & (~bits + 1)
+
+
 class EntryDecoder(wiring.Component):
     """Walks the entries of sparse-matrix words: row accumulation and zero-run skipping.
 
@@ -42,7 +62,10 @@ class EntryDecoder(wiring.Component):
        whose head the iterator sees one cycle later;
     3. iterator: each cycle the lowest remaining real entry of the head word, whose row is
        ``base + offset - 1``; a word without real entries costs one cycle, padding
-       entries around real ones none; the next column's word follows with no bubble;
+       entries around real ones none; the next column's word follows with no bubble.
+       Whether the entry it holds is the word's last is a register (set from a flag
+       the word carries in the buffer, then from the remaining entries' count), so the
+       buffer's pop does not wait on a scan of the entries;
     4. row addition.
 
     Members
@@ -121,7 +144,9 @@ class EntryDecoder(wiring.Component):
 
         # Stage 2: row offset of every lane into the word buffer.
         word = data.StructLayout({
-            "real": unsigned(epw), "first": unsigned(1), "a": signed(c.act_width),
+            "real": unsigned(epw), "lowest": unsigned(epw), "single": unsigned(1),
+            "first": unsigned(1),
+            "a": signed(c.act_width),
             "pad": unsigned(_bits(epw)),
             "index": data.ArrayLayout(unsigned(ib), epw),
             "offset": data.ArrayLayout(unsigned(off_bits), epw)})
@@ -132,7 +157,9 @@ class EntryDecoder(wiring.Component):
             if lane % 2 == 0:
                 terms.append(p_step[lane])
             m.d.comb += w_in.offset[lane].eq(_tree_sum(terms))
-        m.d.comb += [w_in.real.eq(p_real), w_in.first.eq(p_first), w_in.a.eq(p_a),
+        m.d.comb += [w_in.real.eq(p_real), w_in.lowest.eq(_lowest(p_real)),
+                     w_in.single.eq((p_real & (p_real - 1)) == 0),
+                     w_in.first.eq(p_first), w_in.a.eq(p_a),
                      w_in.pad.eq(p_pad), w_in.index.eq(p_index),
                      words.w_en.eq(p_valid), words.w_data.eq(w_in)]
 
@@ -148,24 +175,28 @@ class EntryDecoder(wiring.Component):
         m.d.comb += head.eq(words.r_data)
         c_valid = Signal()
         c_real = Signal(epw)
+        c_single = Signal()         # c_real holds at most one entry
         c_index = Signal(data.ArrayLayout(unsigned(ib), epw))
         c_offset = Signal(data.ArrayLayout(unsigned(off_bits), epw))
         c_a = Signal(signed(c.act_width))
         c_base = Signal(rb)
-        lowest = Signal(epw)
+        lowest = Signal(epw)        # the lowest entry of c_real (one-hot), a register
         rest = Signal(epw)
-        m.d.comb += [lowest.eq(c_real & (~c_real + 1)), rest.eq(c_real & ~lowest)]
-        done = ~c_valid | (rest == 0)
+        m.d.comb += rest.eq(c_real & ~lowest)
+        done = ~c_valid | c_single
         m.d.comb += [pop.eq(done & words.r_rdy), words.r_en.eq(pop), self.busy.eq(c_valid),
                      self.padding.eq(Mux(pop, head.pad, 0))]
         with m.If(pop):
-            m.d.sync += [c_valid.eq(1), c_real.eq(head.real), c_index.eq(head.index),
+            m.d.sync += [c_valid.eq(1), c_real.eq(head.real), lowest.eq(head.lowest),
+                         c_single.eq(head.single),
+                         c_index.eq(head.index),
                          c_offset.eq(head.offset), c_a.eq(head.a),
                          c_base.eq(Mux(head.first, 0, c_base + c_offset[epw - 1]))]
         with m.Elif(done):
             m.d.sync += c_valid.eq(0)
         with m.Else():
-            m.d.sync += c_real.eq(rest)
+            m.d.sync += [c_real.eq(rest), lowest.eq(_lowest(rest)),
+                         c_single.eq(_at_most_two(c_real))]
         i_valid = Signal()
         i_offset = Signal(off_bits)
         i_base = Signal(rb)

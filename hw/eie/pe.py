@@ -97,7 +97,6 @@ class ProcessingElement(wiring.Component):
             "clear_en": In(1),
             "clear_addr": In(act_addr),
             "emit_en": In(1),
-            "emit_addr": In(act_addr),
             "emit_data": Out(signed(c.act_width)),
             "busy_count": Out(32),
             "bubble_count": Out(32),
@@ -107,20 +106,24 @@ class ProcessingElement(wiring.Component):
     @property
     def writeback_latency(self) -> int:
         """Cycles from ``wb_en`` to the activation write of that row."""
-        return 4
+        return 5
 
     def elaborate(self, platform):
         c, n, idx = self._cfg, self._cfg.pes, self._index
         m = Module()
         pb = c.ptr_bits
-        epw_bits = (c.entries_per_word - 1).bit_length()
+        epw = c.entries_per_word
+        epw_bits = (epw - 1).bit_length()
+        word_bits = max(1, pb - epw_bits)
 
         memory = runtime_memory     # loaded (or cleared) at run time: no netlist init
         m.submodules.spmat = spmat = memory(unsigned(c.word_bits), c.spmat_depth)
         m.submodules.ptr_even = ptr_even = memory(unsigned(pb), c.ptr_depth // 2)
         m.submodules.ptr_odd = ptr_odd = memory(unsigned(pb), c.ptr_depth // 2)
-        m.submodules.act = act = memory(signed(c.act_width), c.act_depth)
-        m.submodules.acc = acc = memory(signed(c.acc_width), c.act_depth)
+        # Activations and accumulators in block RAM however small (in LUT RAM their read
+        # and write paths were the slowest of the PE on the ECP5).
+        m.submodules.act = act = memory(signed(c.act_width), c.act_depth, block_ram=True)
+        m.submodules.acc = acc = memory(signed(c.acc_width), c.act_depth, block_ram=True)
         m.submodules.bias = bias = memory(signed(c.act_width), c.bias_depth)
         spmat_w, spmat_r = spmat.write_port(), spmat.read_port()
         even_w, even_r = ptr_even.write_port(), ptr_even.read_port()
@@ -129,17 +132,19 @@ class ProcessingElement(wiring.Component):
         acc_w, acc_r = acc.write_port(), acc.read_port()
         bias_w, bias_r = bias.write_port(), bias.read_port()
 
-        # Loading: this PE's lane of a load beat.
-        load = self.load_en
+        # Loading: this PE's lane of a load beat, registered here (the beat drives every
+        # PE's memories) and written a cycle later.
+        ld_addr, ld_data = Signal.like(self.load_addr), Signal.like(self.load_data)
+        ld = {mem: Signal(name=f"ld_{mem.name.lower()}")
+              for mem in (Mem.SPMAT, Mem.PTR, Mem.ACT, Mem.BIAS)}
+        m.d.sync += [ld_addr.eq(self.load_addr), ld_data.eq(self.load_data)]
+        m.d.sync += [sig.eq(self.load_en & (self.load_mem == mem)) for mem, sig in ld.items()]
         m.d.comb += [
-            spmat_w.addr.eq(self.load_addr), spmat_w.data.eq(self.load_data),
-            spmat_w.en.eq(load & (self.load_mem == Mem.SPMAT)),
-            even_w.addr.eq(self.load_addr), even_w.data.eq(self.load_data[:pb]),
-            odd_w.addr.eq(self.load_addr), odd_w.data.eq(self.load_data[pb:2 * pb]),
-            even_w.en.eq(load & (self.load_mem == Mem.PTR)),
-            odd_w.en.eq(load & (self.load_mem == Mem.PTR)),
-            bias_w.addr.eq(self.load_addr), bias_w.data.eq(self.load_data),
-            bias_w.en.eq(load & (self.load_mem == Mem.BIAS)),
+            spmat_w.addr.eq(ld_addr), spmat_w.data.eq(ld_data), spmat_w.en.eq(ld[Mem.SPMAT]),
+            even_w.addr.eq(ld_addr), even_w.data.eq(ld_data[:pb]),
+            odd_w.addr.eq(ld_addr), odd_w.data.eq(ld_data[pb:2 * pb]),
+            even_w.en.eq(ld[Mem.PTR]), odd_w.en.eq(ld[Mem.PTR]),
+            bias_w.addr.eq(ld_addr), bias_w.data.eq(ld_data), bias_w.en.eq(ld[Mem.BIAS]),
         ]
 
         # The layer's parameters, copied next to this PE when its scan starts (the
@@ -169,7 +174,8 @@ class ProcessingElement(wiring.Component):
         s_more = Signal()
         m.d.comb += [
 
-            s_issue.eq(scan_active & s_more & s_can & ~self.emit_en),
+            # Emitting only follows a finished scan: the two never meet.
+            s_issue.eq(scan_active & s_more & s_can),
             s2_keep.eq(s2_valid & (s2_a != 0)),
             nonzeros.w_en.eq(s2_keep),
             nonzeros.w_data.eq(Cat(s2_p, s2_a)),
@@ -186,10 +192,15 @@ class ProcessingElement(wiring.Component):
                      s1_valid.eq(s_issue), s1_j.eq(scan_j),
                      s2_valid.eq(s1_valid), s2_p.eq(layer["ptr_base"] + s1_j),
                      s2_a.eq(act_r.data)]
-        with m.If(self.emit_en):
-            m.d.comb += [act_r.addr.eq(self.emit_addr), act_r.en.eq(1)]
-        with m.Else():
-            m.d.comb += [act_r.addr.eq(scan_addr), act_r.en.eq(s_issue)]
+        # Emitting reads rows 0, 1, ... of the layer, one per emit_en (the address is
+        # counted here: the sequencer's counter would drive every PE's memory).
+        emit_addr = Signal(_bits(c.act_depth - 1))
+        with m.If(self.scan_start):
+            m.d.sync += emit_addr.eq(0)
+        with m.Elif(self.emit_en):
+            m.d.sync += emit_addr.eq(emit_addr + 1)
+        m.d.comb += [act_r.addr.eq(Mux(scan_active, scan_addr, emit_addr)),
+                     act_r.en.eq(s_issue | self.emit_en)]
         # More inputs to scan: registered, both outcomes compared ahead.
         more_now, more_next = Signal(), Signal()
         m.d.comb += [more_now.eq(scan_j < layer["in_features"]),
@@ -204,12 +215,15 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [scan_addr.eq(scan_addr + 1), scan_j.eq(scan_j + n)]
 
         # Stage 1: pointer read at the broadcast (both banks in one cycle, registered),
-        # then the queue. A column without entries for this PE is dropped before it takes
-        # a queue slot, so the queue holds only work; a broadcast reserves a slot until its
-        # pointers are read. With older work neither queued nor buffered, a column goes
-        # straight to the column buffer, or to the word generator when that is waiting.
-        col_layout = data.StructLayout({"start": unsigned(pb), "end": unsigned(pb),
-                                        "a": signed(c.act_width)})
+        # then the column's word range worked out (registered), then the queue. A column
+        # without entries for this PE is dropped before it takes a queue slot, so the
+        # queue holds only work; a broadcast reserves a slot until its column is worked
+        # out. With older work neither queued nor buffered, a column goes straight to the
+        # column buffer, or to the word generator when that is waiting.
+        col_layout = data.StructLayout({
+            "first_word": unsigned(word_bits), "last_word": unsigned(word_bits),
+            "lo": unsigned(max(1, epw_bits)), "hi": unsigned(_bits(epw)),
+            "single": unsigned(1), "a": signed(c.act_width)})
         m.submodules.queue = queue = SyncFIFO(width=col_layout.size, depth=c.queue_depth)
         # The column buffer holds 2 columns; a third storage slot lets it take a column in
         # the cycle it hands one to the word generator while full (it never holds 3).
@@ -219,19 +233,27 @@ class ProcessingElement(wiring.Component):
         l_valid, l_odd, l_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_valid, l2_odd, l2_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_even, l2_oddp = Signal(pb), Signal(pb)
-        looked_up = Signal(col_layout)
-        l_work = Signal()
+        l3_valid = Signal()
+        l_work = Signal()               # l3 holds a column with entries for this PE
+        looked_up = Signal(col_layout)  # its word range
         m.d.comb += [
             even_r.addr.eq((g + 1) >> 1), odd_r.addr.eq(g >> 1),
             even_r.en.eq(self.q_push), odd_r.en.eq(self.q_push),
-            looked_up.start.eq(Mux(l2_odd, l2_oddp, l2_even)),
-            looked_up.end.eq(Mux(l2_odd, l2_even, l2_oddp)),
-            looked_up.a.eq(l2_a),
-            l_work.eq(l2_valid & (l2_even != l2_oddp)),
         ]
         m.d.sync += [l_valid.eq(self.q_push), l_odd.eq(g[0]), l_a.eq(self.q_data.a),
                      l2_valid.eq(l_valid), l2_odd.eq(l_odd), l2_a.eq(l_a),
                      l2_even.eq(even_r.data), l2_oddp.eq(odd_r.data)]
+        start = Mux(l2_odd, l2_oddp, l2_even)
+        last_entry = Mux(l2_odd, l2_even, l2_oddp) - 1
+        m.d.sync += [
+            l3_valid.eq(l2_valid), l_work.eq(l2_valid & (l2_even != l2_oddp)),
+            looked_up.first_word.eq(start >> epw_bits),
+            looked_up.last_word.eq(last_entry >> epw_bits),
+            looked_up.lo.eq(start[:epw_bits] if epw_bits else 0),
+            looked_up.hi.eq((last_entry[:epw_bits] if epw_bits else 0) + 1),
+            looked_up.single.eq((start >> epw_bits) == (last_entry >> epw_bits)),
+            looked_up.a.eq(l2_a),
+        ]
 
         # Where a looked-up column goes, oldest work first.
         want_col = Signal()         # the word generator takes a column this cycle
@@ -253,8 +275,9 @@ class ProcessingElement(wiring.Component):
         # The broadcast arrives late (an AND over every PE): both outcomes are compared
         # ahead and it only selects.
         limit = Mux(layer["queue_limit"] == 0, c.queue_depth, layer["queue_limit"])
-        q_next = Signal(range(c.queue_depth + 3))
-        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) + l_valid)
+        q_next = Signal(range(c.queue_depth + 4))
+        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) +
+                              l_valid + l2_valid)
         q_ready = Signal(init=1)
         fits_one, fits_two = Signal(), Signal()
         m.d.comb += [fits_one.eq(q_next < limit), fits_two.eq(q_next + 1 < limit)]
@@ -262,12 +285,11 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.q_ready.eq(q_ready)
 
         # Stage 2: word generator: the column's sparse-matrix words and their lane ranges,
-        # one read per cycle while the decoder has a slot for it.
-        epw = c.entries_per_word
+        # one read per cycle while the decoder has a slot for it. Whether the word it
+        # reads is the column's last is a register, worked out a cycle ahead.
         m.submodules.decoder = dec = EntryDecoder(c)
         col = Signal(col_layout)
         m.d.comb += col.eq(Mux(columns.r_rdy, columns.r_data, looked_up))
-        word_bits = max(1, pb - epw_bits)
         g_active = Signal()
         g_addr = Signal(word_bits)
         g_last_addr = Signal(word_bits)
@@ -281,7 +303,6 @@ class ProcessingElement(wiring.Component):
         lo = Mux(g_first, g_lo, 0)
         hi = Mux(g_at_last, g_hi, epw)
         m.d.comb += [
-            g_at_last.eq(g_addr == g_last_addr),
             g_mask.eq(Cat(*[_at_least(lane, lo) & _below(lane, hi) for lane in range(epw)])),
             want_col.eq(dec.can_issue & (~g_active | g_at_last)),
             columns.r_en.eq(want_col),
@@ -289,16 +310,14 @@ class ProcessingElement(wiring.Component):
             dec.issue.eq(issue),
             spmat_r.addr.eq(g_addr), spmat_r.en.eq(issue),
         ]
-        last_entry = col.end - 1
         with m.If(dec.can_issue):
             with m.If(g_active & ~g_at_last):
-                m.d.sync += [g_addr.eq(g_addr + 1), g_first.eq(0)]
+                m.d.sync += [g_addr.eq(g_addr + 1), g_first.eq(0),
+                             g_at_last.eq(g_addr + 1 == g_last_addr)]
             with m.Elif(columns.r_rdy | bypass):
                 m.d.sync += [g_active.eq(1), g_first.eq(1), g_a.eq(col.a),
-                             g_addr.eq(col.start >> epw_bits),
-                             g_last_addr.eq(last_entry >> epw_bits),
-                             g_lo.eq(col.start[:epw_bits] if epw_bits else 0),
-                             g_hi.eq((last_entry[:epw_bits] if epw_bits else 0) + 1)]
+                             g_addr.eq(col.first_word), g_last_addr.eq(col.last_word),
+                             g_lo.eq(col.lo), g_hi.eq(col.hi), g_at_last.eq(col.single)]
             with m.Else():
                 m.d.sync += g_active.eq(0)
         # The word, registered after the memory, goes to the decoder (stage 3).
@@ -307,16 +326,20 @@ class ProcessingElement(wiring.Component):
                      dec.w_valid.eq(r_valid), dec.w_word.eq(spmat_r.data),
                      dec.w_mask.eq(r_mask), dec.w_first.eq(r_first), dec.w_a.eq(r_a)]
 
-        # Stage 4: codebook lookup and multiply (a DSP with its registers); the
-        # accumulator read one cycle after the entry, registered.
+        # Stage 4: codebook lookup (registered), then multiply (a DSP with its
+        # registers); the accumulator read one cycle after the entry, registered.
         rb = row_bits(c)
         m.submodules.multiplier = mul = Multiplier(signed(c.weight_width),
                                                    signed(c.act_width))
-        m.d.comb += [mul.a.eq(codebook[dec.o_index]), mul.b.eq(dec.o_a)]
+        k_valid, k_row = Signal(), Signal(rb)
+        k_weight, k_a = Signal(signed(c.weight_width)), Signal(signed(c.act_width))
+        m.d.sync += [k_valid.eq(dec.o_valid), k_row.eq(dec.o_row),
+                     k_weight.eq(codebook[dec.o_index]), k_a.eq(dec.o_a)]
+        m.d.comb += [mul.a.eq(k_weight), mul.b.eq(k_a)]
         stages = Multiplier.LATENCY
         valid = [Signal(name=f"mac_valid_{k}") for k in range(stages + 1)]
         rows = [Signal(rb, name=f"mac_row_{k}") for k in range(stages + 1)]
-        m.d.comb += [valid[0].eq(dec.o_valid), rows[0].eq(dec.o_row)]
+        m.d.comb += [valid[0].eq(k_valid), rows[0].eq(k_row)]
         for k in range(stages):
             m.d.sync += [valid[k + 1].eq(valid[k]), rows[k + 1].eq(rows[k])]
         # Write-back's controls, registered here: the sequencer drives every PE.
@@ -332,25 +355,30 @@ class ProcessingElement(wiring.Component):
         bias_q = Signal(signed(c.act_width))
         m.d.sync += [acc_q.eq(acc_r.data), bias_q.eq(bias_r.data)]
 
-        # Stage 5: accumulate. The read missed the writes of the two entries ahead;
-        # their sums are forwarded (row matches found a cycle early, registered).
+        # Stage 5: accumulate. The sum is written a cycle later (registered), so the
+        # read missed the writes of the three entries ahead; their sums are forwarded
+        # (row matches found a cycle early, registered).
         a_valid, a_row = valid[stages], rows[stages]
         b_row = rows[stages - 1]
-        last_valid = Signal()
-        last_row = Signal(rb)
+        last_valid, last2_valid = Signal(), Signal()
+        last_row, last2_row = Signal(rb), Signal(rb)
         last_sum = Signal(signed(c.acc_width))
         last2_sum = Signal(signed(c.acc_width))
-        hit1, hit2 = Signal(), Signal()
+        last3_sum = Signal(signed(c.acc_width))
+        hit1, hit2, hit3 = Signal(), Signal(), Signal()
         m.d.sync += [hit1.eq(a_valid & (a_row == b_row)),
-                     hit2.eq(last_valid & (last_row == b_row))]
+                     hit2.eq(last_valid & (last_row == b_row)),
+                     hit3.eq(last2_valid & (last2_row == b_row))]
         product = Signal(signed(c.act_width + c.weight_width - c.weight_frac))
         m.d.comb += product.eq(mul.p >> c.weight_frac)
         old = Signal(signed(c.acc_width))
         new = Signal(signed(c.acc_width))
-        m.d.comb += [old.eq(Mux(hit1, last_sum, Mux(hit2, last2_sum, acc_q))),
+        m.d.comb += [old.eq(Mux(hit1, last_sum, Mux(hit2, last2_sum,
+                                                    Mux(hit3, last3_sum, acc_q)))),
                      new.eq(old + product)]
         m.d.sync += [last_valid.eq(a_valid), last_row.eq(a_row), last_sum.eq(new),
-                     last2_sum.eq(last_sum)]
+                     last2_valid.eq(last_valid), last2_row.eq(last_row),
+                     last2_sum.eq(last_sum), last3_sum.eq(last2_sum)]
 
         # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
         wb_row = Signal.like(self.wb_row)
@@ -372,25 +400,37 @@ class ProcessingElement(wiring.Component):
             m.d.comb += y.eq(lo)
         with m.Else():
             m.d.comb += y.eq(total)
-        with m.If(x_valid[3]):
-            m.d.comb += [act_w.addr.eq(x_addr[3]), act_w.data.eq(y), act_w.en.eq(1)]
+        # Both memories' writes are registered: the sum, the clear and the write-back
+        # are each a cycle old when they land (loads are registered on arrival).
+        y_valid, y_addr, y_q = Signal(), Signal.like(self.wb_addr), Signal.like(y)
+        m.d.sync += [y_valid.eq(x_valid[3]), y_addr.eq(x_addr[3]), y_q.eq(y)]
+        with m.If(y_valid):
+            m.d.comb += [act_w.addr.eq(y_addr), act_w.data.eq(y_q), act_w.en.eq(1)]
         with m.Else():
-            m.d.comb += [act_w.addr.eq(self.load_addr), act_w.data.eq(self.load_data),
-                         act_w.en.eq(load & (self.load_mem == Mem.ACT))]
+            m.d.comb += [act_w.addr.eq(ld_addr), act_w.data.eq(ld_data),
+                         act_w.en.eq(ld[Mem.ACT])]
+        acc_wen, acc_waddr = Signal(), Signal.like(acc_w.addr)
+        acc_wdata = Signal.like(acc_w.data)
+        m.d.comb += [acc_w.addr.eq(acc_waddr), acc_w.data.eq(acc_wdata),
+                     acc_w.en.eq(acc_wen)]
         with m.If(self.clear_en):
-            m.d.comb += [acc_w.addr.eq(self.clear_addr), acc_w.data.eq(0), acc_w.en.eq(1)]
+            m.d.sync += [acc_waddr.eq(self.clear_addr), acc_wdata.eq(0), acc_wen.eq(1)]
         with m.Elif(x_valid[1]):
-            m.d.comb += [acc_w.addr.eq(x_addr[1]), acc_w.data.eq(0), acc_w.en.eq(1)]
+            m.d.sync += [acc_waddr.eq(x_addr[1]), acc_wdata.eq(0), acc_wen.eq(1)]
         with m.Else():
-            m.d.comb += [acc_w.addr.eq(a_row), acc_w.data.eq(new), acc_w.en.eq(a_valid)]
+            m.d.sync += [acc_waddr.eq(a_row), acc_wdata.eq(new), acc_wen.eq(a_valid)]
 
-        m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~queue.r_rdy & ~columns.r_rdy &
-                                 ~g_active & ~r_valid & ~dec.w_valid & dec.idle &
-                                 ~Cat(*valid).any())
+        m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~l3_valid & ~queue.r_rdy &
+                                 ~columns.r_rdy &
+                                 ~g_active & ~r_valid & ~dec.w_valid & dec.idle & ~k_valid &
+                                 ~Cat(*valid).any() & ~acc_wen)
         with m.If(self.compute):
             with m.If(dec.busy):
                 m.d.sync += self.busy_count.eq(self.busy_count + 1)
             with m.Else():
                 m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
-        m.d.sync += self.padding_count.eq(self.padding_count + dec.padding)
+        # The padding of the word the decoder takes, registered (counted a cycle late).
+        padding = Signal.like(dec.padding)
+        m.d.sync += [padding.eq(dec.padding),
+                     self.padding_count.eq(self.padding_count + padding)]
         return m

@@ -73,9 +73,34 @@ class EieTop(wiring.Component):
         ld = self.i_load.payload
         load_now = Signal()
         m.d.comb += load_now.eq(self.i_load.valid & self.i_load.ready)
-        with m.If(load_now & (ld.mem == Mem.CODEBOOK)):
-            m.d.sync += codebooks[ld.addr[:_bits(cb_words - 1)]].eq(
-                ld.data[0][:c.weight_width])
+        # A codebook load is registered, then written (a command waits for it).
+        cb_we = Signal()
+        cb_addr = Signal(_bits(cb_words - 1))
+        cb_data = Signal(signed(c.weight_width))
+        m.d.sync += [cb_we.eq(load_now & (ld.mem == Mem.CODEBOOK)),
+                     cb_addr.eq(ld.addr[:len(cb_addr)]), cb_data.eq(ld.data[0][:c.weight_width])]
+        with m.If(cb_we):
+            m.d.sync += codebooks[cb_addr].eq(cb_data)
+
+        # Results: the PEs' activation read data holds a beat (e_valid) until a 2-entry
+        # skid buffer takes it, so the read enable never waits on the consumer's ready.
+        e_valid = Signal()
+        more = Signal()                 # rows left to emit (registered)
+        e_data = Signal(result_layout(c))
+        skid_valid = Signal()
+        skid_data = Signal(result_layout(c))
+        take = Signal()
+        out = self.o_result
+        m.d.comb += take.eq(e_valid & ~skid_valid)
+        with m.If(~out.valid | out.ready):
+            with m.If(skid_valid):
+                m.d.sync += [out.payload.eq(skid_data), out.valid.eq(1), skid_valid.eq(0)]
+            with m.Elif(take):
+                m.d.sync += [out.payload.eq(e_data), out.valid.eq(1)]
+            with m.Else():
+                m.d.sync += out.valid.eq(0)
+        with m.Elif(take):
+            m.d.sync += [skid_data.eq(e_data), skid_valid.eq(1)]
 
         # Broadcast: the tree's root goes to every queue when all have room.
         all_ready = Signal()
@@ -94,7 +119,7 @@ class EieTop(wiring.Component):
                 pe.ptr_base.eq(cmd.ptr_base), pe.bias_base.eq(cmd.bias_base),
                 pe.use_bias.eq(cmd.use_bias), pe.relu.eq(cmd.relu),
                 pe.queue_limit.eq(cmd.queue_limit),
-                self.o_result.payload[k].eq(pe.emit_data),
+                e_data[k].eq(pe.emit_data),
                 self.o_counters.busy[k].eq(pe.busy_count),
                 self.o_counters.bubble[k].eq(pe.bubble_count),
                 self.o_counters.padding[k].eq(pe.padding_count),
@@ -129,12 +154,15 @@ class EieTop(wiring.Component):
                 with m.If(counter == c.act_depth - 1):
                     m.next = "IDLE"
             with m.State("IDLE"):
-                m.d.comb += [self.i_load.ready.eq(1), self.i_cmd.ready.eq(~self.i_load.valid)]
-                with m.If(self.i_cmd.valid & ~self.i_load.valid):
+                m.d.comb += [self.i_load.ready.eq(1),
+                             self.i_cmd.ready.eq(~self.i_load.valid & ~cb_we)]
+                # The command and its codebook are copied every cycle here (nothing reads
+                # them while idle), so the copy does not wait on the handshake.
+                m.d.sync += [cmd.eq(self.i_cmd.payload), armed.eq(0),
+                             active_cb.eq(codebooks.as_value().word_select(
+                                 self.i_cmd.payload.slot, len(active_cb.as_value())))]
+                with m.If(self.i_cmd.valid & ~self.i_load.valid & ~cb_we):
                     m.d.comb += counting.eq(1)
-                    m.d.sync += [cmd.eq(self.i_cmd.payload), armed.eq(0),
-                                 active_cb.eq(codebooks.as_value().word_select(
-                                     self.i_cmd.payload.slot, len(active_cb.as_value())))]
                     m.next = "START"
             with m.State("START"):
                 # The PEs copy the layer's parameters and start scanning.
@@ -165,7 +193,8 @@ class EieTop(wiring.Component):
             with m.State("DRAIN"):
                 # The last rows' activation writes land (writeback_latency after wb_en).
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                m.d.sync += [counter.eq(counter + 1), row_base.eq(0)]
+                m.d.sync += [counter.eq(counter + 1), row_base.eq(0),
+                             more.eq(cmd.out_features != 0)]
                 with m.If(counter >= max(0, pes[0].writeback_latency - 1)):
                     m.d.sync += counter.eq(0)
                     with m.If(cmd.emit):
@@ -173,18 +202,19 @@ class EieTop(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("EMIT"):
-                # The activation memory's read data is the payload; a read is issued
-                # whenever the beat on the port is taken (or there is none).
+                # The activation memory's read data is a beat; a read is issued whenever
+                # the beat held is taken (or there is none). Busy until the last beat is
+                # taken from the port.
                 m.d.comb += self.o_busy.eq(1)
-                advance = ~self.o_result.valid | self.o_result.ready
-                with m.If(advance):
-                    with m.If(row_base < cmd.out_features):
-                        to_pes(emit_en=1, emit_addr=counter[:act_addr])
-                        m.d.sync += [self.o_result.valid.eq(1), counter.eq(counter + 1),
-                                     row_base.eq(row_base + n)]
+                with m.If(~e_valid | take):
+                    with m.If(more):
+                        to_pes(emit_en=1)
+                        m.d.sync += [e_valid.eq(1), row_base.eq(row_base + n),
+                                     more.eq(row_base + n < cmd.out_features)]
                     with m.Else():
-                        m.d.sync += self.o_result.valid.eq(0)
-                        m.next = "IDLE"
+                        m.d.sync += e_valid.eq(0)
+                with m.If(~more & ~e_valid & ~skid_valid & (~out.valid | out.ready)):
+                    m.next = "IDLE"
         return m
 
 

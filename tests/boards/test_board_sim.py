@@ -45,7 +45,8 @@ def test_mac_board_end_to_end():
     arrays = {"weights": rng.integers(-128, 128, (5, 7)), "x": rng.integers(-128, 128, 7)}
     result = _run("mac", config, arrays)
     assert result["y"] == mac_golden(arrays["weights"], arrays["x"]).tolist()
-    assert result["cycles"] == MacEngine(5, 7).run_cycles() == 5 * 7 + MacEngine.LATENCY
+    # (no MacEngine instance here: one never elaborated warns when collected)
+    assert result["cycles"] == 5 * 7 + MacEngine.LATENCY
     assert result["counters"][0] == 1 and result["counters"][2] == 35
 
 
