@@ -120,15 +120,17 @@ class EieAdapter(wiring.Component):
         counters = Signal(32 * self._counter_words)
         m.d.sync += counters.eq(top.o_counters.as_value())
         # The bus holds the address from r_en on, so the counter word is selected in the
-        # r_en cycle and the space in the next; both registered (data two cycles on).
+        # r_en cycle and registered; the read data is valid two cycles after r_en.
         counter_word = Signal(32)
         m.d.sync += counter_word.eq(counters.word_select(
             bus.addr[:max(1, (self._counter_words - 1).bit_length())], 32))
+        # The result memory's read data registered as it leaves the block RAM (its
+        # clock-to-output is most of a cycle), then the word and the space selected.
         results = Signal(32 << r_stride)
-        m.d.comb += results.eq(out_rd.data)
+        m.d.sync += results.eq(out_rd.data)
         with m.If(r_space == EIE_SPACES["results"]):
-            m.d.sync += bus.r_data.eq(results.word_select(r_addr[:r_stride], 32)
+            m.d.comb += bus.r_data.eq(results.word_select(r_addr[:r_stride], 32)
                                       if r_stride else results)
         with m.Else():
-            m.d.sync += bus.r_data.eq(counter_word)
+            m.d.comb += bus.r_data.eq(counter_word)
         return m

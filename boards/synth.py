@@ -333,7 +333,12 @@ _NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
                  *(f"top.core.engine.engine/r:MEMID=\\{name}"
                    for name in ("act_mem", "w_mem", "p_mem_*", "acc_mem")),
                  "top.core.engine.engine.out_fifo/t:$memrd_v2",
-                 "top.core.engine/r:MEMID=\\result_mem")
+                 "top.core.engine/r:MEMID=\\result_mem",
+                 # EIE: results are read after the run; a PE's image memories are
+                 # written only by loads, while the engine is idle.
+                 "top.core.engine/r:MEMID=\\results*",
+                 *(f"top.core.engine.engine.pe_*/r:MEMID=\\{name}"
+                   for name in ("spmat", "ptr_even", "ptr_odd", "bias")))
 _YOSYS_AFTER_READ = "\n".join([
     "proc",
     *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),

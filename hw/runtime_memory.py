@@ -24,15 +24,9 @@ def runtime_memory_attrs() -> dict:
     return {MARK: 1}
 
 
-def runtime_memory(shape, depth: int, *, block_ram: bool = False) -> Memory:
-    """A zero-initialised memory whose initial contents are left out of the netlist.
-
-    ``block_ram`` asks synthesis for block RAM (``ram_style = "block"``) even where the
-    memory is small enough for LUT RAM or flip-flops: a block RAM registers its address and
-    write port, which a LUT RAM leaves to the fabric's routing.
-    """
-    attrs = runtime_memory_attrs() | ({"ram_style": "block"} if block_ram else {})
-    return Memory(shape=shape, depth=depth, init=[], attrs=attrs)
+def runtime_memory(shape, depth: int) -> Memory:
+    """A zero-initialised memory whose initial contents are left out of the netlist."""
+    return Memory(shape=shape, depth=depth, init=[], attrs=runtime_memory_attrs())
 
 
 def _install():

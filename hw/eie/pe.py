@@ -120,10 +120,8 @@ class ProcessingElement(wiring.Component):
         m.submodules.spmat = spmat = memory(unsigned(c.word_bits), c.spmat_depth)
         m.submodules.ptr_even = ptr_even = memory(unsigned(pb), c.ptr_depth // 2)
         m.submodules.ptr_odd = ptr_odd = memory(unsigned(pb), c.ptr_depth // 2)
-        # Activations and accumulators in block RAM however small (in LUT RAM their read
-        # and write paths were the slowest of the PE on the ECP5).
-        m.submodules.act = act = memory(signed(c.act_width), c.act_depth, block_ram=True)
-        m.submodules.acc = acc = memory(signed(c.acc_width), c.act_depth, block_ram=True)
+        m.submodules.act = act = memory(signed(c.act_width), c.act_depth)
+        m.submodules.acc = acc = memory(signed(c.acc_width), c.act_depth)
         m.submodules.bias = bias = memory(signed(c.act_width), c.bias_depth)
         spmat_w, spmat_r = spmat.write_port(), spmat.read_port()
         even_w, even_r = ptr_even.write_port(), ptr_even.read_port()
@@ -134,11 +132,21 @@ class ProcessingElement(wiring.Component):
 
         # Loading: this PE's lane of a load beat, registered here (the beat drives every
         # PE's memories) and written a cycle later.
-        ld_addr, ld_data = Signal.like(self.load_addr), Signal.like(self.load_data)
+        # (Registers every PE holds alike are named ``*_copy_*``: the board flow keeps
+        # them apart, where Yosys would merge them into one driving every PE.)
+        ld_addr = Signal.like(self.load_addr, name="ld_addr")
+        ld_data = Signal.like(self.load_data, name="ld_data")
+        ld_en = Signal(name="ld_copy_en")
+        ld_mem = Signal.like(self.load_mem, name="ld_copy_mem")
+        ld_addr2 = Signal.like(self.load_addr, name="ld_copy_addr")
+        ld_data2 = Signal.like(self.load_data)
         ld = {mem: Signal(name=f"ld_{mem.name.lower()}")
               for mem in (Mem.SPMAT, Mem.PTR, Mem.ACT, Mem.BIAS)}
-        m.d.sync += [ld_addr.eq(self.load_addr), ld_data.eq(self.load_data)]
-        m.d.sync += [sig.eq(self.load_en & (self.load_mem == mem)) for mem, sig in ld.items()]
+        # The beat as it arrives, then decoded into write enables (written 2 cycles on).
+        m.d.sync += [ld_en.eq(self.load_en), ld_mem.eq(self.load_mem),
+                     ld_addr2.eq(self.load_addr), ld_data2.eq(self.load_data),
+                     ld_addr.eq(ld_addr2), ld_data.eq(ld_data2)]
+        m.d.sync += [sig.eq(ld_en & (ld_mem == mem)) for mem, sig in ld.items()]
         m.d.comb += [
             spmat_w.addr.eq(ld_addr), spmat_w.data.eq(ld_data), spmat_w.en.eq(ld[Mem.SPMAT]),
             even_w.addr.eq(ld_addr), even_w.data.eq(ld_data[:pb]),
@@ -147,15 +155,23 @@ class ProcessingElement(wiring.Component):
             bias_w.addr.eq(ld_addr), bias_w.data.eq(ld_data), bias_w.en.eq(ld[Mem.BIAS]),
         ]
 
-        # The layer's parameters, copied next to this PE when its scan starts (the
-        # sequencer's registers would otherwise drive every PE across the chip).
-        layer = {name: Signal.like(getattr(self, name), name=f"layer_{name}")
+        # The scan starts a cycle after scan_start (a copy of it in every PE), and the
+        # layer's parameters are copied next to this PE then (the sequencer's registers
+        # would otherwise drive every PE across the chip).
+        start = Signal(name="start_copy_q")
+        m.d.sync += start.eq(self.scan_start)
+        layer = {name: Signal.like(getattr(self, name), name=f"layer_copy_{name}")
                  for name in ("in_features", "out_features", "ptr_base", "bias_base",
-                              "use_bias", "relu", "queue_limit")}
-        codebook = Signal.like(self.codebook, name="layer_codebook")
-        with m.If(self.scan_start):
+                              "use_bias", "relu")}
+        codebook = Signal.like(self.codebook, name="layer_copy_codebook")
+        # The queue's effective limit (0 = the depth) and one less, for the ready.
+        limit = Signal(range(c.queue_depth + 1), name="layer_copy_limit")
+        limit_less = Signal(range(c.queue_depth + 1), name="layer_copy_limit_less")
+        effective = Mux(self.queue_limit == 0, c.queue_depth, self.queue_limit)
+        with m.If(start):
             m.d.sync += [sig.eq(getattr(self, name)) for name, sig in layer.items()]
-            m.d.sync += codebook.eq(self.codebook)
+            m.d.sync += [codebook.eq(self.codebook), limit.eq(effective),
+                         limit_less.eq(effective - 1)]
 
         # Activation scan: this PE's non-zero inputs into a small buffer the tree reads.
         # Every read has a slot in it, so the tree's ready never reaches the memory.
@@ -195,7 +211,7 @@ class ProcessingElement(wiring.Component):
         # Emitting reads rows 0, 1, ... of the layer, one per emit_en (the address is
         # counted here: the sequencer's counter would drive every PE's memory).
         emit_addr = Signal(_bits(c.act_depth - 1))
-        with m.If(self.scan_start):
+        with m.If(start):
             m.d.sync += emit_addr.eq(0)
         with m.Elif(self.emit_en):
             m.d.sync += emit_addr.eq(emit_addr + 1)
@@ -206,7 +222,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [more_now.eq(scan_j < layer["in_features"]),
                      more_next.eq(scan_j + n < layer["in_features"])]
         m.d.sync += s_more.eq(Mux(s_issue, more_next, more_now))
-        with m.If(self.scan_start):
+        with m.If(start):
             m.d.sync += [scan_active.eq(1), scan_addr.eq(0), scan_j.eq(idx),
                          s_more.eq(idx < self.in_features)]
         with m.Elif(scan_active & ~s_more):
@@ -274,13 +290,12 @@ class ProcessingElement(wiring.Component):
         # will be next cycle.
         # The broadcast arrives late (an AND over every PE): both outcomes are compared
         # ahead and it only selects.
-        limit = Mux(layer["queue_limit"] == 0, c.queue_depth, layer["queue_limit"])
         q_next = Signal(range(c.queue_depth + 4))
         m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) +
                               l_valid + l2_valid)
         q_ready = Signal(init=1)
         fits_one, fits_two = Signal(), Signal()
-        m.d.comb += [fits_one.eq(q_next < limit), fits_two.eq(q_next + 1 < limit)]
+        m.d.comb += [fits_one.eq(q_next < limit), fits_two.eq(q_next < limit_less)]
         m.d.sync += q_ready.eq(Mux(self.q_push, fits_two, fits_one))
         m.d.comb += self.q_ready.eq(q_ready)
 
@@ -343,9 +358,9 @@ class ProcessingElement(wiring.Component):
         for k in range(stages):
             m.d.sync += [valid[k + 1].eq(valid[k]), rows[k + 1].eq(rows[k])]
         # Write-back's controls, registered here: the sequencer drives every PE.
-        x_valid = [Signal(name=f"wb_valid_{k}") for k in range(4)]
-        x_addr = [Signal.like(self.wb_addr, name=f"wb_addr_{k}") for k in range(4)]
-        x_keep = [Signal(name=f"wb_keep_{k}") for k in range(4)]
+        x_valid = [Signal(name=f"wb_copy_valid_{k}") for k in range(4)]
+        x_addr = [Signal.like(self.wb_addr, name=f"wb_copy_addr_{k}") for k in range(4)]
+        x_keep = [Signal(name=f"wb_copy_keep_{k}") for k in range(4)]
         with m.If(x_valid[0]):
             m.d.comb += [acc_r.addr.eq(x_addr[0]),
                          bias_r.addr.eq(layer["bias_base"] + x_addr[0])]
@@ -381,7 +396,7 @@ class ProcessingElement(wiring.Component):
                      last2_sum.eq(last_sum), last3_sum.eq(last2_sum)]
 
         # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
-        wb_row = Signal.like(self.wb_row)
+        wb_row = Signal.like(self.wb_row, name="wb_copy_row")
         m.d.sync += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
                      wb_row.eq(self.wb_row)]
         m.d.comb += x_keep[0].eq(wb_row + idx < layer["out_features"])

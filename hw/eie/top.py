@@ -1,6 +1,6 @@
 """The EIE engine's top level: PEs, non-zero tree, layer sequencer, load and result streams."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,14 +73,20 @@ class EieTop(wiring.Component):
         ld = self.i_load.payload
         load_now = Signal()
         m.d.comb += load_now.eq(self.i_load.valid & self.i_load.ready)
-        # A codebook load is registered, then written (a command waits for it).
-        cb_we = Signal()
+        # A codebook load is registered, its address decoded into a registered one-hot
+        # word select, then written (a command waits for both stages).
+        cb_we, cb_we2 = Signal(), Signal()
         cb_addr = Signal(_bits(cb_words - 1))
         cb_data = Signal(signed(c.weight_width))
+        cb_data2 = Signal(signed(c.weight_width))
+        cb_sel = Signal(cb_words)
         m.d.sync += [cb_we.eq(load_now & (ld.mem == Mem.CODEBOOK)),
-                     cb_addr.eq(ld.addr[:len(cb_addr)]), cb_data.eq(ld.data[0][:c.weight_width])]
-        with m.If(cb_we):
-            m.d.sync += codebooks[cb_addr].eq(cb_data)
+                     cb_addr.eq(ld.addr[:len(cb_addr)]), cb_data.eq(ld.data[0][:c.weight_width]),
+                     cb_we2.eq(cb_we), cb_data2.eq(cb_data),
+                     cb_sel.eq(Mux(cb_we, Const(1, cb_words) << cb_addr, 0))]
+        for word in range(cb_words):
+            with m.If(cb_sel[word]):
+                m.d.sync += codebooks[word].eq(cb_data2)
 
         # Results: the PEs' activation read data holds a beat (e_valid) until a 2-entry
         # skid buffer takes it, so the read enable never waits on the consumer's ready.
@@ -136,7 +142,16 @@ class EieTop(wiring.Component):
         # Registered: the PEs and the tree were idle last cycle. Not looked at in the
         # first cycle of a layer, when it still shows the cycle before the scan started.
         compute_done = Signal()
-        armed = Signal()
+        # Two cycles into COMPUTE: the PEs start their scan a cycle after START, and
+        # compute_done shows the cycle before.
+        armed0, armed = Signal(), Signal()
+        idle_q = Signal()               # in IDLE (a register: it enables the copies below)
+        # The command and its codebook are copied every cycle while idle (nothing reads
+        # them then), so the copy does not wait on the handshake.
+        with m.If(idle_q):
+            m.d.sync += [cmd.eq(self.i_cmd.payload),
+                         active_cb.eq(codebooks.as_value().word_select(
+                             self.i_cmd.payload.slot, len(active_cb.as_value())))]
         m.d.sync += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
         counting = Signal()
         with m.If(counting):
@@ -152,27 +167,25 @@ class EieTop(wiring.Component):
                 to_pes(clear_en=1, clear_addr=counter[:act_addr])
                 m.d.sync += counter.eq(counter + 1)
                 with m.If(counter == c.act_depth - 1):
+                    m.d.sync += idle_q.eq(1)
                     m.next = "IDLE"
             with m.State("IDLE"):
                 m.d.comb += [self.i_load.ready.eq(1),
-                             self.i_cmd.ready.eq(~self.i_load.valid & ~cb_we)]
-                # The command and its codebook are copied every cycle here (nothing reads
-                # them while idle), so the copy does not wait on the handshake.
-                m.d.sync += [cmd.eq(self.i_cmd.payload), armed.eq(0),
-                             active_cb.eq(codebooks.as_value().word_select(
-                                 self.i_cmd.payload.slot, len(active_cb.as_value())))]
-                with m.If(self.i_cmd.valid & ~self.i_load.valid & ~cb_we):
+                             self.i_cmd.ready.eq(~self.i_load.valid & ~cb_we & ~cb_we2)]
+                with m.If(self.i_cmd.valid & ~self.i_load.valid & ~cb_we & ~cb_we2):
                     m.d.comb += counting.eq(1)
+                    m.d.sync += idle_q.eq(0)
                     m.next = "START"
             with m.State("START"):
                 # The PEs copy the layer's parameters and start scanning.
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(scan_start=1)
+                m.d.sync += [armed0.eq(0), armed.eq(0)]
                 m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(compute=1)
-                m.d.sync += armed.eq(1)
+                m.d.sync += [armed0.eq(1), armed.eq(armed0)]
                 with m.If(armed & compute_done):
                     # Row 0's write-back starts now (a layer has at least one output).
                     to_pes(wb_en=1, wb_addr=0, wb_row=0)
@@ -200,6 +213,7 @@ class EieTop(wiring.Component):
                     with m.If(cmd.emit):
                         m.next = "EMIT"
                     with m.Else():
+                        m.d.sync += idle_q.eq(1)
                         m.next = "IDLE"
             with m.State("EMIT"):
                 # The activation memory's read data is a beat; a read is issued whenever
@@ -214,6 +228,7 @@ class EieTop(wiring.Component):
                     with m.Else():
                         m.d.sync += e_valid.eq(0)
                 with m.If(~more & ~e_valid & ~skid_valid & (~out.valid | out.ready)):
+                    m.d.sync += idle_q.eq(1)
                     m.next = "IDLE"
         return m
 
