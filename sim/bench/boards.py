@@ -52,11 +52,6 @@ CASES = {
     "ice40-eie-1pe-8bit-q4": ("icebreaker", "eie", _ICE40_EIE | {
         "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
         "acc_width": 24, "queue_depth": 4}),
-    # The same with one layer's codebook slot instead of 4 (the engine's pipelining for
-    # the ECP5 took the 4-slot one past the device).
-    "ice40-eie-1pe-8bit-q4-1layer": ("icebreaker", "eie", _ICE40_EIE | {
-        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
-        "acc_width": 24, "queue_depth": 4, "max_layers": 1}),
 }
 
 #: Row notes in the table.
@@ -81,8 +76,7 @@ def _config_text(case) -> str:
     if case["engine"] == "eie":
         widths = f", {o['act_width']}-bit" if "act_width" in o else ""
         queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
-        layers = f", {o['max_layers']} layer slot" if "max_layers" in o else ""
-        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{queue}{layers}"
+        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{queue}"
     acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
     return f"{o['rows']}×{o['cols']}{acc}"
 
