@@ -1,6 +1,6 @@
 """Entry decoder of an EIE PE: sparse-matrix words in, one real entry per cycle out."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -27,17 +27,20 @@ def _tree_sum(terms):
 
 def _at_most_two(bits):
     """At most two of ``bits`` are set: a tree of bit counts saturated at 3."""
-    counts = [bits[i] for i in range(len(bits))]
+    counts = [(bits[i], 1) for i in range(len(bits))]      # (count, its largest value)
     while len(counts) > 1:
         pairs = []
         for i in range(0, len(counts), 2):
             if i + 1 == len(counts):
                 pairs.append(counts[i])
                 continue
-            total = counts[i] + counts[i + 1]
-            pairs.append(Mux(total > 3, 3, total))
+            (a, a_max), (b, b_max) = counts[i], counts[i + 1]
+            total, most = a + b, a_max + b_max
+            # (saturated only where it can pass 3: a constant compare fails the lint)
+            pairs.append((Mux(total > 3, 3, total), 3) if most > 3 else (total, most))
         counts = pairs
-    return counts[0] <= 2
+    count, most = counts[0]
+    return count <= 2 if most > 2 else Const(1)
 
 
 def _lowest(bits):
