@@ -39,16 +39,16 @@ class ProcessingElement(wiring.Component):
        and odd banks in one cycle; a column without entries for this PE is dropped here,
        so it costs no MAC cycle and takes no queue slot. Columns with entries wait in the
        activation queue (``queue_depth`` entries; a broadcast reserves a slot until its
-       pointers are read), then in a 2-deep column buffer (which takes a column in the
+       pointers are read and its word range worked out, a registered stage), then in a 2-deep column buffer (which takes a column in the
        cycle it passes one on, even when full); with neither holding older work, a column
        skips them;
     2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix
        word, while the decoder has a slot for it;
     3. :class:`EntryDecoder`: zero runs, row accumulation, one real entry per cycle;
-    4. codebook lookup, multiply and shift (``>> weight_frac``, arithmetic) in a
-       :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
-    5. accumulate into the row's accumulator, with the sums of the two entries ahead
-       forwarded for back-to-back updates of one row.
+    4. codebook lookup (registered), multiply and shift (``>> weight_frac``, arithmetic)
+       in a :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
+    5. accumulate into the row's accumulator (the write registered), with the sums of
+       the three entries ahead forwarded for back-to-back updates of one row.
 
     The PE also scans its own input activations (row ``r`` holds input ``r*pes + index``)
     and offers the non-zeros to the :class:`NonZeroTree` from a :attr:`SCAN_SLOTS`-entry
@@ -249,7 +249,6 @@ class ProcessingElement(wiring.Component):
         l_valid, l_odd, l_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_valid, l2_odd, l2_a = Signal(), Signal(), Signal(signed(c.act_width))
         l2_even, l2_oddp = Signal(pb), Signal(pb)
-        l3_valid = Signal()
         l_work = Signal()               # l3 holds a column with entries for this PE
         looked_up = Signal(col_layout)  # its word range
         m.d.comb += [
@@ -259,15 +258,15 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [l_valid.eq(self.q_push), l_odd.eq(g[0]), l_a.eq(self.q_data.a),
                      l2_valid.eq(l_valid), l2_odd.eq(l_odd), l2_a.eq(l_a),
                      l2_even.eq(even_r.data), l2_oddp.eq(odd_r.data)]
-        start = Mux(l2_odd, l2_oddp, l2_even)
+        first_entry = Mux(l2_odd, l2_oddp, l2_even)
         last_entry = Mux(l2_odd, l2_even, l2_oddp) - 1
         m.d.sync += [
-            l3_valid.eq(l2_valid), l_work.eq(l2_valid & (l2_even != l2_oddp)),
-            looked_up.first_word.eq(start >> epw_bits),
+            l_work.eq(l2_valid & (l2_even != l2_oddp)),
+            looked_up.first_word.eq(first_entry >> epw_bits),
             looked_up.last_word.eq(last_entry >> epw_bits),
-            looked_up.lo.eq(start[:epw_bits] if epw_bits else 0),
+            looked_up.lo.eq(first_entry[:epw_bits] if epw_bits else 0),
             looked_up.hi.eq((last_entry[:epw_bits] if epw_bits else 0) + 1),
-            looked_up.single.eq((start >> epw_bits) == (last_entry >> epw_bits)),
+            looked_up.single.eq((first_entry >> epw_bits) == (last_entry >> epw_bits)),
             looked_up.a.eq(l2_a),
         ]
 
@@ -435,7 +434,7 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.sync += [acc_waddr.eq(a_row), acc_wdata.eq(new), acc_wen.eq(a_valid)]
 
-        m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~l3_valid & ~queue.r_rdy &
+        m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~l_work & ~queue.r_rdy &
                                  ~columns.r_rdy &
                                  ~g_active & ~r_valid & ~dec.w_valid & dec.idle & ~k_valid &
                                  ~Cat(*valid).any() & ~acc_wen)
