@@ -2,10 +2,12 @@
 
 Each case is a full yowasp build (synthesis, place and route, packing) of a board's top
 level with one engine; what nextpnr measured (Fmax per clock, cell use) and Yosys' cell
-counts go to ``boards.json``, and the resource/Fmax table in the README's ``boards``
-section is regenerated from them. A case that does not fit is recorded with the resource
-that overflowed. ``NNACCEL_BENCH_BOARDS`` (comma-separated case names) runs a subset.
-Builds take minutes each: the list is short on purpose.
+counts go to the record ``sim/bench/boards_record.json`` (kept in the repository, so a
+run of some cases keeps the others' rows) and ``boards.json``, and the resource/Fmax table
+in the README's ``boards`` section is regenerated from the record. A case that does not
+fit is recorded with the resource that overflowed. ``NNACCEL_BENCH_BOARDS``
+(comma-separated case names) runs a subset. Builds take minutes each: the list is short
+on purpose.
 """
 
 import json
@@ -20,6 +22,8 @@ from boards.synth import synthesize
 __all__ = ["CASES", "main", "table"]
 
 REPO = Path(__file__).resolve().parents[2]
+#: Every case's latest measurement (committed: builds take minutes to hours).
+RECORD = Path(__file__).resolve().with_name("boards_record.json")
 
 #: Memories small enough for the iCE40UP5K's 30 block RAMs.
 _ICE40_SYSTOLIC = {"act_depth": 256, "weight_depth": 256, "acc_depth": 64, "param_depth": 8}
@@ -128,10 +132,13 @@ def main(out_dir) -> dict:
     out_dir = Path(out_dir)
     names = os.environ.get("NNACCEL_BENCH_BOARDS")
     selected = names.split(",") if names else list(CASES)
-    path = out_dir / "boards.json"
+    unknown = [n for n in selected if n not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown boards case(s) {', '.join(unknown)}: "
+                         f"NNACCEL_BENCH_BOARDS takes names from {', '.join(CASES)}")
 
     def load():
-        return {c["name"]: c for c in json.loads(path.read_text())} if path.exists() else {}
+        return {c["name"]: c for c in json.loads(RECORD.read_text())} if RECORD.exists() else {}
 
     for name in selected:
         board, engine, options, *clock = CASES[name]
@@ -139,9 +146,11 @@ def main(out_dir) -> dict:
         result = _run(name, board, engine, options, out_dir, *clock)
         previous = load()            # other runs of this suite may have added cases
         previous[name] = result
-        path.write_text(json.dumps(list(previous.values()), indent=1))
+        RECORD.write_text(json.dumps([previous[n] for n in CASES if n in previous],
+                                     indent=1) + "\n")
     previous = load()
     cases = [previous[n] for n in CASES if n in previous]
+    (out_dir / "boards.json").write_text(json.dumps(cases, indent=1))
     text = table(cases)
     (out_dir / "boards.md").write_text(text + "\n")
     _update_readme(text)
