@@ -1,6 +1,6 @@
 """The EIE engine behind the board's word bus."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -117,13 +117,21 @@ class EieAdapter(wiring.Component):
             m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
         # The counters change only while a command runs, and the link reads nothing until
         # RUN has finished, so a copy a cycle old is a consistent snapshot for a READ.
-        counters = Signal(32 * self._counter_words)
+        counters = Signal(256 * -(-self._counter_words // 8))   # whole groups of 8 words
         m.d.sync += counters.eq(top.o_counters.as_value())
-        # The bus holds the address from r_en on, so the counter word is selected in the
-        # r_en cycle and registered; the read data is valid two cycles after r_en.
+        # The bus holds the address from r_en on, and the read data is valid two cycles
+        # after r_en: the counter word is selected in two registered steps, within each
+        # group of 8 words by the address's low bits in the r_en cycle, then the group.
+        words = self._counter_words
+        groups = -(-words // 8)
+        low_bits = max(1, min(3, (words - 1).bit_length()))
+        in_group = Signal(32 * groups)
+        m.d.sync += in_group.eq(Cat(*(
+            counters[256 * k:256 * (k + 1)].word_select(bus.addr[:low_bits], 32)
+            for k in range(groups))))
         counter_word = Signal(32)
-        m.d.sync += counter_word.eq(counters.word_select(
-            bus.addr[:max(1, (self._counter_words - 1).bit_length())], 32))
+        m.d.sync += counter_word.eq(in_group.word_select(r_addr[3:3 + max(
+            1, (groups - 1).bit_length())], 32) if groups > 1 else in_group)
         # The result memory's read data registered as it leaves the block RAM (its
         # clock-to-output is most of a cycle), then the word and the space selected.
         results = Signal(32 << r_stride)

@@ -39,9 +39,9 @@ class ProcessingElement(wiring.Component):
        and odd banks in one cycle; a column without entries for this PE is dropped here,
        so it costs no MAC cycle and takes no queue slot. Columns with entries wait in the
        activation queue (``queue_depth`` entries; a broadcast reserves a slot until its
-       pointers are read and its word range worked out, a registered stage), then in a 2-deep column buffer (which takes a column in the
-       cycle it passes one on, even when full); with neither holding older work, a column
-       skips them;
+       pointers are read and its word range worked out, a registered stage), then in a
+       2-deep column buffer (which takes a column in the cycle it passes one on, even
+       when full); with neither holding older work, a column skips them;
     2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix
        word, while the decoder has a slot for it;
     3. :class:`EntryDecoder`: zero runs, row accumulation, one real entry per cycle;
@@ -360,11 +360,13 @@ class ProcessingElement(wiring.Component):
         x_valid = [Signal(name=f"wb_copy_valid_{k}") for k in range(4)]
         x_addr = [Signal.like(self.wb_addr, name=f"wb_copy_addr_{k}") for k in range(4)]
         x_keep = [Signal(name=f"wb_copy_keep_{k}") for k in range(4)]
+        # The accumulator (LUT RAM: the read is combinational) reads at an address
+        # registered a cycle ahead: the write-back's row, else the entry's.
+        acc_raddr = Signal.like(acc_r.addr)
+        m.d.sync += acc_raddr.eq(Mux(self.wb_en, self.wb_addr, rows[stages - 3]))
+        m.d.comb += acc_r.addr.eq(acc_raddr)
         with m.If(x_valid[0]):
-            m.d.comb += [acc_r.addr.eq(x_addr[0]),
-                         bias_r.addr.eq(layer["bias_base"] + x_addr[0])]
-        with m.Else():
-            m.d.comb += acc_r.addr.eq(rows[stages - 2])
+            m.d.comb += bias_r.addr.eq(layer["bias_base"] + x_addr[0])
         acc_q = Signal(signed(c.acc_width))
         bias_q = Signal(signed(c.act_width))
         m.d.sync += [acc_q.eq(acc_r.data), bias_q.eq(bias_r.data)]

@@ -77,8 +77,9 @@ class EieTop(wiring.Component):
         # word select, then written (a command waits for both stages).
         cb_we, cb_we2 = Signal(), Signal()
         cb_addr = Signal(_bits(cb_words - 1))
-        cb_data = Signal(signed(c.weight_width))
-        cb_data2 = Signal(signed(c.weight_width))
+        # (Named ``*_copy_*``: Yosys would merge cb_data with PE 0's load register.)
+        cb_data = Signal(signed(c.weight_width), name="cb_copy_data")
+        cb_data2 = Signal(signed(c.weight_width), name="cb_copy_data2")
         cb_sel = Signal(cb_words)
         m.d.sync += [cb_we.eq(load_now & (ld.mem == Mem.CODEBOOK)),
                      cb_addr.eq(ld.addr[:len(cb_addr)]), cb_data.eq(ld.data[0][:c.weight_width]),
