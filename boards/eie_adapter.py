@@ -112,31 +112,31 @@ class EieAdapter(wiring.Component):
 
         r_stride = self.stride_log2("results")
         m.d.comb += out_rd.addr.eq(bus.addr >> r_stride)
-        r_space, r_addr = Signal(8), Signal(24)
+        r_results, r_addr = Signal(), Signal(24)     # the read's space is the results
         with m.If(bus.r_en):
-            m.d.sync += [r_space.eq(bus.space), r_addr.eq(bus.addr)]
+            m.d.sync += [r_results.eq(bus.space == EIE_SPACES["results"]),
+                         r_addr.eq(bus.addr)]
         # The counters change only while a command runs, and the link reads nothing until
         # RUN has finished, so a copy a cycle old is a consistent snapshot for a READ.
         counters = Signal(256 * -(-self._counter_words // 8))   # whole groups of 8 words
         m.d.sync += counters.eq(top.o_counters.as_value())
         # The bus holds the address from r_en on, and the read data is valid two cycles
-        # after r_en: the counter word is selected in two registered steps, within each
-        # group of 8 words by the address's low bits in the r_en cycle, then the group.
+        # after r_en: the counter word is selected within each group of 8 words by the
+        # registered address's low bits and registered, then its group selected.
         words = self._counter_words
         groups = -(-words // 8)
         low_bits = max(1, min(3, (words - 1).bit_length()))
         in_group = Signal(32 * groups)
         m.d.sync += in_group.eq(Cat(*(
-            counters[256 * k:256 * (k + 1)].word_select(bus.addr[:low_bits], 32)
+            counters[256 * k:256 * (k + 1)].word_select(r_addr[:low_bits], 32)
             for k in range(groups))))
-        counter_word = Signal(32)
-        m.d.sync += counter_word.eq(in_group.word_select(r_addr[3:3 + max(
-            1, (groups - 1).bit_length())], 32) if groups > 1 else in_group)
+        counter_word = (in_group.word_select(r_addr[3:3 + max(1, (groups - 1).bit_length())],
+                                             32) if groups > 1 else in_group)
         # The result memory's read data registered as it leaves the block RAM (its
         # clock-to-output is most of a cycle), then the word and the space selected.
         results = Signal(32 << r_stride)
         m.d.sync += results.eq(out_rd.data)
-        with m.If(r_space == EIE_SPACES["results"]):
+        with m.If(r_results):
             m.d.comb += bus.r_data.eq(results.word_select(r_addr[:r_stride], 32)
                                       if r_stride else results)
         with m.Else():

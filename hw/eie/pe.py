@@ -246,8 +246,11 @@ class ProcessingElement(wiring.Component):
         m.submodules.columns = columns = SyncFIFO(width=col_layout.size, depth=3)
         col_room = Signal()
         g = self.q_data.p
-        l_valid, l_odd, l_a = Signal(), Signal(), Signal(signed(c.act_width))
-        l2_valid, l2_odd, l2_a = Signal(), Signal(), Signal(signed(c.act_width))
+        # (The broadcast's registers are alike in every PE: ``*_copy_*``, kept apart.)
+        l_valid, l_odd = Signal(name="l_copy_valid"), Signal(name="l_copy_odd")
+        l_a = Signal(signed(c.act_width), name="l_copy_a")
+        l2_valid, l2_odd = Signal(name="l2_copy_valid"), Signal(name="l2_copy_odd")
+        l2_a = Signal(signed(c.act_width), name="l2_copy_a")
         l2_even, l2_oddp = Signal(pb), Signal(pb)
         l_work = Signal()               # l3 holds a column with entries for this PE
         looked_up = Signal(col_layout)  # its word range

@@ -147,6 +147,8 @@ class EieTop(wiring.Component):
         # compute_done shows the cycle before.
         armed0, armed = Signal(), Signal()
         idle_q = Signal()               # in IDLE (a register: it enables the copies below)
+        computing = Signal()            # in COMPUTE (a register: it drives every PE)
+        to_pes(compute=computing)
         # The command and its codebook are copied every cycle while idle (nothing reads
         # them then), so the copy does not wait on the handshake.
         with m.If(idle_q):
@@ -181,13 +183,13 @@ class EieTop(wiring.Component):
                 # The PEs copy the layer's parameters and start scanning.
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(scan_start=1)
-                m.d.sync += [armed0.eq(0), armed.eq(0)]
+                m.d.sync += [armed0.eq(0), armed.eq(0), computing.eq(1)]
                 m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                to_pes(compute=1)
                 m.d.sync += [armed0.eq(1), armed.eq(armed0)]
                 with m.If(armed & compute_done):
+                    m.d.sync += computing.eq(0)
                     # Row 0's write-back starts now (a layer has at least one output).
                     to_pes(wb_en=1, wb_addr=0, wb_row=0)
                     m.d.sync += [counter.eq(1), row_base.eq(n), row_next.eq(2 * n)]
