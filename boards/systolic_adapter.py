@@ -115,7 +115,7 @@ class SystolicAdapter(wiring.Component):
             with m.If(room):
                 m.d.comb += [out_wr.addr.eq(stored), out_wr.data.eq(top.o_result.payload.data),
                              out_wr.en.eq(1)]
-                m.d.sync += [stored.eq(stored + 1), room.eq(stored + 1 < self._out_depth)]
+                m.d.sync += [stored.eq(stored + 1), room.eq(stored != self._out_depth - 1)]
             with m.Else():
                 m.d.sync += flags[1].eq(1)
         rejected = waiting_error & top.error
@@ -141,8 +141,14 @@ class SystolicAdapter(wiring.Component):
                     for k in range(len(values))]
         m.d.sync += [copy.eq(value) for copy, value in zip(snapshot, values, strict=True)]
         beat_q = Signal(32 << r_stride, reset_less=True)
+        # The counter word in two registered steps: of each pair by the address's lowest
+        # bit in the r_en cycle, then the pair.
+        pairs = [Signal(32, name=f"counter_pair_{k}", reset_less=True)
+                 for k in range((len(snapshot) + 1) // 2)]
+        m.d.sync += [pair.eq(Mux(bus.addr[0], *reversed((snapshot + [0])[2 * k:2 * k + 2])))
+                     for k, pair in enumerate(pairs)]
         counter_q = Signal(32)
-        m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(Array(snapshot)[bus.addr[:3]])]
+        m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(Array(pairs)[r_addr[1:3]])]
         beat_word = beat_q.word_select(r_addr[:r_stride], 32) if r_stride else beat_q
         m.d.comb += bus.r_data.eq(Mux(r_results, beat_word, counter_q))
         return m

@@ -188,6 +188,10 @@ class Requantizer(wiring.Component):
         m.d.sync += [zero_point.eq(self.zero_point), act_min.eq(self.act_min),
                      act_max.eq(self.act_max)]
         m.d.sync += with_zp.eq(scaled + zero_point)
+        # Its low byte again, in a register of its own for the two bound compares (the
+        # wide sum's register fans out to the fit check too, and sat far from them).
+        low_zp = Signal(signed(8), name="low_copy_zp", reset_less=True)
+        m.d.sync += low_zp.eq(scaled[:8] + zero_point)
         fits = Signal(name="fits_int8", reset_less=True)
         negative = Signal(name="negative", reset_less=True)
         low_above, low_below = Signal(name="low_above", reset_less=True), \
@@ -195,8 +199,7 @@ class Requantizer(wiring.Component):
         low = Signal(signed(8), reset_less=True)
         m.d.sync += [fits.eq((with_zp[7:] == 0) | (with_zp[7:] == (1 << 28) - 1)),
                      negative.eq(with_zp[-1]), low.eq(with_zp[:8]),
-                     low_above.eq(with_zp[:8].as_signed() > act_max),
-                     low_below.eq(with_zp[:8].as_signed() < act_min)]
+                     low_above.eq(low_zp > act_max), low_below.eq(low_zp < act_min)]
         y = Signal(signed(8), reset_less=True)
         with m.If(~fits):
             m.d.sync += y.eq(Mux(negative, act_min, act_max))
