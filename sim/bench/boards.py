@@ -56,6 +56,11 @@ CASES = {
     "ice40-eie-1pe-8bit-q4": ("icebreaker", "eie", _ICE40_EIE | {
         "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
         "acc_width": 24, "queue_depth": 4}),
+    # The pipelined PE no longer fits at 8 bits: 32-bit sparse-matrix words (4 entries),
+    # one codebook slot, a 16-bit accumulator and a 2-deep queue.
+    "ice40-eie-1pe-small": ("icebreaker", "eie", _ICE40_EIE | {
+        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
+        "acc_width": 16, "queue_depth": 2, "word_bits": 32, "max_layers": 1}),
 }
 
 #: Row notes in the table.
@@ -80,7 +85,10 @@ def _config_text(case) -> str:
     if case["engine"] == "eie":
         widths = f", {o['act_width']}-bit" if "act_width" in o else ""
         queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
-        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{queue}"
+        acc = f", {o['acc_width']}-bit accumulator" if o.get("acc_width", 24) != 24 else ""
+        words = f", {o['word_bits']}-bit words" if "word_bits" in o else ""
+        slots = f", {o['max_layers']} layer slot" if "max_layers" in o else ""
+        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{acc}{queue}{words}{slots}"
     acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
     return f"{o['rows']}×{o['cols']}{acc}"
 
@@ -118,9 +126,13 @@ def table(cases: list[dict]) -> str:
     return "\n".join([head, *rows, *notes])
 
 
+#: Where the generated table sits in the README.
+README_MARKERS = ("<!-- boards-table -->", "<!-- /boards-table -->")
+
+
 def _update_readme(text: str) -> None:
     readme = REPO / "README.md"
-    start, end = "<!-- boards-table -->", "<!-- /boards-table -->"
+    start, end = README_MARKERS
     content = readme.read_text()
     if start in content and end in content:
         before, rest = content.split(start, 1)

@@ -69,3 +69,15 @@ def test_icebreaker_smoke(tmp_path):
     assert report.resources["bram"] >= 2        # the link's 1 KiB frame buffer
     assert report.resources["dsp"] >= 1
     assert report.utilisation["ICESTORM_RAM"][0] == report.resources["bram"]
+
+
+def test_readme_boards_table_is_the_record():
+    """The README's resource/Fmax table is generated from the committed record, not typed."""
+    import json
+
+    from sim.bench.boards import CASES, README_MARKERS, RECORD, REPO, table
+    record = json.loads(RECORD.read_text())
+    assert [c["name"] for c in record] == [n for n in CASES if n in {c["name"] for c in record}]
+    start, end = README_MARKERS
+    readme = (REPO / "README.md").read_text()
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == table(record).strip()
