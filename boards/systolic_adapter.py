@@ -1,6 +1,6 @@
 """The systolic engine behind the board's word bus."""
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -145,7 +145,8 @@ class SystolicAdapter(wiring.Component):
         # bit in the r_en cycle, then the pair.
         pairs = [Signal(32, name=f"counter_pair_{k}", reset_less=True)
                  for k in range((len(snapshot) + 1) // 2)]
-        m.d.sync += [pair.eq(Mux(bus.addr[0], *reversed((snapshot + [0])[2 * k:2 * k + 2])))
+        words = snapshot + [Const(0, 32)] * (len(snapshot) % 2)
+        m.d.sync += [pair.eq(Mux(bus.addr[0], words[2 * k + 1], words[2 * k]))
                      for k, pair in enumerate(pairs)]
         counter_q = Signal(32)
         m.d.sync += [beat_q.eq(out_rd.data), counter_q.eq(Array(pairs)[r_addr[1:3]])]

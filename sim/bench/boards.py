@@ -85,7 +85,7 @@ def _config_text(case) -> str:
     if case["engine"] == "eie":
         widths = f", {o['act_width']}-bit" if "act_width" in o else ""
         queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
-        acc = f", {o['acc_width']}-bit accumulator" if o.get("acc_width", 24) != 24 else ""
+        acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
         words = f", {o['word_bits']}-bit words" if "word_bits" in o else ""
         slots = f", {o['max_layers']} layer slot" if "max_layers" in o else ""
         return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{acc}{queue}{words}{slots}"

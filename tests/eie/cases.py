@@ -77,6 +77,33 @@ def make_cases(config, seed=0, queue_limit=None):
     return cases
 
 
+def make_small_cases(config, seed=2):
+    """Single layers within a small config's memories (one codebook slot is enough),
+    values over its whole widths."""
+    rng = np.random.default_rng(seed)
+    w_hi, a_hi = (1 << (config.weight_width - 1)) - 1, (1 << (config.act_width - 1)) - 1
+    k = 1 << config.index_bits
+    cases = []
+    for name, rows, cols, density, act_density, options in (
+            ("dense", 20, 24, 1.0, 1.0, {}),
+            ("sparse_stalls", config.act_depth, config.act_depth, 0.1, 0.5, {"stalls": 0.3}),
+            ("all_zero_acts", 12, 20, 0.4, 0.0, {}),
+            ("one_row_one_col", 1, 1, 1.0, 1.0, {}),
+            ("queue_limit_1", 17, 30, 0.3, 0.8, {"queue_limit": 1})):
+        layer = {"indices": _indices(rng, rows, cols, density, k),
+                 "codebook": np.concatenate([[0], rng.integers(-w_hi - 1, w_hi + 1, k - 1)]),
+                 "relu": False, "bias": rng.integers(-a_hi - 1, a_hi + 1, rows)}
+        cases.append((name, [layer], _acts(rng, cols, act_density, -a_hi - 1, a_hi + 1),
+                      options))
+    # Saturation both ways (no ReLU), and zero runs longer than the run field (padding).
+    cb = np.array([0] + [w_hi, -w_hi - 1] * (k // 2 - 1) + [w_hi])
+    idx = np.zeros((config.act_depth, 16), dtype=np.uint8)
+    idx[-1, :], idx[0, :] = 3, 4
+    cases.append(("saturation_padding", [{"indices": idx, "codebook": cb, "relu": False}],
+                  np.full(16, a_hi), {}))
+    return cases
+
+
 def run_and_check(config, cases, runner):
     """Run ``cases`` with ``runner(config, rtl_cases) -> results``; return failures."""
     rtl_cases, expect = [], []
