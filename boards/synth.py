@@ -322,14 +322,13 @@ def absorb_ram_output_registers(netlist: dict) -> int:
 #: one flip-flop that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each
 #: PE has its own next to its multiplier. Registers named ``*_copy_*`` are deliberate
 #: copies of one control signal, one per column or PE, kept for the same reason. The host
-#: link's, the UART receiver's and the EIE sequencer's state machines are one-hot (Yosys
-#: leaves Amaranth's binary ones alone because their registers have an initial value): each
-#: state test is then one flip-flop instead of a 5-bit compare. The memories of
-#: _NO_COLLISION are never read at the address written in the same cycle, or their readers
-#: ignore such a read (the systolic accumulator forwards the sum being written): marked so,
-#: a read may return anything on a collision, and Yosys adds no bypass logic after the
-#: block RAM's output (which nextpnr rates at 5.8 ns clock-to-output on the ECP5: any logic
-#: there misses 150 MHz).
+#: link's and UART receiver's state machines are one-hot (Yosys leaves Amaranth's binary
+#: ones alone because their registers have an initial value): each state test is then one
+#: flip-flop instead of a 5-bit compare. The memories of _NO_COLLISION are never read at
+#: the address written in the same cycle, or their readers ignore such a read (the systolic
+#: accumulator forwards the sum being written): marked so, a read may return anything on a
+#: collision, and Yosys adds no bypass logic after the block RAM's output (which nextpnr
+#: rates at 5.8 ns clock-to-output on the ECP5: any logic there misses 150 MHz).
 _NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
                  *(f"top.core.engine.engine/r:MEMID=\\{name}"
                    for name in ("act_mem", "w_mem", "p_mem_*", "acc_mem")),
@@ -345,7 +344,7 @@ _YOSYS_AFTER_READ = "\n".join([
     *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),
     "setattr -set keep 1 w:bank_out w:skew_bank_* w:*_copy_* %u %u %ci1 t:$dff %i",
     'setattr -set fsm_encoding "one-hot" top.core.link/w:fsm_state '
-    "top.core.uart_rx/w:fsm_state top.core.engine.engine/w:sequencer_state %u %u",
+    "top.core.uart_rx/w:fsm_state %u",
 ])
 
 

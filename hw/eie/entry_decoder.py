@@ -171,10 +171,7 @@ class EntryDecoder(wiring.Component):
         slots = Signal(range(self.DEPTH + 1))
         slots_next = Signal(range(self.DEPTH + 2))
         m.d.comb += slots_next.eq(slots + self.issue - pop)
-        # (pop arrives late: both outcomes of the compare are worked out ahead)
-        m.d.sync += [slots.eq(slots_next),
-                     self.can_issue.eq(Mux(pop, slots + self.issue <= self.DEPTH,
-                                           slots + self.issue < self.DEPTH))]
+        m.d.sync += [slots.eq(slots_next), self.can_issue.eq(slots_next < self.DEPTH)]
 
         # Stage 3: the iterator.
         head = Signal(word)

@@ -92,9 +92,6 @@ class NonZeroTree(wiring.Component):
         rr = Signal(range(k), name=f"{name}_rr")
         grant = Signal(range(k), name=f"{name}_grant")
         found = Signal(name=f"{name}_found")
-        # the grant one-hot too: the payload is an AND-OR of the children's, not a chain of
-        # compares and selects
-        granted = [Signal(name=f"{name}_granted_{idx}") for idx in range(k)]
         # A skid register behind the output: the children see a registered ready, so no
         # ready path runs from the root down to the PEs.
         skid_valid = Signal(name=f"{name}_skid_valid")
@@ -105,14 +102,14 @@ class NonZeroTree(wiring.Component):
                     for o in range(k):
                         idx = (r + o) % k
                         with (m.If if o == 0 else m.Elif)(children[idx].valid):
-                            m.d.comb += [grant.eq(idx), found.eq(1), granted[idx].eq(1)]
-        payload = 0
-        for idx in range(k):
-            payload = payload | Mux(granted[idx], children[idx].payload.as_value(), 0)
+                            m.d.comb += [grant.eq(idx), found.eq(1)]
+        payload = children[0].payload.as_value()
+        for idx in range(1, k):
+            payload = Mux(grant == idx, children[idx].payload.as_value(), payload)
         take = Signal(name=f"{name}_take")
         m.d.comb += take.eq(~skid_valid & found)
         for idx, child in enumerate(children):
-            m.d.comb += child.ready.eq(~skid_valid & granted[idx])
+            m.d.comb += child.ready.eq(~skid_valid & (grant == idx))
         with m.If(take):
             m.d.sync += rr.eq(Mux(grant == k - 1, 0, grant + 1))
         out_free = ~out.valid | out.ready

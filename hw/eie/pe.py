@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..runtime_memory import runtime_memory
@@ -45,12 +45,10 @@ class ProcessingElement(wiring.Component):
     2. entry address generator: walks ``p[j] .. p[j+1]-1`` and reads the sparse-matrix
        word, while the decoder has a slot for it;
     3. :class:`EntryDecoder`: zero runs, row accumulation, one real entry per cycle;
-    4. codebook lookup (registered, then registered again on the way to the DSP),
-       multiply and shift (``>> weight_frac``, arithmetic) in a
-       :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
+    4. codebook lookup (registered), multiply and shift (``>> weight_frac``, arithmetic)
+       in a :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
     5. accumulate into the row's accumulator (the write registered), with the sums of
-       the three entries ahead forwarded for back-to-back updates of one row (all but
-       the newest chosen a cycle ahead).
+       the three entries ahead forwarded for back-to-back updates of one row.
 
     The PE also scans its own input activations (row ``r`` holds input ``r*pes + index``)
     and offers the non-zeros to the :class:`NonZeroTree` from a :attr:`SCAN_SLOTS`-entry
@@ -108,7 +106,7 @@ class ProcessingElement(wiring.Component):
     @property
     def writeback_latency(self) -> int:
         """Cycles from ``wb_en`` to the activation write of that row."""
-        return 6
+        return 5
 
     def elaborate(self, platform):
         c, n, idx = self._cfg, self._cfg.pes, self._index
@@ -180,9 +178,8 @@ class ProcessingElement(wiring.Component):
         scan_active = Signal()
         scan_addr = Signal(range(c.act_depth + 1))
         scan_j = Signal(c.feature_bits + _bits(n))
-        # (buffered: the tree sees a registered valid and registered data)
-        m.submodules.nonzeros = nonzeros = SyncFIFOBuffered(width=self._bcast.size,
-                                                            depth=self.SCAN_SLOTS)
+        m.submodules.nonzeros = nonzeros = SyncFIFO(width=self._bcast.size,
+                                                    depth=self.SCAN_SLOTS)
         s_slots = Signal(range(self.SCAN_SLOTS + 1))
         s_can = Signal(init=1)
         s_issue = Signal()
@@ -201,7 +198,7 @@ class ProcessingElement(wiring.Component):
             self.nz_valid.eq(nonzeros.r_rdy),
             self.nz_data.eq(nonzeros.r_data),
             nonzeros.r_en.eq(self.nz_ready),
-            self.scan_done.eq(~scan_active & ~s1_valid & ~s2_valid & (nonzeros.level == 0)),
+            self.scan_done.eq(~scan_active & ~s1_valid & ~s2_valid & ~nonzeros.r_rdy),
             self.emit_data.eq(act_r.data),
         ]
         s_next = Signal(range(self.SCAN_SLOTS + 2))
@@ -295,19 +292,13 @@ class ProcessingElement(wiring.Component):
         # will be next cycle.
         # The broadcast arrives late (an AND over every PE): both outcomes are compared
         # ahead and it only selects.
-        # So does the word generator's take (want_col, from the decoder's slots).
-        fits = {}
-        for take in (0, 1):
-            room = (columns.level < 2) | (columns.r_rdy & take)
-            passes = l_work & take & ~queue.r_rdy & ~columns.r_rdy
-            written = l_work & ~passes & (queue.r_rdy | ~room)
-            q_next = Signal(range(c.queue_depth + 4), name=f"q_next_{take}")
-            m.d.comb += q_next.eq(queue.level + written - (room & queue.r_rdy) +
-                                  l_valid + l2_valid)
-            fits[take] = (q_next < limit, q_next < limit_less)
+        q_next = Signal(range(c.queue_depth + 4))
+        m.d.comb += q_next.eq(queue.level + queue.w_en - (queue.r_en & queue.r_rdy) +
+                              l_valid + l2_valid)
         q_ready = Signal(init=1)
-        m.d.sync += q_ready.eq(Mux(self.q_push, Mux(want_col, fits[1][1], fits[0][1]),
-                                   Mux(want_col, fits[1][0], fits[0][0])))
+        fits_one, fits_two = Signal(), Signal()
+        m.d.comb += [fits_one.eq(q_next < limit), fits_two.eq(q_next < limit_less)]
+        m.d.sync += q_ready.eq(Mux(self.q_push, fits_two, fits_one))
         m.d.comb += self.q_ready.eq(q_ready)
 
         # Stage 2: word generator: the column's sparse-matrix words and their lane ranges,
@@ -361,37 +352,21 @@ class ProcessingElement(wiring.Component):
         k_weight, k_a = Signal(signed(c.weight_width)), Signal(signed(c.act_width))
         m.d.sync += [k_valid.eq(dec.o_valid), k_row.eq(dec.o_row),
                      k_weight.eq(codebook[dec.o_index]), k_a.eq(dec.o_a)]
-        # and registered again on the way to the multiplier (the lookup's mux straight into
-        # the DSP's input took 9.8 ns on the ECP5); kept apart from the lookup's registers
-        k2_valid, k2_row = Signal(), Signal(rb)
-        k2_weight = Signal(signed(c.weight_width), name="k_copy_weight")
-        k2_a = Signal(signed(c.act_width), name="k_copy_a")
-        m.d.sync += [k2_valid.eq(k_valid), k2_row.eq(k_row), k2_weight.eq(k_weight),
-                     k2_a.eq(k_a)]
-        m.d.comb += [mul.a.eq(k2_weight), mul.b.eq(k2_a)]
+        m.d.comb += [mul.a.eq(k_weight), mul.b.eq(k_a)]
         stages = Multiplier.LATENCY
         valid = [Signal(name=f"mac_valid_{k}") for k in range(stages + 1)]
         rows = [Signal(rb, name=f"mac_row_{k}") for k in range(stages + 1)]
-        m.d.comb += [valid[0].eq(k2_valid), rows[0].eq(k2_row)]
+        m.d.comb += [valid[0].eq(k_valid), rows[0].eq(k_row)]
         for k in range(stages):
             m.d.sync += [valid[k + 1].eq(valid[k]), rows[k + 1].eq(rows[k])]
-        # Write-back's and clear's controls, copied on arrival (the sequencer drives every
-        # PE), then registered along the write-back.
-        wb_en = Signal(name="wb_copy_en")
-        wb_addr = Signal.like(self.wb_addr, name="wb_copy_addr")
-        wb_row_in = Signal.like(self.wb_row, name="wb_copy_row_in")
-        clear_en = Signal(name="clear_copy_en")
-        clear_addr = Signal.like(self.clear_addr, name="clear_copy_addr")
-        m.d.sync += [wb_en.eq(self.wb_en), wb_addr.eq(self.wb_addr),
-                     wb_row_in.eq(self.wb_row), clear_en.eq(self.clear_en),
-                     clear_addr.eq(self.clear_addr)]
+        # Write-back's controls, registered here: the sequencer drives every PE.
         x_valid = [Signal(name=f"wb_copy_valid_{k}") for k in range(4)]
         x_addr = [Signal.like(self.wb_addr, name=f"wb_copy_addr_{k}") for k in range(4)]
         x_keep = [Signal(name=f"wb_copy_keep_{k}") for k in range(4)]
         # The accumulator (LUT RAM: the read is combinational) reads at an address
         # registered a cycle ahead: the write-back's row, else the entry's.
         acc_raddr = Signal.like(acc_r.addr)
-        m.d.sync += acc_raddr.eq(Mux(wb_en, wb_addr, rows[stages - 3]))
+        m.d.sync += acc_raddr.eq(Mux(self.wb_en, self.wb_addr, rows[stages - 3]))
         m.d.comb += acc_r.addr.eq(acc_raddr)
         with m.If(x_valid[0]):
             m.d.comb += bias_r.addr.eq(layer["bias_base"] + x_addr[0])
@@ -402,31 +377,32 @@ class ProcessingElement(wiring.Component):
         # Stage 5: accumulate. The sum is written a cycle later (registered), so the
         # read missed the writes of the three entries ahead; their sums are forwarded
         # (row matches found a cycle early, registered).
-        # Only the entry just ahead is chosen in the accumulating cycle; the older sums and
-        # the memory's word are chosen a cycle before (row matches two cycles early).
         a_valid, a_row = valid[stages], rows[stages]
-        b_row, c_row = rows[stages - 1], rows[stages - 2]
-        last_valid = Signal()
-        last_row = Signal(rb)
+        b_row = rows[stages - 1]
+        last_valid, last2_valid = Signal(), Signal()
+        last_row, last2_row = Signal(rb), Signal(rb)
         last_sum = Signal(signed(c.acc_width))
         last2_sum = Signal(signed(c.acc_width))
-        hit1, hit2_early, hit3_early = Signal(), Signal(), Signal()
+        last3_sum = Signal(signed(c.acc_width))
+        hit1, hit2, hit3 = Signal(), Signal(), Signal()
         m.d.sync += [hit1.eq(a_valid & (a_row == b_row)),
-                     hit2_early.eq(a_valid & (a_row == c_row)),
-                     hit3_early.eq(last_valid & (last_row == c_row))]
-        older = Signal(signed(c.acc_width))     # what the entry adds to unless hit1
-        m.d.sync += older.eq(Mux(hit2_early, last_sum,
-                                 Mux(hit3_early, last2_sum, acc_r.data)))
+                     hit2.eq(last_valid & (last_row == b_row)),
+                     hit3.eq(last2_valid & (last2_row == b_row))]
         product = Signal(signed(c.act_width + c.weight_width - c.weight_frac))
         m.d.comb += product.eq(mul.p >> c.weight_frac)
+        old = Signal(signed(c.acc_width))
         new = Signal(signed(c.acc_width))
-        m.d.comb += new.eq(Mux(hit1, last_sum, older) + product)
+        m.d.comb += [old.eq(Mux(hit1, last_sum, Mux(hit2, last2_sum,
+                                                    Mux(hit3, last3_sum, acc_q)))),
+                     new.eq(old + product)]
         m.d.sync += [last_valid.eq(a_valid), last_row.eq(a_row), last_sum.eq(new),
-                     last2_sum.eq(last_sum)]
+                     last2_valid.eq(last_valid), last2_row.eq(last_row),
+                     last2_sum.eq(last_sum), last3_sum.eq(last2_sum)]
 
         # Write-back: y = relu(sat(acc + bias)) into the activation memory; clear acc.
         wb_row = Signal.like(self.wb_row, name="wb_copy_row")
-        m.d.sync += [x_valid[0].eq(wb_en), x_addr[0].eq(wb_addr), wb_row.eq(wb_row_in)]
+        m.d.sync += [x_valid[0].eq(self.wb_en), x_addr[0].eq(self.wb_addr),
+                     wb_row.eq(self.wb_row)]
         m.d.comb += x_keep[0].eq(wb_row + idx < layer["out_features"])
         for k in range(3):
             m.d.sync += [x_valid[k + 1].eq(x_valid[k]), x_addr[k + 1].eq(x_addr[k]),
@@ -456,8 +432,8 @@ class ProcessingElement(wiring.Component):
         acc_wdata = Signal.like(acc_w.data)
         m.d.comb += [acc_w.addr.eq(acc_waddr), acc_w.data.eq(acc_wdata),
                      acc_w.en.eq(acc_wen)]
-        with m.If(clear_en):
-            m.d.sync += [acc_waddr.eq(clear_addr), acc_wdata.eq(0), acc_wen.eq(1)]
+        with m.If(self.clear_en):
+            m.d.sync += [acc_waddr.eq(self.clear_addr), acc_wdata.eq(0), acc_wen.eq(1)]
         with m.Elif(x_valid[1]):
             m.d.sync += [acc_waddr.eq(x_addr[1]), acc_wdata.eq(0), acc_wen.eq(1)]
         with m.Else():
@@ -466,16 +442,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.idle.eq(~l_valid & ~l2_valid & ~l_work & ~queue.r_rdy &
                                  ~columns.r_rdy &
                                  ~g_active & ~r_valid & ~dec.w_valid & dec.idle & ~k_valid &
-                                 ~k2_valid &
                                  ~Cat(*valid).any() & ~acc_wen)
-        # The counters count a cycle late, from registered flags.
-        count_busy, count_bubble = Signal(), Signal()
-        m.d.sync += [count_busy.eq(self.compute & dec.busy),
-                     count_bubble.eq(self.compute & ~dec.busy)]
-        with m.If(count_busy):
-            m.d.sync += self.busy_count.eq(self.busy_count + 1)
-        with m.If(count_bubble):
-            m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
+        with m.If(self.compute):
+            with m.If(dec.busy):
+                m.d.sync += self.busy_count.eq(self.busy_count + 1)
+            with m.Else():
+                m.d.sync += self.bubble_count.eq(self.bubble_count + 1)
         # The padding of the word the decoder takes, registered (counted a cycle late).
         padding = Signal.like(dec.padding)
         m.d.sync += [padding.eq(dec.padding),

@@ -34,7 +34,7 @@ class EieTop(wiring.Component):
     After reset the engine clears its accumulators (``act_depth`` cycles) before it
     accepts anything; memories keep their contents across a reset.
 
-    Latency of a layer: scan, broadcast and MAC until every PE is idle (seen two cycles
+    Latency of a layer: scan, broadcast and MAC until every PE is idle (seen one cycle
     later, when row 0's write-back starts), then ``ceil(out_features / pes) - 1`` more
     write-back cycles and ``writeback_latency`` more for the last writes to land.
     """
@@ -140,13 +140,12 @@ class EieTop(wiring.Component):
         counter = Signal(range(max(c.act_depth, pes[0].writeback_latency) + 1))
         row_base = Signal(c.feature_bits + 1 + _bits(n))
         row_next = Signal.like(row_base)         # row_base + pes, kept ahead
-        # Registered twice: the PEs and the tree were idle two cycles ago. Not looked at in
-        # the first two cycles of a layer, when it still shows the cycles before the scan
-        # started.
+        # Registered: the PEs and the tree were idle last cycle. Not looked at in the
+        # first cycle of a layer, when it still shows the cycle before the scan started.
         compute_done = Signal()
-        # Three cycles into COMPUTE: the PEs start their scan a cycle after START, and
-        # compute_done shows the cycle two before.
-        armed0, armed1, armed = Signal(), Signal(), Signal()
+        # Two cycles into COMPUTE: the PEs start their scan a cycle after START, and
+        # compute_done shows the cycle before.
+        armed0, armed = Signal(), Signal()
         idle_q = Signal()               # in IDLE (a register: it enables the copies below)
         computing = Signal()            # in COMPUTE (a register: it drives every PE)
         to_pes(compute=computing)
@@ -156,12 +155,7 @@ class EieTop(wiring.Component):
             m.d.sync += [cmd.eq(self.i_cmd.payload),
                          active_cb.eq(codebooks.as_value().word_select(
                              self.i_cmd.payload.slot, len(active_cb.as_value())))]
-        # (each PE's part registered next to it, then the AND over them)
-        pe_done = [Signal(name=f"pe_done_{k}") for k in range(n)]
-        tree_empty = Signal()
-        m.d.sync += tree_empty.eq(tree.empty)
-        m.d.sync += [pe_done[k].eq(pe.idle & pe.scan_done) for k, pe in enumerate(pes)]
-        m.d.sync += compute_done.eq(tree_empty & _all(pe_done))
+        m.d.sync += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
         counting = Signal()
         with m.If(counting):
             m.d.sync += self.o_counters.cycles.eq(self.o_counters.cycles + 1)
@@ -189,11 +183,11 @@ class EieTop(wiring.Component):
                 # The PEs copy the layer's parameters and start scanning.
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
                 to_pes(scan_start=1)
-                m.d.sync += [armed0.eq(0), armed1.eq(0), armed.eq(0), computing.eq(1)]
+                m.d.sync += [armed0.eq(0), armed.eq(0), computing.eq(1)]
                 m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 m.d.comb += [self.o_busy.eq(1), counting.eq(1)]
-                m.d.sync += [armed0.eq(1), armed1.eq(armed0), armed.eq(armed1)]
+                m.d.sync += [armed0.eq(1), armed.eq(armed0)]
                 with m.If(armed & compute_done):
                     m.d.sync += computing.eq(0)
                     # Row 0's write-back starts now (a layer has at least one output).
