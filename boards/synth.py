@@ -108,7 +108,8 @@ _UTIL = re.compile(r"Info:\s+([A-Za-z_0-9]+):\s+(\d+)/\s*(\d+)\s+\d+%")
 
 
 def parse_overflow(log: str) -> list[str]:
-    """Resources nextpnr found over-used: ``["DSP (MULT18X18D) 200/156", ...]``."""
+    """Resources nextpnr found over-used: ``["DSP (MULT18X18D) 200/156", ...]``; or, when
+    none is but nextpnr found no legal placement, the fullest resource's use."""
     names = {"MULT18X18D": "DSP", "ICESTORM_DSP": "DSP", "DP16KD": "block RAM",
              "ICESTORM_RAM": "block RAM", "TRELLIS_COMB": "LUTs", "TRELLIS_FF": "FFs",
              "ICESTORM_LC": "logic cells (LUT/FF)", "TRELLIS_IO": "I/O", "SB_IO": "I/O",
@@ -117,6 +118,15 @@ def parse_overflow(log: str) -> list[str]:
     for cell, used, avail in _UTIL.findall(log):
         if int(used) > int(avail):
             over.append(f"{names.get(cell, cell)} ({cell}) {used}/{avail}")
+    if not over and "Unable to find legal placement" in log:
+        use = [(int(used) / int(avail), cell, used, avail)
+               for cell, used, avail in _UTIL.findall(log) if int(avail)]
+        if use:
+            _, cell, used, avail = max(use)
+            over.append(f"no legal placement with {names.get(cell, cell)} ({cell}) "
+                        f"{used}/{avail} in use")
+        else:
+            over.append("no legal placement")
     return list(dict.fromkeys(over))
 
 

@@ -46,6 +46,18 @@ def test_overflow_names_the_resource():
     assert parse_overflow(log) == ["DSP (ICESTORM_DSP) 16/8", "block RAM (ICESTORM_RAM) 31/30"]
 
 
+def test_no_legal_placement_is_a_fit_error():
+    # nextpnr can fail to place a design that stays under every count (packing limits).
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:    4758/   5280    90%\n"
+           "Info: \t        ICESTORM_RAM:      10/     30    33%\n"
+           "ERROR: Unable to find legal placement for all cells, design is probably at "
+           "utilisation limit.\n")
+    assert parse_overflow(log) == [
+        "no legal placement with logic cells (LUT/FF) (ICESTORM_LC) 4758/5280 in use"]
+    assert parse_overflow(log.replace("ERROR: Unable", "Info: Able")) == []
+
+
 def test_arty_build_tree_lints(tmp_path):
     """No Vivado here: the tree must exist and its Verilog must pass Verilator's lint."""
     from boards.vivado import lint_tree
