@@ -46,7 +46,7 @@ def test_overflow_names_the_resource():
     assert parse_overflow(log) == ["DSP (ICESTORM_DSP) 16/8", "block RAM (ICESTORM_RAM) 31/30"]
 
 
-def test_no_legal_placement_is_a_fit_error():
+def test_no_legal_placement_names_the_fullest_resource():
     # nextpnr can fail to place a design that stays under every count (packing limits).
     log = ("Info: Device utilisation:\n"
            "Info: \t         ICESTORM_LC:    4758/   5280    90%\n"
