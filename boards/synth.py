@@ -197,7 +197,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     if b.family == "ice40":
         kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
     if b.builds_here:
-        kwargs["script_after_read"] = _YOSYS_AFTER_READ
+        kwargs["script_after_read"] = _yosys_after_read(b.family)
     plan = platform.prepare(top, "top", **kwargs)
     plan.extract(build_dir)
     report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
@@ -331,7 +331,8 @@ def absorb_ram_output_registers(netlist: dict) -> int:
 #: are delay lines of one signal, so Yosys would merge every PE's copy on a diagonal into
 #: one flip-flop that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each
 #: PE has its own next to its multiplier. Registers named ``*_copy_*`` are deliberate
-#: copies of one control signal, one per column or PE, kept for the same reason. The host
+#: copies of one control signal, one per column or PE, kept for the same reason (on the
+#: ECP5 only: see _YOSYS_KEEP_COPIES). The host
 #: link's and UART receiver's state machines are one-hot (Yosys leaves Amaranth's binary
 #: ones alone because their registers have an initial value): each state test is then one
 #: flip-flop instead of a 5-bit compare. The memories of _NO_COLLISION are never read at
@@ -349,13 +350,22 @@ _NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
                  "top.core.engine/r:MEMID=\\results*",
                  *(f"top.core.engine.engine.pe_*/r:MEMID=\\{name}"
                    for name in ("spmat", "ptr_even", "ptr_odd", "bias")))
-_YOSYS_AFTER_READ = "\n".join([
-    "proc",
-    *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),
-    "setattr -set keep 1 w:bank_out w:skew_bank_* w:*_copy_* %u %u %ci1 t:$dff %i",
-    'setattr -set fsm_encoding "one-hot" top.core.link/w:fsm_state '
-    "top.core.uart_rx/w:fsm_state %u",
-])
+#: Kept copies are for the ECP5's timing only: the iCE40 designs are bound by their logic
+#: cells (a 12 MHz board clock), so there Yosys merges the copies back.
+_YOSYS_KEEP_COPIES = (
+    # (%a: a register's output is often a wire that the named one only aliases; without
+    # it, 136 of the systolic 8x8's 481 named copies were missed and merged)
+    "setattr -set keep 1 w:bank_out w:skew_bank_* w:*_copy_* %u %u %a %ci1 t:$dff %i")
+
+
+def _yosys_after_read(family: str) -> str:
+    return "\n".join([
+        "proc",
+        *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),
+        *([_YOSYS_KEEP_COPIES] if family == "ecp5" else []),
+        'setattr -set fsm_encoding "one-hot" top.core.link/w:fsm_state '
+        "top.core.uart_rx/w:fsm_state %u",
+    ])
 
 
 def _nextpnr_opts(b: Board, seed: int) -> str:
@@ -382,7 +392,7 @@ def _short(config) -> str:
 def _build_key(b: Board, engine, config, clock_mhz, baud, seed) -> str:
     """Hash of everything that determines a build: arguments, hw/ and boards/ sources."""
     h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud,
-                             _nextpnr_opts(b, seed), _YOSYS_AFTER_READ)).encode())
+                             _nextpnr_opts(b, seed), _yosys_after_read(b.family))).encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*(root / "hw").rglob("*.py"), *(root / "boards").glob("*.py")]):
         if path.name not in ("commands.py", "host.py", "run.py", "engines.py", "synth.py"):

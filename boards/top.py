@@ -72,7 +72,9 @@ class BoardTop(Elaboratable):
         divisor = uart_divisor(self.clock_mhz * 1e6, self._baud)
         m.submodules.core = core = BoardCore(
             self._engine, divisor=divisor, timeout_cycles=int(self.clock_mhz * 1e6 * 0.05))
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # every subsignal raw (the ULX3S's UART also has RTS and DTR, left unused)
+        uart = platform.request("uart", 0, dir={sub.name: "-" for sub in
+                                                platform.lookup("uart", 0).ios})
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]

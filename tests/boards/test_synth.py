@@ -1,11 +1,15 @@
 """The open FPGA flow: board and toolchain errors, PLL settings, report parsing, and one
 real iCE40 build (marker ``synth``) so the flow cannot rot."""
 
+import subprocess
+
 import pytest
 
-from boards.engines import engine_config
+from boards.engines import engine_config, make_adapter
+from boards.platforms import board, use_yowasp_tools
 from boards.pll import ecp5_pll_params
-from boards.synth import parse_overflow, synthesize
+from boards.synth import _yosys_after_read, parse_overflow, synthesize
+from boards.top import BoardTop
 
 
 def test_unknown_board(tmp_path):
@@ -81,6 +85,28 @@ def test_icebreaker_smoke(tmp_path):
     assert report.resources["bram"] >= 2        # the link's 1 KiB frame buffer
     assert report.resources["dsp"] >= 1
     assert report.utilisation["ICESTORM_RAM"][0] == report.resources["bram"]
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("board_name, registers", [("ulx3s", 3), ("icebreaker", 1)])
+def test_named_copies_survive_yosys_on_the_ecp5_only(tmp_path, board_name, registers):
+    """Each column's parameter memory reads at an address register of its own
+    (``p_addr_copy_<c>``, all loaded from one value) after Yosys' merging of identical
+    cells, on the ECP5; on the iCE40 they merge into one."""
+    b = board(board_name)
+    env = use_yowasp_tools(b)
+    config = engine_config("systolic", {"rows": 2, "cols": 3, "act_depth": 64,
+                                        "weight_depth": 64, "acc_depth": 16,
+                                        "param_depth": 8})
+    plan = b.make_platform().prepare(BoardTop(b, make_adapter("systolic", config)), "top")
+    plan.extract(tmp_path)
+    (tmp_path / "check.ys").write_text(
+        f"read_rtlil top.il\n{_yosys_after_read(b.family)}\nflatten\nopt_merge\n"
+        "tee -o count.txt select -count w:*.p_addr_copy_* %a %ci1 t:$dff %i\n")
+    done = subprocess.run([env["YOSYS"], "-q", "-s", "check.ys"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "count.txt").read_text().split()[0] == str(registers)
 
 
 def test_readme_boards_table_is_the_record():
