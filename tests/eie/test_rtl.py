@@ -41,11 +41,13 @@ def test_queue_depth_one():
 
 
 @pytest.mark.rtl
-def test_ice40_board_config():
-    """The iCE40 board row's EIE config (8-bit, 4 entries a word, one codebook slot,
-    16-bit accumulator, 2-deep queue) is bit-exact too."""
+@pytest.mark.parametrize("case", ["ice40-eie-1pe-small", "ice40-eie-1pe-8bit-q4"])
+def test_ice40_board_config(case):
+    """The iCE40 board rows' EIE configs that fit (8-bit, 4-deep queue; and 8-bit, 4
+    entries a word, one codebook slot, 16-bit accumulator, 2-deep queue) are bit-exact
+    too."""
     from boards.engines import engine_config
     from sim.bench.boards import CASES
-    config = engine_config("eie", CASES["ice40-eie-1pe-small"][2])
+    config = engine_config("eie", CASES[case][2])
     failures = run_and_check(config, make_small_cases(config), run_rtl_cases)
     assert not failures, "\n".join(failures)
