@@ -52,6 +52,7 @@ class SynthReport:
     bitstream: str | None = None
     build_dir: str = ""
     seconds: float = 0.0
+    seed: int = 1                            # nextpnr's placement seed
 
     @property
     def clock_met(self) -> bool:
@@ -202,7 +203,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     plan.extract(build_dir)
     report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
                          config=config_to_dict(config), clock_mhz=top.clock_mhz,
-                         build_dir=str(build_dir))
+                         build_dir=str(build_dir), seed=seed)
     if not b.builds_here:
         from .vivado import lint_tree
         lint = lint_tree(build_dir)
@@ -229,7 +230,8 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     read_results(report, b.family)
     stamp.write_text(json.dumps({"key": key, "report": {
         k: v for k, v in asdict(report).items()
-        if k in ("board", "device", "engine", "config", "clock_mhz", "build_dir", "seconds")}}))
+        if k in ("board", "device", "engine", "config", "clock_mhz", "build_dir", "seconds",
+                 "seed")}}))
     return report
 
 
