@@ -17,6 +17,8 @@ ROWS ?= 8
 COLS ?= 8
 PES ?= 8
 BOARD ?= ulx3s
+# make synth SEEDS=1-4 places and routes with each nextpnr seed (two at a time), keeps the best.
+SEEDS ?= 1
 # make bench SUITES="eie eie_pes" runs some suites only (default: all).
 SUITES ?=
 
@@ -59,9 +61,9 @@ lint: $(STAMP)
 
 synth: $(STAMP)
 ifeq ($(ENGINE),eie)
-	$(PY) -m sim.cli synth --board $(BOARD) --engine eie --pes $(PES)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine eie --pes $(PES) --seed $(SEEDS)
 else
-	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS) --seed $(SEEDS)
 endif
 
 clean:

@@ -27,11 +27,15 @@ def _options(args) -> dict:
 
 def _synth(args):
     from .engines import engine_config
-    from .synth import synthesize
+    from .synth import parse_seeds, synthesize
     config = engine_config(args.engine, _options(args))
+    seeds = parse_seeds(args.seed)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: give 1 or more place-and-route runs at a time")
     build_dir = Path(args.build_dir or Path("build") / "synth" / f"{args.board}-{args.engine}")
     report = synthesize(args.board, args.engine, config, build_dir=build_dir,
-                        clock_mhz=args.clock_mhz, baud=args.baud, seed=args.seed)
+                        clock_mhz=args.clock_mhz, baud=args.baud, seeds=seeds, jobs=args.jobs,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
     if not report.bitstream and report.fmax_mhz == {}:
         print(f"{args.board} ({report.device}): build tree for the vendor tool written to "
               f"{report.build_dir} (run build_top.sh where Vivado is installed); its "
@@ -77,7 +81,11 @@ def register(subparsers):
     _config_options(p)
     p.add_argument("--clock-mhz", type=float, help="design clock (PLL boards)")
     p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seed", default="1",
+                   help="nextpnr placement seed, or several (1-4, 1,3,5): the netlist is "
+                        "placed and routed with each and the best Fmax kept")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="place-and-route runs at a time with several seeds (default 2)")
     p.add_argument("--build-dir", help="default build/synth/BOARD-ENGINE")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (fmax_mhz, resources, bitstream) last")

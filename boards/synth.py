@@ -4,11 +4,20 @@
 tools measured: cell use from Yosys' statistics and nextpnr's utilisation, the achieved
 Fmax of every clock from nextpnr's ``--report`` JSON, and its critical paths. A design
 that does not fit raises ``ValueError`` naming the overflowing resource.
+
+Placement is where the Fmax of a large ECP5 design is won or lost, and nextpnr's result
+moves by 10–15 % with its seed alone. With several ``seeds`` the netlist is synthesized
+once, placed and routed once per seed (``jobs`` at a time, each in ``seed-N/`` of the
+build directory), and the build keeps the seed whose worst clock does best: its report,
+timing log and bitstream are copied into the build directory; every seed's Fmax is in
+:attr:`SynthReport.seed_fmax`.
 """
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,7 +28,7 @@ from .platforms import Board, board, use_yowasp_tools
 from .top import BoardTop
 
 __all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
-           "absorb_ram_output_registers", "FAMILY_CELLS"]
+           "absorb_ram_output_registers", "parse_seeds", "best_seed", "FAMILY_CELLS"]
 
 #: Per family: Yosys cell names counted as LUTs, FFs, DSPs, block RAMs, LUT RAM.
 FAMILY_CELLS = {
@@ -52,7 +61,8 @@ class SynthReport:
     bitstream: str | None = None
     build_dir: str = ""
     seconds: float = 0.0
-    seed: int = 1                            # nextpnr's placement seed
+    seed: int = 1                            # nextpnr's placement seed (the one kept)
+    seed_fmax: dict = field(default_factory=dict)  # "seed" -> worst clock's Fmax (None: failed)
 
     @property
     def clock_met(self) -> bool:
@@ -77,6 +87,10 @@ class SynthReport:
             target = self.constraint_mhz.get(clock, 0)
             verdict = "met" if f >= target else "NOT met"
             lines.append(f"  Fmax {clock}: {f:.1f} MHz (target {target:.1f} MHz, {verdict})")
+        if len(self.seed_fmax) > 1:
+            tried = ", ".join(f"{s}: {'failed' if f is None else f'{f:.1f}'}"
+                              for s, f in self.seed_fmax.items())
+            lines.append(f"  seeds (MHz) {tried}; kept seed {self.seed}")
         lines += [f"  {line}" for line in self.critical_path[:3]]
         lines.append(f"  bitstream: {self.bitstream}")
         return "\n".join(lines)
@@ -172,14 +186,49 @@ def _report_json(path: Path) -> tuple[dict, dict, dict]:
     return fmax, target, util
 
 
+def parse_seeds(spec: str) -> tuple[int, ...]:
+    """``"3"``, ``"1-4"`` or ``"1,5,7"`` (or a mix) → the seeds, in order, once each."""
+    seeds = []
+    for part in str(spec).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise ValueError(f"seed {part!r}: give a number, a range like 1-4, or a "
+                             f"comma-separated list of those")
+        first = int(m.group(1))
+        seeds += range(first, int(m.group(2) or first) + 1)
+    return tuple(dict.fromkeys(seeds))
+
+
+def best_seed(results: dict) -> int | None:
+    """The seed whose worst clock comes closest to (or furthest past) its constraint.
+
+    ``results``: seed → (``fmax``, ``constraint``) dicts as in :class:`SynthReport`, or
+    ``None`` for a seed whose place and route failed. Ties go to the earlier seed.
+    """
+    def score(item):
+        fmax, target = item[1]
+        return min(f / target[c] if target.get(c) else f for c, f in fmax.items())
+    done = [(s, r) for s, r in results.items() if r is not None and r[0]]
+    return max(done, key=score)[0] if done else None
+
+
 def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                clock_mhz: float | None = None, baud: int = 115200,
-               seed: int = 1) -> SynthReport:
-    """Build ``engine`` with ``config`` for ``board_name``; return the measured report."""
+               seeds=(1,), jobs: int = 1, progress=None) -> SynthReport:
+    """Build ``engine`` with ``config`` for ``board_name``; return the measured report.
+
+    ``seeds``: nextpnr seeds to place and route the one netlist with (``jobs`` runs at a
+    time); the best is kept. ``progress``: called with a line of text after each seed.
+    """
     b: Board = board(board_name)
     env = use_yowasp_tools(b)
     build_dir = Path(build_dir)
-    key = _build_key(b, engine, config, clock_mhz, baud, seed)
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("no nextpnr seed given: give at least one")
+    seed = seeds[0]
+    key = _build_key(b, engine, config, clock_mhz, baud, seeds)
     stamp = build_dir / "nnaccel-build.json"
     if b.builds_here and stamp.exists():
         saved = json.loads(stamp.read_text())
@@ -215,7 +264,9 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         return report
     log_path = build_dir / "synth.log"
     with open(log_path, "w") as log:
-        done = _run_flow(build_dir, b.family, env, log)
+        done = _run_flow(build_dir, b.family, env, log, seeds, jobs, progress)
+    if isinstance(done, tuple):
+        done, report.seed, report.seed_fmax = done
     report.seconds = time.monotonic() - start
     pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
     full_log = log_path.read_text() + pnr_log
@@ -228,37 +279,102 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                           if "ERROR" in line or "error" in line.lower())[-400:]
         raise OSError(f"the {b.name} flow failed ({tail or 'see log'}); log: {log_path}")
     read_results(report, b.family)
+    if not report.seed_fmax and report.fmax_mhz:
+        report.seed_fmax = {str(seed): min(report.fmax_mhz.values())}
     stamp.write_text(json.dumps({"key": key, "report": {
         k: v for k, v in asdict(report).items()
         if k in ("board", "device", "engine", "config", "clock_mhz", "build_dir", "seconds",
-                 "seed")}}))
+                 "seed", "seed_fmax")}}))
     return report
 
 
-def _run_flow(build_dir: Path, family: str, env: dict, log) -> subprocess.CompletedProcess:
-    """The generated build script, with the ECP5 netlist's block-RAM read registers moved
-    into the RAMs between synthesis and place and route."""
+def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
+              progress=None):
+    """The generated build script: synthesis, then (on the ECP5) the netlist's block-RAM
+    read registers moved into the RAMs, then place and route and packing — once, or per
+    seed (then returns the process, the kept seed and every seed's Fmax)."""
     script = (build_dir / "build_top.sh").read_text().splitlines()
     split = next((i for i, line in enumerate(script) if line.startswith('"$YOSYS"')), None)
-    if family != "ecp5" or split is None:
+    if split is None:
         return subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     header = [line for line in script[:split] if not line.startswith('"$')]
-    for name, lines in (("build_synth.sh", script[:split + 1]),
-                        ("build_pnr.sh", header + script[split + 1:])):
+    pnr = header + script[split + 1:]
+    for name, lines in (("build_synth.sh", script[:split + 1]), ("build_pnr.sh", pnr)):
         (build_dir / name).write_text("\n".join(lines) + "\n")
     done = subprocess.run(["sh", "build_synth.sh"], cwd=build_dir, env=env, stdout=log,
                           stderr=subprocess.STDOUT)
     if done.returncode:
         return done
-    netlist_path = build_dir / "top.json"
-    netlist = json.loads(netlist_path.read_text())
-    moved = absorb_ram_output_registers(netlist)
-    netlist_path.write_text(json.dumps(netlist))
-    log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs\n")
+    if family == "ecp5":
+        netlist_path = build_dir / "top.json"
+        netlist = json.loads(netlist_path.read_text())
+        moved = absorb_ram_output_registers(netlist)
+        netlist_path.write_text(json.dumps(netlist))
+        log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs\n")
+        log.flush()
+    if len(seeds) == 1:
+        return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    return _run_seeds(build_dir, pnr, env, log, seeds, jobs, progress)
+
+
+#: Place-and-route outputs copied from the kept seed's directory into the build directory.
+_PNR_OUTPUTS = ("report.json", "top.tim", "top.config", "top.bit", "top.svf", "top.asc",
+                "top.bin")
+
+
+def _run_seeds(build_dir: Path, pnr: list, env: dict, log, seeds, jobs, progress):
+    inputs = [p.name for p in build_dir.iterdir()
+              if p.name == "top.json" or p.suffix in (".lpf", ".pcf")]
+    procs, results, pending = {}, {}, list(seeds)
+    while pending or procs:
+        while pending and len(procs) < max(1, jobs):
+            s = pending.pop(0)
+            d = build_dir / f"seed-{s}"
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+            for name in inputs:        # (hard links: yowasp's tools see only their cwd)
+                try:
+                    os.link(build_dir / name, d / name)
+                except OSError:
+                    shutil.copyfile(build_dir / name, d / name)
+            (d / "build_pnr.sh").write_text("\n".join(
+                re.sub(r"--seed \d+", f"--seed {s}", line) for line in pnr) + "\n")
+            with open(d / "pnr.log", "w") as out:
+                procs[s] = subprocess.Popen(["sh", "build_pnr.sh"], cwd=d, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+        finished = next((s for s, p in procs.items() if p.poll() is not None), None)
+        if finished is None:
+            time.sleep(1)
+            continue
+        code = procs.pop(finished).returncode
+        d = build_dir / f"seed-{finished}"
+        results[finished] = (_report_json(d / "report.json")[:2]
+                             if code == 0 and (d / "report.json").exists() else None)
+        fmax = min(results[finished][0].values()) if results[finished] else None
+        line = (f"seed {finished}: " + (f"{fmax:.1f} MHz" if fmax else
+                                        f"place and route failed (see {d / 'pnr.log'})"))
+        log.write(f"nnaccel: {line}\n")
+        log.flush()
+        if progress:
+            progress(line)
+    seed_fmax = {str(s): (min(results[s][0].values()) if results[s] else None) for s in seeds}
+    kept = best_seed({s: results[s] for s in seeds})
+    for s in seeds:                 # every seed's log, for the overflow and error reports
+        log.write(f"nnaccel: ---- seed {s} ----\n"
+                  f"{(build_dir / f'seed-{s}' / 'pnr.log').read_text()}")
+        tim = build_dir / f"seed-{s}" / "top.tim"
+        if kept is None and tim.exists():
+            log.write(tim.read_text())
     log.flush()
-    return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
-                          stderr=subprocess.STDOUT)
+    if kept is None:
+        return subprocess.CompletedProcess([], 1), seeds[0], seed_fmax
+    for name in _PNR_OUTPUTS:
+        src = build_dir / f"seed-{kept}" / name
+        if src.exists():
+            shutil.copyfile(src, build_dir / name)
+    return subprocess.CompletedProcess([], 0), kept, seed_fmax
 
 
 def absorb_ram_output_registers(netlist: dict) -> int:
@@ -391,10 +507,10 @@ def _short(config) -> str:
     return "(" + ", ".join(f"{k}={d[k]}" for k in keys) + ", ...)"
 
 
-def _build_key(b: Board, engine, config, clock_mhz, baud, seed) -> str:
+def _build_key(b: Board, engine, config, clock_mhz, baud, seeds) -> str:
     """Hash of everything that determines a build: arguments, hw/ and boards/ sources."""
-    h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud,
-                             _nextpnr_opts(b, seed), _yosys_after_read(b.family))).encode())
+    h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud, tuple(seeds),
+                             _nextpnr_opts(b, seeds[0]), _yosys_after_read(b.family))).encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*(root / "hw").rglob("*.py"), *(root / "boards").glob("*.py")]):
         if path.name not in ("commands.py", "host.py", "run.py", "engines.py", "synth.py"):

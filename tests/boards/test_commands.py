@@ -21,6 +21,12 @@ def test_errors_are_one_line(capsys):
     assert main(["synth", "--board", "ulx3s", "--engine", "systolic", "--rows", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rows" in err[0]
+    assert main(["synth", "--board", "ulx3s", "--engine", "mac", "--seed", "4-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed '4-1'" in err[0] and "range like 1-4" in err[0]
+    assert main(["synth", "--board", "ulx3s", "--engine", "mac", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs 0" in err[0]
 
 
 def test_board_run_bad_port(tmp_path, capsys):

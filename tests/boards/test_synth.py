@@ -8,7 +8,7 @@ import pytest
 from boards.engines import engine_config, make_adapter
 from boards.platforms import board, use_yowasp_tools
 from boards.pll import ecp5_pll_params
-from boards.synth import _yosys_after_read, parse_overflow, synthesize
+from boards.synth import _yosys_after_read, best_seed, parse_overflow, parse_seeds, synthesize
 from boards.top import BoardTop
 
 
@@ -62,6 +62,25 @@ def test_no_legal_placement_names_the_fullest_resource():
     assert parse_overflow(log.replace("ERROR: Unable", "Info: Able")) == []
 
 
+def test_parse_seeds():
+    assert parse_seeds("3") == (3,)
+    assert parse_seeds("1-4") == (1, 2, 3, 4)
+    assert parse_seeds("1,5, 2-3,5") == (1, 5, 2, 3)
+    for bad in ("", "a", "4-1", "1-", "-2", "1,,2"):
+        with pytest.raises(ValueError, match="give a number, a range"):
+            parse_seeds(bad)
+
+
+def test_best_seed_by_worst_clock():
+    one = {"clk": 150.0}
+    assert best_seed({1: ({"clk": 129.5}, one), 2: ({"clk": 139.9}, one),
+                      3: None, 4: ({"clk": 139.9}, one)}) == 2      # ties: the earlier
+    # Two clocks: the seed whose worse clock is nearer its own target wins.
+    two = {"a": 100.0, "b": 50.0}
+    assert best_seed({1: ({"a": 130.0, "b": 45.0}, two), 2: ({"a": 95.0, "b": 49.0}, two)}) == 2
+    assert best_seed({1: None, 2: ({}, one)}) is None
+
+
 def test_arty_build_tree_lints(tmp_path):
     """No Vivado here: the tree must exist and its Verilog must pass Verilator's lint."""
     from boards.vivado import lint_tree
@@ -77,10 +96,15 @@ def test_arty_build_tree_lints(tmp_path):
 @pytest.mark.synth
 def test_icebreaker_smoke(tmp_path):
     """The smallest engine on the iCE40UP5K: a bitstream, the board clock met, memories in
-    SB_RAM40_4K and the multiplier in SB_MAC16."""
+    SB_RAM40_4K and the multiplier in SB_MAC16; placed with two seeds, the better kept."""
+    lines = []
     report = synthesize("icebreaker", "mac", engine_config("mac", {"rows": 2, "cols": 4}),
-                        build_dir=tmp_path)
-    assert report.bitstream and (tmp_path / "top.bin").stat().st_size > 0
+                        build_dir=tmp_path, seeds=(1, 2), jobs=2, progress=lines.append)
+    assert set(report.seed_fmax) == {"1", "2"} and len(lines) == 2
+    assert report.seed_fmax[str(report.seed)] == max(report.seed_fmax.values())
+    assert min(report.fmax_mhz.values()) == report.seed_fmax[str(report.seed)]
+    kept = (tmp_path / f"seed-{report.seed}" / "top.bin").read_bytes()
+    assert report.bitstream and (tmp_path / "top.bin").read_bytes() == kept and kept
     assert report.clock_met and report.fmax_mhz
     assert report.resources["bram"] >= 2        # the link's 1 KiB frame buffer
     assert report.resources["dsp"] >= 1
