@@ -80,7 +80,9 @@ class Requantizer(wiring.Component):
         x1 = Signal(signed(32), reset_less=True)
         mult1 = Signal(unsigned(31), reset_less=True)
         left1 = Signal(unsigned(5), reset_less=True)
-        right1 = Signal(unsigned(6), reset_less=True)
+        # the total right shift: double rounding 0..31 (5 bits: the coarse shift below is a
+        # 4-way choice, not 8-way), single rounding 1..62
+        right1 = Signal(unsigned(5 if double else 6), reset_less=True)
         # Only the valid bits are reset: the data registers (most of this block) need none,
         # and leaving them out keeps the reset net small.
         m.d.sync += [x1.eq(self.x), mult1.eq(self.multiplier)]
@@ -123,7 +125,8 @@ class Requantizer(wiring.Component):
         product = Signal(signed(64), reset_less=True)
         m.d.sync += product.eq(outer + (mid << 17))
         right_p1 = delayed(right2, P - 2, "right_p")      # right2 is at stage 3
-        right_p3 = delayed(right_p1, 2, "right_q")
+        right_p3_in = delayed(right_p1, 1, "right_q")     # right_p3's input
+        right_p3 = delayed(right_p3_in, 1, "right_q1")
         round_p2 = Signal(unsigned(64), reset_less=True)        # single rounding: 2^(right - 1)
         m.d.sync += round_p2.eq(Const(1, 64) << (right_p1 - 1)[:6])
         # P+3: add the nudge (double) or rounding bit (single).
@@ -148,9 +151,14 @@ class Requantizer(wiring.Component):
         mask = Signal(unsigned(32), reset_less=True)
         above = Signal(unsigned(32), reset_less=True)
         above_neg = Signal(unsigned(32), reset_less=True)
-        m.d.sync += [mask.eq(Cat(right_p3 > i for i in range(32))),
-                     above.eq(Cat(right_p3 > i + 1 for i in range(32))),
-                     above_neg.eq(Cat((right_p3 == i + 1) | ((right_p3 == 0) if i == 0 else 0)
+        # (each of the three from a copy of the shift of its own: one register fanning out
+        # to all 96 compares took 8.9 ns on the ECP5)
+        r_mask, r_above, r_neg = (Signal.like(right_p3, name=f"right_copy_{n}", reset_less=True)
+                                  for n in ("mask", "above", "neg"))
+        m.d.sync += [r.eq(right_p3_in) for r in (r_mask, r_above, r_neg)]
+        m.d.sync += [mask.eq(Cat(r_mask > i for i in range(32))),
+                     above.eq(Cat(r_above > i + 1 for i in range(32))),
+                     above_neg.eq(Cat((r_neg == i + 1) | ((r_neg == 0) if i == 0 else 0)
                                       for i in range(32)))]
         # P+5: RoundingDivideByPOT's quotient by 2^(8k), remainder and threshold (double);
         # the rest of the rounding shift (single).
@@ -169,8 +177,10 @@ class Requantizer(wiring.Component):
         shifted = Signal(signed(33), reset_less=True)
         round_up = Signal(reset_less=True)
         if double:
+            # remainder > threshold as the sign of their 33-bit difference: one carry chain
+            # whose top sum bit is the answer (`>` became two chains and a LUT)
             m.d.sync += [shifted.eq(coarse >> right_p5[:3]),
-                         round_up.eq(remainder > threshold)]
+                         round_up.eq((threshold - remainder)[32])]
         else:
             m.d.sync += shifted.eq(Mux(wide > _INT32_MAX, _INT32_MAX,
                                        Mux(wide < _INT32_MIN, _INT32_MIN, wide)))
@@ -197,9 +207,11 @@ class Requantizer(wiring.Component):
         low_above, low_below = Signal(name="low_above", reset_less=True), \
             Signal(name="low_below", reset_less=True)
         low = Signal(signed(8), reset_less=True)
+        # The bound compares as the sign of a 9-bit difference: one carry chain whose top
+        # sum bit is the answer (as `>` Yosys made two chains and a LUT, 3.3 ns of logic).
         m.d.sync += [fits.eq((with_zp[7:] == 0) | (with_zp[7:] == (1 << 28) - 1)),
                      negative.eq(with_zp[-1]), low.eq(with_zp[:8]),
-                     low_above.eq(low_zp > act_max), low_below.eq(low_zp < act_min)]
+                     low_above.eq((act_max - low_zp)[8]), low_below.eq((low_zp - act_min)[8])]
         y = Signal(signed(8), reset_less=True)
         with m.If(~fits):
             m.d.sync += y.eq(Mux(negative, act_min, act_max))
