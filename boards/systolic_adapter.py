@@ -111,11 +111,18 @@ class SystolicAdapter(wiring.Component):
         m.d.comb += top.o_result.ready.eq(1)
         with m.If(self.start):
             m.d.sync += [stored.eq(0), room.eq(1), flags.eq(0)]
+        # The write goes to the block RAM from registers, a cycle after the beat (the
+        # enable from `room` straight into the RAMs took 7.1 ns on the ECP5); results are
+        # read only after `done`, which the link sees cycles later.
+        wr_en = Signal()
+        wr_addr = Signal.like(out_wr.addr, reset_less=True)
+        wr_data = Signal.like(out_wr.data, reset_less=True)
+        m.d.comb += [out_wr.addr.eq(wr_addr), out_wr.data.eq(wr_data), out_wr.en.eq(wr_en)]
+        m.d.sync += [wr_en.eq(0), wr_addr.eq(stored), wr_data.eq(top.o_result.payload.data)]
         with m.If(top.o_result.valid):
             with m.If(room):
-                m.d.comb += [out_wr.addr.eq(stored), out_wr.data.eq(top.o_result.payload.data),
-                             out_wr.en.eq(1)]
-                m.d.sync += [stored.eq(stored + 1), room.eq(stored != self._out_depth - 1)]
+                m.d.sync += [wr_en.eq(1), stored.eq(stored + 1),
+                             room.eq(stored != self._out_depth - 1)]
             with m.Else():
                 m.d.sync += flags[1].eq(1)
         rejected = waiting_error & top.error

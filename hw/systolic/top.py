@@ -177,6 +177,7 @@ class SystolicTop(wiring.Component):
         i_nt = Signal.like(meta[0].nt)
         a_addr = Signal(range(cfg.act_depth))
         issue_done = Signal()
+        pending = Signal()          # running & ~issue_done, as a register of its own
         last_m, last_k, last_n = Signal(name="last_m"), Signal(name="last_k"), Signal(name="last_n")
         # Rows of the tile after the one being issued; K and N from the tile being issued
         # to the end (cmd.k - i_k0, and N likewise); a new tile's values.
@@ -186,8 +187,12 @@ class SystolicTop(wiring.Component):
         tiles_issued = Signal(tile_bits)
         tiles_latched = Signal(tile_bits)
         tiles_ready = Signal(range(3))      # latched, not yet issued: 0, 1 or 2
+        tile_ready = Signal()               # tiles_ready != 0, as a register of its own
+        tiles_full = Signal()               # tiles_ready == 2, likewise
         tile_latched, tile_issued = Signal(), Signal()
         bank_busy = [Signal(range(D + 3), name=f"bank_busy_{b}") for b in range(2)]
+        # bank_busy[b] == 0, kept as a register (the loader's latch check reads it)
+        bank_idle = [Signal(init=1, name=f"bank_idle_{b}") for b in range(2)]
         out_credit = Signal(range(self.fifo_depth + n_stages + 2))
 
         # Loader state.
@@ -232,11 +237,11 @@ class SystolicTop(wiring.Component):
             m.d.sync += self.error.eq(~ok)
             with m.If(ok):
                 m.d.sync += [
-                    running.eq(1),
+                    running.eq(1), pending.eq(1),
                     i_m.eq(0), i_k0.eq(0), i_nt.eq(0), a_addr.eq(0),
                     m_left.eq(m_first_left), k_rem.eq(cmd.k), n_rem.eq(cmd.n),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
-                    tiles_ready.eq(0),
+                    tiles_ready.eq(0), tile_ready.eq(0), tiles_full.eq(0),
                     l_state.eq(0), l_base.eq(0), l_k0.eq(0), l_n0.eq(0), l_done.eq(0),
                     self.counters.eq(0),
                 ]
@@ -256,8 +261,7 @@ class SystolicTop(wiring.Component):
                      mesh.latch.eq(latch_r), mesh.latch_bank.eq(latch_bank_r),
                      w_rd.addr.eq(w_addr)]
         latch_bank = tiles_latched[0]
-        latch_ok = ((tiles_ready != 2) &
-                    (Mux(latch_bank, bank_busy[1], bank_busy[0]) == 0))
+        latch_ok = ~tiles_full & Mux(latch_bank, bank_idle[1], bank_idle[0])
         m.d.sync += [l_last_k.eq(l_k0 + rows >= cmd.k), l_last_n.eq(l_n0 + cols >= cmd.n)]
         with m.Switch(l_state):
             with m.Case(0):
@@ -298,10 +302,6 @@ class SystolicTop(wiring.Component):
                      credit.eq(out_credit + fifo_level < self.fifo_depth - 2)]
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(~last_k | credit)
-        tile_ready = Signal()
-        m.d.comb += tile_ready.eq(tiles_ready != 0)
-        pending = Signal()
-        m.d.comb += pending.eq(running & ~issue_done)
         issue = Signal()
         m.d.comb += [issue.eq(pending & tile_ready & credit_ok),
                      act_rd.addr.eq(a_addr)]
@@ -313,9 +313,9 @@ class SystolicTop(wiring.Component):
         ]
         for b in range(2):
             with m.If(issue & (bank == b)):
-                m.d.sync += bank_busy[b].eq(D + 2)
+                m.d.sync += [bank_busy[b].eq(D + 2), bank_idle[b].eq(0)]
             with m.Elif(bank_busy[b] != 0):
-                m.d.sync += bank_busy[b].eq(bank_busy[b] - 1)
+                m.d.sync += [bank_busy[b].eq(bank_busy[b] - 1), bank_idle[b].eq(bank_busy[b] == 1)]
         # Useful MACs of an issued row, added once a pipelined multiplier has them.
         valid_k, valid_n = Signal(9), Signal(9)
         m.submodules.macs_multiplier = row_macs = Multiplier(unsigned(9), unsigned(9))
@@ -350,7 +350,7 @@ class SystolicTop(wiring.Component):
                     m.d.sync += [i_k0.eq(0), k_rem.eq(cmd.k), a_addr.eq(0), i_nt.eq(i_nt + 1),
                                  last_k.eq(k_first_last)]
                     with m.If(last_n):
-                        m.d.sync += issue_done.eq(1)
+                        m.d.sync += [issue_done.eq(1), pending.eq(0)]
                     with m.Else():
                         m.d.sync += [n_rem.eq(n_rem - cols), last_n.eq(n_rem <= 2 * cols)]
                 with m.Else():
@@ -362,9 +362,11 @@ class SystolicTop(wiring.Component):
         with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
         with m.If(tile_latched & ~tile_issued):
-            m.d.sync += tiles_ready.eq(tiles_ready + 1)
+            m.d.sync += [tiles_ready.eq(tiles_ready + 1), tile_ready.eq(1),
+                         tiles_full.eq(tiles_ready == 1)]
         with m.Elif(tile_issued & ~tile_latched):
-            m.d.sync += tiles_ready.eq(tiles_ready - 1)
+            m.d.sync += [tiles_ready.eq(tiles_ready - 1), tile_ready.eq(tiles_ready != 1),
+                         tiles_full.eq(0)]
         with m.If(issue_done & ~in_flight & running):
             m.d.sync += running.eq(0)
 
