@@ -8,14 +8,7 @@ import pytest
 from boards.engines import engine_config, make_adapter
 from boards.platforms import board, use_yowasp_tools
 from boards.pll import ecp5_pll_params
-from boards.synth import (
-    _yosys_after_read,
-    best_seed,
-    parse_overflow,
-    parse_seeds,
-    place_dsp_groups,
-    synthesize,
-)
+from boards.synth import _yosys_after_read, best_seed, parse_overflow, parse_seeds, synthesize
 from boards.top import BoardTop
 
 
@@ -86,28 +79,6 @@ def test_best_seed_by_worst_clock():
     two = {"a": 100.0, "b": 50.0}
     assert best_seed({1: ({"a": 130.0, "b": 45.0}, two), 2: ({"a": 95.0, "b": 49.0}, two)}) == 2
     assert best_seed({1: None, 2: ({}, one)}) is None
-
-
-def test_dsp_groups_share_a_block():
-    """Marked DSPs under one parent go into one DSP block (four sites), the groups in
-    consecutive blocks at the middle of the ECP5-85F's middle DSP row; others are free."""
-    def dsp(marked=True):
-        return {"type": "MULT18X18D",
-                "attributes": {"nnaccel_dsp_group": "1"} if marked else {}}
-    cells = {f"e.requant_{c}.mul_{k}.dsp": dsp() for c in (0, 1, 10) for k in ("hh", "ll")}
-    cells |= {"e.pe_0_0.multiplier.dsp": dsp(False), "e.lut": {"type": "LUT4"}}
-    cells |= {f"e.big.mul_{i}.dsp": dsp() for i in range(5)}     # more than a block holds
-    netlist = {"modules": {"top": {"cells": cells}}}
-    assert place_dsp_groups(netlist, "LFE5U-85F") == 6
-    bel = {n: c["attributes"].get("BEL") for n, c in cells.items() if c["type"] != "LUT4"}
-    # requant_0, requant_1, requant_10 (in that order) in blocks 5, 6, 7 of 13 on row 34
-    assert bel["e.requant_0.mul_hh.dsp"] == "X49/Y34/MULT18_0"
-    assert bel["e.requant_0.mul_ll.dsp"] == "X50/Y34/MULT18_1"
-    assert bel["e.requant_1.mul_hh.dsp"] == "X58/Y34/MULT18_0"
-    assert bel["e.requant_10.mul_ll.dsp"] == "X70/Y34/MULT18_1"
-    assert bel["e.pe_0_0.multiplier.dsp"] is None
-    assert all(bel[f"e.big.mul_{i}.dsp"] is None for i in range(5))
-    assert place_dsp_groups({"modules": {"top": {"cells": {"d": dsp()}}}}, "LFE5U-25F") == 0
 
 
 def test_arty_build_tree_lints(tmp_path):
