@@ -28,8 +28,7 @@ from .platforms import Board, board, use_yowasp_tools
 from .top import BoardTop
 
 __all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
-           "absorb_ram_output_registers", "place_dsp_groups", "parse_seeds", "best_seed",
-           "FAMILY_CELLS"]
+           "absorb_ram_output_registers", "parse_seeds", "best_seed", "FAMILY_CELLS"]
 
 #: Per family: Yosys cell names counted as LUTs, FFs, DSPs, block RAMs, LUT RAM.
 FAMILY_CELLS = {
@@ -265,8 +264,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         return report
     log_path = build_dir / "synth.log"
     with open(log_path, "w") as log:
-        done = _run_flow(build_dir, b.family, env, log, seeds, jobs, progress,
-                         f"{platform.device}")
+        done = _run_flow(build_dir, b.family, env, log, seeds, jobs, progress)
     if isinstance(done, tuple):
         done, report.seed, report.seed_fmax = done
     report.seconds = time.monotonic() - start
@@ -291,7 +289,7 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
 
 
 def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
-              progress=None, device: str = ""):
+              progress=None):
     """The generated build script: synthesis, then (on the ECP5) the netlist's block-RAM
     read registers moved into the RAMs, then place and route and packing — once, or per
     seed (then returns the process, the kept seed and every seed's Fmax)."""
@@ -312,10 +310,8 @@ def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
         netlist_path = build_dir / "top.json"
         netlist = json.loads(netlist_path.read_text())
         moved = absorb_ram_output_registers(netlist)
-        locked = place_dsp_groups(netlist, device)
         netlist_path.write_text(json.dumps(netlist))
-        log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs, "
-                  f"{locked} grouped DSPs placed\n")
+        log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs\n")
         log.flush()
     if len(seeds) == 1:
         return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
@@ -379,50 +375,6 @@ def _run_seeds(build_dir: Path, pnr: list, env: dict, log, seeds, jobs, progress
         if src.exists():
             shutil.copyfile(src, build_dir / name)
     return subprocess.CompletedProcess([], 0), kept, seed_fmax
-
-
-#: DSP blocks of an ECP5 device (prjtrellis BEL names): the rows, middle row first, and
-#: the x of each block, whose four ``MULT18X18D`` sites are at x, x + 1, x + 4 and x + 5.
-_DSP_BLOCKS = {"LFE5U-85F": ((34, 58, 10),
-                             (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114))}
-
-
-def place_dsp_groups(netlist: dict, device: str) -> int:
-    """Lock each group of marked DSPs into a DSP block of its own (``BEL`` attributes).
-
-    A group is the ``MULT18X18D`` cells carrying ``nnaccel_dsp_group`` under one parent
-    module (a requantizer's four partial products, :class:`hw.systolic.multiplier.
-    Multiplier` with ``grouped``). Left to the placer, the four landed up to 44 DSP columns
-    apart, and the adds and registers between them became the slowest paths. The groups
-    take consecutive blocks in the middle of the middle DSP row (then the next rows), in
-    the order of their names. Devices without a block table, and groups of more than four,
-    are left alone. Returns the number of DSPs locked.
-    """
-    if device not in _DSP_BLOCKS:
-        return 0
-    rows, xs = _DSP_BLOCKS[device]
-
-    def natural(name):              # requant_10 after requant_9
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-    groups: dict = {}
-    for mod in netlist["modules"].values():
-        for name, cell in mod.get("cells", {}).items():
-            attrs = cell.get("attributes", {})
-            if (cell["type"] == "MULT18X18D" and "nnaccel_dsp_group" in attrs
-                    and "BEL" not in attrs):
-                groups.setdefault(name.rsplit(".", 2)[0], []).append((natural(name), cell))
-    todo = [cells for _, cells in sorted(groups.items(), key=lambda g: natural(g[0]))
-            if len(cells) <= 4]
-    locked = 0
-    for y in rows:
-        batch, todo = todo[:len(xs)], todo[len(xs):]
-        start = (len(xs) - len(batch)) // 2
-        for cells, x in zip(batch, xs[start:start + len(batch)], strict=True):
-            for (_, cell), site in zip(sorted(cells, key=lambda c: c[0]),
-                                       (0, 1, 4, 5)[:len(cells)], strict=True):
-                cell["attributes"]["BEL"] = f"X{x + site}/Y{y}/MULT18_{site}"
-                locked += 1
-    return locked
 
 
 def absorb_ram_output_registers(netlist: dict) -> int:

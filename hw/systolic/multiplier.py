@@ -23,10 +23,6 @@ class Multiplier(wiring.Component):
     ----------
     a_shape, b_shape : Shape
         Operand shapes (signed or unsigned).
-    grouped : bool
-        On the ECP5, mark the DSP (attribute ``nnaccel_dsp_group``) so that the board flow
-        places it in one DSP block with the other marked multipliers of the same parent
-        module (``boards.synth.place_dsp_groups``): the partial products of a wide multiply.
 
     Members
     -------
@@ -37,9 +33,8 @@ class Multiplier(wiring.Component):
 
     LATENCY = 3
 
-    def __init__(self, a_shape, b_shape, grouped: bool = False):
+    def __init__(self, a_shape, b_shape):
         self._a_shape, self._b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
-        self._grouped = grouped
         p_shape = (Signal(self._a_shape) * Signal(self._b_shape)).shape()
         super().__init__({"a": In(self._a_shape), "b": In(self._b_shape), "p": Out(p_shape)})
 
@@ -60,9 +55,8 @@ class Multiplier(wiring.Component):
             b18 = Signal(signed(18) if b_shape.signed else unsigned(18))
             p36 = Signal(36)
             m.d.comb += [a18.eq(self.a), b18.eq(self.b), out.eq(p36[:len(out)])]
-            attrs = {"a_nnaccel_dsp_group": 1} if self._grouped else {}
             m.submodules.dsp = Instance(
-                "MULT18X18D", **attrs,
+                "MULT18X18D",
                 p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
                 p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED",
                 p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",

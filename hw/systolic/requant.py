@@ -101,8 +101,7 @@ class Requantizer(wiring.Component):
                      x2.eq((x_coarse << left2[:2])[:32] if double else x_coarse)]
         # 4: each multiplier's own copy of its operands (named ``*_copy_*`` so synthesis
         # does not merge them: one register feeding two DSPs rows apart took up to 8.5 ns
-        # of routing on the ECP5). 5 .. P: four 18x18 partial products (a DSP each, the
-        # four placed in one DSP block by the ECP5 board flow: `grouped`):
+        # of routing on the ECP5). 5 .. P: four 18x18 partial products (a DSP each):
         # x = xh 2^17 + xl, mult = mh 2^17 + ml.
         P = 5 + Multiplier.LATENCY
         xl, xh = x2[:17], x2[17:].as_signed()
@@ -112,7 +111,7 @@ class Requantizer(wiring.Component):
             a_copy = Signal(a.shape(), name=f"a_copy_{name}", reset_less=True)
             b_copy = Signal(b.shape(), name=f"b_copy_{name}", reset_less=True)
             m.d.sync += [a_copy.eq(a), b_copy.eq(b)]
-            m.submodules[f"mul_{name}"] = mul = Multiplier(a.shape(), b.shape(), grouped=True)
+            m.submodules[f"mul_{name}"] = mul = Multiplier(a.shape(), b.shape())
             m.d.comb += [mul.a.eq(a_copy), mul.b.eq(b_copy)]
             # a register after the multiplier's own: see ProcessingElement
             parts[name] = Signal.like(mul.p, name=f"part_{name}", reset_less=True)
