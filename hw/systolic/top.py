@@ -188,6 +188,14 @@ class SystolicTop(wiring.Component):
         tiles_latched = Signal(tile_bits)
         tiles_ready = Signal(range(3))      # latched, not yet issued: 0, 1 or 2
         tile_ready = Signal()               # tiles_ready != 0, as a register of its own
+        # Copies of the issue decision's inputs, assigned alike: the decision is made twice,
+        # once for the registers that feed it back (last_*, the counts they come from,
+        # pending, tile_ready) and once for those that only follow it (row and tile
+        # counters, the buffer address, the row's metadata): one decision drove about a
+        # hundred registers, pulled across the chip by both kinds.
+        pending_c = Signal(name="pending_copy_i")
+        tile_ready_c = Signal(name="tile_ready_copy_i")
+        last_k_c = Signal(name="last_k_copy_i")
         tiles_full = Signal()               # tiles_ready == 2, likewise
         tile_latched, tile_issued = Signal(), Signal()
         bank_busy = [Signal(range(D + 3), name=f"bank_busy_{b}") for b in range(2)]
@@ -231,13 +239,14 @@ class SystolicTop(wiring.Component):
                                           (cmd.n != 0) & (cmd.n <= cfg.max_n),
                                           bounds_ok)),
                          last_m.eq(cmd.m == 1), last_k.eq(rows >= cmd.k),
+                         last_k_c.eq(rows >= cmd.k),
                          last_n.eq(cols >= cmd.n),
                          m_first_left.eq(cmd.m - 1), k_first_last.eq(rows >= cmd.k)]
         with m.If(checked):
             m.d.sync += self.error.eq(~ok)
             with m.If(ok):
                 m.d.sync += [
-                    running.eq(1), pending.eq(1),
+                    running.eq(1), pending.eq(1), pending_c.eq(1), tile_ready_c.eq(0),
                     i_m.eq(0), i_k0.eq(0), i_nt.eq(0), a_addr.eq(0),
                     m_left.eq(m_first_left), k_rem.eq(cmd.k), n_rem.eq(cmd.n),
                     issue_done.eq(0), tiles_issued.eq(0), tiles_latched.eq(0),
@@ -296,23 +305,22 @@ class SystolicTop(wiring.Component):
         # the last m; whether the output FIFO has room. Output space is judged from counts
         # up to two cycles old with two words to spare (rows in flight plus words in the
         # FIFO grow by at most one a cycle), so the check is off the issue path.
-        credit = Signal()
+        credit, credit_c = Signal(), Signal(name="credit_copy_i")
         fifo_level = Signal.like(out_fifo.w_level)
-        m.d.sync += [fifo_level.eq(out_fifo.w_level),
-                     credit.eq(out_credit + fifo_level < self.fifo_depth - 2)]
-        credit_ok = Signal()
-        m.d.comb += credit_ok.eq(~last_k | credit)
-        issue = Signal()
-        m.d.comb += [issue.eq(pending & tile_ready & credit_ok),
+        room = out_credit + fifo_level < self.fifo_depth - 2
+        m.d.sync += [fifo_level.eq(out_fifo.w_level), credit.eq(room), credit_c.eq(room)]
+        issue, issue_dp = Signal(), Signal()         # the same decision, twice (above)
+        m.d.comb += [issue.eq(pending & tile_ready & (~last_k | credit)),
+                     issue_dp.eq(pending_c & tile_ready_c & (~last_k_c | credit_c)),
                      act_rd.addr.eq(a_addr)]
         bank = tiles_issued[0]
         m.d.comb += [
-            meta[0].valid.eq(issue), meta[0].bank.eq(bank), meta[0].first.eq(i_k0 == 0),
-            meta[0].last.eq(last_k), meta[0].m.eq(i_m), meta[0].nt.eq(i_nt),
-            meta[0].final.eq(last_k & last_m & last_n),
+            meta[0].valid.eq(issue_dp), meta[0].bank.eq(bank), meta[0].first.eq(i_k0 == 0),
+            meta[0].last.eq(last_k_c), meta[0].m.eq(i_m), meta[0].nt.eq(i_nt),
+            meta[0].final.eq(last_k_c & last_m & last_n),
         ]
         for b in range(2):
-            with m.If(issue & (bank == b)):
+            with m.If(issue_dp & (bank == b)):
                 m.d.sync += [bank_busy[b].eq(D + 2), bank_idle[b].eq(0)]
             with m.Elif(bank_busy[b] != 0):
                 m.d.sync += [bank_busy[b].eq(bank_busy[b] - 1), bank_idle[b].eq(bank_busy[b] == 1)]
@@ -325,7 +333,7 @@ class SystolicTop(wiring.Component):
         m.d.sync += [k_left.eq(k_rem), n_left.eq(n_rem),
                      valid_k.eq(Mux(k_left >= rows, rows, k_left)),
                      valid_n.eq(Mux(n_left >= cols, cols, n_left)),
-                     macs_issue[0].eq(issue)]
+                     macs_issue[0].eq(issue_dp)]
         m.d.sync += [macs_issue[i].eq(macs_issue[i - 1]) for i in range(1, len(macs_issue))]
         m.d.comb += [row_macs.a.eq(valid_k), row_macs.b.eq(valid_n)]
         with m.If(macs_issue[-1]):
@@ -341,32 +349,39 @@ class SystolicTop(wiring.Component):
             m.d.sync += self.counters.output_stall.eq(self.counters.output_stall + 1)
         # The last-row/tile flags of the next row come from down-counters compared with
         # constants (an add and a compare with the command's fields took 8.6 ns).
-        with m.If(issue):
+        with m.If(issue):                # the decision's own state
             with m.If(last_m):
                 m.d.comb += tile_issued.eq(1)
-                m.d.sync += [i_m.eq(0), m_left.eq(m_first_left), tiles_issued.eq(tiles_issued + 1),
-                             last_m.eq(m_first_left == 0)]
+                m.d.sync += [m_left.eq(m_first_left), last_m.eq(m_first_left == 0)]
                 with m.If(last_k):
-                    m.d.sync += [i_k0.eq(0), k_rem.eq(cmd.k), a_addr.eq(0), i_nt.eq(i_nt + 1),
-                                 last_k.eq(k_first_last)]
+                    m.d.sync += [k_rem.eq(cmd.k), last_k.eq(k_first_last),
+                                 last_k_c.eq(k_first_last)]
                     with m.If(last_n):
-                        m.d.sync += [issue_done.eq(1), pending.eq(0)]
+                        m.d.sync += [issue_done.eq(1), pending.eq(0), pending_c.eq(0)]
                     with m.Else():
                         m.d.sync += [n_rem.eq(n_rem - cols), last_n.eq(n_rem <= 2 * cols)]
                 with m.Else():
-                    m.d.sync += [i_k0.eq(i_k0 + rows), k_rem.eq(k_rem - rows),
-                                 a_addr.eq(a_addr + 1), last_k.eq(k_rem <= 2 * rows)]
+                    m.d.sync += [k_rem.eq(k_rem - rows), last_k.eq(k_rem <= 2 * rows),
+                                 last_k_c.eq(k_rem <= 2 * rows)]
             with m.Else():
-                m.d.sync += [i_m.eq(i_m + 1), m_left.eq(m_left - 1), a_addr.eq(a_addr + 1),
-                             last_m.eq(m_left == 1)]
+                m.d.sync += [m_left.eq(m_left - 1), last_m.eq(m_left == 1)]
+        with m.If(issue_dp):             # registers that only follow it
+            with m.If(last_m):
+                m.d.sync += [i_m.eq(0), tiles_issued.eq(tiles_issued + 1)]
+                with m.If(last_k_c):
+                    m.d.sync += [i_k0.eq(0), a_addr.eq(0), i_nt.eq(i_nt + 1)]
+                with m.Else():
+                    m.d.sync += [i_k0.eq(i_k0 + rows), a_addr.eq(a_addr + 1)]
+            with m.Else():
+                m.d.sync += [i_m.eq(i_m + 1), a_addr.eq(a_addr + 1)]
         with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += self.counters.cycles.eq(self.counters.cycles + 1)
         with m.If(tile_latched & ~tile_issued):
-            m.d.sync += [tiles_ready.eq(tiles_ready + 1), tile_ready.eq(1),
+            m.d.sync += [tiles_ready.eq(tiles_ready + 1), tile_ready.eq(1), tile_ready_c.eq(1),
                          tiles_full.eq(tiles_ready == 1)]
         with m.Elif(tile_issued & ~tile_latched):
             m.d.sync += [tiles_ready.eq(tiles_ready - 1), tile_ready.eq(tiles_ready != 1),
-                         tiles_full.eq(0)]
+                         tile_ready_c.eq(tiles_ready != 1), tiles_full.eq(0)]
         with m.If(issue_done & ~in_flight & running):
             m.d.sync += running.eq(0)
 
@@ -466,7 +481,7 @@ class SystolicTop(wiring.Component):
                      w_data_r.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final)),
                      w_data.eq(w_data_r)]
         m.d.comb += [out_fifo.w_en.eq(write), out_fifo.w_data.eq(w_data)]
-        issued_last = issue & last_k
+        issued_last = issue_dp & last_k_c
         with m.If(issued_last & ~write):
             m.d.sync += out_credit.eq(out_credit + 1)
         with m.Elif(~issued_last & write):
