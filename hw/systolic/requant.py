@@ -156,9 +156,16 @@ class Requantizer(wiring.Component):
         r_mask, r_above, r_neg = (Signal.like(right_p3, name=f"right_copy_{n}", reset_less=True)
                                   for n in ("mask", "above", "neg"))
         m.d.sync += [r.eq(right_p3_in) for r in (r_mask, r_above, r_neg)]
-        m.d.sync += [mask.eq(Cat(r_mask > i for i in range(32))),
-                     above.eq(Cat(r_above > i + 1 for i in range(32))),
-                     above_neg.eq(Cat((r_neg == i + 1) | ((r_neg == 0) if i == 0 else 0)
+        top = (1 << len(right_p3)) - 1       # the largest shift the register holds
+
+        def gt(r, k):                         # r > k, a constant where the width says so
+            return r > k if k < top else Const(0, 1)
+
+        def eq(r, k):
+            return r == k if k <= top else Const(0, 1)
+        m.d.sync += [mask.eq(Cat(gt(r_mask, i) for i in range(32))),
+                     above.eq(Cat(gt(r_above, i + 1) for i in range(32))),
+                     above_neg.eq(Cat(eq(r_neg, i + 1) | (eq(r_neg, 0) if i == 0 else 0)
                                       for i in range(32)))]
         # P+5: RoundingDivideByPOT's quotient by 2^(8k), remainder and threshold (double);
         # the rest of the rounding shift (single).
