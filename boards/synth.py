@@ -6,7 +6,7 @@ Fmax of every clock from nextpnr's ``--report`` JSON, and its critical paths. A 
 that does not fit raises ``ValueError`` naming the overflowing resource.
 
 Placement is where the Fmax of a large ECP5 design is won or lost, and nextpnr's result
-moves by 10–15 % with its seed alone. With several ``seeds`` the netlist is synthesized
+moves by 10–20 % with its seed alone. With several ``seeds`` the netlist is synthesized
 once, placed and routed once per seed (``jobs`` at a time, each in ``seed-N/`` of the
 build directory), and the build keeps the seed whose worst clock does best: its report,
 timing log and bitstream are copied into the build directory; every seed's Fmax is in
@@ -264,9 +264,8 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         return report
     log_path = build_dir / "synth.log"
     with open(log_path, "w") as log:
-        done = _run_flow(build_dir, b.family, env, log, seeds, jobs, progress)
-    if isinstance(done, tuple):
-        done, report.seed, report.seed_fmax = done
+        done, report.seed, report.seed_fmax = _run_flow(build_dir, b.family, env, log, seeds,
+                                                        jobs, progress)
     report.seconds = time.monotonic() - start
     pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
     full_log = log_path.read_text() + pnr_log
@@ -291,13 +290,14 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
 def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
               progress=None):
     """The generated build script: synthesis, then (on the ECP5) the netlist's block-RAM
-    read registers moved into the RAMs, then place and route and packing — once, or per
-    seed (then returns the process, the kept seed and every seed's Fmax)."""
+    read registers moved into the RAMs, then place and route and packing — once, or once
+    per seed. Returns the process's result, the seed kept, and every seed's Fmax (empty
+    with one seed: the caller reads it from the report)."""
     script = (build_dir / "build_top.sh").read_text().splitlines()
     split = next((i for i, line in enumerate(script) if line.startswith('"$YOSYS"')), None)
     if split is None:
         return subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT), seeds[0], {}
     header = [line for line in script[:split] if not line.startswith('"$')]
     pnr = header + script[split + 1:]
     for name, lines in (("build_synth.sh", script[:split + 1]), ("build_pnr.sh", pnr)):
@@ -305,7 +305,7 @@ def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
     done = subprocess.run(["sh", "build_synth.sh"], cwd=build_dir, env=env, stdout=log,
                           stderr=subprocess.STDOUT)
     if done.returncode:
-        return done
+        return done, seeds[0], {}
     if family == "ecp5":
         netlist_path = build_dir / "top.json"
         netlist = json.loads(netlist_path.read_text())
@@ -315,7 +315,7 @@ def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
         log.flush()
     if len(seeds) == 1:
         return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT), seeds[0], {}
     return _run_seeds(build_dir, pnr, env, log, seeds, jobs, progress)
 
 
