@@ -84,8 +84,11 @@ class CscLayer:
     @property
     def padding_counts(self) -> np.ndarray:
         """Padding entries per PE."""
-        pad = (self.entries & ((1 << self.index_bits) - 1)) == 0
-        return np.add.reduceat(pad, self.pe_offsets[:-1]) * (self.entry_counts > 0)
+        pad = ((self.entries & ((1 << self.index_bits) - 1)) == 0).astype(np.int64)
+        # A cumulative sum, not reduceat: a PE with no entries has equal offsets (or offsets
+        # at the end of the array), which reduceat would misread.
+        cum = np.concatenate([[0], np.cumsum(pad)])
+        return cum[self.pe_offsets[1:]] - cum[self.pe_offsets[:-1]]
 
     def column_entries(self, columns) -> np.ndarray:
         """Entries per PE over the given columns, e.g. the non-zero activations' indices."""
