@@ -161,8 +161,14 @@ def encode(indices, config, codebook=None) -> CscLayer:
 def decode(layer: CscLayer) -> np.ndarray:
     """Dense uint8 index matrix (rows × cols) of ``layer``; checks the image is consistent."""
     pes, cols = layer.pes, layer.cols
+    offsets = np.asarray(layer.pe_offsets)
+    if (np.shape(layer.pointers) != (pes, cols + 1) or offsets.shape != (pes + 1,)
+            or offsets[0] != 0 or offsets[-1] != len(layer.entries)):
+        raise ValueError("corrupt CSC image: pointer or PE-offset table does not match the "
+                         "layer's shape and entries")
     counts = np.diff(layer.pointers, axis=1)            # (pes, cols)
-    if (counts < 0).any() or not np.array_equal(layer.pointers[:, -1], layer.entry_counts):
+    if ((counts < 0).any() or (layer.pointers[:, 0] != 0).any()
+            or not np.array_equal(layer.pointers[:, -1], layer.entry_counts)):
         raise ValueError("corrupt CSC image: pointers do not match the entry counts")
     group = np.repeat(np.arange(pes * cols, dtype=np.int64), counts.ravel())
     mask = (1 << layer.index_bits) - 1
