@@ -11,6 +11,9 @@ import numpy as np
 
 __all__ = ["HuffmanCode", "code_lengths", "canonical_codes", "encode", "decode", "huffman_bits"]
 
+#: Longest code word the int64 canonical codes hold (a table from a corrupt file may claim more).
+MAX_CODE_LENGTH = 62
+
 
 def code_lengths(freqs) -> np.ndarray:
     """Huffman code length per symbol (0 for absent symbols; 1 when only one is present)."""
@@ -84,8 +87,18 @@ def encode(symbols, alphabet: int) -> HuffmanCode:
 
 
 def decode(code: HuffmanCode) -> np.ndarray:
-    """The symbols of ``code`` (canonical decoding, one symbol per step)."""
+    """The symbols of ``code`` (canonical decoding, one symbol per step).
+
+    Raises ``ValueError`` for a corrupt code: a length table that is no prefix code
+    (lengths outside 0..``MAX_CODE_LENGTH`` or over-full), or a stream that does not
+    decode to exactly ``count`` symbols.
+    """
     lengths = np.asarray(code.lengths, dtype=np.int64)
+    used = lengths[lengths != 0]
+    if (used.size and (used.min() < 0 or used.max() > MAX_CODE_LENGTH
+                       or sum(1 << (MAX_CODE_LENGTH - int(n)) for n in used)
+                       > 1 << MAX_CODE_LENGTH)):
+        raise ValueError("corrupt Huffman table: code lengths do not form a prefix code")
     codes = canonical_codes(lengths)
     table = {(int(lengths[s]), int(codes[s])): int(s) for s in np.flatnonzero(lengths)}
     bits = np.unpackbits(np.frombuffer(code.data, dtype=np.uint8))[: code.nbits].tolist()
@@ -96,6 +109,8 @@ def decode(code: HuffmanCode) -> np.ndarray:
         length += 1
         s = table.get((length, value))
         if s is not None:
+            if n == code.count:
+                raise ValueError(f"corrupt Huffman stream: more than {code.count} symbols")
             out[n] = s
             n += 1
             value, length = 0, 0
