@@ -4,7 +4,8 @@ A request is ``A5 cmd len_lo len_hi payload[len] crc_lo crc_hi``; a reply is
 ``5A status len_lo len_hi payload[len] crc_lo crc_hi``. The CRC (:mod:`boards.crc`) covers
 everything after the sync byte. Multi-byte fields are little-endian; data moves as 32-bit
 words. The gateware side is :class:`boards.link.FrameLink`; the README's ``boards`` section
-documents the commands.
+documents the commands. :func:`check_reply_length` is the contract of an ``OK`` reply's
+length, which the host checks before it unpacks a single word.
 """
 
 import enum
@@ -13,13 +14,19 @@ from dataclasses import dataclass
 
 from .crc import crc16
 
-__all__ = ["REQUEST_SYNC", "REPLY_SYNC", "Command", "Status", "Space", "LinkError",
-           "encode_request", "encode_reply", "decode_reply", "write_payload", "read_payload"]
+__all__ = ["REQUEST_SYNC", "REPLY_SYNC", "COUNTERS_SPACE", "MIN_PAYLOAD", "MAX_PAYLOAD",
+           "Command", "Status", "Space", "LinkError", "encode_request", "encode_reply",
+           "decode_request", "decode_reply", "write_payload", "read_payload",
+           "check_reply_length"]
 
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
 #: Space id of the performance counters every engine adapter provides.
 COUNTERS_SPACE = 0x0F
+#: Bounds of a board's request buffer (``max_payload``, a multiple of 4), as
+#: :class:`boards.link.FrameLink` enforces them: a WRITE needs room for its header and a word.
+MIN_PAYLOAD = 8
+MAX_PAYLOAD = 0xFFFC
 
 
 class Command(enum.IntEnum):
@@ -83,14 +90,50 @@ def read_payload(space: int, addr: int, count: int) -> bytes:
     return struct.pack("<IH", space | addr << 8, count)
 
 
-def decode_reply(frame: bytes) -> tuple[int, bytes]:
-    """``(status, payload)`` of a complete reply frame; ``LinkError`` if malformed."""
-    if len(frame) < 6 or frame[0] != REPLY_SYNC:
-        raise LinkError(f"malformed reply {frame[:8].hex()}")
-    status, length = struct.unpack_from("<BH", frame, 1)
+def _unframe(sync: int, frame: bytes, what: str) -> tuple[int, bytes]:
+    if len(frame) < 6 or frame[0] != sync:
+        raise LinkError(f"malformed {what} {frame[:8].hex()}")
+    code, length = struct.unpack_from("<BH", frame, 1)
     if len(frame) != 6 + length:
-        raise LinkError(f"reply length {len(frame)} does not match its header ({length})")
+        raise LinkError(f"{what} length {len(frame)} does not match its header ({length})")
     (crc,) = struct.unpack_from("<H", frame, 4 + length)
     if crc != crc16(frame[1:4 + length]):
-        raise LinkError("reply CRC mismatch (line noise?)")
-    return status, frame[4:4 + length]
+        raise LinkError(f"{what} CRC mismatch (line noise?)")
+    return code, frame[4:4 + length]
+
+
+def decode_request(frame: bytes) -> tuple[int, bytes]:
+    """``(command, payload)`` of a complete request frame; ``LinkError`` if malformed."""
+    return _unframe(REQUEST_SYNC, frame, "request")
+
+
+def decode_reply(frame: bytes) -> tuple[int, bytes]:
+    """``(status, payload)`` of a complete reply frame; ``LinkError`` if malformed."""
+    return _unframe(REPLY_SYNC, frame, "reply")
+
+
+def check_reply_length(command: int, request: bytes, reply: bytes) -> None:
+    """Raise ``LinkError`` unless ``reply``, the payload of an ``OK`` reply to ``command``
+    sent with payload ``request``, has a length that command can produce.
+
+    ``INFO``: at least 2 words (magic, max_payload); ``READ``: exactly the words asked
+    for; ``RUN``: one word (cycles); ``WRITE``: nothing; ``COUNTERS``: whole words.
+    """
+    n = len(reply)
+    if command == Command.INFO:
+        ok, expected = n >= 8 and n % 4 == 0, "a multiple of 4, at least 8"
+    elif command == Command.READ:
+        count = struct.unpack_from("<H", request, 4)[0] if len(request) >= 6 else 0
+        ok, expected = n == 4 * count, str(4 * count)
+    elif command == Command.RUN:
+        ok, expected = n == 4, "4"
+    elif command == Command.WRITE:
+        ok, expected = n == 0, "0"
+    elif command == Command.COUNTERS:
+        ok, expected = n % 4 == 0, "a multiple of 4"
+    else:
+        return
+    if not ok:
+        raise LinkError(f"the board's {Command(command).name} reply has {n} payload bytes, "
+                        f"expected {expected}: its image does not speak this host's protocol "
+                        f"(rebuild it with nnaccel synth)")
