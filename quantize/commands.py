@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sim import budget
+
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
 
 
@@ -35,22 +37,28 @@ def register(subparsers) -> None:
     p.add_argument("--global", dest="global_prune", action="store_true",
                    help="one magnitude threshold over all layers")
     p.add_argument("--bits", type=int, default=4, help="weight-sharing bits, 2..8 "
-                   "(EIE: the codebook index width, entry 0 reserved for 0; default 4)")
+                   "(EIE: 4, the codebook index width of its entries, entry 0 reserved for "
+                   "0; default 4)")
     p.add_argument("--init", choices=("linear", "density", "random"), default="linear",
                    help="k-means centroid initialization (default linear)")
     p.add_argument("--index-bits", type=int, default=5,
-                   help="relative-index bits of the paper's storage accounting (default 5)")
+                   help="relative-index bits of the paper's storage accounting, 1..16 "
+                        "(default 5)")
     p.add_argument("--layers", help="comma-separated layer names to use (default all)")
-    p.add_argument("--pes", type=int, default=8, help="EIE processing elements (default 8)")
-    p.add_argument("--rows", type=int, default=8, help="systolic array rows (default 8)")
-    p.add_argument("--cols", type=int, default=8, help="systolic array columns (default 8)")
+    p.add_argument("--pes", type=int, help="EIE processing elements (default 8)")
+    p.add_argument("--rows", type=int, help="systolic array rows (default 8)")
+    p.add_argument("--cols", type=int, help="systolic array columns (default 8)")
     p.add_argument("--calibration", help="unlabelled inputs X.npy (N x in) for scales and "
                                          "post-training pruning")
     p.add_argument("--train", help="training inputs X.npy (N x in)")
     p.add_argument("--labels", help="training labels y.npy (N,)")
-    p.add_argument("--epochs", type=int, default=30, help="retraining epochs per prune step")
+    p.add_argument("--epochs", type=int, help="retraining epochs per prune step, with "
+                                              "--train (default 30)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="image folder: new, empty, or an image to replace")
+    p.add_argument("--force", action="store_true",
+                   help="replace -o even if it is a non-empty folder that is not an image")
     p.set_defaults(func=cmd_compress)
 
     p = subparsers.add_parser("report", help="compression table and plots of an image")
@@ -63,12 +71,14 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, help="float inputs X.npy (N x in)")
     p.add_argument("-o", "--output", required=True, help="dequantized outputs Y.npy")
     p.add_argument("--engine", choices=("golden", "rtl"), default="golden")
+    p.add_argument("--max-memory", help="memory budget, e.g. 8G (default: half the RAM, or "
+                                        "NNACCEL_MAX_MEMORY)")
     p.set_defaults(func=cmd_run)
 
 
 def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=8,
                       x_train=None, y_train=None, calibration=None, source=None,
-                      progress=None, config=None) -> tuple:
+                      progress=None, config=None, force=False) -> tuple:
     """Compress ``model`` and write the image; returns ``(compressed, manifest)``.
 
     ``config`` (an engine config) replaces the one sized and tuned for the model, e.g. to
@@ -78,27 +88,91 @@ def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=
     say = progress or (lambda msg: None)
     compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
     inputs = calibration if calibration is not None else x_train
-    if config is not None:
-        pass
-    elif engine == "eie":
+    if config is None and engine == "eie":
         act_frac, weight_frac = choose_eie_fracs(compressed, inputs)
         say(f"EIE fixed point: activations Q{15 - act_frac}.{act_frac}, "
             f"weights Q{15 - weight_frac}.{weight_frac}")
         config = eie_config_for(compressed, pes, act_frac, weight_frac,
                                 index_bits=spec.bits)
-    else:
+    elif config is None:
         config = systolic_config_for(compressed, rows, cols)
     say(f"writing {engine} images to {out_dir}")
     manifest = write_image(compressed, engine, config, out_dir, calibration=inputs,
-                           source=source)
+                           source=source, force=force)
     return compressed, manifest
 
 
+def _check_flags(args) -> None:
+    """Flags in range and meant for the chosen engine, before any work starts."""
+    eie = args.engine == "eie"
+    wrong = [flag for flag, value, own in (("--pes", args.pes, "eie"),
+                                           ("--rows", args.rows, "systolic"),
+                                           ("--cols", args.cols, "systolic"))
+             if value is not None and own != args.engine]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not used by "
+                         f"the {args.engine} engine; drop {'it' if len(wrong) == 1 else 'them'}")
+    if eie and args.bits != 4:
+        raise ValueError(f"--bits {args.bits}: the EIE engine's entries hold a 4-bit codebook "
+                         f"index (and a 4-bit zero run); use --bits 4 with --engine eie")
+    if not 2 <= args.bits <= 8:
+        raise ValueError(f"--bits {args.bits}: use 2 to 8 weight-sharing bits")
+    if not 1 <= args.index_bits <= 16:
+        raise ValueError(f"--index-bits {args.index_bits}: use 1 to 16 relative-index bits")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: use a non-negative integer")
+    if args.epochs is not None:
+        if args.train is None:
+            raise ValueError("--epochs sets retraining, which needs --train and --labels")
+        if args.epochs < 0:
+            raise ValueError(f"--epochs {args.epochs}: use 0 or more")
+    if args.quality is not None and not (np.isfinite(args.quality) and args.quality >= 0):
+        raise ValueError(f"--quality {args.quality}: use a non-negative number (prune |w| < "
+                         f"Q * std(w))")
+    if args.global_prune and args.sparsity is None:
+        raise ValueError("--global spreads one --sparsity over all layers; give --sparsity")
+    # The engine config's own validation says what is wrong with a size (one line).
+    if eie:
+        from hw.eie.config import EieConfig
+        EieConfig(pes=args.pes or 8)
+    else:
+        from hw.systolic.config import SystolicConfig
+        SystolicConfig(rows=args.rows or 8, cols=args.cols or 8)
+
+
+def _check_data(model, x_train, y_train, calibration, args) -> None:
+    n_in, n_out = model.sizes[0], model.sizes[-1]
+    for flag, x in (("--train", x_train), ("--calibration", calibration)):
+        if x is None:
+            continue
+        if x.ndim != 2 or x.shape[1] != n_in or len(x) == 0:
+            raise ValueError(f"{flag}: inputs must have shape (N, {n_in}) with N >= 1 for "
+                             f"this model, got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{flag}: inputs contain NaN or Inf")
+    if y_train is None:
+        return
+    if y_train.ndim != 1 or len(y_train) != len(x_train):
+        raise ValueError(f"--labels: need one label per --train row ({len(x_train)}), got "
+                         f"shape {y_train.shape}")
+    if y_train.min() < 0 or y_train.max() >= n_out:
+        raise ValueError(f"--labels: classes must be 0..{n_out - 1} for a model with {n_out} "
+                         f"outputs, found {int(y_train.min())}..{int(y_train.max())}")
+
+
 def cmd_compress(args) -> int:
+    from .atomic import check_outputs
     from .compress import CompressSpec
     from .loaders import load_array, load_model
+    _check_flags(args)
+    check_outputs([("-o", args.output)],
+                  [("model", args.model), ("--train", args.train), ("--labels", args.labels),
+                   ("--calibration", args.calibration)])
     say = _progress("compress")
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
+    if names is not None and (not all(names) or len(set(names)) != len(names)):
+        raise ValueError(f"--layers {args.layers!r}: give distinct layer names separated by "
+                         f"commas")
     model = load_model(args.model, names)
     say(f"loaded {args.model}: layers {', '.join(layer.name for layer in model.layers)} "
         f"({'-'.join(map(str, model.sizes))})")
@@ -109,15 +183,16 @@ def cmd_compress(args) -> int:
     if y_train is not None and not np.issubdtype(y_train.dtype, np.integer):
         raise ValueError(f"{args.labels}: labels must be integers, got {y_train.dtype}")
     calibration = load_array(args.calibration, "--calibration") if args.calibration else None
-    sparsity = args.sparsity
-    spec = CompressSpec(bits=args.bits, sparsity=sparsity, quality=args.quality,
+    _check_data(model, x_train, y_train, calibration, args)
+    spec = CompressSpec(bits=args.bits, sparsity=args.sparsity, quality=args.quality,
                         global_prune=args.global_prune, reserve_zero=args.engine == "eie",
-                        init=args.init, index_bits=args.index_bits, retrain_epochs=args.epochs,
+                        init=args.init, index_bits=args.index_bits,
+                        retrain_epochs=30 if args.epochs is None else args.epochs,
                         seed=args.seed)
-    _, manifest = compress_to_image(model, args.engine, spec, args.output, pes=args.pes,
-                                    rows=args.rows, cols=args.cols, x_train=x_train,
+    _, manifest = compress_to_image(model, args.engine, spec, args.output, pes=args.pes or 8,
+                                    rows=args.rows or 8, cols=args.cols or 8, x_train=x_train,
                                     y_train=y_train, calibration=calibration,
-                                    source=str(args.model), progress=say)
+                                    source=str(args.model), progress=say, force=args.force)
     c = manifest["compression"]
     print(f"{args.output}: compression {c['compression_ratio']:.1f}x (Deep Compression "
           f"accounting), image {c['image_bytes']} bytes = {c['image_compression_ratio']:.1f}x "
@@ -139,14 +214,27 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .atomic import check_outputs, output_file
     from .image import load_image
     from .loaders import load_array
     from .run import run_image
+    budget.set_limit(args.max_memory)
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise ValueError(f"-o {out}: outputs are written as a NumPy .npy file; name it *.npy")
+    check_outputs([("-o", out)], [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
     x = load_array(args.input, "--input")
-    result = run_image(image, x, args.engine, progress=_progress("run"))
-    np.save(args.output, result.outputs, allow_pickle=False)
-    msg = f"{args.output}: {result.outputs.shape[0]} outputs from the {image.engine} " \
+    say = _progress("run")
+    result = run_image(image, x, args.engine, progress=say)
+    saturated = result.info.get("saturated_inputs", 0)
+    if saturated:
+        say(f"warning: {saturated} of {x.size} input values lie outside the image's input "
+            f"format ({image.manifest['input']['format']}) and were saturated")
+    with output_file(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, result.outputs, allow_pickle=False)
+    msg = f"{out}: {result.outputs.shape[0]} outputs from the {image.engine} " \
           f"{args.engine} model"
     if result.cycles is not None:
         msg += f", {result.cycles} cycles ({result.cycles / len(result.outputs):.0f} per input)"

@@ -4,8 +4,10 @@
 what the engine's memories hold (raw little-endian arrays) and a manifest naming the
 format version, the engine and its full config, every layer (shape, ReLU, files with
 dtype/shape/bytes/sha256), the number formats and scales, and the compression table.
-``load_image`` reads them back, checks every checksum and refuses an image made for
-another engine or config.
+The folder is written atomically (:mod:`quantize.atomic`: nothing half written, no stale
+files). ``load_image`` reads it back as untrusted input (:mod:`quantize.manifest`: schema,
+digest, confined and size-checked files, shapes against the config) and refuses an image
+made for another engine or config. ``docs/image-format.md`` documents every field.
 
 * **eie**: per layer the interleaved-CSC sparse matrix packed into the engine's words
   (``quantize.csc``, PE after PE), column pointers, the 16-entry signed 16-bit fixed-point
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import csc
+from .atomic import image_folder
 from .fixedpoint import frac_bits_for, to_fixed
 from .int8 import (
     activation_params,
@@ -31,15 +34,19 @@ from .int8 import (
     quantize_multiplier,
     quantize_weights_per_channel,
 )
+from .manifest import check_layers, digest, read_file, read_manifest
 from .storage import totals
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_image",
+           "load_report_weights",
            "eie_config_for", "systolic_config_for", "config_from_dict", "choose_eie_fracs"]
 
 FORMAT = "nnaccel-image"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ENGINES = ("eie", "systolic")
 _ACT_MARGIN = 1.25
+#: The float weights of every stage, for ``nnaccel report``'s plots (not an engine memory).
+REPORT_FILE = "report_weights.npz"
 
 
 def _pow2(n: int) -> int:
@@ -48,12 +55,17 @@ def _pow2(n: int) -> int:
 
 def config_from_dict(engine: str, d: dict):
     if engine == "eie":
-        from hw.eie.config import EieConfig
-        return EieConfig(**d)
-    if engine == "systolic":
-        from hw.systolic.config import SystolicConfig
-        return SystolicConfig(**d)
-    raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        from hw.eie.config import EieConfig as cls
+    elif engine == "systolic":
+        from hw.systolic.config import SystolicConfig as cls
+    else:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)} (fields: "
+                         f"{', '.join(sorted(known))})")
+    return cls(**d)
 
 
 def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int]:
@@ -215,10 +227,16 @@ def _systolic_layers(compressed, calibration, out: Path) -> tuple[list, int]:
 
 
 def write_image(compressed, engine: str, config, out_dir, calibration=None,
-                source: str | None = None) -> dict:
-    """Write the images and ``manifest.json`` into ``out_dir``; return the manifest."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+                source: str | None = None, force: bool = False) -> dict:
+    """Write the images and ``manifest.json`` into ``out_dir``; return the manifest.
+
+    ``out_dir`` is replaced whole and atomically: it may be new, empty or an older image; a
+    non-empty folder that is not an image is refused unless ``force``."""
+    with image_folder(out_dir, force=force) as out:
+        return _write_image(compressed, engine, config, out, calibration, source)
+
+
+def _write_image(compressed, engine, config, out: Path, calibration, source) -> dict:
     if engine == "eie":
         layers, image_bytes = _eie_layers(
             compressed, config, out,
@@ -253,11 +271,17 @@ def write_image(compressed, engine: str, config, out_dir, calibration=None,
         },
         "log": compressed.log,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json))
-    np.savez(out / "report_weights.npz", **{
+    np.savez(out / REPORT_FILE, **{
         f"{stage}/{layer.name}": layer.weight
         for stage, model in (("original", compressed.original), ("pruned", compressed.pruned),
                              ("shared", compressed.final)) for layer in model.layers})
+    raw = (out / REPORT_FILE).read_bytes()
+    manifest["report"] = {"path": REPORT_FILE, "dtype": "|u1", "shape": [len(raw)],
+                          "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                          "memory": False}
+    manifest = json.loads(json.dumps(manifest, default=_json))
+    manifest["digest"] = digest(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -274,33 +298,32 @@ def _json(o):
 def load_image(directory, engine: str | None = None, config=None) -> Image:
     """Read and verify an image; refuse one made for another ``engine`` or ``config``."""
     d = Path(directory)
-    path = d / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{d}: no manifest.json (make one with nnaccel compress)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an nnaccel image manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {manifest.get('format_version')}, this "
-                         f"nnaccel reads version {FORMAT_VERSION}; recompress the model")
+    manifest = read_manifest(d, format_version=FORMAT_VERSION)
     kind = manifest["engine"]
     if engine is not None and engine != kind:
         raise ValueError(f"{d}: image made for the {kind} engine, not for {engine}")
-    image_config = config_from_dict(kind, manifest["config"])
+    try:
+        image_config = config_from_dict(kind, manifest["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{d / 'manifest.json'}: config: {e}") from None
     if config is not None and config != image_config:
         raise ValueError(f"{d}: image made for {image_config}, but the engine is {config}; "
                          f"recompress for this config")
-    layers = []
-    for spec in manifest["layers"]:
-        arrays = {}
-        for key, f in spec["files"].items():
-            raw = (d / f["path"]).read_bytes()
-            if hashlib.sha256(raw).hexdigest() != f["sha256"]:
-                raise ValueError(f"{d / f['path']}: checksum mismatch (file changed since "
-                                 f"compression)")
-            arrays[key] = np.frombuffer(raw, dtype=np.dtype(f["dtype"])).reshape(f["shape"])
-        layers.append(arrays)
+    try:
+        check_layers(manifest, image_config)
+    except ValueError as e:
+        raise ValueError(f"{d / 'manifest.json'}: {e}") from None
+    layers = [{key: read_file(d, f, f"layer {spec['name']} '{key}'")
+               for key, f in spec["files"].items()} for spec in manifest["layers"]]
     return Image(d, manifest, kind, image_config, layers)
+
+
+def load_report_weights(image: Image) -> dict:
+    """The float weights of each stage (original, pruned, shared) saved for the report."""
+    spec = image.manifest.get("report")
+    if spec is None:
+        raise ValueError(f"{image.directory}: the image has no report weights")
+    raw = read_file(image.directory, spec, "report weights").tobytes()
+    import io
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -13,6 +13,7 @@ Weight-only files follow PyTorch's convention: ``<layer>.weight`` (out × in) an
 …, fc10). Every failure is a ``ValueError``/``OSError`` with a one-line message.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def _load_onnx(path: Path, names=None) -> Mlp:
     except Exception as e:
         raise ValueError(f"{path}: not a readable ONNX model ({e})") from None
     graph = model.graph
-    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    init = {t.name: _onnx_tensor(path, t, numpy_helper) for t in graph.initializer}
     # Each value name is either the running activation or a constant.
     current = None
     inputs = [i.name for i in graph.input if i.name not in init]
@@ -210,6 +211,49 @@ def _load_onnx(path: Path, names=None) -> Mlp:
         tensors[f"{name}.weight"], tensors[f"{name}.bias"] = w, b
     order = [layer[0] for layer in layers]
     return layers_from_tensors(tensors, str(path), names or order)
+
+
+def _onnx_tensor(path: Path, tensor, numpy_helper) -> np.ndarray:
+    """An initializer's values; external data only from a plain file in the model's folder
+    (resolved against that folder, never the current directory), within the file's size."""
+    from onnx import TensorProto
+    if tensor.data_location != TensorProto.EXTERNAL:
+        try:
+            return numpy_helper.to_array(tensor)
+        except Exception as e:
+            raise ValueError(f"{path}: initializer {tensor.name!r} is unreadable "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                             ) from None
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    folder = Path(os.path.realpath(path.parent))
+    target = Path(os.path.realpath(folder / location))
+    if (not location or Path(location).is_absolute() or ".." in Path(location).parts
+            or folder not in target.parents):
+        raise ValueError(f"{path}: initializer {tensor.name!r} points to external data "
+                         f"{location!r} outside the model's folder; keep the data file "
+                         f"beside the .onnx file")
+    if not target.is_file():
+        raise ValueError(f"{path}: external data file {location!r} of initializer "
+                         f"{tensor.name!r} is missing beside the model")
+    try:
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+    except ValueError:
+        raise ValueError(f"{path}: initializer {tensor.name!r} has a non-numeric external "
+                         f"data offset/length") from None
+    size = target.stat().st_size
+    count = int(np.prod(tensor.dims, dtype=np.int64)) if len(tensor.dims) else 1
+    if offset < 0 or offset > size or (length >= 0 and offset + length > size) \
+            or count * 8 > (1 << 34):
+        raise ValueError(f"{path}: initializer {tensor.name!r}: external data range "
+                         f"offset {offset}, length {length} does not fit {location!r} "
+                         f"({size} bytes)")
+    try:
+        return numpy_helper.to_array(tensor, base_dir=str(folder))
+    except Exception as e:
+        raise ValueError(f"{path}: initializer {tensor.name!r}: external data unreadable "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None
 
 
 def _onnx_name(weight_name: str, node_name: str, index: int) -> str:

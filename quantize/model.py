@@ -36,6 +36,9 @@ class Layer:
         if self.weight.ndim != 2:
             raise ValueError(f"layer {self.name}: weight must be 2-D (out x in), "
                              f"got shape {self.weight.shape}")
+        if 0 in self.weight.shape:
+            raise ValueError(f"layer {self.name}: weight has shape {self.weight.shape}; a "
+                             f"layer needs at least one input and one output")
         if self.bias.shape != (self.weight.shape[0],):
             raise ValueError(f"layer {self.name}: bias has shape {self.bias.shape}, expected "
                              f"({self.weight.shape[0]},) for a weight of shape "

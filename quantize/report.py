@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .image import load_report_weights
+
 __all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes"]
 
 
@@ -54,32 +56,31 @@ def write_plots(image, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     out_dir = Path(out_dir)
     paths = []
-    weights_file = image.directory / "report_weights.npz"
     names = [spec["name"] for spec in image.manifest["layers"]]
-    if weights_file.exists():
-        with np.load(weights_file, allow_pickle=False) as data:
-            fig, axes = plt.subplots(len(names), 3, figsize=(12, 2.6 * len(names)),
-                                     squeeze=False)
-            for i, name in enumerate(names):
-                for j, (stage, title) in enumerate((("original", "before pruning"),
-                                                    ("pruned", "after pruning"),
-                                                    ("shared", "after weight sharing"))):
-                    w = data[f"{stage}/{name}"].reshape(-1)
-                    ax = axes[i, j]
-                    if stage == "original":
-                        ax.hist(w, bins=100)
-                    elif stage == "pruned":
-                        ax.hist(w[w != 0], bins=100)
-                    else:
-                        values, counts = np.unique(w[w != 0], return_counts=True)
-                        ax.bar(values, counts, width=(np.ptp(w) or 1) / 150)
-                    ax.set_title(f"{name}: {title}", fontsize=9)
-                    ax.tick_params(labelsize=7)
-            fig.tight_layout()
-            path = out_dir / "weights.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            paths.append(path)
+    if "report" in image.manifest:
+        data = load_report_weights(image)
+        fig, axes = plt.subplots(len(names), 3, figsize=(12, 2.6 * len(names)),
+                                 squeeze=False)
+        for i, name in enumerate(names):
+            for j, (stage, title) in enumerate((("original", "before pruning"),
+                                                ("pruned", "after pruning"),
+                                                ("shared", "after weight sharing"))):
+                w = data[f"{stage}/{name}"].reshape(-1)
+                ax = axes[i, j]
+                if stage == "original":
+                    ax.hist(w, bins=100)
+                elif stage == "pruned":
+                    ax.hist(w[w != 0], bins=100)
+                else:
+                    values, counts = np.unique(w[w != 0], return_counts=True)
+                    ax.bar(values, counts, width=(np.ptp(w) or 1) / 150)
+                ax.set_title(f"{name}: {title}", fontsize=9)
+                ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        path = out_dir / "weights.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
     r = report_json(image)
     fig, ax = plt.subplots(figsize=(8, 4))
     x = np.arange(len(names))

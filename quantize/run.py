@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim import budget
+
 from . import csc
 from .fixedpoint import to_fixed
 from .image import Image
 from .int8 import dequantize, quantize_activations
 
 __all__ = ["RunResult", "run_image", "check_inputs", "quantize_input", "eie_layers",
-           "unpack_words"]
+           "unpack_words", "saturated_inputs", "memory_estimate"]
 
 
 @dataclass
@@ -61,6 +63,34 @@ def quantize_input(image: Image, x) -> np.ndarray:
     if fmt["format"] == "fixed":
         return to_fixed(x, fmt["frac"], fmt["width"])
     return quantize_activations(x, fmt["scale"], fmt["zero_point"])
+
+
+def saturated_inputs(image: Image, x) -> int:
+    """How many values of ``x`` lie outside the input format's range (they saturate)."""
+    fmt = image.manifest["input"]
+    x = np.asarray(x, dtype=np.float64)
+    if fmt["format"] == "fixed":
+        top = 2.0 ** (fmt["width"] - 1 - fmt["frac"])
+        lo, hi = -top, top - 2.0 ** -fmt["frac"]
+    else:
+        lo = (-128 - fmt["zero_point"]) * fmt["scale"]
+        hi = (127 - fmt["zero_point"]) * fmt["scale"]
+    step = 2.0 ** -fmt["frac"] if fmt["format"] == "fixed" else fmt["scale"]
+    return int(np.count_nonzero((x < lo - step / 2) | (x > hi + step / 2)))
+
+
+def memory_estimate(image: Image, batch: int) -> int:
+    """Bytes a golden run of ``batch`` inputs needs at its largest layer (an estimate)."""
+    worst = 0
+    for spec in image.manifest["layers"]:
+        n_in, n_out = spec["in"], spec["out"]
+        if image.engine == "eie":
+            entries = sum(spec["pe_entries"])
+            need = n_in * n_out * 2 + entries * 64 + batch * (n_in + n_out) * 8
+        else:
+            need = 8 * (batch * n_in + n_in * n_out + 3 * batch * n_out)
+        worst = max(worst, need)
+    return worst
 
 
 def _dequantize_output(image: Image, y) -> np.ndarray:
@@ -139,8 +169,8 @@ def check_inputs(image: Image, x) -> np.ndarray:
     n_in = image.manifest["layers"][0]["in"]
     if x.ndim == 1 and x.size == n_in:
         x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise ValueError(f"inputs must have shape (N, {n_in}), got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != n_in or len(x) == 0:
+        raise ValueError(f"inputs must have shape (N, {n_in}) with N >= 1, got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("inputs contain NaN or Inf")
     return x
@@ -150,7 +180,12 @@ def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResu
     """Run ``x`` (float[batch, in]) through the image on ``golden`` or ``rtl``."""
     if engine not in ("golden", "rtl"):
         raise ValueError(f"--engine {engine!r}: use golden or rtl")
-    xq = quantize_input(image, check_inputs(image, x))
+    x = check_inputs(image, x)
+    budget.check(memory_estimate(image, len(x)), f"running {len(x)} inputs through "
+                 f"{image.directory}", "run fewer inputs at a time")
+    saturated = saturated_inputs(image, x)
+    xq = quantize_input(image, x)
     run = _run_eie if image.engine == "eie" else _run_systolic
     raw, cycles, info = run(image, xq, engine, progress)
+    info["saturated_inputs"] = saturated
     return RunResult(_dequantize_output(image, raw), raw, cycles, info)

@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from quantize.atomic import release_signals
+
 __all__ = ["main", "COMMAND_MODULES"]
 
 #: In data-flow order: compression front end, engines, simulation, boards.
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
     except (ValueError, OSError) as e:
         if os.environ.get("NNACCEL_DEBUG"):
             raise
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnaccel: interrupted", file=sys.stderr)
         return 130
+    finally:
+        late = release_signals()
+    if late:
+        print("nnaccel: interrupt ignored: the output was already complete", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

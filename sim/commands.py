@@ -6,6 +6,8 @@ import numpy as np
 
 from hw.commands import add_systolic_arguments, systolic_config_from_args
 
+from . import budget
+
 __all__ = ["register", "gemm_report"]
 
 
@@ -46,7 +48,28 @@ def gemm_report(cfg, m, k, n, seed, engine, stall=0.0) -> dict:
     }
 
 
+def _check_gemm_args(args) -> None:
+    from hw.systolic import SystolicConfig
+    SystolicConfig(rows=args.rows, cols=args.cols)       # says what is wrong with a size
+    for name in ("m", "k", "n"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} {getattr(args, name)}: use a positive integer")
+    if not 0.0 <= args.stall < 1.0:
+        raise ValueError(f"--stall {args.stall}: use a probability in [0, 1)")
+    if args.stall and args.engine != "rtl":
+        raise ValueError("--stall only applies to --engine rtl (the golden model has no "
+                         "streams)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: use a non-negative integer")
+    m, k, n = args.m, args.k, args.n
+    words = m * -(-k // args.rows) + -(-k // args.rows) * -(-n // args.cols) * args.rows
+    budget.check(8 * (m * k + k * n + 4 * m * n) + 100 * words,
+                 f"a {m}x{k}x{n} GEMM", "lower --m, --k or --n")
+
+
 def _gemm(args):
+    budget.set_limit(args.max_memory)
+    _check_gemm_args(args)
     cfg = gemm_config(args)
     report = gemm_report(cfg, args.m, args.k, args.n, args.seed, args.engine, args.stall)
     source = "simulated" if args.engine == "rtl" else "performance model"
@@ -75,4 +98,6 @@ def register(sub):
     p.add_argument("--stall", type=float, default=0.0,
                    help="probability of idle/backpressure cycles on every stream (rtl)")
     p.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    p.add_argument("--max-memory", help="memory budget, e.g. 8G (default: half the RAM, or "
+                                        "NNACCEL_MAX_MEMORY)")
     p.set_defaults(func=_gemm)

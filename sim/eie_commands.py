@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 
+from . import budget
+
 __all__ = ["register", "fit_config", "spmv"]
 
 
@@ -24,6 +26,8 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine", choices=["golden", "rtl"], default="golden")
     p.add_argument("--json", action="store_true", help="print one JSON object last")
+    p.add_argument("--max-memory", help="memory budget, e.g. 8G (default: half the RAM, or "
+                                        "NNACCEL_MAX_MEMORY)")
     p.set_defaults(func=spmv)
 
 
@@ -63,7 +67,19 @@ def spmv(args) -> int:
     from .eie import random_layer, run_layers
     from .golden import eie as golden
 
+    budget.set_limit(args.max_memory)
     base = EieConfig(pes=args.pes, queue_depth=args.queue_depth)
+    if args.in_features < 1 or args.out_features < 1:
+        raise ValueError("--in-features and --out-features must be at least 1")
+    for flag, value in (("--density", args.density), ("--act-density", args.act_density)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} {value}: use a fraction from 0 to 1")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: use a non-negative integer")
+    cells = args.in_features * args.out_features
+    budget.check(cells * (2 + 48 * args.density) + 64 * (args.in_features + args.out_features),
+                 f"a {args.out_features}x{args.in_features} sparse layer",
+                 "lower --in-features, --out-features or --density")
     layer, acts = random_layer(base, args.in_features, args.out_features, args.density,
                                args.act_density, args.seed)
     config = fit_config(base, layer_needs(base, encode(layer["indices"], base)))

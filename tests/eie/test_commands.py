@@ -21,7 +21,7 @@ def test_spmv_golden_json(capsys):
 
 def test_spmv_bad_density(capsys):
     assert main(["spmv", "--pes", "4", "--density", "1.5"]) == 2
-    assert "density=1.5" in capsys.readouterr().err
+    assert "--density 1.5: use a fraction from 0 to 1" in capsys.readouterr().err
 
 
 @pytest.mark.rtl

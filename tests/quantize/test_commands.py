@@ -27,8 +27,9 @@ def files(tmp_path_factory):
 def test_compress_report_run(files, engine, capsys):
     d, model, xte, yte = files
     out = d / f"out_{engine}"
+    size = ["--pes", "4"] if engine == "eie" else ["--rows", "4", "--cols", "4"]
     assert main(["compress", str(d / "m.npz"), "--engine", engine, "--sparsity", "0.7",
-                 "--calibration", str(d / "xtr.npy"), "--pes", "4", "-o", str(out)]) == 0
+                 "--calibration", str(d / "xtr.npy"), *size, "-o", str(out)]) == 0
     assert "compression" in capsys.readouterr().out
     assert main(["report", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -8,7 +8,7 @@ import pytest
 from quantize.commands import compress_to_image
 from quantize.compress import CompressSpec, compress, parse_sparsity
 from quantize.digits import SPARSITY, load_digits_split, train_digits_mlp
-from quantize.image import load_image
+from quantize.image import FORMAT_VERSION, load_image
 from quantize.run import eie_layers, run_image
 
 
@@ -59,7 +59,7 @@ def test_image_golden_end_to_end(digits, tmp_path, engine):
     c, manifest = compress_to_image(model, engine, spec, tmp_path, pes=4, rows=4, cols=4,
                                     x_train=xtr, y_train=ytr)
     image = load_image(tmp_path, engine=engine)
-    assert image.manifest["format_version"] == 1
+    assert image.manifest["format_version"] == FORMAT_VERSION
     if engine == "eie":
         from quantize import csc
         for s, layer in zip(c.shared, eie_layers(image), strict=True):

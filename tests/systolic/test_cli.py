@@ -21,7 +21,7 @@ def test_gemm_golden_json_last_line(capsys):
 def test_gemm_bad_size_is_one_line_error(capsys):
     assert main(["gemm", "--m", "0", "--k", "3", "--n", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["nnaccel: error: GEMM M=0: must be a positive integer"]
+    assert err == ["nnaccel: error: --m 0: use a positive integer"]
 
 
 def test_verilog_bad_config_is_one_line_error(capsys, tmp_path):

@@ -1,0 +1,167 @@
+"""Output that is never half written, never stale and never one of the command's inputs.
+
+An image folder is written into a fresh temporary folder beside its target and renamed into
+place only when every file (manifest last) is written and flushed to disk; the old image, if
+any, is removed only after that. An interrupted or failing write leaves the old image as it
+was and removes its temporary folder. Single output files (``nnaccel run -o``) go the same
+way through a temporary file and ``os.replace``.
+
+From the moment an output is renamed into place until the command returns, ``SIGINT`` is
+held back (:func:`commit_signals`), so a Ctrl-C can never turn a complete result into an
+"interrupted" exit; :func:`release_signals` (called by the command-line dispatcher) drops an
+interrupt that arrived in that window and says so.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["image_folder", "output_file", "check_outputs", "is_image_folder",
+           "commit_signals", "release_signals", "fsync_dir"]
+
+#: Name of the manifest that marks a folder as an nnaccel image.
+MANIFEST = "manifest.json"
+
+_held = False
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def commit_signals() -> None:
+    """Hold ``SIGINT`` back from now until :func:`release_signals` (main thread only)."""
+    global _held
+    if _main_thread() and not _held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        _held = True
+
+
+def release_signals() -> bool:
+    """Undo :func:`commit_signals`; returns whether an interrupt arrived meanwhile (and was
+    dropped because the output it would have stopped was already complete)."""
+    global _held
+    if not _held:
+        return False
+    pending = signal.SIGINT in signal.sigpending()
+    if pending:
+        signal.sigtimedwait({signal.SIGINT}, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _held = False
+    return pending
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_image_folder(path: Path) -> bool:
+    """Whether ``path`` holds an nnaccel image manifest (of any format version)."""
+    manifest = Path(path) / MANIFEST
+    try:
+        with open(manifest, "rb") as f:
+            head = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and head.get("format") == "nnaccel-image"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+    except ValueError:
+        return False
+    return True
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Refuse a command whose output file or folder is, or contains, one of its inputs."""
+    for out_flag, out in outputs:
+        for in_flag, path in inputs:
+            if path is None:
+                continue
+            if os.path.realpath(path) == os.path.realpath(out) or _inside(path, out):
+                raise ValueError(f"{out_flag} {out} would overwrite {in_flag} {path}: "
+                                 f"choose another output")
+
+
+@contextlib.contextmanager
+def image_folder(target, *, force: bool = False):
+    """Yield an empty temporary folder; on success it replaces ``target`` as a whole.
+
+    ``target`` may be missing, an empty folder, or an existing image (replaced, stale files
+    and all). A non-empty folder that is not an image is refused unless ``force``.
+    """
+    target = Path(target)
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or target.is_symlink():
+            raise FileExistsError(f"{target}: exists and is not a folder; choose another -o")
+        if any(target.iterdir()) and not is_image_folder(target) and not force:
+            raise FileExistsError(f"{target}: not empty and not an nnaccel image; choose an "
+                                  f"empty or new folder, or --force to replace it whole")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        commit_signals()
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
+            os.rename(target, old / "image")
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old / "image", target)
+                old.rmdir()
+            raise
+        fsync_dir(parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def output_file(target):
+    """Yield a temporary path beside ``target``; on success it replaces ``target``."""
+    target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target}: is a folder; give a file name for the output")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        commit_signals()
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

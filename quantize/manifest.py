@@ -1,0 +1,220 @@
+"""Reading an image manifest as untrusted input: schema, digest, confined files, shapes.
+
+``manifest.json`` is checked in this order, and the first problem is one ``ValueError`` line
+that names the field or file:
+
+1. it is a regular file of at most :data:`MAX_MANIFEST_BYTES`, valid JSON, and valid
+   against ``manifest.schema.json`` (shipped beside this module);
+2. its ``digest`` is the SHA-256 of the manifest itself (:func:`digest`), so no field that
+   changes results (ReLU flags, number formats, zero points, the config) can be edited
+   without the image saying so;
+3. each data file is a plain name inside the image folder (no folders, no ``..``, no link
+   that leads out), a regular file whose size equals ``bytes`` and ``shape`` × ``dtype``
+   before a byte is read, and whose SHA-256 matches;
+4. the per-engine contract: which files a layer has, their dtypes and shapes against the
+   layer's ``in``/``out`` and the config, consecutive layers that chain, and input/output
+   formats that agree with the config and the layers (:func:`check_layers`).
+"""
+
+import hashlib
+import json
+import os
+import stat
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MAX_MANIFEST_BYTES", "schema", "digest", "read_manifest", "read_file",
+           "check_layers"]
+
+#: A manifest larger than this is refused before it is parsed.
+MAX_MANIFEST_BYTES = 64 << 20
+#: Files of one image are refused beyond this size each (the engines' memories are far
+#: smaller; this stops a hostile manifest from making us read without bound).
+MAX_FILE_BYTES = 4 << 30
+
+_SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+
+
+@cache
+def schema() -> dict:
+    return json.loads(_SCHEMA_PATH.read_text())
+
+
+def digest(manifest: dict) -> str:
+    """SHA-256 (hex) of the manifest without its ``digest`` field, as canonical JSON
+    (keys sorted, no spaces, ASCII)."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _where(error) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return path.lstrip(".") or "(top level)"
+
+
+def _regular(path: Path, what: str) -> os.stat_result:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} is missing") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"{path}: {what} is a symbolic link; image files must be plain files "
+                         f"inside the image folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: {what} is not a regular file")
+    return st
+
+
+def read_manifest(directory: Path, *, format_version: int) -> dict:
+    """The validated manifest of the image in ``directory`` (steps 1 and 2 above)."""
+    import jsonschema
+
+    path = directory / "manifest.json"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such image folder")
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(f"{directory}: no manifest.json (make one with nnaccel "
+                                f"compress)")
+    st = _regular(path, "manifest.json")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: {st.st_size} bytes, larger than any nnaccel manifest "
+                         f"({MAX_MANIFEST_BYTES} at most)")
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "nnaccel-image":
+        raise ValueError(f"{path}: not an nnaccel image manifest")
+    version = manifest.get("format_version")
+    if version != format_version:
+        raise ValueError(f"{path}: format version {version}, this nnaccel reads version "
+                         f"{format_version}; recompress the model")
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema()).iter_errors(manifest))
+    if error is not None:
+        raise ValueError(f"{path}: {_where(error)}: {error.message} (see "
+                         f"docs/image-format.md)")
+    if manifest["digest"] != digest(manifest):
+        raise ValueError(f"{path}: edited after it was written (digest mismatch); "
+                         f"recompress, or see docs/image-format.md for how the digest is "
+                         f"computed")
+    return manifest
+
+
+def read_file(directory: Path, spec: dict, what: str) -> np.ndarray:
+    """One data file of the image, confined, size-checked and verified (step 3 above)."""
+    name = spec["path"]
+    if Path(name).name != name or name in (".", "..") or os.sep in name:
+        raise ValueError(f"{directory}: {what} path {name!r} must be a file name inside the "
+                         f"image folder")
+    path = directory / name
+    st = _regular(path, what)
+    dtype = np.dtype(spec["dtype"])
+    want = int(np.prod(spec["shape"], dtype=np.int64)) * dtype.itemsize
+    if spec["bytes"] != want:
+        raise ValueError(f"{path}: manifest says {spec['bytes']} bytes but shape "
+                         f"{spec['shape']} of {dtype.str} is {want} bytes")
+    if want > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: {want} bytes is larger than any engine memory image")
+    if st.st_size != want:
+        raise ValueError(f"{path}: {st.st_size} bytes on disk, the manifest says {want}: the "
+                         f"file was truncated or replaced; recompress")
+    raw = path.read_bytes()
+    if len(raw) != want or hashlib.sha256(raw).hexdigest() != spec["sha256"]:
+        raise ValueError(f"{path}: checksum mismatch (file changed since compression)")
+    return np.frombuffer(raw, dtype=dtype).reshape(spec["shape"])
+
+
+def _expect(layer: dict, key: str, dtype: str, shape: tuple) -> None:
+    f = layer["files"].get(key)
+    if f is None:
+        raise ValueError(f"layer {layer['name']}: no '{key}' file")
+    if np.dtype(f["dtype"]) != np.dtype(dtype):
+        raise ValueError(f"layer {layer['name']}: '{key}' must be {np.dtype(dtype).str}, "
+                         f"not {f['dtype']}")
+    if tuple(f["shape"]) != tuple(shape):
+        raise ValueError(f"layer {layer['name']}: '{key}' has shape {f['shape']}, the layer "
+                         f"needs {list(shape)}")
+
+
+def _eie_layer(layer: dict, config) -> None:
+    pes, epw = config.pes, config.entries_per_word
+    for key in ("pe_entries", "pe_words"):
+        if len(layer.get(key, ())) != pes:
+            raise ValueError(f"layer {layer['name']}: '{key}' must list {pes} values, one per "
+                             f"PE of the config")
+    words = [-(-n // epw) for n in layer["pe_entries"]]
+    if words != layer["pe_words"]:
+        raise ValueError(f"layer {layer['name']}: 'pe_words' does not match 'pe_entries' "
+                         f"at {epw} entries per word")
+    if set(layer["files"]) != {"spmat", "ptr", "codebook", "bias"}:
+        raise ValueError(f"layer {layer['name']}: an EIE layer has the files spmat, ptr, "
+                         f"codebook and bias, found {', '.join(sorted(layer['files']))}")
+    _expect(layer, "spmat", "<u8", (sum(words),))
+    _expect(layer, "ptr", "<u2" if config.ptr_bits <= 16 else "<u4", (pes, layer["in"] + 1))
+    _expect(layer, "codebook", "<i2", (config.codebook_size,))
+    _expect(layer, "bias", "<i2", (layer["out"],))
+    for key in ("input", "output", "act_min", "act_max"):
+        if key in layer:
+            raise ValueError(f"layer {layer['name']}: '{key}' belongs to systolic images")
+
+
+def _systolic_layer(layer: dict) -> None:
+    n, k = layer["out"], layer["in"]
+    if set(layer["files"]) != {"weight", "bias", "multiplier", "shift", "weight_scale"}:
+        raise ValueError(f"layer {layer['name']}: a systolic layer has the files weight, bias, "
+                         f"multiplier, shift and weight_scale, found "
+                         f"{', '.join(sorted(layer['files']))}")
+    _expect(layer, "weight", "|i1", (k, n))
+    for key, dtype in (("bias", "<i4"), ("multiplier", "<i4"), ("shift", "|i1"),
+                       ("weight_scale", "<f8")):
+        _expect(layer, key, dtype, (n,))
+    for key in ("input", "output", "act_min", "act_max"):
+        if key not in layer:
+            raise ValueError(f"layer {layer['name']}: a systolic layer needs '{key}'")
+    if layer["act_min"] > layer["act_max"]:
+        raise ValueError(f"layer {layer['name']}: act_min {layer['act_min']} is above "
+                         f"act_max {layer['act_max']}")
+    for key in ("pe_entries", "pe_words", "padding_entries", "codebook_real"):
+        if key in layer:
+            raise ValueError(f"layer {layer['name']}: '{key}' belongs to EIE images")
+
+
+def check_layers(manifest: dict, config) -> None:
+    """Step 4: the per-engine contract between layers, files, formats and the config."""
+    layers, engine = manifest["layers"], manifest["engine"]
+    names = [layer["name"] for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError("layer names must be distinct")
+    for a, b in zip(layers, layers[1:], strict=False):
+        if a["out"] != b["in"]:
+            raise ValueError(f"layer {b['name']} takes {b['in']} inputs but layer {a['name']} "
+                             f"gives {a['out']}")
+    if engine == "eie":
+        if len(layers) > config.max_layers:
+            raise ValueError(f"{len(layers)} layers, the config holds {config.max_layers} "
+                             f"(max_layers)")
+        for layer in layers:
+            _eie_layer(layer, config)
+        for key in ("input", "output"):
+            fmt = manifest[key]
+            if fmt != {"format": "fixed", "width": config.act_width, "frac": config.act_frac}:
+                raise ValueError(f"'{key}' must be the config's activation format (fixed, "
+                                 f"width {config.act_width}, frac {config.act_frac}), "
+                                 f"not {fmt}")
+        return
+    for layer in layers:
+        _systolic_layer(layer)
+    for a, b in zip(layers, layers[1:], strict=False):
+        if a["output"] != b["input"]:
+            raise ValueError(f"layer {b['name']}'s input quantization {b['input']} is not "
+                             f"layer {a['name']}'s output {a['output']}")
+    for key, layer in (("input", layers[0]), ("output", layers[-1])):
+        fmt = manifest[key]
+        if fmt != {"format": "int8", **layer[key]}:
+            raise ValueError(f"'{key}' must be int8 with layer {layer['name']}'s {key} scale "
+                             f"and zero point, not {fmt}")
