@@ -16,6 +16,7 @@ Biases, column pointers and an engine's padding are *not* in these figures (as i
 paper); the real bytes of the engine images are reported next to them under their own name.
 """
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,10 +24,30 @@ import numpy as np
 from .huffman import huffman_bits
 
 __all__ = ["LayerStorage", "relative_indices", "layer_storage", "totals",
-           "weight_sharing_ratio"]
+           "weight_sharing_ratio", "check_index_bits", "MIN_INDEX_BITS", "MAX_INDEX_BITS"]
 
 DENSE_BITS = 32
 TABLE_BITS_PER_SYMBOL = 8
+#: Relative-index widths: 0 bits could not encode any gap, and beyond 16 bits the run
+#: alphabet (``2**index_bits`` symbols, Huffman coded) is larger than any layer.
+MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
+
+
+def check_index_bits(index_bits: int) -> int:
+    """``index_bits`` if it is a valid relative-index width, else ``ValueError``."""
+    if (not isinstance(index_bits, int | np.integer) or isinstance(index_bits, bool)
+            or not MIN_INDEX_BITS <= index_bits <= MAX_INDEX_BITS):
+        raise ValueError(f"--index-bits must be in {MIN_INDEX_BITS}..{MAX_INDEX_BITS}, "
+                         f"got {index_bits}")
+    return int(index_bits)
+
+
+def _ratio(dense: int, stored: int) -> float:
+    """``dense / stored``; a layer that stores nothing (every weight pruned) is infinitely
+    compressed, an empty one not at all."""
+    if stored:
+        return dense / stored
+    return math.inf if dense else 1.0
 
 
 def weight_sharing_ratio(n: int, bits: int, weight_bits: int = DENSE_BITS) -> float:
@@ -40,9 +61,10 @@ def relative_indices(mask: np.ndarray, index_bits: int, index: np.ndarray | None
 
     Returns ``(runs, symbols)``: the relative index of every stored entry (fillers
     included) and the codebook index stored with it (fillers carry 0). ``index`` defaults
-    to zeros.
+    to zeros. Raises ``ValueError`` for ``index_bits`` outside
+    ``MIN_INDEX_BITS .. MAX_INDEX_BITS``.
     """
-    span = 2 ** index_bits
+    span = 2 ** check_index_bits(index_bits)
     flat = np.asarray(mask, bool).T.reshape(-1)
     pos = np.flatnonzero(flat)
     gaps = np.diff(np.concatenate(([-1], pos))) - 1
@@ -77,12 +99,12 @@ class LayerStorage:
 
     @property
     def density(self) -> float:
-        return self.kept / self.weights
+        return self.kept / self.weights if self.weights else 0.0
 
     def ratios(self) -> dict:
-        return {"pruned": self.dense_bits / self.pruned_bits,
-                "pq": self.dense_bits / self.pq_bits,
-                "huffman": self.dense_bits / self.huffman_bits}
+        return {"pruned": _ratio(self.dense_bits, self.pruned_bits),
+                "pq": _ratio(self.dense_bits, self.pq_bits),
+                "huffman": _ratio(self.dense_bits, self.huffman_bits)}
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -94,7 +116,12 @@ class LayerStorage:
 
 def layer_storage(name: str, mask: np.ndarray, index: np.ndarray, bits: int,
                   index_bits: int = 5) -> LayerStorage:
-    """Account one shared layer (``mask`` kept weights, ``index`` codebook indices)."""
+    """Account one shared layer (``mask`` kept weights, ``index`` codebook indices).
+
+    Raises ``ValueError`` for ``bits < 1`` or an invalid ``index_bits``.
+    """
+    if not isinstance(bits, int | np.integer) or bits < 1:
+        raise ValueError(f"codebook bits must be a positive integer, got {bits}")
     runs, symbols = relative_indices(mask, index_bits, index)
     entries = runs.size
     k = 2 ** bits
@@ -116,8 +143,8 @@ def totals(rows: list[LayerStorage]) -> dict:
     s = {key: sum(getattr(r, key) for r in rows)
          for key in ("weights", "kept", "fillers", "dense_bits", "pruned_bits", "pq_bits",
                      "huffman_bits")}
-    s["density"] = s["kept"] / s["weights"]
-    s["ratio_pruned"] = s["dense_bits"] / s["pruned_bits"]
-    s["ratio_pq"] = s["dense_bits"] / s["pq_bits"]
-    s["ratio_huffman"] = s["dense_bits"] / s["huffman_bits"]
+    s["density"] = s["kept"] / s["weights"] if s["weights"] else 0.0
+    s["ratio_pruned"] = _ratio(s["dense_bits"], s["pruned_bits"])
+    s["ratio_pq"] = _ratio(s["dense_bits"], s["pq_bits"])
+    s["ratio_huffman"] = _ratio(s["dense_bits"], s["huffman_bits"])
     return s
