@@ -1,7 +1,7 @@
 """The gateware end of the host link: frames in, commands on the engine bus, replies out.
 
-See :mod:`boards.protocol` for the frame format and the README's ``boards`` section for
-the commands. One command is handled at a time; bytes that arrive while a command runs or
+See :mod:`boards.protocol` for the frame format and ``docs/link-protocol.md`` for the
+commands. One command is handled at a time; bytes that arrive while a command runs or
 its reply is sent are dropped (the host waits for each reply).
 """
 

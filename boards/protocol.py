@@ -3,7 +3,7 @@
 A request is ``A5 cmd len_lo len_hi payload[len] crc_lo crc_hi``; a reply is
 ``5A status len_lo len_hi payload[len] crc_lo crc_hi``. The CRC (:mod:`boards.crc`) covers
 everything after the sync byte. Multi-byte fields are little-endian; data moves as 32-bit
-words. The gateware side is :class:`boards.link.FrameLink`; the README's ``boards`` section
+words. The gateware side is :class:`boards.link.FrameLink`; ``docs/link-protocol.md``
 documents the commands. :func:`check_reply_length` is the contract of an ``OK`` reply's
 length, which the host checks before it unpacks a single word.
 """

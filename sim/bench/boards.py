@@ -3,8 +3,8 @@
 Each case is a full yowasp build (synthesis, place and route, packing) of a board's top
 level with one engine; what nextpnr measured (Fmax per clock, cell use) and Yosys' cell
 counts go to the record ``sim/bench/boards_record.json`` (kept in the repository, so a
-run of some cases keeps the others' rows) and ``boards.json``, and the resource/Fmax table
-in the README's ``boards`` section is regenerated from the record. A case that does not
+run of some cases keeps the others' rows) and ``boards.json``; ``docs/results.md`` renders
+its table from the record (:mod:`sim.bench.results`). A case that does not
 fit is recorded with the resource that overflowed. ``NNACCEL_BENCH_BOARDS``
 (comma-separated case names) runs a subset. Builds take minutes each: the list is short
 on purpose.
@@ -21,7 +21,6 @@ from boards.synth import synthesize
 
 __all__ = ["CASES", "main", "table"]
 
-REPO = Path(__file__).resolve().parents[2]
 #: Every case's latest measurement (committed: builds take minutes to hours).
 RECORD = Path(__file__).resolve().with_name("boards_record.json")
 
@@ -142,20 +141,6 @@ def table(cases: list[dict]) -> str:
     return "\n".join([head, *rows, *notes])
 
 
-#: Where the generated table sits in the README.
-README_MARKERS = ("<!-- boards-table -->", "<!-- /boards-table -->")
-
-
-def _update_readme(text: str) -> None:
-    readme = REPO / "README.md"
-    start, end = README_MARKERS
-    content = readme.read_text()
-    if start in content and end in content:
-        before, rest = content.split(start, 1)
-        _, after = rest.split(end, 1)
-        readme.write_text(f"{before}{start}\n{text}\n{end}{after}")
-
-
 def main(out_dir) -> dict:
     out_dir = Path(out_dir)
     names = os.environ.get("NNACCEL_BENCH_BOARDS")
@@ -181,6 +166,5 @@ def main(out_dir) -> dict:
     (out_dir / "boards.json").write_text(json.dumps(cases, indent=1))
     text = table(cases)
     (out_dir / "boards.md").write_text(text + "\n")
-    _update_readme(text)
     return {c["name"]: ({"fmax_mhz": c["fmax_mhz"], "resources": c["resources"]}
                         if c["fits"] else {"error": c["error"]}) for c in cases}

@@ -1,0 +1,532 @@
+"""Measured results, rendered from the bench records committed in the repository.
+
+``make bench`` writes each suite's full figures into ``build/bench/<suite>.json`` (not
+committed); :func:`record` keeps a small copy in ``docs/results/<suite>.json``
+(committed), and :func:`render` turns the records into ``docs/results.md``. The synthesis
+suite ``boards`` keeps its own committed record, ``sim/bench/boards_record.json``.
+:func:`headline` renders the README's short table of results from the same records;
+the README holds it between :data:`HEADLINE_MARKERS`, and a test checks that both files
+are what these functions render. Nothing here writes the README.
+
+::
+
+    python -m sim.bench.results             # rewrite docs/results.md from the records
+    python -m sim.bench.results --check     # exit 1, saying how to refresh, if stale
+    python -m sim.bench.results --headline  # print the README's headline table
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["RECORDS", "RESULTS_MD", "HEADLINE_MARKERS", "load", "record", "render",
+           "headline", "check", "main"]
+
+REPO = Path(__file__).resolve().parents[2]
+#: Committed per-suite records (``<suite>.json``).
+RECORDS = REPO / "docs" / "results"
+#: The synthesis suite's committed record (every case's latest build).
+BOARDS_RECORD = REPO / "sim" / "bench" / "boards_record.json"
+RESULTS_MD = REPO / "docs" / "results.md"
+README = REPO / "README.md"
+#: The two comment lines around the README's generated headline table.
+HEADLINE_MARKERS = (
+    "<!-- headline results: generated from docs/results/*.json by "
+    "python -m sim.bench.results --headline -->",
+    "<!-- end of headline results -->",
+)
+#: Suites whose record this module writes (``boards`` writes its own).
+SUITES = ("systolic", "eie", "eie_pes", "compression")
+NOT_MEASURED = "_Not measured in this record._"
+
+
+def _int(n) -> str:
+    """``540761`` → ``540 761`` (the thin grouping used in every table here)."""
+    return f"{int(n):,}".replace(",", " ")
+
+
+def _pct(x, digits=1) -> str:
+    return f"{100 * x:.{digits}f} %"
+
+
+def _provenance(seconds) -> dict:
+    """Date, commit and the suite's wall time for a record."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+    dirty = bool(git("status", "--porcelain", "--", "hw", "sim", "quantize", "boards"))
+    return {"date": time.strftime("%Y-%m-%d"), "commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_changes": dirty,
+            **({"bench_seconds": round(seconds)} if seconds is not None else {})}
+
+
+# Trimming a suite's full JSON to its committed record.
+
+def _trim_systolic(full, old, when):
+    runs = [{"array": r["array"], "m": r["m"], "k": r["k"], "n": r["n"],
+             "cycles": r["cycles"], "utilization": round(r["utilization"], 5),
+             "model_cycles": r["model_cycles"], "mismatches": r["mismatches"],
+             "weight_stall": r["counters"].get("weight_stall"),
+             "output_stall": r["counters"].get("output_stall"),
+             "sim_cycles_per_second": round(r["sim_cycles_per_second"])}
+            for r in full["runs"]]
+    arrays = {r["array"] for r in runs}
+    builds = {a: {**b, "measured": when} for a, b in full["builds"].items() if a in arrays}
+    # A run of some arrays (NNACCEL_SYSTOLIC_ARRAYS) keeps the other arrays' rows.
+    kept = [r for r in (old or {}).get("runs", []) if r["array"] not in arrays]
+    builds = {**{a: b for a, b in (old or {}).get("builds", {}).items() if a not in arrays},
+              **builds}
+    return {"builds": builds, "runs": kept + runs}
+
+
+def _trim_eie_row(r, keys):
+    return {k: r[k] for k in keys if k in r}
+
+
+_EIE_KEYS = ("layer", "cycles", "eie_cycles", "vs_eie", "work_cycles", "ideal_cycles",
+             "load_balance_efficiency", "busiest_pe_starved_cycles", "padding_entries",
+             "real_entries", "padding_overhead", "broadcasts", "stall_cycles", "mismatches")
+
+
+def _trim_eie(full, old, when):
+    out = {"measured": when, "seed": full.get("seed"),
+           "build_seconds_64pe": full.get("build_seconds_64pe"),
+           "layers": [_trim_eie_row(r, _EIE_KEYS) for r in full["layers"]],
+           "summary": full["summary"]}
+    if "balanced" in full:
+        out["balanced"] = full["balanced"]
+    if "queue_sweep" in full:
+        out["queue_sweep"] = {q: {n: _trim_eie_row(r, ("cycles", "load_balance_efficiency",
+                                                        "mismatches"))
+                                  for n, r in rows.items()}
+                              for q, rows in full["queue_sweep"].items()}
+    if "pe_sweep_work_bound" in full:
+        out["pe_sweep_work_bound"] = full["pe_sweep_work_bound"]
+    return out
+
+
+def _trim_eie_pes(full, old, when):
+    runs = {p: {"config": r["config"], "build_seconds": r["build_seconds"],
+                "wall_seconds": r["wall_seconds"], "measured": when,
+                "layers": {n: _trim_eie_row(x, ("cycles", "load_balance_efficiency",
+                                                "mismatches"))
+                           for n, x in r["layers"].items()}}
+            for p, r in full["runs"].items()}
+    # A run of some PE counts (NNACCEL_EIE_PES) keeps the others.
+    merged = {**(old or {}).get("runs", {}), **runs}
+    return {"runs": {p: merged[p] for p in sorted(merged, key=int)}}
+
+
+def _trim_compression(full, old, when):
+    return {"measured": when, **full}
+
+
+_TRIM = {"systolic": _trim_systolic, "eie": _trim_eie, "eie_pes": _trim_eie_pes,
+         "compression": _trim_compression}
+
+
+def record(suite: str, out_dir, seconds=None) -> Path | None:
+    """Keep ``out_dir/<suite>.json`` (a bench run's figures) as the committed record.
+
+    Returns the record's path, or ``None`` for a suite that keeps its own record
+    (``boards``) or wrote no figures.
+    """
+    source = Path(out_dir) / f"{suite}.json"
+    if suite not in _TRIM or not source.exists():
+        return None
+    full = json.loads(source.read_text())
+    if suite == "systolic" and not full.get("runs") or suite == "eie" and "layers" not in full:
+        return None
+    path = RECORDS / f"{suite}.json"
+    old = json.loads(path.read_text()) if path.exists() else None
+    when = _provenance(seconds)
+    data = _TRIM[suite](full, old, when)
+    if suite == "systolic":
+        data = {"measured": when, **data}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def load() -> dict:
+    """Every committed record by suite name (absent suites are missing keys)."""
+    records = {}
+    for suite in SUITES:
+        path = RECORDS / f"{suite}.json"
+        if path.exists():
+            records[suite] = json.loads(path.read_text())
+    if BOARDS_RECORD.exists():
+        records["boards"] = json.loads(BOARDS_RECORD.read_text())
+    return records
+
+
+def _when(m: dict) -> str:
+    text = f"measured {m['date']}"
+    if m.get("commit"):
+        text += f" at commit `{m['commit']}`"
+        if m.get("uncommitted_changes"):
+            text += " (with uncommitted changes)"
+    if m.get("bench_seconds") is not None:
+        text += f"; the suite took {_int(m['bench_seconds'])} s"
+    return text
+
+
+# docs/results.md, one section per suite.
+
+def _systolic_md(rec) -> list[str]:
+    out = [f"Cycles count from the first input beat to the last result word (loads, fill, "
+           f"drain and weight loads included); utilization is useful MACs / (rows · cols · "
+           f"cycles); the model is `sim.systolic.model_cycles`; every output word is "
+           f"compared with the golden model. {_when(rec['measured']).capitalize()}.", "",
+           "| array | GEMM M×K×N | cycles | utilization | weight-stall cycles | "
+           "output-stall cycles | model cycles | wrong words |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rec["runs"]:
+        out.append(f"| {r['array'].replace('x', '×')} | {r['m']}×{r['k']}×{r['n']} | "
+                   f"{_int(r['cycles'])} | {_pct(r['utilization'])} | "
+                   f"{_int(r['weight_stall'])} | {_int(r['output_stall'])} | "
+                   f"{_int(r['model_cycles'])} | {r['mismatches']} |")
+    out += ["", "| array | Verilator build s | simulated cycles/s (cocotb) |", "|---|---|---|"]
+    for a, b in rec["builds"].items():
+        speeds = [r["sim_cycles_per_second"] for r in rec["runs"] if r["array"] == a]
+        cached = " (cached)" if b.get("cached") else ""
+        out.append(f"| {a.replace('x', '×')} | {b['build_seconds']:.0f}{cached} | "
+                   f"{_int(min(speeds))}–{_int(max(speeds))} |")
+    measured = {r["array"] for r in rec["runs"]}
+    missing = [a for a in ("4x4", "8x8", "16x16", "32x32") if a not in measured]
+    if missing:
+        out += ["", f"Arrays not measured in this record: "
+                    f"{', '.join(a.replace('x', '×') for a in missing)}."]
+    return out
+
+
+def _eie_md(rec) -> list[str]:
+    s = rec["summary"]
+    rows = rec["layers"]
+    out = [f"64 PEs, queue depth 8, EIE's nine benchmark layers as synthetic matrices with "
+           f"the paper's sizes and densities (seed {rec['seed']}); cycles from the layer "
+           f"command to the end of write-back; every output word compared with the golden "
+           f"model. \"Work\" is the busiest PE's MAC cycles from the image, \"ideal\" its "
+           f"entries with padding; load-balance efficiency is `1 − bubble / total` for the "
+           f"busiest PE. {_when(rec['measured']).capitalize()}.", "",
+           "| layer | cycles | EIE cycles | ours / EIE | work | ideal | load balance | "
+           "busiest PE starved | padding / real entries | wrong words |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['layer']} | {_int(r['cycles'])} | {_int(r['eie_cycles'])} | "
+                   f"{r['vs_eie']:.2f} | {_int(r['work_cycles'])} | {_int(r['ideal_cycles'])}"
+                   f" | {_pct(r['load_balance_efficiency'])} | "
+                   f"{_int(r['busiest_pe_starved_cycles'])} | {_pct(r['padding_overhead'])} | "
+                   f"{r['mismatches']} |")
+    out += ["", f"Mean load-balance efficiency {_pct(s['mean_load_balance_efficiency'])}; "
+                f"every layer at or below EIE's cycles: "
+                f"{'yes' if s['all_at_or_below_eie'] else 'no'}; "
+                f"{s['total_mismatches']} wrong words. The 64-PE Verilator model simulates "
+                f"{_int(s['verilator_cycles_per_second_64pe'])} cycles/s; Alex-7 from its "
+                f"index matrix to checked outputs takes "
+                f"{s['alex7_wall_seconds_image_load_and_run']:.1f} s "
+                f"({s['alex7_load_seconds']:.1f} s loading the image, "
+                f"{s['alex7_run_seconds']:.1f} s running the layer)."]
+    if rec.get("build_seconds_64pe") is not None:
+        out[-1] += f" Its Verilator build took {rec['build_seconds_64pe']:.0f} s."
+    if rec.get("balanced"):
+        out += ["", "### Rows assigned to PEs by load", "",
+                "`balance_layers` (greedy by non-zeros per row) instead of row `i` in PE "
+                "`i mod N`; outputs permuted back on the host.", "",
+                "| layer | cycles | interleaved cycles | speed-up | work | interleaved work "
+                "| wrong words |", "|---|---|---|---|---|---|---|"]
+        for r in rec["balanced"]:
+            out.append(f"| {r['layer']} | {_int(r['cycles'])} | {_int(r['interleaved_cycles'])}"
+                       f" | {r['speedup']:.3f} | {_int(r['work_cycles'])} | "
+                       f"{_int(r['interleaved_work_cycles'])} | {r['mismatches']} |")
+    else:
+        out += ["", "Rows assigned by load: not measured in this record."]
+    sweep = rec.get("queue_sweep")
+    if sweep:
+        depths = sorted(sweep, key=int)
+        names = [r["layer"] for r in rows]
+        out += ["", "### Queue depth (EIE Fig. 8)", "",
+                "One 64-PE build with 64-deep queues whose fill is capped per run, which "
+                "behaves as a shallower queue. Load-balance efficiency per layer:", "",
+                "| layer | " + " | ".join(f"depth {q}" for q in depths) + " |",
+                "|---|" + "---|" * len(depths)]
+        for n in names:
+            out.append(f"| {n} | " + " | ".join(
+                _pct(sweep[q][n]["load_balance_efficiency"]) for q in depths) + " |")
+        means = [sum(sweep[q][n]["load_balance_efficiency"] for n in names) / len(names)
+                 for q in depths]
+        wrong = sum(sweep[q][n]["mismatches"] for q in depths for n in names)
+        out.append("| mean | " + " | ".join(_pct(m) for m in means) + " |")
+        out += ["", f"{wrong} wrong words over the sweep."]
+    else:
+        out += ["", "Queue-depth sweep: not measured in this record."]
+    work = rec.get("pe_sweep_work_bound")
+    if work:
+        counts = sorted(work, key=int)
+        names = [r["layer"] for r in rows]
+        first = counts[0]
+        out += ["", "### Work bound by PE count (from the images)", "",
+                f"Speed-up of the busiest PE's work over {first} PE, per layer (the RTL "
+                f"cycles are suite `eie_pes`):", "",
+                "| layer | " + " | ".join(f"{p} PEs" for p in counts) + " |",
+                "|---|" + "---|" * len(counts)]
+        for n in names:
+            base = work[first][n] * int(first)
+            out.append(f"| {n} | " + " | ".join(f"{base / work[p][n]:.2f}×"
+                                                for p in counts) + " |")
+    return out
+
+
+def _eie_pes_md(rec) -> list[str]:
+    runs = rec["runs"]
+    counts = sorted(runs, key=int)
+    names = list(runs[counts[0]]["layers"])
+    first = counts[0]
+    dates = sorted({r["measured"]["date"] for r in runs.values()})
+    out = [f"The nine layers of suite `eie` on engines of {', '.join(counts)} PEs, queue "
+           f"depth 8, one Verilator build per PE count; every output word compared with the "
+           f"golden model. Measured {', '.join(dates)}.", "",
+           f"RTL speed-up over {first} PE{'s' if int(first) > 1 else ''}:", "",
+           "| layer | " + " | ".join(f"{p} PEs" for p in counts) + " |",
+           "|---|" + "---|" * len(counts)]
+    for n in names:
+        base = runs[first]["layers"][n]["cycles"] * int(first)
+        out.append(f"| {n} | " + " | ".join(
+            f"{base / runs[p]['layers'][n]['cycles']:.2f}×" for p in counts) + " |")
+    out.append("| mean load balance | " + " | ".join(
+        _pct(sum(runs[p]["layers"][n]["load_balance_efficiency"] for n in names) / len(names))
+        for p in counts) + " |")
+    wrong = sum(x["mismatches"] for r in runs.values() for x in r["layers"].values())
+    builds = ", ".join(f"{p} PEs {runs[p]['build_seconds']:.0f} s" for p in counts)
+    out += ["", f"{wrong} wrong words. Verilator builds: {builds}."]
+    return out
+
+
+def _compression_md(rec) -> list[str]:
+    d = rec["digits"]
+    out = [f"Digits 64-300-100-10 MLP (scikit-learn's 8×8 digits, {d['test_images']} test "
+           f"images), float accuracy {_pct(d['float_accuracy'], 2)}. "
+           f"{_when(rec['measured']).capitalize()}.", "",
+           "\"Ratio\" is Deep Compression's accounting (codebook-index bits, relative-index "
+           "bits with filler entries, codebooks; Huffman-coded) against 32-bit dense; "
+           "\"image ratio\" is the engine image's real bytes against 32-bit dense.", "",
+           "| path | weights kept | bits | ratio | image ratio | test accuracy |",
+           "|---|---|---|---|---|---|"]
+    for engine in ("eie", "systolic"):
+        r = d.get(f"retrained_{engine}")
+        if not r:
+            continue
+        out.append(f"| retrained, {engine} image | {_pct(r['density'])} | {r['bits']} | "
+                   f"{r['compression_ratio']:.1f}× (pruning {r['ratio_pruned']:.1f}×, "
+                   f"+ sharing {r['ratio_pq']:.1f}×) | {r['image_compression_ratio']:.1f}× "
+                   f"({_int(r['image_bytes'])} B) | {_pct(r['float_model_accuracy'], 2)} "
+                   f"compressed model, {_pct(r['golden_accuracy'], 2)} {engine} golden |")
+    best = d.get("post_training_best_within_1pt")
+    if best:
+        out.append(f"| post-training (calibration only), best ratio within 1 point | "
+                   f"{_pct(1 - best['sparsity'], 0)} | {best['bits']} | "
+                   f"{best['compression_ratio']:.1f}× | – | {_pct(best['accuracy'], 2)} |")
+    p4 = d.get("post_training_eie_4bit")
+    if p4:
+        out.append(f"| post-training, EIE image | {_pct(1 - p4['sparsity'], 0)} | 4 | "
+                   f"{p4['compression_ratio']:.1f}× | – | {_pct(p4['golden_accuracy'], 2)} "
+                   f"EIE golden |")
+    scan = d.get("post_training_scan")
+    if scan:
+        bits = sorted({s["bits"] for s in scan})
+        sparsities = sorted({s["sparsity"] for s in scan})
+        by = {(s["sparsity"], s["bits"]): s for s in scan}
+        out += ["", "Post-training scan (test accuracy, ratio):", "",
+                "| pruned | " + " | ".join(f"{b} bits" for b in bits) + " |",
+                "|---|" + "---|" * len(bits)]
+        for sp in sparsities:
+            out.append(f"| {_pct(sp, 0)} | " + " | ".join(
+                f"{_pct(by[sp, b]['accuracy'], 2)}, {by[sp, b]['compression_ratio']:.1f}×"
+                for b in bits) + " |")
+    inits = d.get("init_comparison_no_finetune")
+    if inits:
+        kinds = sorted({k.split("/")[0] for k in inits}, key=["linear", "density",
+                                                                "random"].index)
+        bits = sorted({int(k.split("/")[1]) for k in inits})
+        out += ["", f"k-means initialisation after pruning and retraining, no centroid "
+                    f"fine-tuning (pruned and retrained: "
+                    f"{_pct(d['pruned_retrained_accuracy'], 2)}); test accuracy:", "",
+                "| bits | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+        for b in bits:
+            out.append(f"| {b} | " + " | ".join(_pct(inits[f'{k}/{b}']['accuracy'], 2)
+                                                for k in kinds) + " |")
+    v = rec.get("vgg6_layer")
+    if v:
+        out += ["", f"A 25088 × 4096 layer (VGG-6's size): pruning to 4 % {v['prune_s']:.1f} s, "
+                    f"4-bit sharing {v['share_s']:.1f} s, interleaved-CSC encoding for 64 PEs "
+                    f"{v['encode_s']:.1f} s ({v['total_s']:.1f} s in all), peak RSS "
+                    f"{v['peak_mib'] / 1024:.2f} GiB; ratio {v['ratio_huffman']:.1f}×."]
+    km = rec.get("kmeans_10M")
+    if km:
+        out += ["", "1-D k-means on 10 M weights against `sklearn.cluster.KMeans` (same "
+                    "initial centroids, `n_init=1`):", "",
+                "| k | ours s | scikit-learn s | speed-up | inertia ours | inertia "
+                "scikit-learn |", "|---|---|---|---|---|---|"]
+        for k, r in km.items():
+            out.append(f"| {k[1:]} | {r['ours_s']:.1f} | {r['sklearn_s']:.1f} | "
+                       f"{r['speedup']:.1f}× | {r['ours_inertia']:.2f} | "
+                       f"{r['sklearn_inertia']:.2f} |")
+    return out
+
+
+def _boards_md(cases) -> list[str]:
+    from .boards import table
+    out = ["Each row is a full yowasp build (Yosys, nextpnr, packing) of a board's top "
+           "level with one engine. Fmax is nextpnr's post-route figure for the design "
+           "clock, with its constraint in brackets; rows swept over several nextpnr seeds "
+           "keep the best. `NNACCEL_BENCH_BOARDS=name,...` rebuilds some cases; the "
+           "others keep their rows.", "", table(cases)]
+    swept = [c for c in cases if len(c.get("seed_fmax", {})) > 1]
+    if swept:
+        out += ["", "Every seed of the swept cases (the same netlist placed and routed with "
+                    "each nextpnr seed; – = no legal placement or routing):", ""]
+        for c in swept:
+            seeds = ", ".join(f"seed {s} {f:.1f} MHz" if f else f"seed {s} –"
+                              for s, f in c["seed_fmax"].items())
+            out.append(f"- {c['name']}: {seeds}")
+    return out
+
+
+_SECTIONS = (
+    ("systolic", "Systolic engine (suite `systolic`)", _systolic_md),
+    ("eie", "EIE engine (suite `eie`)", _eie_md),
+    ("eie_pes", "EIE PE-count sweep on the RTL (suite `eie_pes`)", _eie_pes_md),
+    ("compression", "Compression front end (suite `compression`)", _compression_md),
+    ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
+)
+
+
+def render(records: dict) -> str:
+    """The text of ``docs/results.md`` for ``records`` (as :func:`load` returns them)."""
+    out = ["# Measured results", "",
+           "Generated by `python -m sim.bench.results` (run by `make bench`) from the "
+           "records committed in `docs/results/*.json` and `sim/bench/boards_record.json`; "
+           "do not edit by hand. Measured on a shared 2-core machine; wall times depend on "
+           "what else ran beside the bench.", "", "## Headline", "", headline(records)]
+    for suite, title, section in _SECTIONS:
+        out += ["", f"## {title}", ""]
+        out += section(records[suite]) if suite in records else [NOT_MEASURED]
+    return "\n".join(out) + "\n"
+
+
+def headline(records: dict) -> str:
+    """The README's table of headline results for ``records``."""
+    rows = []
+    sys_rec = records.get("systolic", {})
+    big = [r for r in sys_rec.get("runs", []) if r["array"] == "16x16" and r["m"] == 512
+           and r["k"] == 512 and r["n"] == 512]
+    if big:
+        r = big[0]
+        rows.append(("Systolic 16×16, int8 GEMM 512×512×512 on the RTL (loads included)",
+                     f"{_pct(r['utilization'])} MAC utilization, {_int(r['cycles'])} cycles, "
+                     f"{r['mismatches']} wrong words"))
+    else:
+        rows.append(("Systolic 16×16, int8 GEMM 512×512×512", "not measured in this record"))
+    eie = records.get("eie")
+    if eie:
+        ratios = [r["vs_eie"] for r in eie["layers"]]
+        s = eie["summary"]
+        rows.append(("EIE 64 PEs, EIE's nine benchmark layers on the RTL",
+                     f"{min(ratios):.2f}–{max(ratios):.2f}× the paper's cycles (mean "
+                     f"{sum(ratios) / len(ratios):.2f}×), load balance "
+                     f"{_pct(s['mean_load_balance_efficiency'])}, "
+                     f"{s['total_mismatches']} wrong words"))
+    else:
+        rows.append(("EIE 64 PEs, EIE's nine benchmark layers", "not measured in this record"))
+    comp = records.get("compression")
+    if comp:
+        d = comp["digits"]
+        for engine in ("eie", "systolic"):
+            r = d[f"retrained_{engine}"]
+            rows.append((f"Digits MLP 64-300-100-10 compressed for {engine} "
+                         f"({_pct(r['density'])} of weights kept, {r['bits']}-bit)",
+                         f"{r['compression_ratio']:.1f}× (image "
+                         f"{r['image_compression_ratio']:.1f}×), "
+                         f"{_pct(r['golden_accuracy'], 2)} accuracy (float "
+                         f"{_pct(d['float_accuracy'], 2)})"))
+    else:
+        rows.append(("Digits MLP compression", "not measured in this record"))
+    cases = {c["name"]: c for c in records.get("boards", [])}
+    for name, what in (("ecp5-systolic-8x8", "ECP5-85F (ULX3S): systolic 8×8"),
+                       ("ecp5-eie-8pe", "ECP5-85F (ULX3S): EIE 8 PEs")):
+        c = cases.get(name)
+        if not c or not c.get("fits"):
+            rows.append((what, "not measured in this record"))
+            continue
+        clock = next(k for k in c["fmax_mhz"] if not k.startswith("$PACKER"))
+        r = c["resources"]
+        rows.append((what, f"{c['fmax_mhz'][clock]:.1f} MHz (target "
+                           f"{c['constraint_mhz'][clock]:.0f}), {_int(r['lut'])} LUT4, "
+                           f"{_int(r['ff'])} FF, {r['dsp']} DSP, {r['bram']} block RAM"))
+    lines = ["| what | measured |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines)
+
+
+def _readme_headline() -> str | None:
+    text = README.read_text()
+    start, end = HEADLINE_MARKERS
+    if start not in text or end not in text.split(start, 1)[1]:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def check(records: dict | None = None) -> list[str]:
+    """What is stale, each with how to refresh it (empty when both files are current)."""
+    records = load() if records is None else records
+    problems = []
+    if not RESULTS_MD.exists() or RESULTS_MD.read_text() != render(records):
+        problems.append("docs/results.md differs from the records: run "
+                        "'.venv/bin/python -m sim.bench.results' to regenerate it")
+    if _readme_headline() != headline(records):
+        start, end = HEADLINE_MARKERS
+        problems.append(f"README.md's headline table differs from the records: replace the "
+                        f"lines between '{start}' and '{end}' with the output of "
+                        f"'.venv/bin/python -m sim.bench.results --headline'")
+    return problems
+
+
+def write() -> Path:
+    """Regenerate ``docs/results.md`` from the committed records."""
+    RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_MD.write_text(render(load()))
+    return RESULTS_MD
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.bench.results",
+                                     description="Render docs/results.md and the README's "
+                                                 "headline table from the bench records.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--check", action="store_true",
+                       help="exit 1 if docs/results.md or the README's table is stale")
+    group.add_argument("--headline", action="store_true",
+                       help="print the README's headline table")
+    args = parser.parse_args(argv)
+    if args.headline:
+        print(headline(load()))
+        return 0
+    if args.check:
+        problems = check()
+        for p in problems:
+            print(f"stale: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    print(f"wrote {write().relative_to(REPO)}")
+    for p in check():
+        print(f"stale: {p}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
