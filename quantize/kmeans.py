@@ -66,13 +66,18 @@ def kmeans_1d(values, k: int, init: str = "linear", max_iter: int = 300, seed: i
     """Cluster 1-D ``values`` into ``k`` clusters; returns a :class:`KMeansResult`.
 
     Empty clusters keep their centroid (so inertia never rises above the start's).
-    Stops when no boundary moves.
+    Stops when no boundary moves. Raises ``ValueError`` for ``k < 1``, no values, or a NaN
+    or infinite value.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     values = np.asarray(values).reshape(-1)
     if values.size == 0:
         raise ValueError("k-means needs at least one value")
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise ValueError(f"k-means needs finite values: {bad} of {values.size} are NaN or "
+                         f"infinite (check the weights)")
     x = np.sort(values.astype(np.float64, copy=False))
     s1 = np.concatenate(([0.0], np.cumsum(x)))
     s2 = np.concatenate(([0.0], np.cumsum(x * x)))
