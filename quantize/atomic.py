@@ -27,33 +27,33 @@ __all__ = ["image_folder", "output_file", "check_outputs", "is_image_folder",
 #: Name of the manifest that marks a folder as an nnaccel image.
 MANIFEST = "manifest.json"
 
-_held = False
+_previous = None       # the SIGINT handler to restore, while one is held back
+_arrived = False
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+def _record(signum, frame):
+    global _arrived
+    _arrived = True
 
 
 def commit_signals() -> None:
-    """Hold ``SIGINT`` back from now until :func:`release_signals` (main thread only)."""
-    global _held
-    if _main_thread() and not _held:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        _held = True
+    """Hold ``SIGINT`` back from now until :func:`release_signals` (main thread only: a
+    Python-level handler, so it holds whichever thread the kernel delivers the signal to)."""
+    global _previous, _arrived
+    if threading.current_thread() is threading.main_thread() and _previous is None:
+        _arrived = False
+        _previous = signal.signal(signal.SIGINT, _record)
 
 
 def release_signals() -> bool:
     """Undo :func:`commit_signals`; returns whether an interrupt arrived meanwhile (and was
     dropped because the output it would have stopped was already complete)."""
-    global _held
-    if not _held:
+    global _previous
+    if _previous is None:
         return False
-    pending = signal.SIGINT in signal.sigpending()
-    if pending:
-        signal.sigtimedwait({signal.SIGINT}, 0)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _held = False
-    return pending
+    signal.signal(signal.SIGINT, _previous)
+    _previous = None
+    return _arrived
 
 
 def _umask() -> int:

@@ -87,6 +87,9 @@ def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=
     from .image import choose_eie_fracs, eie_config_for, systolic_config_for, write_image
     say = progress or (lambda msg: None)
     compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
+    if not any(s.mask.any() for s in compressed.shared):
+        raise ValueError("pruning removed every weight of every layer; lower --sparsity or "
+                         "--quality")
     inputs = calibration if calibration is not None else x_train
     if config is None and engine == "eie":
         act_frac, weight_frac = choose_eie_fracs(compressed, inputs)
@@ -112,6 +115,9 @@ def _check_flags(args) -> None:
     if wrong:
         raise ValueError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not used by "
                          f"the {args.engine} engine; drop {'it' if len(wrong) == 1 else 'them'}")
+    for name in ("pes", "rows", "cols"):
+        if getattr(args, name) is None:
+            setattr(args, name, 8)
     if eie and args.bits != 4:
         raise ValueError(f"--bits {args.bits}: the EIE engine's entries hold a 4-bit codebook "
                          f"index (and a 4-bit zero run); use --bits 4 with --engine eie")
@@ -134,10 +140,10 @@ def _check_flags(args) -> None:
     # The engine config's own validation says what is wrong with a size (one line).
     if eie:
         from hw.eie.config import EieConfig
-        EieConfig(pes=args.pes or 8)
+        EieConfig(pes=args.pes)
     else:
         from hw.systolic.config import SystolicConfig
-        SystolicConfig(rows=args.rows or 8, cols=args.cols or 8)
+        SystolicConfig(rows=args.rows, cols=args.cols)
 
 
 def _check_data(model, x_train, y_train, calibration, args) -> None:
@@ -189,8 +195,8 @@ def cmd_compress(args) -> int:
                         init=args.init, index_bits=args.index_bits,
                         retrain_epochs=30 if args.epochs is None else args.epochs,
                         seed=args.seed)
-    _, manifest = compress_to_image(model, args.engine, spec, args.output, pes=args.pes or 8,
-                                    rows=args.rows or 8, cols=args.cols or 8, x_train=x_train,
+    _, manifest = compress_to_image(model, args.engine, spec, args.output, pes=args.pes,
+                                    rows=args.rows, cols=args.cols, x_train=x_train,
                                     y_train=y_train, calibration=calibration,
                                     source=str(args.model), progress=say, force=args.force)
     c = manifest["compression"]

@@ -279,10 +279,21 @@ def _write_image(compressed, engine, config, out: Path, calibration, source) -> 
     manifest["report"] = {"path": REPORT_FILE, "dtype": "|u1", "shape": [len(raw)],
                           "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
                           "memory": False}
-    manifest = json.loads(json.dumps(manifest, default=_json))
+    manifest = _finite(json.loads(json.dumps(manifest, default=_json)))
     manifest["digest"] = digest(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _finite(o):
+    """JSON has no infinity: a ratio of a layer that stores nothing is written as null."""
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json(o):

@@ -45,6 +45,11 @@ def load_array(path, name: str = "array") -> np.ndarray:
     _check_exists(path)
     if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: {name} must be a .npy file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and magic[:4] != b"PK\x03\x04":
+        raise ValueError(f"{path}: not a NumPy file (no .npy/.npz header); save {name} with "
+                         f"numpy.save")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as e:

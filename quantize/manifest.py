@@ -56,6 +56,20 @@ def _where(error) -> str:
     return path.lstrip(".") or "(top level)"
 
 
+def _no_constant(name: str):
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _message(error) -> str:
+    last = error.absolute_path[-1] if error.absolute_path else None
+    if error.validator == "pattern" and last == "path":
+        return (f"{error.instance!r} must be a plain file name inside the image folder (no "
+                f"folders, no '..')")
+    if error.validator == "pattern" and last == "name":
+        return f"{error.instance!r}: layer names are letters, digits, '_', '.' and '-'"
+    return error.message
+
+
 def _regular(path: Path, what: str) -> os.stat_result:
     try:
         st = os.lstat(path)
@@ -84,7 +98,7 @@ def read_manifest(directory: Path, *, format_version: int) -> dict:
         raise ValueError(f"{path}: {st.st_size} bytes, larger than any nnaccel manifest "
                          f"({MAX_MANIFEST_BYTES} at most)")
     try:
-        manifest = json.loads(path.read_bytes())
+        manifest = json.loads(path.read_bytes(), parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "nnaccel-image":
@@ -96,7 +110,7 @@ def read_manifest(directory: Path, *, format_version: int) -> dict:
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema()).iter_errors(manifest))
     if error is not None:
-        raise ValueError(f"{path}: {_where(error)}: {error.message} (see "
+        raise ValueError(f"{path}: {_where(error)}: {_message(error)} (see "
                          f"docs/image-format.md)")
     if manifest["digest"] != digest(manifest):
         raise ValueError(f"{path}: edited after it was written (digest mismatch); "

@@ -9,6 +9,11 @@ from .image import load_report_weights
 __all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes"]
 
 
+def _x(ratio) -> str:
+    """A ratio as ``12.3x``; a layer that stores no weight at all has none (``-``)."""
+    return "-" if ratio is None else f"{ratio:.1f}x"
+
+
 def layer_image_bytes(spec: dict) -> int:
     return sum(f["bytes"] for f in spec["files"].values() if f["memory"])
 
@@ -36,7 +41,7 @@ def format_table(image) -> str:
         return (f"{name:<8}{shape:>11}{d['density'] * 100:>7.1f}%{d.get('bits', ''):>5}"
                 f"{d.get('index_bits', ''):>4}{d['dense_bits'] / 8192:>10.1f}"
                 f"{d['huffman_bits'] / 8192:>10.2f}"
-                f"{d['ratio_pruned']:>8.1f}x{d['ratio_pq']:>7.1f}x{d['ratio_huffman']:>7.1f}x"
+                f"{_x(d['ratio_pruned']):>9}{_x(d['ratio_pq']):>8}{_x(d['ratio_huffman']):>8}"
                 f"{img:>10}")
     for d in r["layers"]:
         lines.append(row(d["name"], "x".join(map(str, d["shape"])), d, d["image_bytes"]))
