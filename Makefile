@@ -22,12 +22,12 @@ SEEDS ?= 1
 # make bench SUITES="eie eie_pes" runs some suites only (default: all).
 SUITES ?=
 
-.PHONY: install demo test test-slow sim verilog bench lint synth clean
+.PHONY: install demo test test-slow sim verilog bench lint synth formal clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,fpga]'
+	$(PY) -m pip install --quiet -e '.[dev,fpga,formal]'
 	touch $@
 
 install: $(STAMP)
@@ -54,6 +54,10 @@ endif
 
 bench: $(STAMP)
 	$(PY) -m sim.bench $(SUITES)
+
+# SymbiYosys proofs of the engines' stream contracts (work dirs in build/formal/).
+formal: $(STAMP)
+	$(PY) -m sim.formal
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

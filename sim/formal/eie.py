@@ -1,0 +1,143 @@
+"""Proof wrappers for the EIE engine: its result stream, the non-zero tree's skid buffers,
+the PEs' queues, and a command that runs to its last result beat."""
+
+import re
+
+from amaranth.hdl import Assert, Cover, Elaboratable, Fragment, Module, Signal
+
+from hw.eie import EieConfig, EieTop
+from hw.eie.lnzd import NonZeroTree
+
+from .contracts import after_reset, find, free, stream_rule
+
+__all__ = ["TINY", "EieResultStream", "EieQueues", "EieCommandCover", "TreeStreams"]
+
+#: The smallest engine that still has every part: 2 PEs (so one tree node), 2-deep
+#: activation queues, 2-entry words, 2 rows per PE.
+TINY = EieConfig(pes=2, index_bits=1, zrun_bits=1, act_width=4, act_frac=0, weight_width=4,
+                 weight_frac=0, acc_width=11, queue_depth=2, word_bits=4, spmat_depth=2,
+                 ptr_depth=4, act_depth=2, bias_depth=1, max_layers=1)
+
+
+def _engine(m: Module, config: EieConfig) -> tuple[EieTop, Fragment]:
+    """The engine with free inputs that keep the stream rule, as its host would."""
+    top = EieTop(config)
+    fragment = Fragment.get(top, None)
+    m.submodules.dut = fragment
+    free(m, top.i_load.valid, top.i_load.payload, top.i_cmd.valid, top.i_cmd.payload,
+         top.o_result.ready)
+    stream_rule(m, top.i_load, name="i_load", assume=True)
+    stream_rule(m, top.i_cmd, name="i_cmd", assume=True)
+    return top, fragment
+
+
+class EieResultStream(Elaboratable):
+    """``o_result`` keeps the stream rule (its 2-entry skid buffer holds a stalled beat)."""
+
+    def __init__(self, config: EieConfig = TINY):
+        self._cfg = config
+
+    def elaborate(self, platform):
+        m = Module()
+        top, _ = _engine(m, self._cfg)
+        stream_rule(m, top.o_result, name="o_result")
+        return m
+
+
+class EieQueues(Elaboratable):
+    """No PE FIFO is written while full, and a column leaving the activation queue always
+    lands in the column buffer (nothing lost, nothing duplicated).
+
+    Per PE: the activation queue (its ready is a registered fill-level forecast), the
+    column buffer (which must never hold more than 2), the scan's non-zero buffer and the
+    entry decoder's word buffer (both written without a look at their ``w_rdy``).
+    """
+
+    def __init__(self, config: EieConfig = TINY):
+        self._cfg = config
+
+    def elaborate(self, platform):
+        m = Module()
+        _, fragment = _engine(m, self._cfg)
+        for k in range(self._cfg.pes):
+            pe = f"pe_{k}"
+            queue = find(fragment, pe, "queue")
+            columns = find(fragment, pe, "columns")
+            nonzeros = find(fragment, pe, "nonzeros")
+            words = find(fragment, pe, "decoder", "words")
+            for name, fifo in (("queue", queue), ("columns", columns),
+                               ("nonzeros", nonzeros), ("words", words)):
+                m.d.comb += Assert(~(fifo.w_en & ~fifo.w_rdy),
+                                   f"{pe}: {name} written while full")
+            m.d.comb += [
+                Assert(columns.level <= 2, f"{pe}: column buffer holds more than 2"),
+                Assert(queue.level <= self._cfg.queue_depth, f"{pe}: queue level past depth"),
+            ]
+            popped = queue.r_en & queue.r_rdy
+            m.d.comb += [
+                Assert(~popped | columns.w_en, f"{pe}: column popped from the queue lost"),
+                Assert(~(queue.r_rdy & columns.w_en) | queue.r_en,
+                       f"{pe}: column copied into the buffer but left in the queue"),
+            ]
+        return m
+
+
+class EieCommandCover(Elaboratable):
+    """Cover: a command with ``emit`` is accepted, its result beat taken, the engine idle."""
+
+    def __init__(self, config: EieConfig = TINY):
+        self._cfg = config
+
+    def elaborate(self, platform):
+        m = Module()
+        top, _ = _engine(m, self._cfg)
+        ok = after_reset(m)
+        accepted = Signal()
+        beat = Signal()
+        with m.If(ok & top.i_cmd.valid & top.i_cmd.ready & top.i_cmd.payload.emit):
+            m.d.sync += accepted.eq(1)
+        with m.If(accepted & top.o_result.valid & top.o_result.ready):
+            m.d.sync += beat.eq(1)
+        m.d.comb += Cover(ok & beat & ~top.o_busy, "command emitted a result and finished")
+        return m
+
+
+class TreeStreams(Elaboratable):
+    """The non-zero tree alone: with leaves that keep the stream rule, its root keeps it
+    too, and every leaf beat taken leaves the root (counted: nothing lost or made up).
+
+    ``count`` 5 gives two levels (a 4-input node and a 1-input node under the root).
+    """
+
+    def __init__(self, config: EieConfig = TINY, count: int = 5):
+        self._cfg = config
+        self._count = count
+
+    def elaborate(self, platform):
+        from hw.eie.layouts import bcast_layout
+        m = Module()
+        tree = NonZeroTree(bcast_layout(self._cfg), self._count)
+        free(m, tree.o.ready)
+        for k, leaf in enumerate(tree.i):
+            free(m, leaf.valid, leaf.payload)
+            stream_rule(m, leaf, name=f"leaf_{k}", assume=True)
+        stream_rule(m, tree.o, name="root")
+        # Beats inside the tree: taken from leaves, not yet out of the root. Each node
+        # holds at most two (its output register and its skid register); the count must
+        # equal the registers' valid bits.
+        fragment = Fragment.get(tree, None)
+        m.submodules.tree = fragment
+        held = {}
+        for stmts in fragment.statements.values():
+            for stmt in stmts:
+                held.update((s.name, s) for s in stmt._lhs_signals()
+                            if re.fullmatch(r"n\d+_\d+_(_|skid_)valid", s.name))
+        if len(held) != 2 * tree.nodes:
+            raise LookupError(f"found {len(held)} node registers in the tree, expected "
+                              f"{2 * tree.nodes}")
+        inside = Signal(range(2 * tree.nodes + 2))
+        taken = sum((leaf.valid & leaf.ready for leaf in tree.i), start=0)
+        m.d.sync += inside.eq(inside + taken - (tree.o.valid & tree.o.ready))
+        m.d.comb += [Assert(inside == sum(held.values(), start=0), "beats lost or made up inside"),
+                     Assert((inside == 0) == tree.empty, "empty flag disagrees with count")]
+        return m
