@@ -150,7 +150,11 @@ def _run_systolic(config, client, info, arrays) -> dict:
             client.write(SYSTOLIC_SPACES[name], 0,
                          [w for beat in beats for w in _split(beat, stride)])
         cycles += client.run()
-        counters = dict(zip(SYSTOLIC_COUNTERS, client.counters(), strict=True))
+        words = client.counters()
+        if len(words) != len(SYSTOLIC_COUNTERS):
+            raise LinkError(f"the board has {len(words)} counters, not the systolic "
+                            f"adapter's {len(SYSTOLIC_COUNTERS)}: its image is wrong")
+        counters = dict(zip(SYSTOLIC_COUNTERS, words, strict=True))
         if counters["flags"]:
             raise LinkError(f"the engine rejected the GEMM or overflowed (flags "
                             f"{counters['flags']})")
@@ -180,7 +184,9 @@ def _run_eie(config, client, info, arrays) -> dict:
         raise LinkError(f"the board carries engine/config {info[2:]}, not eie "
                         f"{list(adapter.info)}")
     stride = adapter.stride_log2("load")
-    per_frame = ((info[1] - 4) // 4) >> stride       # beats per WRITE frame
+    # Beats per WRITE frame; a beat wider than a frame goes out over several (the client
+    # splits it at consecutive addresses, which is how the space assembles it).
+    per_frame = max(1, ((info[1] - 4) // 4) >> stride)
     beats = [int(b, 16) for b in arrays["beats"]]
     for start in range(0, len(beats), per_frame):
         words = [w for b in beats[start:start + per_frame] for w in _split(b, stride)]

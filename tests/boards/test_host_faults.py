@@ -6,7 +6,9 @@ the way :class:`boards.link.FrameLink` does, over an in-memory address space, so
 can look at what the board actually executed.
 """
 
+import gc
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -60,6 +62,7 @@ class FakeBoard:
         self.on_run = on_run or (lambda board: 100)
         self.received = []       # (command, payload) of every request the host sent
         self.executed = []       # the commands the board carried out
+        self.writes = []         # (space, addr, words) of every WRITE carried out
         self._out = bytearray()
         self._late = b""
 
@@ -138,6 +141,7 @@ class FakeBoard:
             if space is None or not space.writable or addr + len(words) > space.depth:
                 return Status.BAD_ADDRESS, b""
             self.mem[space.id][addr:addr + len(words)] = words
+            self.writes.append((space.id, addr, list(words)))
             reply = []
         elif command == Command.READ:
             if len(payload) != 6:
@@ -439,6 +443,36 @@ def test_mac_job_through_a_noisy_link():
     # 9 weight words and 2 input words at 3 a frame; one retry per spoiled reply.
     assert _commands(board) == [Command.INFO] * 2 + [Command.WRITE] * 6 + [Command.RUN] + [
         Command.READ] * 2 + [Command.COUNTERS] * 2
+
+
+def test_eie_beats_wider_than_a_frame():
+    """A board with the smallest request buffer (one word a WRITE) still loads EIE beats of
+    8 words: each beat over 8 frames at consecutive addresses, as its space assembles it."""
+    from boards.eie_adapter import EIE_SPACES, EieAdapter
+    from boards.engines import engine_config, run_job
+    config = engine_config("eie", {"pes": 2, "spmat_depth": 64, "ptr_depth": 64,
+                                   "act_depth": 16, "bias_depth": 16})
+    # The adapters (ours and run_job's) are built only for their spaces and info words:
+    # their never-elaborated engines' warnings are collected here, not in a later test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adapter = EieAdapter(config)
+        assert adapter.stride_log2("load") == 3
+        board = FakeBoard({5: "corrupt"}, info=[MAGIC, 8, *adapter.info], max_payload=8,
+                          spaces=adapter.spaces)
+        del adapter
+        beats = [(k + 1) * 0x0123456789ABCDEF0123456789ABCDEF for k in range(3)]
+        run_job("eie", config, BoardClient(board),
+                {"beats": [hex(b) for b in beats], "cmds": ["0x1"], "emits": [0], "rows": [1],
+                 "out_features": [1]})
+        gc.collect()
+    loads = [(addr, words) for space, addr, words in board.writes
+             if space == EIE_SPACES["load"]]
+    loads = [(a, w) for i, (a, w) in enumerate(loads) if i == 0 or loads[i - 1] != (a, w)]
+    expected = [((beat >> (32 * j)) & 0xFFFFFFFF) for beat in beats for j in range(8)]
+    assert [w for _, (w,) in loads] == expected
+    assert [a for a, _ in loads] == list(range(8)) * 3
+    assert board.runs == 1
 
 
 def test_board_run_cli_refuses_a_board_with_max_payload_zero(tmp_path, monkeypatch, capsys):
