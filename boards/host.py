@@ -151,9 +151,10 @@ class BoardClient:
                 status, reply = self._receive()
             except LinkError as e:
                 if command == Command.RUN:
+                    longer = (" (a job longer than the reply timeout needs a longer one)"
+                              if str(e) == _TIMEOUT else "")
                     raise LinkError(f"RUN: {e}; not retried, since the board may have run "
-                                    f"the engine (a long job needs a longer reply timeout)"
-                                    ) from None
+                                    f"the engine{longer}") from None
                 faults.append(str(e))
                 continue
             if status in _NOT_ACCEPTED:

@@ -264,6 +264,7 @@ def test_run_not_retried_when_the_engine_may_have_run(fault):
         BoardClient(board).run()
     message = _one_line(e)
     assert message.startswith("RUN: ") and "not retried" in message
+    assert ("longer" in message) == (fault == "drop")
     assert board.runs == 1 and len(board.received) == 1
 
 
