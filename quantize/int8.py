@@ -15,6 +15,21 @@ __all__ = ["quantize_multiplier", "round_half_away", "quantize_weights_per_chann
            "activation_params", "quantize_activations", "dequantize", "quantize_bias"]
 
 
+def _check_finite(x, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} must be finite, found NaN or infinity")
+    return x
+
+
+def _check_scale(scale, what: str) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float64)
+    bad = s[~(np.isfinite(s) & (s > 0))]
+    if bad.size:
+        raise ValueError(f"{what} scale must be finite and > 0, got {bad[0]}")
+    return s
+
+
 def round_half_away(x) -> np.ndarray:
     """``std::round``: halves away from zero (TFLite's TfLiteRound)."""
     x = np.asarray(x, dtype=np.float64)
@@ -46,8 +61,11 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def quantize_weights_per_channel(weight: np.ndarray):
-    """Symmetric per-output-channel int8 weights: ``(q int8[out, in], scale float64[out])``."""
-    w = np.asarray(weight, dtype=np.float64)
+    """Symmetric per-output-channel int8 weights: ``(q int8[out, in], scale float64[out])``.
+
+    Raises ``ValueError`` for a NaN or infinite weight.
+    """
+    w = _check_finite(weight, "weights")
     amax = np.max(np.abs(w), axis=1)
     scale = np.where(amax > 0, amax / 127.0, 1.0)
     q = np.clip(round_half_away(w / scale[:, None]), -127, 127).astype(np.int8)
@@ -55,7 +73,11 @@ def quantize_weights_per_channel(weight: np.ndarray):
 
 
 def activation_params(lo: float, hi: float) -> tuple[float, int]:
-    """``(scale, zero_point)`` covering ``[min(lo, 0), max(hi, 0)]`` on int8 [−128, 127]."""
+    """``(scale, zero_point)`` covering ``[min(lo, 0), max(hi, 0)]`` on int8 [−128, 127].
+
+    Raises ``ValueError`` for a NaN or infinite bound.
+    """
+    _check_finite([lo, hi], "the calibrated activation range")
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi == lo:
         return 1.0, 0
@@ -65,7 +87,13 @@ def activation_params(lo: float, hi: float) -> tuple[float, int]:
 
 
 def quantize_activations(x, scale: float, zero_point: int) -> np.ndarray:
-    q = round_half_away(np.asarray(x, dtype=np.float64) / scale) + zero_point
+    """int8 of ``x`` (saturating); ``ValueError`` for a bad scale or a NaN in ``x``."""
+    scale = float(_check_scale(scale, "activation"))
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        raise ValueError("activations must not be NaN")
+    with np.errstate(over="ignore"):          # beyond float range saturates like beyond int8
+        q = round_half_away(x / scale) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
 
@@ -74,7 +102,10 @@ def dequantize(q, scale, zero_point) -> np.ndarray:
 
 
 def quantize_bias(bias, input_scale: float, weight_scale: np.ndarray) -> np.ndarray:
-    b = round_half_away(np.asarray(bias, dtype=np.float64) / (input_scale * weight_scale))
+    """int32 bias at scale ``s_x · s_w``; ``ValueError`` for bad scales, a NaN or infinite
+    bias, or one that does not fit int32."""
+    scale = _check_scale(input_scale, "input") * _check_scale(weight_scale, "weight")
+    b = round_half_away(_check_finite(bias, "biases") / scale)
     if np.any(np.abs(b) > 2 ** 31 - 1):
         raise ValueError("a bias does not fit int32 at scale s_x * s_w")
     return b.astype(np.int32)
