@@ -215,3 +215,39 @@ def test_edge_shapes(shape, pes):
         np.testing.assert_array_equal(decode(layer), w)
         assert layer.padding_counts.tolist() == [0] * pes
         assert layer.entry_counts.sum() == np.count_nonzero(w)
+
+
+@settings(deadline=None, max_examples=150)
+@given(configs(max_pes=4), st.data())
+def test_codebook_checked_and_carried(config, data):
+    size, width = 1 << config.index_bits, config.weight_width
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    values = data.draw(st.lists(st.integers(lo - 2, hi + 2), min_size=size - 1,
+                                max_size=size - 1))
+    first = data.draw(st.sampled_from([0, 0, 0, 1, -1]))
+    cb = np.array([first, *values], dtype=np.int64)
+    w = np.ones((3, 2), dtype=np.uint8)
+    valid = first == 0 and all(lo <= v <= hi for v in values)
+    if valid:
+        layer = encode(w, config, codebook=cb)
+        np.testing.assert_array_equal(layer.codebook, cb)
+    else:
+        with pytest.raises(ValueError, match="codebook"):
+            encode(w, config, codebook=cb)
+    with pytest.raises(ValueError, match="codebook must be"):
+        encode(w, config, codebook=cb[:-1])
+    with pytest.raises(ValueError, match="codebook must be"):
+        encode(w, config, codebook=cb.astype(np.float64))
+
+
+@settings(deadline=None, max_examples=60)
+@given(configs(max_pes=4), st.integers(0, 3), st.integers(1, 300))
+def test_encode_refuses_bad_indices(config, extra, big):
+    top = 1 << config.index_bits
+    with pytest.raises(ValueError, match="index out of range"):
+        encode(np.full((2, 3), top + big - 1, dtype=np.int64), config)
+    with pytest.raises(ValueError, match="index out of range"):
+        encode(np.full((2, 3), -1 - extra, dtype=np.int64), config)
+    for bad in (np.zeros(3, np.uint8), np.zeros((2, 2, 2), np.uint8), np.zeros((2, 2))):
+        with pytest.raises(ValueError, match="2-D integer"):
+            encode(bad, config)
