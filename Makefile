@@ -22,7 +22,7 @@ SEEDS ?= 1
 # make bench SUITES="eie eie_pes" runs some suites only (default: all).
 SUITES ?=
 
-.PHONY: install demo test test-slow sim verilog bench lint synth formal clean
+.PHONY: install demo test test-slow sim soak verilog bench lint synth formal clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-slow: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) -m "rtl and not slow"
+
+# 10^6 random vectors per engine on the RTL, random stalls (docs/soak.md); not in make test.
+soak: $(STAMP)
+	$(PY) -m sim.soak
 
 verilog: $(STAMP)
 	mkdir -p build
