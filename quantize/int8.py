@@ -81,7 +81,8 @@ def activation_params(lo: float, hi: float) -> tuple[float, int]:
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi == lo:
         return 1.0, 0
-    scale = (hi - lo) / 255.0
+    # A subnormal range would give a zero scale; the smallest normal one still covers it.
+    scale = max((hi - lo) / 255.0, float(np.finfo(np.float64).tiny))
     zero_point = int(np.clip(round_half_away(-128 - lo / scale), -128, 127))
     return scale, zero_point
 

@@ -102,6 +102,7 @@ def test_quantize_multiplier_refuses_bad_factor(real):
 @settings(deadline=None, max_examples=300)
 @given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.lists(finite, min_size=1, max_size=20))
 @example(0.0, 2.225073858507e-311, [1.0])     # a subnormal range: 1.0 / scale overflows
+@example(0.0, 5e-324, [0.0])                  # (hi - lo) / 255 underflows to 0
 def test_activations_half_step_zero_exact_and_saturation(a, b, xs):
     lo, hi = min(a, b), max(a, b)
     scale, zp = activation_params(lo, hi)
