@@ -5,9 +5,9 @@ kept by the checker itself (reset-less, so a reset of the design does not clear 
 """
 
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Assume, Fragment, Module, ResetSignal, Signal, Value
+from amaranth.hdl import Assert, Assume, Fragment, Module, Mux, ResetSignal, Signal, Value
 
-__all__ = ["stream_rule", "free", "find", "signal", "after_reset"]
+__all__ = ["stream_rule", "free", "find", "signal", "field", "fifo_invariants", "after_reset"]
 
 
 def after_reset(m: Module) -> Value:
@@ -73,3 +73,43 @@ def signal(fragment: Fragment, name: str, *path: str) -> Signal:
                 if sig.name == name:
                     return sig
     raise LookupError(f"no signal {name!r} driven in {'.'.join(path) or 'the top'}")
+
+
+def field(sig: Signal, name: str) -> Value:
+    """Field ``name`` of a struct-shaped signal found by :func:`signal` (which yields the
+    plain signal under the view), read back from the layout the signal was made with."""
+    chunks = sig._format._fields[name]._chunks
+    (part, _), = chunks
+    return part
+
+
+def fifo_invariants(m: Module, fragment: Fragment, *path: str):
+    """Asserts that the ``SyncFIFO`` or ``SyncFIFOBuffered`` at ``path`` is consistent: its
+    level within its depth, its write pointer its read pointer plus its level.
+
+    Reachable states all keep this; stating it lets k-induction rule out the ones that
+    do not. Returns the FIFO.
+    """
+    fifo = find(fragment, *path)
+    part = fragment
+    for name in path:
+        part = part.find_subfragment(name)
+    where = ".".join(path)
+    buffered = any(sig.name == "inner_level" for stmts in part.statements.values()
+                   for stmt in stmts for sig in stmt._lhs_signals())
+    if buffered:
+        depth = fifo.depth - 1
+        level = signal(part, "inner_level")
+        m.d.comb += Assert(fifo.level == level + fifo.r_rdy, f"{where}: level")
+    else:
+        depth = fifo.depth
+        level = fifo.level
+    produce, consume = signal(part, "produce"), signal(part, "consume")
+    total = consume + level
+    m.d.comb += [
+        Assert(level <= depth, f"{where}: level past depth"),
+        Assert(produce < depth, f"{where}: write pointer out of range"),
+        Assert(consume < depth, f"{where}: read pointer out of range"),
+        Assert(produce == Mux(total >= depth, total - depth, total), f"{where}: pointers"),
+    ]
+    return fifo

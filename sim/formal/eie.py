@@ -3,24 +3,31 @@ the PEs' queues, and a command that runs to its last result beat."""
 
 import re
 
-from amaranth.hdl import Assert, Cover, Elaboratable, Fragment, Module, Signal
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Signal
 
 from hw.eie import EieConfig, EieTop
 from hw.eie.lnzd import NonZeroTree
 
-from .contracts import after_reset, find, free, stream_rule
+from .contracts import after_reset, fifo_invariants, free, stream_rule
 
 __all__ = ["TINY", "EieResultStream", "EieQueues", "EieCommandCover", "TreeStreams"]
 
-#: The smallest engine that still has every part: 2 PEs (so one tree node), 2-deep
-#: activation queues, 2-entry words, 2 rows per PE.
+#: A small engine that still has every part: 2 PEs (so one tree node), 2-deep activation
+#: queues, 2-entry words, up to 7 inputs a layer (enough columns to fill a queue behind
+#: the column buffer). The memories start with any contents, so every pointer pattern
+#: (columns of any length) is in play.
 TINY = EieConfig(pes=2, index_bits=1, zrun_bits=1, act_width=4, act_frac=0, weight_width=4,
                  weight_frac=0, acc_width=11, queue_depth=2, word_bits=4, spmat_depth=2,
-                 ptr_depth=4, act_depth=2, bias_depth=1, max_layers=1)
+                 ptr_depth=8, act_depth=4, bias_depth=1, max_layers=1)
 
 
-def _engine(m: Module, config: EieConfig) -> tuple[EieTop, Fragment]:
-    """The engine with free inputs that keep the stream rule, as its host would."""
+def _engine(m: Module, config: EieConfig, *, trust_host: bool = True
+            ) -> tuple[EieTop, Fragment]:
+    """The engine with free inputs that keep the stream rule, as its host would.
+
+    With ``trust_host`` the commands also keep the documented ranges the driver checks
+    (``queue_limit`` at most ``queue_depth``, see ``sim/eie.py``).
+    """
     top = EieTop(config)
     fragment = Fragment.get(top, None)
     m.submodules.dut = fragment
@@ -28,6 +35,8 @@ def _engine(m: Module, config: EieConfig) -> tuple[EieTop, Fragment]:
          top.o_result.ready)
     stream_rule(m, top.i_load, name="i_load", assume=True)
     stream_rule(m, top.i_cmd, name="i_cmd", assume=True)
+    if trust_host:
+        m.d.comb += Assume(top.i_cmd.payload.queue_limit <= config.queue_depth)
     return top, fragment
 
 
@@ -51,28 +60,36 @@ class EieQueues(Elaboratable):
     Per PE: the activation queue (its ready is a registered fill-level forecast), the
     column buffer (which must never hold more than 2), the scan's non-zero buffer and the
     entry decoder's word buffer (both written without a look at their ``w_rdy``).
+
+    With ``cover``: instead of the assertions, covers that PE 0's queue and column buffer
+    do fill up (so a bounded check of this depth reaches the full cases).
     """
 
-    def __init__(self, config: EieConfig = TINY):
+    def __init__(self, config: EieConfig = TINY, *, trust_host: bool = True,
+                 cover: bool = False):
         self._cfg = config
+        self._trust_host = trust_host
+        self._cover = cover
 
     def elaborate(self, platform):
         m = Module()
-        _, fragment = _engine(m, self._cfg)
+        _, fragment = _engine(m, self._cfg, trust_host=self._trust_host)
         for k in range(self._cfg.pes):
             pe = f"pe_{k}"
-            queue = find(fragment, pe, "queue")
-            columns = find(fragment, pe, "columns")
-            nonzeros = find(fragment, pe, "nonzeros")
-            words = find(fragment, pe, "decoder", "words")
+            queue = fifo_invariants(m, fragment, pe, "queue")
+            columns = fifo_invariants(m, fragment, pe, "columns")
+            nonzeros = fifo_invariants(m, fragment, pe, "nonzeros")
+            words = fifo_invariants(m, fragment, pe, "decoder", "words")
+            if self._cover:
+                if k == 0:
+                    m.d.comb += [Cover(queue.level == self._cfg.queue_depth, "queue full"),
+                                 Cover(columns.level == 2, "column buffer full")]
+                continue
             for name, fifo in (("queue", queue), ("columns", columns),
                                ("nonzeros", nonzeros), ("words", words)):
                 m.d.comb += Assert(~(fifo.w_en & ~fifo.w_rdy),
                                    f"{pe}: {name} written while full")
-            m.d.comb += [
-                Assert(columns.level <= 2, f"{pe}: column buffer holds more than 2"),
-                Assert(queue.level <= self._cfg.queue_depth, f"{pe}: queue level past depth"),
-            ]
+            m.d.comb += Assert(columns.level <= 2, f"{pe}: column buffer holds more than 2")
             popped = queue.r_en & queue.r_rdy
             m.d.comb += [
                 Assert(~popped | columns.w_en, f"{pe}: column popped from the queue lost"),

@@ -43,8 +43,14 @@ class LinkTxStream(Elaboratable):
 
 class LinkReplyFrames(Elaboratable):
     """Every reply byte stream parses as frames: sync byte, status, length, as many payload
-    bytes as the length says, and the CRC of all but the sync byte. ``Cover``: a request is
-    answered ``OK`` with at least one data word, up to its last CRC byte."""
+    bytes as the length says, and the CRC of all but the sync byte.
+
+    ``Cover``: a request is answered by a whole reply frame, up to its last CRC byte (with
+    ``ok_with_data``: an ``OK`` reply carrying at least one word, which takes longer).
+    """
+
+    def __init__(self, ok_with_data: bool = False):
+        self._ok_with_data = ok_with_data
 
     def elaborate(self, platform):
         m = Module()
@@ -58,8 +64,8 @@ class LinkReplyFrames(Elaboratable):
         length = Signal(16)
         left = Signal(16)
         crc = Signal(16)
-        done_ok = Signal()
-        m.d.sync += done_ok.eq(0)
+        whole = Signal()               # the last byte of a frame went out last cycle
+        m.d.sync += whole.eq(0)
         with m.If(beat):
             with m.Switch(pos):
                 with m.Case(0):
@@ -83,7 +89,8 @@ class LinkReplyFrames(Elaboratable):
                     m.d.sync += pos.eq(6)
                 with m.Case(6):
                     m.d.comb += Assert(byte == crc[8:], "reply CRC high byte wrong")
-                    m.d.sync += [pos.eq(0), done_ok.eq((status == Status.OK) & (length != 0))]
-        m.d.comb += Cover(after_reset(m) & done_ok, "request answered OK with data, whole")
+                    wanted = (status == Status.OK) & (length != 0) if self._ok_with_data else 1
+                    m.d.sync += [pos.eq(0), whole.eq(wanted)]
+        m.d.comb += Cover(after_reset(m) & whole, "request answered by a whole reply frame")
         return m
 

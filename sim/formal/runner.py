@@ -45,6 +45,8 @@ class Proof:
         from reset) or ``cover`` (every ``Cover`` reached within ``depth`` cycles).
     fast:
         Finishes well under a minute: run by ``make test`` as well as ``make formal``.
+    timeout:
+        Seconds SymbiYosys may take before it gives up (``TIMEOUT``, a failure).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Proof:
     mode: str
     depth: int
     fast: bool = True
+    timeout: int = 1800
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -98,6 +101,7 @@ _SBY_FILE = """\
 [options]
 mode {mode}
 depth {depth}
+timeout {timeout}
 
 [engines]
 smtbmc z3
@@ -123,7 +127,8 @@ def run_proof(proof: Proof, build_dir: Path, env: dict | None = None) -> Result:
     text = rtlil.convert(proof.build(), name="top", ports=[])
     il.write_text(text)
     (workdir / "proof.sby").write_text(
-        _SBY_FILE.format(mode=proof.mode, depth=proof.depth, rtlil=il.resolve()))
+        _SBY_FILE.format(mode=proof.mode, depth=proof.depth, timeout=proof.timeout,
+                         rtlil=il.resolve()))
     run = subprocess.run([*SBY, "-f", "proof.sby"], cwd=workdir, env=env,
                          capture_output=True, text=True)
     seconds = time.monotonic() - start

@@ -4,9 +4,17 @@ that runs to its ``last`` result word."""
 from amaranth.hdl import Assert, Cover, Elaboratable, Fragment, Module, Signal
 
 from hw.systolic import SystolicConfig
+from hw.systolic.requant import Requantizer
 from hw.systolic.top import SystolicTop
 
-from .contracts import after_reset, find, free, stream_rule
+from .contracts import (
+    after_reset,
+    field,
+    fifo_invariants,
+    free,
+    signal,
+    stream_rule,
+)
 
 __all__ = ["TINY", "SystolicResultStream", "SystolicOutputFifo", "SystolicGemmCover"]
 
@@ -43,7 +51,13 @@ class SystolicResultStream(Elaboratable):
 
 class SystolicOutputFifo(Elaboratable):
     """The output FIFO is never written while full: issue's credit check (counts up to two
-    cycles old, two words to spare) leaves room for every row in flight."""
+    cycles old, two words to spare) leaves room for every row in flight.
+
+    Proved by k-induction with two invariants, themselves proved: ``out_credit`` equals the
+    last-K-tile rows between issue and the FIFO (the metadata stages up to the
+    requantizers, the requantizer's valid pipeline, the two registers after it), and those
+    rows plus the FIFO's level never exceed its depth.
+    """
 
     def __init__(self, config: SystolicConfig = TINY):
         self._cfg = config
@@ -51,9 +65,23 @@ class SystolicOutputFifo(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         top, fragment = _engine(m, self._cfg)
-        out_fifo = find(fragment, "out_fifo")
-        m.d.comb += [Assert(~(out_fifo.w_en & ~out_fifo.w_rdy), "output FIFO written while full"),
-                     Assert(out_fifo.w_level <= top.fifo_depth, "output FIFO level past depth")]
+        out_fifo = fifo_invariants(m, fragment, "out_fifo")
+        rq = Requantizer.LATENCY
+        d = top.array_latency
+        rows = [field(signal(fragment, f"meta_{s}"), "valid") &
+                field(signal(fragment, f"meta_{s}"), "last") for s in range(1, d + 2)]
+        rows += [signal(fragment, f"valid_{i}", "requant_0") for i in range(rq)]
+        # (the register after ``write_r`` drives the FIFO's write enable)
+        rows += [signal(fragment, "write_r"), out_fifo.w_en]
+        in_flight = Signal(range(len(rows) + 1))
+        m.d.comb += in_flight.eq(sum(rows, start=0))
+        credit = signal(fragment, "out_credit")
+        m.d.comb += [
+            Assert(credit == in_flight, "out_credit differs from the rows in flight"),
+            Assert(in_flight + out_fifo.w_level <= top.fifo_depth,
+                   "rows in flight and FIFO words exceed the FIFO depth"),
+            Assert(~(out_fifo.w_en & ~out_fifo.w_rdy), "output FIFO written while full"),
+        ]
         return m
 
 
