@@ -27,11 +27,17 @@ def _options(args) -> dict:
 
 def _synth(args):
     from .engines import engine_config
+    from .platforms import board
     from .synth import parse_seeds, synthesize
-    config = engine_config(args.engine, _options(args))
+    board(args.board)
     seeds = parse_seeds(args.seed)
     if args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: give 1 or more place-and-route runs at a time")
+    if args.clock_mhz is not None and not 0 < args.clock_mhz <= 1000:
+        raise ValueError(f"--clock-mhz {args.clock_mhz}: give a clock in (0, 1000] MHz")
+    if args.baud < 1:
+        raise ValueError(f"--baud {args.baud}: give a positive baud rate")
+    config = engine_config(args.engine, _options(args))
     build_dir = Path(args.build_dir or Path("build") / "synth" / f"{args.board}-{args.engine}")
     report = synthesize(args.board, args.engine, config, build_dir=build_dir,
                         clock_mhz=args.clock_mhz, baud=args.baud, seeds=seeds, jobs=args.jobs,
@@ -52,21 +58,31 @@ def _synth(args):
 def _board_run(args):
     import numpy as np
 
+    from quantize.atomic import check_outputs, output_file
     from quantize.image import load_image
+    from quantize.loaders import load_array
 
     from .host import BoardClient, SerialTransport
     from .platforms import board
     from .run import run_image_on_board
     board(args.board)
+    if args.baud < 1 or not args.timeout > 0:
+        raise ValueError("--baud and --timeout must be positive")
+    if Path(args.output).suffix != ".npy":
+        raise ValueError(f"-o {args.output}: outputs are written as a NumPy .npy file; name "
+                         f"it *.npy")
+    check_outputs([("-o", args.output)], [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
-    x = np.load(args.input)
+    x = load_array(args.input, "--input")
     transport = SerialTransport(args.port, args.baud, timeout=args.timeout)
     try:
         result = run_image_on_board(image, x, BoardClient(transport),
                                     progress=lambda s: print(s, file=sys.stderr))
     finally:
         transport.close()
-    np.save(args.output, result["outputs"])
+    with output_file(args.output) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, result["outputs"], allow_pickle=False)
     print(f"{len(result['outputs'])} outputs -> {args.output}; "
           f"{result['cycles']} engine cycles")
     return 0

@@ -186,6 +186,11 @@ def _report_json(path: Path) -> tuple[dict, dict, dict]:
     return fmax, target, util
 
 
+#: Largest nextpnr seed (a positive 31-bit integer) and most seeds one build sweeps.
+MAX_SEED = (1 << 31) - 1
+MAX_SEEDS = 64
+
+
 def parse_seeds(spec: str) -> tuple[int, ...]:
     """``"3"``, ``"1-4"`` or ``"1,5,7"`` (or a mix) → the seeds, in order, once each."""
     seeds = []
@@ -195,8 +200,13 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
         if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
             raise ValueError(f"seed {part!r}: give a number, a range like 1-4, or a "
                              f"comma-separated list of those")
-        first = int(m.group(1))
-        seeds += range(first, int(m.group(2) or first) + 1)
+        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        if first < 1 or last > MAX_SEED or last - first >= MAX_SEEDS:
+            raise ValueError(f"seed {part!r}: nextpnr seeds are 1 to {MAX_SEED}, at most "
+                             f"{MAX_SEEDS} of them")
+        seeds += range(first, last + 1)
+    if len(set(seeds)) > MAX_SEEDS:
+        raise ValueError(f"--seed {spec!r}: at most {MAX_SEEDS} seeds per build")
     return tuple(dict.fromkeys(seeds))
 
 

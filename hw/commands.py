@@ -33,7 +33,19 @@ def systolic_config_from_args(args, **defaults):
 
 
 def _verilog(args):
+    from quantize.atomic import output_file
     from sim.rtl import to_verilog
+    systolic_only = [f"--{name.replace('_', '-')}" for name in
+                     ("act_depth", "weight_depth", "acc_depth", "param_depth")
+                     if getattr(args, name) is not None]
+    systolic_only += [flag for flag, value, default in
+                      (("--rows", args.rows, 8), ("--cols", args.cols, 8),
+                       ("--rounding", args.rounding, "double")) if value != default]
+    if args.engine == "eie" and systolic_only:
+        raise ValueError(f"{', '.join(systolic_only)}: systolic options, not used by --engine "
+                         f"eie; drop them")
+    if args.engine == "systolic" and args.pes != 8:
+        raise ValueError("--pes is an EIE option, not used by --engine systolic; drop it")
     if args.engine == "systolic":
         from hw.systolic.top import SystolicTop
         cfg = systolic_config_from_args(args)
@@ -44,9 +56,8 @@ def _verilog(args):
         top, name = EieTop(cfg), "eie_top"
     text = to_verilog(top, name)
     out = Path(args.output)
-    if out.parent != Path(""):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    with output_file(out) as tmp:
+        tmp.write_text(text)
     print(f"wrote {out} ({len(text.splitlines())} lines, top module {name}) for {cfg}")
     return 0
 

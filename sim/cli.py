@@ -20,12 +20,20 @@ COMMAND_MODULES = ["quantize.commands", "hw.commands", "sim.commands", "sim.eie_
                    "boards.commands"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end in one line too (argparse would print the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nnaccel",
         description="Generate, simulate and feed EIE-style sparse and TPU-style systolic "
                     "neural-network accelerators.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
