@@ -9,23 +9,26 @@ The batches of both engines share a pool of ``--jobs`` worker processes (default
 
 Progress goes to stderr after every batch; the summary (vectors, output words compared,
 mismatching words, simulated cycles, wall seconds, cycles/s per engine) to stdout and as
-JSON to ``build/soak/soak.json``. The exit status is 1 if any word mismatched, a counter
-disagreed or a simulation failed; the first mismatch is printed with its batch, seed and
-indices.
+JSON to ``build/soak/soak.json`` (rewritten after every batch, so a stopped soak leaves
+its figures). ``--max-minutes`` starts no batch after that time; the report then says
+how many vectors ran (``complete``: false). The exit status is 1 if any word mismatched, a
+counter disagreed or a simulation failed; the first mismatch is printed with its batch,
+seed and indices.
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 
 from sim import soak_eie, soak_systolic
-from sim.rtl import BUILD_ROOT
+from sim.rtl import BUILD_ROOT, REPO
 
 __all__ = ["ENGINES", "plan", "run_one", "soak", "main"]
 
@@ -88,8 +91,9 @@ def run_one(engine: str, batch: dict) -> dict:
 
 def _empty(engine: str, batches: list[dict]) -> dict:
     zero = {"vectors": 0, "words": 0, "mismatches": 0, "cycles": 0, "cpu_seconds": 0.0}
-    return {"engine": engine, **zero, "failures": [], "first_mismatch": None,
-            "batches": len(batches), "batches_done": 0,
+    return {"engine": engine, **zero, "wall_seconds": 0.0, "failures": [],
+            "first_mismatch": None,
+            "batches": len(batches), "batches_done": 0, "builds": [],
             "target_vectors": sum(b["vectors"] for b in batches),
             "configs": {name: dict(zero) for name in ENGINES[engine][0]
                         if any(b["config"] == name for b in batches)}}
@@ -111,14 +115,45 @@ def _add(summary: dict, batch: dict, got: dict, replay: str) -> None:
                                      "batch_seed": batch["seed"], "replay": replay,
                                      **got["first"]}
     summary["batches_done"] += 1
+    if got.get("build") and got["build"] not in summary["builds"]:
+        summary["builds"].append(got["build"])        # the Verilator models that ran
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _report(summaries: dict, seed: int, vectors: int, only, jobs: int, wall: float,
+            stopped: bool) -> dict:
+    for s in summaries.values():
+        wall_e, cpu = s["wall_seconds"], s["cpu_seconds"]
+        s.update(cycles_per_second=round(s["cycles"] / wall_e) if wall_e else 0,
+                 cycles_per_cpu_second=round(s["cycles"] / cpu) if cpu else 0,
+                 vectors_per_second=round(s["vectors"] / wall_e, 1) if wall_e else 0,
+                 complete=s["vectors"] == s["target_vectors"],
+                 ok=not s["mismatches"] and not s["failures"])
+    return {"seed": seed, "vectors_per_engine": vectors, "batch": only, "jobs": jobs,
+            "commit": _commit(), "wall_seconds": round(wall, 1), "stopped_by_time_limit": stopped,
+            "complete": all(s["complete"] for s in summaries.values()),
+            "ok": all(s["ok"] for s in summaries.values()), "engines": summaries}
 
 
 def soak(engines: list[str], vectors: int, seed: int = 1, only: int | None = None,
-         jobs: int = 2) -> dict:
+         jobs: int = 2, max_minutes: float | None = None, json_path: Path | None = None) -> dict:
     """Soak ``engines``: every batch of each (or only batch ``only``) on a pool of ``jobs``
-    worker processes; return the report."""
+    worker processes; return the report (also written to ``json_path`` after every batch).
+
+    With ``max_minutes`` no batch starts after that time, and the report says how many
+    vectors ran (``complete`` false if not all).
+    """
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: use at least 1")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ValueError(f"--max-minutes {max_minutes}: use a positive number")
     plans = {engine: plan(engine, vectors, seed) for engine in engines}
     for engine, batches in plans.items():
         if only is not None:
@@ -130,38 +165,52 @@ def soak(engines: list[str], vectors: int, seed: int = 1, only: int | None = Non
     summaries = {engine: _empty(engine, batches) for engine, batches in plans.items()}
     tasks = [(engine, batches[i]) for i in range(max(map(len, plans.values())))
              for engine, batches in plans.items() if i < len(batches)]
+    tasks.reverse()
     start = time.monotonic()
+    deadline = None if max_minutes is None else start + 60 * max_minutes
+    stopped = False
+    report = _report(summaries, seed, vectors, only, jobs, 0.0, stopped)
     with ProcessPoolExecutor(min(jobs, len(tasks))) as pool:
-        futures = {pool.submit(run_one, engine, batch): (engine, batch)
-                   for engine, batch in tasks}
-        for future in as_completed(futures):
-            engine, batch = futures[future]
-            s = summaries[engine]
-            _add(s, batch, future.result(), _replay(engine, vectors, seed, batch))
-            elapsed = time.monotonic() - start
-            s["wall_seconds"] = round(elapsed, 1)
-            left = s["target_vectors"] - s["vectors"]
-            eta = f"{elapsed / s['vectors'] * left:.0f} s" if s["vectors"] else "?"
-            print(f"soak {engine}: batch {s['batches_done']}/{s['batches']} ({batch['config']}"
-                  f") {s['vectors']}/{s['target_vectors']} vectors, {s['mismatches']} "
-                  f"mismatches, {elapsed:.0f} s elapsed, ETA {eta}",
-                  file=sys.stderr, flush=True)
-    for s in summaries.values():
-        wall, cpu = s.get("wall_seconds", 0.0), s["cpu_seconds"]
-        s.update(cpu_seconds=round(cpu, 1),
-                 cycles_per_second=round(s["cycles"] / wall) if wall else 0,
-                 cycles_per_cpu_second=round(s["cycles"] / cpu) if cpu else 0,
-                 vectors_per_second=round(s["vectors"] / wall, 1) if wall else 0,
-                 ok=not s["mismatches"] and not s["failures"]
-                 and s["vectors"] == s["target_vectors"])
-    return {"seed": seed, "vectors_per_engine": vectors, "batch": only, "jobs": jobs,
-            "wall_seconds": round(time.monotonic() - start, 1),
-            "ok": all(s["ok"] for s in summaries.values()), "engines": summaries}
+        running = {}
+        while tasks or running:
+            while tasks and len(running) < jobs:
+                if deadline is not None and time.monotonic() > deadline:
+                    stopped, tasks = True, []
+                    break
+                engine, batch = tasks.pop()
+                running[pool.submit(run_one, engine, batch)] = (engine, batch)
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                engine, batch = running.pop(future)
+                s = summaries[engine]
+                _add(s, batch, future.result(), _replay(engine, vectors, seed, batch))
+                elapsed = time.monotonic() - start
+                s["wall_seconds"] = round(elapsed, 1)
+                left = s["target_vectors"] - s["vectors"]
+                eta = f"{elapsed / s['vectors'] * left:.0f} s" if s["vectors"] else "?"
+                print(f"soak {engine}: batch {s['batches_done']}/{s['batches']} "
+                      f"({batch['config']}) {s['vectors']}/{s['target_vectors']} vectors, "
+                      f"{s['mismatches']} mismatches, {elapsed:.0f} s elapsed, ETA {eta}",
+                      file=sys.stderr, flush=True)
+                report = _report(summaries, seed, vectors, only, jobs, elapsed, stopped)
+                if json_path is not None:
+                    json_path.parent.mkdir(parents=True, exist_ok=True)
+                    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    report = _report(summaries, seed, vectors, only, jobs, time.monotonic() - start, stopped)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def _print_summary(report: dict) -> None:
     print(f"soak seed {report['seed']}, {report['wall_seconds']:.0f} s wall in all")
     for name, r in report["engines"].items():
+        if not r["complete"]:
+            print(f"  {name}: INCOMPLETE, {r['vectors']} of {r['target_vectors']} vectors ran"
+                  + (" (time limit)" if report["stopped_by_time_limit"] else ""))
         print(f"  {name}: {r['vectors']} vectors, {r['words']} output words compared, "
               f"{r['mismatches']} mismatching, {r['cycles']} simulated cycles in "
               f"{r['wall_seconds']:.0f} s wall ({r['cycles_per_second']} cycles/s, "
@@ -187,14 +236,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only this batch (a replay)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="simulations at a time (default 2)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no batch after this many minutes (default: no limit)")
     parser.add_argument("--json", type=Path, default=SOAK_DIR / "soak.json",
                         help="where to write the report (default build/soak/soak.json)")
     args = parser.parse_args(argv)
     engines = list(ENGINES) if args.engine == "both" else [args.engine]
     try:
-        report = soak(engines, args.vectors, args.seed, args.batch, args.jobs)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        report = soak(engines, args.vectors, args.seed, args.batch, args.jobs,
+                      args.max_minutes, args.json)
     except (ValueError, OSError) as e:
         print(f"sim.soak: error: {e}", file=sys.stderr)
         return 2

@@ -169,11 +169,13 @@ def run_batch(config: EieConfig, vectors: int, seed: int, keep_dir: Path) -> dic
                      "seed": int(rng.integers(1 << 31))})
         expect.append((want, broadcasts, [lay["indices"].shape for lay in layers]))
         done += count
-    raw = rtl.run(_build(config), "sim.tb.eie_soak", {"config": config.__dict__,
+    build = _build(config)
+    raw = rtl.run(build, "sim.tb.eie_soak", {"config": config.__dict__,
                                                       "networks": nets},
                   workdir=workdir / "sim")
     out = {"vectors": 0, "words": 0, "mismatches": 0, "cycles": raw["sim_cycles"],
-           "networks": len(nets), "first": None, "failures": []}
+           "networks": len(nets), "build": build.directory.name, "first": None,
+           "failures": []}
     for number, ((want, broadcasts, shapes), got) in enumerate(
             zip(expect, raw["networks"], strict=True)):
         out["vectors"] += len(want)

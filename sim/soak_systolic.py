@@ -13,7 +13,7 @@ import numpy as np
 
 from hw.systolic import PRESETS
 from sim.golden.systolic import INT32_MAX, INT32_MIN
-from sim.systolic import GemmJob, random_job, run_jobs
+from sim.systolic import GemmJob, random_job, rtl_build, run_jobs
 
 __all__ = ["CONFIGS", "SHARES", "BATCH_VECTORS", "random_gemm", "make_batch", "run_batch"]
 
@@ -96,8 +96,10 @@ def run_batch(cfg, vectors: int, seed: int, keep_dir: Path) -> dict:
     A mismatching job is saved as ``keep_dir/<seed>-job<i>.npz`` (:class:`GemmJob` fields).
     """
     jobs, stall, tb_seed = make_batch(cfg, vectors, seed)
+    build = rtl_build(cfg).directory.name        # the model run_jobs runs (cached)
     runs = run_jobs(cfg, jobs, stall=stall, seed=tb_seed)
     out = {"vectors": 0, "words": 0, "mismatches": 0, "cycles": 0, "jobs": len(jobs),
+           "build": build,
            "stall": stall, "first": None, "failures": []}
     for i, (job, run) in enumerate(zip(jobs, runs, strict=True)):
         m, k, n = job.shape

@@ -25,6 +25,8 @@ def test_bad_arguments_say_what_to_change():
         soak.soak(["eie"], 0)
     with pytest.raises(ValueError, match="--batch 99"):
         soak.soak(["systolic"], 10, 1, only=99)
+    with pytest.raises(ValueError, match="--max-minutes 0"):
+        soak.soak(["systolic"], 10, 1, max_minutes=0)
     with pytest.raises(ValueError, match="--jobs 0"):
         soak.soak(["systolic"], 10, 1, jobs=0)
     assert soak.main(["--vectors", "0", "--json", "/dev/null"]) == 2
@@ -41,7 +43,7 @@ def test_soak_both_engines(tmp_path):
     path = tmp_path / "soak.json"
     assert soak.main(["--vectors", str(VECTORS), "--seed", "7", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
-    assert report["ok"]
+    assert report["ok"] and report["complete"] and not report["stopped_by_time_limit"]
     for engine, (configs, _, _, _) in soak.ENGINES.items():
         r = report["engines"][engine]
         assert r["vectors"] == VECTORS
