@@ -89,9 +89,9 @@ def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int
 def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **overrides):
     """An :class:`~hw.eie.config.EieConfig` for ``pes`` PEs whose memories fit this model."""
     from hw.eie.config import EieConfig
-    base = EieConfig(pes=pes, act_frac=act_frac, weight_frac=weight_frac,
-                     spmat_depth=1 << 20, ptr_depth=1 << 20, act_depth=1 << 16,
-                     bias_depth=1 << 16, max_layers=max(4, len(compressed.shared)))
+    # Encoding only reads pes and the entry format; the sizes come from the layers below.
+    base = EieConfig(pes=pes, act_frac=act_frac, weight_frac=weight_frac, acc_width=64,
+                     max_layers=max(4, len(compressed.shared)))
     words = np.zeros(pes, dtype=np.int64)
     for s in compressed.shared:
         layer = csc.encode(s.index, base)
@@ -105,7 +105,9 @@ def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **over
         "max_layers": max(4, len(layers)),
     }
     sizes.update(overrides)
-    return dataclasses.replace(base, **sizes)
+    sized = dataclasses.replace(base, **sizes)
+    width = overrides.get("acc_width", max(EieConfig.acc_width, sized.min_acc_width))
+    return dataclasses.replace(sized, acc_width=width)
 
 
 def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **overrides):
