@@ -26,6 +26,8 @@ def _options(args) -> dict:
 
 
 def _synth(args):
+    from sim import budget
+
     from .engines import engine_config
     from .platforms import board
     from .synth import parse_seeds, synthesize
@@ -38,6 +40,7 @@ def _synth(args):
     if args.baud < 1:
         raise ValueError(f"--baud {args.baud}: give a positive baud rate")
     config = engine_config(args.engine, _options(args))
+    budget.check_generator(config)
     build_dir = Path(args.build_dir or Path("build") / "synth" / f"{args.board}-{args.engine}")
     report = synthesize(args.board, args.engine, config, build_dir=build_dir,
                         clock_mhz=args.clock_mhz, baud=args.baud, seeds=seeds, jobs=args.jobs,

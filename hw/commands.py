@@ -34,6 +34,7 @@ def systolic_config_from_args(args, **defaults):
 
 def _verilog(args):
     from quantize.atomic import output_file
+    from sim import budget
     from sim.rtl import to_verilog
     systolic_only = [f"--{name.replace('_', '-')}" for name in
                      ("act_depth", "weight_depth", "acc_depth", "param_depth")
@@ -54,6 +55,8 @@ def _verilog(args):
         from hw.eie import EieConfig, EieTop
         cfg = EieConfig(pes=args.pes)
         top, name = EieTop(cfg), "eie_top"
+    budget.set_limit(args.max_memory)
+    budget.check_generator(cfg)
     text = to_verilog(top, name)
     out = Path(args.output)
     with output_file(out) as tmp:
@@ -68,4 +71,6 @@ def register(sub):
     add_systolic_arguments(p)
     p.add_argument("--pes", type=int, default=8, help="EIE processing elements")
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.add_argument("--max-memory", help="memory budget, e.g. 8G (default: half the RAM, or "
+                                        "NNACCEL_MAX_MEMORY)")
     p.set_defaults(func=_verilog)

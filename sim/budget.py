@@ -8,7 +8,7 @@ names the job, the estimate and the two ways out: a smaller job or a larger budg
 
 import os
 
-__all__ = ["BudgetError", "parse_size", "limit", "check", "set_limit"]
+__all__ = ["BudgetError", "parse_size", "limit", "check", "set_limit", "check_generator"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _override: int | None = None
@@ -66,3 +66,17 @@ def check(nbytes: float, what: str, smaller: str) -> None:
         raise BudgetError(f"{what} needs about {_fmt(nbytes)}, over the {_fmt(budget)} memory "
                           f"budget: {smaller}, or raise the budget (--max-memory or "
                           f"NNACCEL_MAX_MEMORY)")
+
+
+def check_generator(config) -> None:
+    """Refuse to elaborate an engine whose generator would outgrow the budget. Measured
+    peak memory of ``nnaccel verilog``: about 100 MiB plus 6.5 MiB per EIE PE and 0.42 MiB
+    per systolic MAC (8 → 32 PEs, 8×8 → 32×32 arrays), rounded up here."""
+    if hasattr(config, "pes"):
+        need, size = (128 + 8 * config.pes) << 20, f"{config.pes} EIE PEs"
+        smaller = "use fewer --pes"
+    else:
+        macs = config.rows * config.cols
+        need, size = (128 << 20) + macs * (512 << 10), f"a {config.rows}x{config.cols} array"
+        smaller = "use fewer --rows/--cols"
+    check(need, f"generating {size}", smaller)
