@@ -30,6 +30,7 @@ def files(tmp_path_factory):
     mlp("big.npz", [784, 300, 100, 10])
     arrays = {
         "x": rng.random((40, 64)).astype(np.float32), "xb": rng.random((8, 784)),
+        "yb": rng.integers(0, 10, 8),
         "y": rng.integers(0, 10, 40), "ybad": rng.integers(0, 20, 40),
         "yshort": rng.integers(0, 10, 5), "yfloat": rng.random(40),
         "x32": rng.random((40, 32)), "xnan": np.full((4, 64), np.nan),
@@ -265,3 +266,28 @@ def test_scikit_learn_digits_mlp_on_more_pes_than_rows(tmp_path):
     golden = run_image(load_image(tmp_path / "img2"), xte).outputs
     np.testing.assert_array_equal(golden, y)
     assert np.mean(golden.argmax(1) == compressed.final.forward(xte).argmax(1)) >= 0.97
+
+
+def test_ctrl_c_during_compress_keeps_the_old_image(files):
+    """A real SIGINT in the middle of a compress over an existing image: exit 130, the old
+    image byte for byte as it was, no temporary folder left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    before = {f.name: f.read_bytes() for f in (files / "img").iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "compress", "big.npz", "--engine", "eie",
+         "--sparsity", "0.9", "--train", "xb.npy", "--labels", "yb.npy", "--epochs", "100000",
+         "-o", "img"], cwd=files, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:                      # wait until it is retraining
+        if "retrain" in line or "prun" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "nnaccel: interrupted"
+    assert {f.name: f.read_bytes() for f in (files / "img").iterdir()} == before
+    assert not [p for p in files.iterdir() if ".partial-" in p.name or ".old-" in p.name]

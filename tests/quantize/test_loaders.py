@@ -142,3 +142,55 @@ def test_onnx_unsupported_op(tmp_path):
     onnx.save(helper.make_model(graph), str(tmp_path / "s.onnx"))
     with pytest.raises(ValueError, match="unsupported ONNX op Sigmoid"):
         load_model(tmp_path / "s.onnx")
+
+
+def _external_onnx(folder):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    folder.mkdir()
+    onnx.save_model(helper.make_model(graph), str(folder / "model.onnx"),
+                    save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="data.bin", size_threshold=0)
+    return w1, w2
+
+
+def test_onnx_external_data_from_the_model_folder(tmp_path, monkeypatch):
+    """External data is read beside the model, not from the current directory (a decoy of
+    the same name there is ignored), and never from outside the model's folder."""
+    import onnx
+    w1, w2 = _external_onnx(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.bin").write_bytes(b"\x7f" * 4096)           # the decoy
+    model = load_model(tmp_path / "m" / "model.onnx")
+    np.testing.assert_array_equal(model.layers[0].weight, w1.T)
+    np.testing.assert_array_equal(model.layers[1].weight, w2.T)
+
+    evil = onnx.load(str(tmp_path / "m" / "model.onnx"), load_external_data=False)
+    for location in ("../data.bin", str(tmp_path / "data.bin")):
+        for t in evil.graph.initializer:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = location
+        onnx.save(evil, str(tmp_path / "m" / "evil.onnx"))
+        with pytest.raises(ValueError, match="outside the model's folder"):
+            load_model(tmp_path / "m" / "evil.onnx")
+    (tmp_path / "m" / "link.bin").symlink_to(tmp_path / "data.bin")
+    for t in evil.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "link.bin"
+    onnx.save(evil, str(tmp_path / "m" / "evil.onnx"))
+    with pytest.raises(ValueError, match="outside the model's folder"):
+        load_model(tmp_path / "m" / "evil.onnx")
+    (tmp_path / "m" / "data.bin").unlink()
+    with pytest.raises(ValueError, match="missing beside the model"):
+        load_model(tmp_path / "m" / "model.onnx")
