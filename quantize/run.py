@@ -183,6 +183,8 @@ def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResu
     x = check_inputs(image, x)
     budget.check(memory_estimate(image, len(x)), f"running {len(x)} inputs through "
                  f"{image.directory}", "run fewer inputs at a time")
+    if engine == "rtl":
+        budget.check_generator(image.config)
     saturated = saturated_inputs(image, x)
     xq = quantize_input(image, x)
     run = _run_eie if image.engine == "eie" else _run_systolic

@@ -71,6 +71,8 @@ def _gemm(args):
     budget.set_limit(args.max_memory)
     _check_gemm_args(args)
     cfg = gemm_config(args)
+    if args.engine == "rtl":
+        budget.check_generator(cfg)
     report = gemm_report(cfg, args.m, args.k, args.n, args.seed, args.engine, args.stall)
     source = "simulated" if args.engine == "rtl" else "performance model"
     print(f"GEMM {args.m}x{args.k}x{args.n} on a {cfg.rows}x{cfg.cols} array ({args.engine})")

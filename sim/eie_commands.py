@@ -83,6 +83,8 @@ def spmv(args) -> int:
     layer, acts = random_layer(base, args.in_features, args.out_features, args.density,
                                args.act_density, args.seed)
     config = fit_config(base, layer_needs(base, encode(layer["indices"], base)))
+    if args.engine == "rtl":
+        budget.check_generator(config)
     result = run_layers(config, [layer], acts, engine=args.engine)
     want = golden.layer(layer["indices"], acts, config, codebook=layer["codebook"],
                         relu=layer["relu"])
