@@ -1,6 +1,7 @@
 """``python -m sim.formal [--fast] [--only NAME ...]``: run the proofs, one line each."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -33,4 +34,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # A termination request unwinds through run_proof, which stops the solvers it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())

@@ -6,8 +6,10 @@ kept by the checker itself (reset-less, so a reset of the design does not clear 
 
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Fragment, Module, Mux, ResetSignal, Signal, Value
+from amaranth.hdl._ast import Assign
 
-__all__ = ["stream_rule", "free", "find", "signal", "field", "fifo_invariants", "after_reset"]
+__all__ = ["stream_rule", "free", "find", "signal", "field", "fifo_invariants", "follower",
+           "after_reset"]
 
 
 def after_reset(m: Module) -> Value:
@@ -113,3 +115,14 @@ def fifo_invariants(m: Module, fragment: Fragment, *path: str):
         Assert(produce == Mux(total >= depth, total - depth, total), f"{where}: pointers"),
     ]
     return fifo
+
+
+def follower(fragment: Fragment, source: Value, *path: str) -> Signal:
+    """The register that copies ``source`` every cycle (``reg.eq(source)`` in ``sync``) in
+    the part at ``path``: a way to reach a pipeline stage that has no name of its own."""
+    for part in path:
+        fragment = fragment.find_subfragment(part)
+    for stmt in fragment.statements.get("sync", ()):
+        if isinstance(stmt, Assign) and stmt.rhs is source and isinstance(stmt.lhs, Signal):
+            return stmt.lhs
+    raise LookupError(f"no register copies {source!r} in {'.'.join(path) or 'the top'}")

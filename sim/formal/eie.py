@@ -3,12 +3,22 @@ the PEs' queues, and a command that runs to its last result beat."""
 
 import re
 
-from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Signal
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Mux, Signal
 
 from hw.eie import EieConfig, EieTop
 from hw.eie.lnzd import NonZeroTree
+from hw.eie.pe import ProcessingElement
 
-from .contracts import after_reset, fifo_invariants, free, stream_rule
+from .contracts import (
+    after_reset,
+    field,
+    fifo_invariants,
+    find,
+    follower,
+    free,
+    signal,
+    stream_rule,
+)
 
 __all__ = ["TINY", "EieResultStream", "EieQueues", "EieCommandCover", "TreeStreams"]
 
@@ -36,7 +46,10 @@ def _engine(m: Module, config: EieConfig, *, trust_host: bool = True
     stream_rule(m, top.i_load, name="i_load", assume=True)
     stream_rule(m, top.i_cmd, name="i_cmd", assume=True)
     if trust_host:
+        # (on every cycle: the engine copies the payload while idle, valid or not)
         m.d.comb += Assume(top.i_cmd.payload.queue_limit <= config.queue_depth)
+        m.d.comb += Assert(field(signal(fragment, "cmd"), "queue_limit") <= config.queue_depth,
+                           "command register: queue limit past depth")
     return top, fragment
 
 
@@ -70,6 +83,8 @@ class EieQueues(Elaboratable):
         self._cfg = config
         self._trust_host = trust_host
         self._cover = cover
+        # Without the host's range check, only a bounded check of the FIFOs means anything.
+        self._invariants = trust_host and not cover
 
     def elaborate(self, platform):
         m = Module()
@@ -80,6 +95,8 @@ class EieQueues(Elaboratable):
             columns = fifo_invariants(m, fragment, pe, "columns")
             nonzeros = fifo_invariants(m, fragment, pe, "nonzeros")
             words = fifo_invariants(m, fragment, pe, "decoder", "words")
+            if self._invariants:
+                self._pe_invariants(m, fragment, pe, queue, nonzeros, words)
             if self._cover:
                 if k == 0:
                     m.d.comb += [Cover(queue.level == self._cfg.queue_depth, "queue full"),
@@ -97,6 +114,32 @@ class EieQueues(Elaboratable):
                        f"{pe}: column copied into the buffer but left in the queue"),
             ]
         return m
+
+    def _pe_invariants(self, m, fragment, pe, queue, nonzeros, words):
+        """What the PE's own counters and forecasts track, stated so that k-induction can
+        rule out the states they disagree in (each is proved along the way)."""
+        limit = signal(fragment, "layer_copy_limit", pe)
+        limit_less = signal(fragment, "layer_copy_limit_less", pe)
+        in_lookup = (signal(fragment, "l_copy_valid", pe) +
+                     signal(fragment, "l2_copy_valid", pe) + signal(fragment, "l_work", pe))
+        decoder = find(fragment, pe, "decoder")
+        r_valid = follower(fragment, signal(fragment, "issue", pe), pe)
+        s1_valid = follower(fragment, signal(fragment, "s_issue", pe), pe)
+        s2_valid = follower(fragment, s1_valid, pe)
+        slots = signal(fragment, "slots", pe, "decoder")
+        s_slots = signal(fragment, "s_slots", pe)
+        m.d.comb += [
+            # (0 until the first command copies one in)
+            Assert(limit <= self._cfg.queue_depth, f"{pe}: queue limit past depth"),
+            Assert(limit_less == Mux(limit == 0, 0, limit - 1), f"{pe}: queue limit less one"),
+            Assert(queue.level + in_lookup <= self._cfg.queue_depth,
+                   f"{pe}: queued and looked-up columns exceed the queue"),
+            Assert(slots == words.level + r_valid + decoder.w_valid +
+                   signal(fragment, "p_valid", pe, "decoder"), f"{pe}: decoder slots"),
+            Assert(slots <= decoder.DEPTH, f"{pe}: decoder slots past depth"),
+            Assert(s_slots == nonzeros.level + s1_valid + s2_valid, f"{pe}: scan slots"),
+            Assert(s_slots <= ProcessingElement.SCAN_SLOTS, f"{pe}: scan slots past depth"),
+        ]
 
 
 class EieCommandCover(Elaboratable):

@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -129,12 +130,19 @@ def run_proof(proof: Proof, build_dir: Path, env: dict | None = None) -> Result:
     (workdir / "proof.sby").write_text(
         _SBY_FILE.format(mode=proof.mode, depth=proof.depth, timeout=proof.timeout,
                          rtlil=il.resolve()))
-    run = subprocess.run([*SBY, "-f", "proof.sby"], cwd=workdir, env=env,
-                         capture_output=True, text=True)
+    # Its own process group, so that the solvers go too if this is interrupted.
+    sby = subprocess.Popen([*SBY, "-f", "proof.sby"], cwd=workdir, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        log, _ = sby.communicate()
+    except BaseException:
+        os.killpg(sby.pid, signal.SIGKILL)
+        sby.wait()
+        raise
     seconds = time.monotonic() - start
-    (workdir / "sby.log").write_text(run.stdout + run.stderr)
-    return Result(proof, run.returncode == 0, seconds, _summary(run.stdout + run.stderr, text),
-                  workdir)
+    (workdir / "sby.log").write_text(log)
+    return Result(proof, sby.returncode == 0, seconds, _summary(log, text), workdir)
 
 
 def _summary(log: str, rtlil_text: str) -> str:
