@@ -1,0 +1,101 @@
+"""Float reference kernels of the graph IR's ops, written from each op's definition.
+
+Each kernel takes the :class:`~quantize.graph.Node` and its input arrays (batch first,
+float64) and returns the output array. Convolutions and pools loop over the kernel offsets
+(one strided slice and one matrix product per offset), so memory stays at a few copies of
+the activation and 32×32 images run in milliseconds.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = ["KERNELS"]
+
+_erf = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf is exact to double precision
+
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def _offsets(node, x, fill):
+    """Pad ``x`` (N, C, H, W) and yield ``(i, j, strided window slice)`` per kernel offset."""
+    kh, kw = node.attrs["kernel"] if "kernel" in node.attrs else node.params["weight"].shape[2:]
+    sh, sw = node.attrs["stride"]
+    pt, pl, pb, pr = node.attrs["pads"]
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    oh, ow = node.shape[1:]
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+
+
+def _linear(node, x):
+    return x @ node.params["weight"].T.astype(np.float64) + node.params["bias"]
+
+
+def _conv2d(node, x):
+    w = node.params["weight"].astype(np.float64)
+    o = w.shape[0]
+    if node.attrs["groups"] == 1:
+        acc = np.zeros((x.shape[0], *node.shape[1:], o))
+        for i, j, patch in _offsets(node, x, 0.0):
+            acc += np.tensordot(patch, w[:, :, i, j], axes=([1], [1]))
+        acc = acc.transpose(0, 3, 1, 2)
+    else:  # depthwise: output channel k reads input channel k // multiplier
+        src = np.arange(o) // (o // x.shape[1])
+        acc = np.zeros((x.shape[0], *node.shape))
+        for i, j, patch in _offsets(node, x, 0.0):
+            acc += patch[:, src] * w[:, 0, i, j][None, :, None, None]
+    return acc + node.params["bias"][None, :, None, None]
+
+
+def _max_pool(node, x):
+    out = None
+    for _, _, patch in _offsets(node, x, -np.inf):
+        out = patch.copy() if out is None else np.maximum(out, patch)
+    return out
+
+
+def _avg_pool(node, x):
+    total = sum(patch for _, _, patch in _offsets(node, x, 0.0))
+    if node.attrs["count_include_pad"]:
+        kh, kw = node.attrs["kernel"]
+        return total / (kh * kw)
+    ones = np.ones((1, 1, *x.shape[2:]))
+    count = sum(patch for _, _, patch in _offsets(node, ones, 0.0))
+    return total / count
+
+
+def _gelu(node, x):
+    if node.attrs["approximate"] == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+
+
+def _softmax(node, x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+KERNELS = {
+    "Linear": _linear,
+    "Conv2d": _conv2d,
+    "Relu": lambda node, x: np.maximum(x, 0.0),
+    "Relu6": lambda node, x: np.clip(x, 0.0, 6.0),
+    "Clip": lambda node, x: np.clip(x, node.attrs["min"], node.attrs["max"]),
+    "MaxPool2d": _max_pool,
+    "AvgPool2d": _avg_pool,
+    "GlobalAveragePool": lambda node, x: x.mean(axis=(2, 3), keepdims=True),
+    "Add": lambda node, a, b: a + b,
+    "Flatten": lambda node, x: x.reshape(x.shape[0], -1),
+    "Reshape": lambda node, x: x.reshape((x.shape[0], *node.attrs["shape"])),
+    "Concat": lambda node, *xs: np.concatenate(xs, axis=1),
+    "Gelu": _gelu,
+    "Sigmoid": lambda node, x: _sigmoid(x),
+    "Tanh": lambda node, x: np.tanh(x),
+    "HardSwish": lambda node, x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0),
+    "Silu": lambda node, x: x * _sigmoid(x),
+    "Softmax": _softmax,
+}
