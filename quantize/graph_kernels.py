@@ -12,7 +12,9 @@ import numpy as np
 
 __all__ = ["KERNELS"]
 
-_erf = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf is exact to double precision
+# NumPy has no erf; math.erfc is exact to double precision, and 0.5 * x * erfc(-x / sqrt 2)
+# keeps GELU's tiny negative tail that 1 + erf(x / sqrt 2) would cancel to zero.
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def _sigmoid(x):
@@ -70,8 +72,9 @@ def _avg_pool(node, x):
 
 def _gelu(node, x):
     if node.attrs["approximate"] == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+        # 0.5 (1 + tanh u) = sigmoid(2u), without tanh's cancellation near -1
+        return x * _sigmoid(2.0 * math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))
+    return 0.5 * x * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
 
 
 def _softmax(node, x):
