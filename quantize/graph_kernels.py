@@ -3,7 +3,7 @@
 Each kernel takes the :class:`~quantize.graph.Node` and its input arrays (batch first,
 float64) and returns the output array. Convolutions and pools loop over the kernel offsets
 (one strided slice and one matrix product per offset), so memory stays at a few copies of
-the activation and 32×32 images run in milliseconds.
+the activation.
 """
 
 import math
@@ -22,15 +22,24 @@ def _sigmoid(x):
 
 
 def _offsets(node, x, fill):
-    """Pad ``x`` (N, C, H, W) and yield ``(i, j, strided window slice)`` per kernel offset."""
+    """Pad ``x`` (N, C, H, W) and yield ``(i, j, strided window slice)`` per kernel offset.
+
+    Slices are channels-last (N, OH, OW, C): a matrix product per offset is then one BLAS
+    call over contiguous channels, several times faster than ``tensordot`` on NCHW.
+    """
     kh, kw = node.attrs["kernel"] if "kernel" in node.attrs else node.params["weight"].shape[2:]
     sh, sw = node.attrs["stride"]
     pt, pl, pb, pr = node.attrs["pads"]
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    xp = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
     oh, ow = node.shape[1:]
     for i in range(kh):
         for j in range(kw):
-            yield i, j, xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            yield i, j, xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+
+
+def _nchw(a):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 def _linear(node, x):
@@ -40,34 +49,32 @@ def _linear(node, x):
 def _conv2d(node, x):
     w = node.params["weight"].astype(np.float64)
     o = w.shape[0]
+    acc = np.zeros((x.shape[0], *node.shape[1:], o))
     if node.attrs["groups"] == 1:
-        acc = np.zeros((x.shape[0], *node.shape[1:], o))
         for i, j, patch in _offsets(node, x, 0.0):
-            acc += np.tensordot(patch, w[:, :, i, j], axes=([1], [1]))
-        acc = acc.transpose(0, 3, 1, 2)
+            acc += patch @ w[:, :, i, j].T
     else:  # depthwise: output channel k reads input channel k // multiplier
         src = np.arange(o) // (o // x.shape[1])
-        acc = np.zeros((x.shape[0], *node.shape))
         for i, j, patch in _offsets(node, x, 0.0):
-            acc += patch[:, src] * w[:, 0, i, j][None, :, None, None]
-    return acc + node.params["bias"][None, :, None, None]
+            acc += patch[..., src] * w[:, 0, i, j]
+    return _nchw(acc + node.params["bias"])
 
 
 def _max_pool(node, x):
     out = None
     for _, _, patch in _offsets(node, x, -np.inf):
         out = patch.copy() if out is None else np.maximum(out, patch)
-    return out
+    return _nchw(out)
 
 
 def _avg_pool(node, x):
     total = sum(patch for _, _, patch in _offsets(node, x, 0.0))
     if node.attrs["count_include_pad"]:
         kh, kw = node.attrs["kernel"]
-        return total / (kh * kw)
+        return _nchw(total / (kh * kw))
     ones = np.ones((1, 1, *x.shape[2:]))
     count = sum(patch for _, _, patch in _offsets(node, ones, 0.0))
-    return total / count
+    return _nchw(total / count)
 
 
 def _gelu(node, x):
