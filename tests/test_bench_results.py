@@ -45,6 +45,7 @@ def test_record_keeps_other_arrays_rows(records_dir):
     text = results.render({"systolic": rec})
     assert "| 8×8 | 4×8×8 | 90 | 50.0 % | 3 | 0 | 88 | 0 |" in text
     assert "Arrays not measured in this record: 16×16, 32×32." in text
+    assert "| 8×8 | 12 | 1 000 |" in text
 
 
 def test_boards_keeps_its_own_record(records_dir):

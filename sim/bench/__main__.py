@@ -32,11 +32,11 @@ def main(argv=None) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.suites:
         module = importlib.import_module(f"sim.bench.{name}")
-        start = time.monotonic()
+        start, started = time.monotonic(), results.provenance()
         print(f"[bench] {name} ...", flush=True)
         summary[name] = module.main(out_dir)
         seconds = time.monotonic() - start
-        kept = results.record(name, out_dir, seconds)
+        kept = results.record(name, out_dir, seconds, started)
         print(f"[bench] {name} done in {seconds:.0f} s -> {out_dir / (name + '.json')}"
               + (f", record {kept.relative_to(results.REPO)}" if kept else ""), flush=True)
     summary_path.write_text(json.dumps(summary, indent=2))

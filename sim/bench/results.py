@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["RECORDS", "RESULTS_MD", "HEADLINE_MARKERS", "load", "record", "render",
-           "headline", "check", "main"]
+__all__ = ["RECORDS", "RESULTS_MD", "HEADLINE_MARKERS", "load", "provenance", "record",
+           "render", "headline", "check", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: Committed per-suite records (``<suite>.json``).
@@ -52,8 +52,9 @@ def _pct(x, digits=1) -> str:
     return f"{100 * x:.{digits}f} %"
 
 
-def _provenance(seconds) -> dict:
-    """Date, commit and the suite's wall time for a record."""
+def provenance() -> dict:
+    """Date, commit, and whether the engines' sources differ from it: taken as a suite
+    starts, since others may commit while it runs."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
@@ -62,8 +63,7 @@ def _provenance(seconds) -> dict:
             return ""
     dirty = bool(git("status", "--porcelain", "--", "hw", "sim", "quantize", "boards"))
     return {"date": time.strftime("%Y-%m-%d"), "commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_changes": dirty,
-            **({"bench_seconds": round(seconds)} if seconds is not None else {})}
+            "uncommitted_changes": dirty}
 
 
 # Trimming a suite's full JSON to its committed record.
@@ -131,11 +131,12 @@ _TRIM = {"systolic": _trim_systolic, "eie": _trim_eie, "eie_pes": _trim_eie_pes,
          "compression": _trim_compression}
 
 
-def record(suite: str, out_dir, seconds=None) -> Path | None:
+def record(suite: str, out_dir, seconds=None, started: dict | None = None) -> Path | None:
     """Keep ``out_dir/<suite>.json`` (a bench run's figures) as the committed record.
 
-    Returns the record's path, or ``None`` for a suite that keeps its own record
-    (``boards``) or wrote no figures.
+    ``seconds``: the suite's wall time; ``started``: :func:`provenance` as the suite
+    started (taken now if not given). Returns the record's path, or ``None`` for a suite
+    that keeps its own record (``boards``) or wrote no figures.
     """
     source = Path(out_dir) / f"{suite}.json"
     if suite not in _TRIM or not source.exists():
@@ -145,7 +146,9 @@ def record(suite: str, out_dir, seconds=None) -> Path | None:
         return None
     path = RECORDS / f"{suite}.json"
     old = json.loads(path.read_text()) if path.exists() else None
-    when = _provenance(seconds)
+    when = dict(started or provenance())
+    if seconds is not None:
+        when["bench_seconds"] = round(seconds)
     data = _TRIM[suite](full, old, when)
     if suite == "systolic":
         data = {"measured": when, **data}
@@ -192,14 +195,16 @@ def _systolic_md(rec) -> list[str]:
                    f"{_int(r['cycles'])} | {_pct(r['utilization'])} | "
                    f"{_int(r['weight_stall'])} | {_int(r['output_stall'])} | "
                    f"{_int(r['model_cycles'])} | {r['mismatches']} |")
-    out += ["", "| array | Verilator build s | simulated cycles/s (cocotb) |", "|---|---|---|"]
+    out += ["", "| array | Verilator build s | simulated cycles/s on its longest GEMM (cocotb) |",
+            "|---|---|---|"]
     for a, b in rec["builds"].items():
-        speeds = [r["sim_cycles_per_second"] for r in rec["runs"] if r["array"] == a]
-        cached = " (cached)" if b.get("cached") else ""
-        out.append(f"| {a.replace('x', '×')} | {b['build_seconds']:.0f}{cached} | "
-                   f"{_int(min(speeds))}–{_int(max(speeds))} |")
+        longest = max((r for r in rec["runs"] if r["array"] == a), key=lambda r: r["cycles"])
+        cached = " (cached from an earlier run)" if b.get("cached") else ""
+        out.append(f"| {a.replace('x', '×')} | {_int(b['build_seconds'])}{cached} | "
+                   f"{_int(longest['sim_cycles_per_second'])} |")
     measured = {r["array"] for r in rec["runs"]}
-    missing = [a for a in ("4x4", "8x8", "16x16", "32x32") if a not in measured]
+    # The arrays suite ``systolic`` runs (NNACCEL_SYSTOLIC_ARRAYS picks some).
+    missing = [a for a in ("16x16", "8x8", "32x32") if a not in measured]
     if missing:
         out += ["", f"Arrays not measured in this record: "
                     f"{', '.join(a.replace('x', '×') for a in missing)}."]
