@@ -282,6 +282,22 @@ def test_reshape_identity_dropout_constant(tmp_path):
     np.testing.assert_allclose(g.nodes[-1].weight, 0.5 * net.inits["w"].T)
 
 
+def test_clip_forms_and_batch_one_reshape(tmp_path):
+    """Clip with only a lower bound of 0 is Relu, with only an upper bound a one-sided Clip;
+    a Reshape that fixes the batch at 1 is read only when the input's batch is fixed at 1."""
+    net = Net((3, 4, 4))
+    h = net.node("Clip", [net.conv("x", 3, 4, 3, pads=[1, 1, 1, 1]), net.init("zero", 0.0)])
+    h = net.node("Clip", [net.conv(h, 4, 4, 1), "", net.init("hi", 0.5)])
+    out = net.node("Reshape", [h, net.init("s", np.array([1, -1], np.int64))], name="flat")
+    g = check(net.save(tmp_path / "one.onnx", out, batch=1), images((3, 4, 4), n=1))
+    assert ops(g) == ["Conv2d", "Relu", "Conv2d", "Clip", "Flatten"]
+    assert (g.nodes[3].attrs["min"], g.nodes[3].attrs["max"]) == (-np.inf, 0.5)
+    net.save(tmp_path / "n.onnx", out, batch="N")
+    with pytest.raises(ValueError, match=r"node 'flat' \(Reshape\): target shape \[1, -1\] "
+                                         r"fixes the batch at 1; use 0 or -1 first"):
+        load_onnx_graph(tmp_path / "n.onnx")
+
+
 def test_external_data_beside_the_model(tmp_path):
     net = Net((10,))
     out = net.gemm(net.node("Relu", [net.gemm("x", 10, 8, "fc1")]), 8, 3, "fc2")
