@@ -17,6 +17,7 @@ are what these functions render. Nothing here writes the README.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,11 @@ def _pct(x, digits=1) -> str:
     return f"{100 * x:.{digits}f} %"
 
 
+#: Environment variables that change what a suite measures or how fast it simulates.
+_BENCH_ENV = ("NNACCEL_OPT_FAST", "NNACCEL_SYSTOLIC_ARRAYS", "NNACCEL_EIE_PES",
+              "NNACCEL_BENCH_BOARDS", "WAVES")
+
+
 def provenance() -> dict:
     """Date, commit, and whether the engines' sources differ from it: taken as a suite
     starts, since others may commit while it runs."""
@@ -62,8 +68,9 @@ def provenance() -> dict:
         except (OSError, subprocess.CalledProcessError):
             return ""
     dirty = bool(git("status", "--porcelain", "--", "hw", "sim", "quantize", "boards"))
+    env = {k: os.environ[k] for k in _BENCH_ENV if os.environ.get(k)}
     return {"date": time.strftime("%Y-%m-%d"), "commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_changes": dirty}
+            "uncommitted_changes": dirty, **({"environment": env} if env else {})}
 
 
 # Trimming a suite's full JSON to its committed record.
@@ -169,12 +176,15 @@ def load() -> dict:
     return records
 
 
-def _when(m: dict) -> str:
-    text = f"measured {m['date']}"
+def _when(m: dict, first: bool = False) -> str:
+    text = f"{'M' if first else 'm'}easured {m['date']}"
     if m.get("commit"):
         text += f" at commit `{m['commit']}`"
         if m.get("uncommitted_changes"):
             text += " (with uncommitted changes)"
+    env = m.get("environment")
+    if env:
+        text += " with " + ", ".join(f"`{k}={v}`" for k, v in env.items())
     if m.get("bench_seconds") is not None:
         text += f"; the suite took {_int(m['bench_seconds'])} s"
     return text
@@ -186,7 +196,7 @@ def _systolic_md(rec) -> list[str]:
     out = [f"Cycles count from the first input beat to the last result word (loads, fill, "
            f"drain and weight loads included); utilization is useful MACs / (rows · cols · "
            f"cycles); the model is `sim.systolic.model_cycles`; every output word is "
-           f"compared with the golden model. {_when(rec['measured']).capitalize()}.", "",
+           f"compared with the golden model. {_when(rec['measured'], True)}.", "",
            "| array | GEMM M×K×N | cycles | utilization | weight-stall cycles | "
            "output-stall cycles | model cycles | wrong words |",
            "|---|---|---|---|---|---|---|---|"]
@@ -219,7 +229,7 @@ def _eie_md(rec) -> list[str]:
            f"command to the end of write-back; every output word compared with the golden "
            f"model. \"Work\" is the busiest PE's MAC cycles from the image, \"ideal\" its "
            f"entries with padding; load-balance efficiency is `1 − bubble / total` for the "
-           f"busiest PE. {_when(rec['measured']).capitalize()}.", "",
+           f"busiest PE. {_when(rec['measured'], True)}.", "",
            "| layer | cycles | EIE cycles | ours / EIE | work | ideal | load balance | "
            "busiest PE starved | padding / real entries | wrong words |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -317,7 +327,7 @@ def _compression_md(rec) -> list[str]:
     d = rec["digits"]
     out = [f"Digits 64-300-100-10 MLP (scikit-learn's 8×8 digits, {d['test_images']} test "
            f"images), float accuracy {_pct(d['float_accuracy'], 2)}. "
-           f"{_when(rec['measured']).capitalize()}.", "",
+           f"{_when(rec['measured'], True)}.", "",
            "\"Ratio\" is Deep Compression's accounting (codebook-index bits, relative-index "
            "bits with filler entries, codebooks; Huffman-coded) against 32-bit dense; "
            "\"image ratio\" is the engine image's real bytes against 32-bit dense.", "",
