@@ -1,5 +1,6 @@
 """Runs one proof: the wrapper to RTLIL, a SymbiYosys job file, ``yowasp-sby`` on it."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -48,6 +49,9 @@ class Proof:
         Finishes well under a minute: run by ``make test`` as well as ``make formal``.
     timeout:
         Seconds SymbiYosys may take before it gives up (``TIMEOUT``, a failure).
+    script:
+        Yosys commands run on the design after ``prep`` (for example ``cutpoint``, to cut
+        a data path that no property looks at loose from the solver's work).
     """
 
     name: str
@@ -58,6 +62,7 @@ class Proof:
     depth: int
     fast: bool = True
     timeout: int = 1800
+    script: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -110,6 +115,7 @@ smtbmc z3
 [script]
 read_rtlil design.il
 prep -top top
+{script}
 
 [files]
 {rtlil}
@@ -129,16 +135,21 @@ def run_proof(proof: Proof, build_dir: Path, env: dict | None = None) -> Result:
     il.write_text(text)
     (workdir / "proof.sby").write_text(
         _SBY_FILE.format(mode=proof.mode, depth=proof.depth, timeout=proof.timeout,
-                         rtlil=il.resolve()))
-    # Its own process group, so that the solvers go too if this is interrupted.
+                         script="\n".join(proof.script), rtlil=il.resolve()))
     sby = subprocess.Popen([*SBY, "-f", "proof.sby"], cwd=workdir, env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            start_new_session=True)
     try:
         log, _ = sby.communicate()
     except BaseException:
-        os.killpg(sby.pid, signal.SIGKILL)
-        sby.wait()
+        # Interrupted: SymbiYosys stops its solvers (each in a process group of its own)
+        # on SIGTERM; whatever is left of its own group is killed after it.
+        sby.terminate()
+        try:
+            sby.wait(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sby.pid, signal.SIGKILL)
         raise
     seconds = time.monotonic() - start
     (workdir / "sby.log").write_text(log)
