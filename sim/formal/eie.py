@@ -4,8 +4,10 @@ the PEs' queues, and a command that runs to its last result beat."""
 import re
 
 from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Mux, Signal
+from amaranth.lib import wiring
 
 from hw.eie import EieConfig, EieTop
+from hw.eie.layouts import bcast_layout
 from hw.eie.lnzd import NonZeroTree
 from hw.eie.pe import ProcessingElement
 
@@ -20,7 +22,8 @@ from .contracts import (
     stream_rule,
 )
 
-__all__ = ["TINY", "EieResultStream", "EieQueues", "EieCommandCover", "TreeStreams"]
+__all__ = ["TINY", "EieResultStream", "EieQueues", "EieCommandCover", "TreeStreams",
+           "PeQueueLimit"]
 
 #: A small engine that still has every part: 2 PEs (so one tree node), 2-deep activation
 #: queues, 2-entry words, up to 7 inputs a layer (enough columns to fill a queue behind
@@ -174,7 +177,6 @@ class TreeStreams(Elaboratable):
         self._count = count
 
     def elaborate(self, platform):
-        from hw.eie.layouts import bcast_layout
         m = Module()
         tree = NonZeroTree(bcast_layout(self._cfg), self._count)
         free(m, tree.o.ready)
@@ -200,4 +202,35 @@ class TreeStreams(Elaboratable):
         m.d.sync += inside.eq(inside + taken - (tree.o.valid & tree.o.ready))
         m.d.comb += [Assert(inside == sum(held.values(), start=0), "beats lost or made up inside"),
                      Assert((inside == 0) == tree.empty, "empty flag disagrees with count")]
+        return m
+
+
+class PeQueueLimit(Elaboratable):
+    """One PE alone, its broadcasts arriving whenever its queue is ready (as the top level
+    pushes them): its activation queue is never written while full.
+
+    With ``trust_host`` the ``queue_limit`` it is given stays at most ``queue_depth``;
+    without, a bounded check shows what a limit past the depth (the field is wide enough
+    for one) does to the queue.
+    """
+
+    def __init__(self, config: EieConfig = TINY, *, trust_host: bool = True):
+        self._cfg = config
+        self._trust_host = trust_host
+
+    def elaborate(self, platform):
+        m = Module()
+        pe = ProcessingElement(self._cfg, 0)
+        fragment = Fragment.get(pe, None)
+        m.submodules.pe = fragment
+        free(m, *(value for _, member, value in pe.signature.flatten(pe)
+                  if member.flow == wiring.In))
+        # As the top level drives it: broadcasts only into a ready queue, a layer started
+        # only when the PE is idle and done scanning.
+        m.d.comb += [Assume(~pe.q_push | pe.q_ready),
+                     Assume(~pe.scan_start | (pe.idle & pe.scan_done))]
+        if self._trust_host:
+            m.d.comb += Assume(pe.queue_limit <= self._cfg.queue_depth)
+        queue = fifo_invariants(m, fragment, "queue")
+        m.d.comb += Assert(~(queue.w_en & ~queue.w_rdy), "queue written while full")
         return m

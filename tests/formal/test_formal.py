@@ -70,3 +70,20 @@ def test_missing_tool_is_one_line(monkeypatch, capsys):
     assert main(["--fast"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yowasp-sby not found" in err
+
+
+def test_queue_limit_past_depth_overflows_the_queue(tmp_path):
+    """The engine trusts ``queue_limit <= queue_depth`` (documented in ``cmd_layout``,
+    checked by the driver): past it, a bounded check finds the activation queue written
+    while full, so a column's work would be dropped. If the RTL ever clamps the limit,
+    this fails: then make ``trust_host`` the only case in ``docs/formal.md``."""
+    from sim.formal.eie import PeQueueLimit
+    untrusted = Proof("pe_queue_limit_untrusted", "ProcessingElement", "queue never full",
+                      lambda: PeQueueLimit(trust_host=False), "bmc", 14)
+    result = run_proof(untrusted, tmp_path)
+    assert not result.passed
+    assert "sby: FAIL" in result.summary and "queue written while full" in result.summary
+    trusted = Proof("pe_queue_limit", "ProcessingElement", "queue never full",
+                    PeQueueLimit, "bmc", 14)
+    result = run_proof(trusted, tmp_path)
+    assert result.passed, result.summary
