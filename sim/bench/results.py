@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from .boards import table
+
 __all__ = ["RECORDS", "RESULTS_MD", "HEADLINE_MARKERS", "load", "provenance", "record",
            "render", "headline", "check", "main"]
 
@@ -39,6 +41,7 @@ HEADLINE_MARKERS = (
     "python -m sim.bench.results --headline -->",
     "<!-- end of headline results -->",
 )
+_ENGINE_NAMES = {"eie": "EIE", "systolic": "systolic"}
 #: Suites whose record this module writes (``boards`` writes its own).
 SUITES = ("systolic", "eie", "eie_pes", "compression")
 NOT_MEASURED = "_Not measured in this record._"
@@ -337,11 +340,13 @@ def _compression_md(rec) -> list[str]:
         r = d.get(f"retrained_{engine}")
         if not r:
             continue
-        out.append(f"| retrained, {engine} image | {_pct(r['density'])} | {r['bits']} | "
-                   f"{r['compression_ratio']:.1f}× (pruning {r['ratio_pruned']:.1f}×, "
-                   f"+ sharing {r['ratio_pq']:.1f}×) | {r['image_compression_ratio']:.1f}× "
-                   f"({_int(r['image_bytes'])} B) | {_pct(r['float_model_accuracy'], 2)} "
-                   f"compressed model, {_pct(r['golden_accuracy'], 2)} {engine} golden |")
+        name = _ENGINE_NAMES[engine]
+        out.append(f"| retrained, {name} image | {_pct(r['density'])} | {r['bits']} | "
+                   f"{r['compression_ratio']:.1f}× (pruning alone {r['ratio_pruned']:.1f}×, "
+                   f"pruning + sharing {r['ratio_pq']:.1f}×) | "
+                   f"{r['image_compression_ratio']:.1f}× ({_int(r['image_bytes'])} B) | "
+                   f"{_pct(r['float_model_accuracy'], 2)} compressed model, "
+                   f"{_pct(r['golden_accuracy'], 2)} {name} golden model |")
     best = d.get("post_training_best_within_1pt")
     if best:
         out.append(f"| post-training (calibration only), best ratio within 1 point | "
@@ -351,7 +356,7 @@ def _compression_md(rec) -> list[str]:
     if p4:
         out.append(f"| post-training, EIE image | {_pct(1 - p4['sparsity'], 0)} | 4 | "
                    f"{p4['compression_ratio']:.1f}× | – | {_pct(p4['golden_accuracy'], 2)} "
-                   f"EIE golden |")
+                   f"EIE golden model |")
     scan = d.get("post_training_scan")
     if scan:
         bits = sorted({s["bits"] for s in scan})
@@ -396,7 +401,6 @@ def _compression_md(rec) -> list[str]:
 
 
 def _boards_md(cases) -> list[str]:
-    from .boards import table
     out = ["Each row is a full yowasp build (Yosys, nextpnr, packing) of a board's top "
            "level with one engine. Fmax is nextpnr's post-route figure for the design "
            "clock, with its constraint in brackets; rows swept over several nextpnr seeds "
@@ -464,11 +468,12 @@ def headline(records: dict) -> str:
         d = comp["digits"]
         for engine in ("eie", "systolic"):
             r = d[f"retrained_{engine}"]
-            rows.append((f"Digits MLP 64-300-100-10 compressed for {engine} "
+            rows.append((f"Digits MLP 64-300-100-10 compressed for {_ENGINE_NAMES[engine]} "
                          f"({_pct(r['density'])} of weights kept, {r['bits']}-bit)",
-                         f"{r['compression_ratio']:.1f}× (image "
+                         f"{r['compression_ratio']:.1f}× smaller (engine image "
                          f"{r['image_compression_ratio']:.1f}×), "
-                         f"{_pct(r['golden_accuracy'], 2)} accuracy (float "
+                         f"{_pct(r['golden_accuracy'], 2)} accuracy on the golden model "
+                         f"(float "
                          f"{_pct(d['float_accuracy'], 2)})"))
     else:
         rows.append(("Digits MLP compression", "not measured in this record"))
