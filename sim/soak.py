@@ -5,7 +5,8 @@ Each engine's vectors are split over its configs (:data:`sim.soak_systolic.SHARE
 engine's cocotb testbench with random stalls on every stream, and its seed (derived from
 ``--seed``, the engine and the batch number) fixes everything in it, so
 ``--batch B`` with the same ``--vectors`` and ``--seed`` replays batch ``B`` exactly.
-The batches of both engines share a pool of ``--jobs`` worker processes (default 2).
+The batches of both engines share a pool of ``--jobs`` worker processes (default 2),
+the systolic engine's (the shorter soak) first.
 
 Progress goes to stderr after every batch; the summary (vectors, output words compared,
 mismatching words, simulated cycles, wall seconds, cycles/s per engine) to stdout and as
@@ -82,9 +83,9 @@ def run_one(engine: str, batch: dict) -> dict:
     try:
         got = run_batch(configs[batch["config"]], batch["vectors"], batch["seed"],
                         SOAK_DIR / "mismatch" / engine)
-    except AssertionError as e:
+    except Exception as e:                          # recorded as a failure, never lost
         got = {"vectors": 0, "words": 0, "mismatches": 0, "cycles": 0, "first": None,
-               "failures": [f"simulation failed: {e}"]}
+               "failures": [f"batch failed: {type(e).__name__}: {e}"]}
     got.update(wall_seconds=time.monotonic() - wall, cpu_seconds=_cpu() - cpu)
     return got
 
@@ -163,9 +164,8 @@ def soak(engines: list[str], vectors: int, seed: int = 1, only: int | None = Non
             plans[engine] = [batches[only]]
     os.environ.setdefault("NNACCEL_QUIET", "1")     # simulator logs to files, not stdout
     summaries = {engine: _empty(engine, batches) for engine, batches in plans.items()}
-    tasks = [(engine, batches[i]) for i in range(max(map(len, plans.values())))
-             for engine, batches in plans.items() if i < len(batches)]
-    tasks.reverse()
+    # Engines in order (the short systolic soak first), popped from the end.
+    tasks = [(engine, batch) for engine, batches in plans.items() for batch in batches][::-1]
     start = time.monotonic()
     deadline = None if max_minutes is None else start + 60 * max_minutes
     stopped = False

@@ -29,9 +29,9 @@ CONFIGS = {
     "pes4": PRESETS["test4"],
     "pes16": EieConfig(pes=16, spmat_depth=512, ptr_depth=1024, act_depth=64, bias_depth=128),
 }
-SHARES = {"pes4": 0.7, "pes16": 0.3}
+SHARES = {"pes4": 0.8, "pes16": 0.2}
 #: Vectors per simulation.
-BATCH_VECTORS = 20000
+BATCH_VECTORS = 10000
 
 
 def _size(rng: np.random.Generator, pes: int, cap: int) -> int:
