@@ -63,8 +63,10 @@ bench: $(STAMP)
 formal: $(STAMP)
 	$(PY) -m sim.formal
 
+# ruff, the import layers (pyproject.toml [tool.importlinter]), Verilator's lint of the RTL.
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m sim.lint
 
 synth: $(STAMP)

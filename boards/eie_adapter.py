@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 
 from hw.eie.config import EieConfig
 from hw.eie.layouts import cmd_layout, counter_layout, load_layout, result_layout
+from hw.eie.top import EieTop
 
 from .bus import ENGINE_IDS, EngineSignature
 from .protocol import COUNTERS_SPACE, Space
@@ -29,7 +30,6 @@ class EieAdapter(wiring.Component):
     """
 
     def __init__(self, config: EieConfig):
-        from hw.eie.top import EieTop
         if not isinstance(config, EieConfig):
             raise TypeError(f"EieAdapter needs an EieConfig, not {config!r}")
         self._cfg = config

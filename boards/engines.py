@@ -12,9 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .protocol import LinkError
+from hw.eie import driver as eie_driver
+from hw.systolic import driver as systolic_driver
+from sim import engines
 
-__all__ = ["ENGINES", "engine_config", "make_adapter", "run_job", "config_to_dict"]
+from .eie_adapter import EIE_SPACES, EieAdapter
+from .mac_engine import MacEngine
+from .protocol import LinkError
+from .systolic_adapter import SYSTOLIC_COUNTERS, SYSTOLIC_SPACES, SystolicAdapter
+
+__all__ = ["ENGINES", "BOARD_CONFIGS", "engine_config", "make_adapter", "run_job",
+           "config_to_dict"]
 
 ENGINES = ("mac", "systolic", "eie")
 
@@ -42,33 +50,47 @@ def engine_config(engine: str, options: dict):
     options = {k: v for k, v in options.items() if v is not None}
     if engine == "mac":
         return MacConfig(**{k: options[k] for k in ("rows", "cols") if k in options})
-    if engine == "systolic":
-        from hw.systolic.config import PRESETS, SystolicConfig
-        preset = options.pop("preset", None)
-        if preset and preset not in PRESETS:
-            raise ValueError(f"unknown systolic preset {preset!r}: use one of {list(PRESETS)}")
-        base = PRESETS[preset] if preset else SystolicConfig()
-        fields = {k: options[k] for k in ("rows", "cols", "act_depth", "weight_depth",
-                                          "acc_depth", "param_depth", "acc_width", "rounding")
-                  if k in options}
-        return base.replace(**fields)
-    from hw.eie.config import PRESETS as EIE_PRESETS
-    from hw.eie.config import EieConfig
+    entry = engines.engine(engine)
     preset = options.pop("preset", None)
-    if preset and preset not in EIE_PRESETS:
-        raise ValueError(f"unknown eie preset {preset!r}: use one of {list(EIE_PRESETS)}")
-    fields = {} if preset else dict(EIE_BOARD_DEFAULTS)
-    known = {f.name for f in dataclasses.fields(EieConfig)}
+    if preset and preset not in entry.presets:
+        raise ValueError(f"unknown {engine} preset {preset!r}: use one of "
+                         f"{list(entry.presets)}")
+    fields = dict(BOARD_DEFAULTS[engine]) if not preset else {}
+    known = {f.name for f in dataclasses.fields(entry.config)}
     fields.update({k: v for k, v in options.items() if k in known})
-    base = EIE_PRESETS[preset] if preset else EieConfig()
-    return dataclasses.replace(base, **fields)
+    base = entry.presets[preset] if preset else entry.config()
+    return base.replace(**fields)
 
+
+#: Memories small enough for the iCE40UP5K's 30 block RAMs.
+ICE40_SYSTOLIC = {"act_depth": 256, "weight_depth": 256, "acc_depth": 64, "param_depth": 8}
+ICE40_EIE = {"spmat_depth": 256, "ptr_depth": 512, "act_depth": 32, "bias_depth": 32}
+_ICE40_EIE_8BIT = ICE40_EIE | {"pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8,
+                               "weight_frac": 6}
+
+#: Engine configs that fit a small FPGA, by name: ``(engine, options for engine_config)``.
+BOARD_CONFIGS = {
+    "ice40-systolic-1x1": ("systolic", ICE40_SYSTOLIC | {"rows": 1, "cols": 1}),
+    "ice40-systolic-1x2": ("systolic", ICE40_SYSTOLIC | {"rows": 1, "cols": 2}),
+    # 25 bits hold every sum of K <= 256 int8 products (the 1x1 buffers' largest K).
+    "ice40-systolic-1x1-acc25": ("systolic", ICE40_SYSTOLIC | {"rows": 1, "cols": 1,
+                                                               "acc_width": 25}),
+    "ice40-eie-1pe": ("eie", ICE40_EIE | {"pes": 1}),
+    "ice40-eie-1pe-8bit": ("eie", _ICE40_EIE_8BIT | {"acc_width": 24}),
+    "ice40-eie-1pe-8bit-q4": ("eie", _ICE40_EIE_8BIT | {"acc_width": 24, "queue_depth": 4}),
+    # The pipelined PE no longer fits at 8 bits: 32-bit sparse-matrix words (4 entries),
+    # one codebook slot, a 16-bit accumulator and a 2-deep queue.
+    "ice40-eie-1pe-small": ("eie", _ICE40_EIE_8BIT | {"acc_width": 16, "queue_depth": 2,
+                                                      "word_bits": 32, "max_layers": 1}),
+}
 
 #: EIE memories sized for an FPGA (the engine's own defaults are EIE's 64-PE ASIC sizes):
 #: 1024 64-bit sparse-matrix words (8192 entries), 2048 pointers, 64 activations and 128
 #: biases per PE.
 EIE_BOARD_DEFAULTS = {"pes": 8, "spmat_depth": 1024, "ptr_depth": 2048, "act_depth": 64,
                       "bias_depth": 128}
+#: Fields a board's engine takes unless a preset or an option says otherwise.
+BOARD_DEFAULTS = {"systolic": {}, "eie": EIE_BOARD_DEFAULTS}
 
 
 def config_to_dict(config) -> dict:
@@ -78,12 +100,9 @@ def config_to_dict(config) -> dict:
 def make_adapter(engine: str, config):
     _check(engine)
     if engine == "mac":
-        from .mac_engine import MacEngine
         return MacEngine(config.rows, config.cols)
     if engine == "systolic":
-        from .systolic_adapter import SystolicAdapter
         return SystolicAdapter(config)
-    from .eie_adapter import EieAdapter
     return EieAdapter(config)
 
 
@@ -101,7 +120,9 @@ def run_job(engine: str, config, client, arrays: dict) -> dict:
     """Load ``arrays`` (the engine's job), run, read back. Returns outputs, cycles, counters.
 
     ``mac``: ``weights`` int8 (rows × cols), ``x`` int8 (cols) → ``y`` int32.
-    ``systolic``: the fields of :class:`sim.systolic.GemmJob` → ``y`` int8 (M × N).
+    ``systolic``: the fields of :class:`hw.systolic.driver.GemmJob` → ``y`` int8 (M × N).
+    ``eie``: ``beats`` (``i_load`` payloads) and ``program`` (per layer, as
+    :func:`hw.eie.driver.layer_program` makes it) → the last emitted layer's outputs.
     """
     _check(engine)
     info = client.info()
@@ -122,14 +143,11 @@ def run_job(engine: str, config, client, arrays: dict) -> dict:
 def _run_systolic(config, client, info, arrays) -> dict:
     """A GEMM in as many runs as the board's result buffer needs (N split in pieces of
     whole N tiles); cycles and counters add up over the runs."""
-    from sim.systolic import GemmJob, pack, unpack
-
-    from .systolic_adapter import SYSTOLIC_COUNTERS, SYSTOLIC_SPACES, SystolicAdapter
     adapter = SystolicAdapter(config)
     if info[2:] != list(adapter.info):
         raise LinkError(f"the board carries engine/config {info[2:]}, not systolic "
                         f"{list(adapter.info)}")
-    job = GemmJob(**arrays)
+    job = systolic_driver.GemmJob(**arrays)
     m, _, n = job.shape
     results = next(sp for sp in adapter.spaces if sp.id == SYSTOLIC_SPACES["results"])
     out_beats = results.depth >> adapter.stride_log2("results")
@@ -140,10 +158,10 @@ def _run_systolic(config, client, info, arrays) -> dict:
     outputs, cycles, total = [], 0, dict.fromkeys(SYSTOLIC_COUNTERS, 0)
     for n0 in range(0, n, n_per_run):
         part = slice(n0, min(n, n0 + n_per_run))
-        sub = GemmJob(job.a, job.w[:, part], job.bias[part], job.multiplier[part],
+        sub = systolic_driver.GemmJob(job.a, job.w[:, part], job.bias[part], job.multiplier[part],
                       job.shift[part], job.input_zero_point, job.output_zero_point,
                       job.act_min, job.act_max)
-        packed = pack(config, sub)
+        packed = systolic_driver.pack(config, sub)
         for name, beats in (("act", packed.act), ("weight", packed.weight),
                             ("param", packed.param), ("command", [packed.command])):
             stride = adapter.stride_log2(name)
@@ -165,20 +183,16 @@ def _run_systolic(config, client, info, arrays) -> dict:
         beats = [sum(raw[i * (1 << stride) + j] << (32 * j) for j in range(1 << stride))
                  for i in range(packed.result_words)]
         beats[-1] |= 1 << (8 * config.cols)   # the buffer keeps data; the run ended on 'last'
-        outputs.append(unpack(config, beats, m, part.stop - part.start))
+        outputs.append(systolic_driver.unpack(config, beats, m, part.stop - part.start))
     return {"y": np.concatenate(outputs, axis=1), "cycles": cycles, "counters": total,
             "runs": len(outputs)}
 
 
 def _run_eie(config, client, info, arrays) -> dict:
-    """EIE job arrays (hex strings of beats, as :func:`sim.eie.run_rtl_cases` saves them):
-    ``beats`` (i_load), ``cmds`` (one per layer), ``emits``, ``rows``, ``out_features``.
+    """An EIE job: ``beats`` (``i_load`` payloads) and ``program`` (per layer its command
+    ``payload``, ``emit``, ``rows`` and ``out_features``, :func:`hw.eie.driver.layer_program`).
     Returns the last emitted layer's outputs as ``y``, every emitted layer, the cycles of
     every layer's RUN and their sum, and counter deltas."""
-    from sim.eie import parse_counters
-
-    from .eie_adapter import EIE_SPACES, EieAdapter
-    from .protocol import COUNTERS_SPACE
     adapter = EieAdapter(config)
     if info[2:] != list(adapter.info):
         raise LinkError(f"the board carries engine/config {info[2:]}, not eie "
@@ -187,37 +201,29 @@ def _run_eie(config, client, info, arrays) -> dict:
     # Beats per WRITE frame; a beat wider than a frame goes out over several (the client
     # splits it at consecutive addresses, which is how the space assembles it).
     per_frame = max(1, ((info[1] - 4) // 4) >> stride)
-    beats = [int(b, 16) for b in arrays["beats"]]
+    beats = list(arrays["beats"])
     for start in range(0, len(beats), per_frame):
         words = [w for b in beats[start:start + per_frame] for w in _split(b, stride)]
         client.write(EIE_SPACES["load"], 0, words)
     n_counters = adapter.spaces[-1].depth
 
-    def counters():
-        words = client.read(COUNTERS_SPACE, 0, n_counters)
-        return parse_counters(config, sum(w << (32 * k) for k, w in enumerate(words)))
+    def counters() -> int:
+        words = client.read_counters(n_counters)
+        return sum(w << (32 * k) for k, w in enumerate(words))
 
     before = counters()
     emitted, layer_cycles = [], []
     c_stride = adapter.stride_log2("command")
     r_stride = adapter.stride_log2("results")
-    w = config.act_width
-    for cmd, emit, rows, out in zip(arrays["cmds"], arrays["emits"], arrays["rows"],
-                                    arrays["out_features"], strict=True):
-        client.write(EIE_SPACES["command"], 0, _split(int(cmd, 16), c_stride))
+    for step in arrays["program"]:
+        client.write(EIE_SPACES["command"], 0, _split(step["payload"], c_stride))
         layer_cycles.append(client.run())
-        if emit:
-            raw = client.read(EIE_SPACES["results"], 0, int(rows) << r_stride)
-            values = []
-            for r in range(int(rows)):
-                beat = sum(raw[(r << r_stride) + j] << (32 * j) for j in range(1 << r_stride))
-                for k in range(config.pes):
-                    x = (beat >> (k * w)) & ((1 << w) - 1)
-                    values.append(x - (1 << w) if x >> (w - 1) else x)
-            emitted.append(values[:int(out)])
-    after = counters()
-    delta = {k: ([(b - a) & 0xFFFFFFFF for a, b in zip(before[k], after[k], strict=True)]
-                 if isinstance(before[k], list) else (after[k] - before[k]) & 0xFFFFFFFF)
-             for k in before}
+        if step["emit"]:
+            rows = int(step["rows"])
+            raw = client.read(EIE_SPACES["results"], 0, rows << r_stride)
+            beats = [sum(raw[(r << r_stride) + j] << (32 * j) for j in range(1 << r_stride))
+                     for r in range(rows)]
+            emitted.append(eie_driver.parse_results(config, beats, int(step["out_features"])))
+    delta = eie_driver.counter_delta(config, before, counters())
     return {"y": emitted[-1] if emitted else [], "emitted": emitted,
             "cycles": sum(layer_cycles), "layer_cycles": layer_cycles, "counters": delta}

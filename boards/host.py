@@ -230,4 +230,5 @@ class BoardClient:
         return _words(self.request(Command.COUNTERS))
 
     def read_counters(self, count: int) -> list[int]:
+        """The first ``count`` words of the counters space (an engine's own counters)."""
         return self.read(COUNTERS_SPACE, 0, count)

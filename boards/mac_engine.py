@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from hw.systolic.multiplier import Multiplier
+from hw.multiplier import Multiplier
 
 from .bus import ENGINE_IDS, EngineSignature
 from .protocol import COUNTERS_SPACE, Space
@@ -31,7 +31,7 @@ class MacEngine(wiring.Component):
     (4 int8 per word), 3 ``outputs`` (one int32 per word), ``COUNTERS_SPACE``:
     [runs, busy cycles, MACs]. A run takes :meth:`run_cycles` cycles from ``start`` to
     ``done``: one MAC a cycle through a pipeline of operand read, operand bytes, a
-    :class:`hw.systolic.multiplier.Multiplier`, accumulation and the output write.
+    :class:`hw.multiplier.Multiplier`, accumulation and the output write.
 
     Parameters
     ----------

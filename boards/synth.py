@@ -26,6 +26,7 @@ from pathlib import Path
 from .engines import config_to_dict, make_adapter
 from .platforms import Board, board, use_yowasp_tools
 from .top import BoardTop
+from .vivado import lint_tree
 
 __all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
            "absorb_ram_output_registers", "parse_seeds", "best_seed", "FAMILY_CELLS"]
@@ -264,7 +265,6 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                          config=config_to_dict(config), clock_mhz=top.clock_mhz,
                          build_dir=str(build_dir), seed=seed)
     if not b.builds_here:
-        from .vivado import lint_tree
         lint = lint_tree(build_dir)
         if lint.returncode:
             errors = [line for line in lint.stderr.splitlines() if "%Error" in line]

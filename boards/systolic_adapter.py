@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 
 from hw.systolic.config import SystolicConfig
 from hw.systolic.layouts import act_word, gemm_command, param_word, weight_word
+from hw.systolic.top import SystolicTop
 
 from .bus import ENGINE_IDS, EngineSignature
 from .protocol import COUNTERS_SPACE, Space
@@ -39,7 +40,6 @@ class SystolicAdapter(wiring.Component):
     """
 
     def __init__(self, config: SystolicConfig, out_depth: int | None = None):
-        from hw.systolic.top import SystolicTop
         if not isinstance(config, SystolicConfig):
             raise TypeError(f"SystolicAdapter needs a SystolicConfig, not {config!r}")
         self._cfg = config

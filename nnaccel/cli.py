@@ -16,8 +16,8 @@ from quantize.atomic import release_signals
 __all__ = ["main", "COMMAND_MODULES"]
 
 #: In data-flow order: compression front end, engines, simulation, boards.
-COMMAND_MODULES = ["quantize.commands", "hw.commands", "sim.commands", "sim.eie_commands",
-                   "boards.commands"]
+COMMAND_MODULES = ["quantize.commands", "nnaccel.commands.verilog", "nnaccel.commands.gemm",
+                   "nnaccel.commands.spmv", "nnaccel.commands.board"]
 
 
 class _Parser(argparse.ArgumentParser):

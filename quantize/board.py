@@ -9,15 +9,17 @@ all its layers back to back on chip, only the last layer's outputs coming back.
 
 import numpy as np
 
-from .engines import run_job
-from .protocol import LinkError
+from boards.engines import run_job
+from boards.protocol import LinkError
+from hw.eie.driver import act_beats, build_image, layer_program, load_beats
+
+from .run import _chunks, _dequantize_output, check_inputs, eie_layers, quantize_input
 
 __all__ = ["run_image_on_board"]
 
 
 def run_image_on_board(image, x, client, progress=None) -> dict:
     """``{"outputs", "raw", "cycles", "layer_cycles"}`` of ``x`` (float[N, in]) on a board."""
-    from quantize.run import check_inputs, quantize_input
     a = quantize_input(image, check_inputs(image, x))
     if image.engine == "eie":
         raw, layer_cycles = _run_eie(image, a, client, progress)
@@ -25,13 +27,11 @@ def run_image_on_board(image, x, client, progress=None) -> dict:
         raw, layer_cycles = _run_systolic(image, a, client, progress)
     if not layer_cycles:
         raise LinkError("the image has no layers")
-    from quantize.run import _dequantize_output
     return {"outputs": _dequantize_output(image, raw), "raw": raw, "cycles": sum(layer_cycles),
             "layer_cycles": layer_cycles}
 
 
 def _run_systolic(image, a, client, progress):
-    from quantize.run import _chunks
     layer_cycles = []
     for spec, arrays in zip(image.manifest["layers"], image.layers, strict=True):
         job = {"w": arrays["weight"], "bias": arrays["bias"],
@@ -54,21 +54,15 @@ def _run_systolic(image, a, client, progress):
 def _run_eie(image, a, client, progress):
     """The image's memories go to the board with the first input; later inputs load
     their activations only (the engine keeps its memories between runs)."""
-    from quantize.run import eie_layers
-    from sim.eie import act_beats, build_image, cmd_payload, load_beats
     config = image.config
     built = build_image(config, [{"csc": s["csc"], "codebook": s["codebook"],
                                   "bias": s["bias"], "relu": s["relu"]}
                                  for s in eie_layers(image)])
-    commands = built.commands
-    arrays = {"cmds": [hex(cmd_payload(config, cmd)) for cmd in commands],
-              "emits": [int(cmd["emit"]) for cmd in commands],
-              "rows": [-(-cmd["out_features"] // config.pes) for cmd in commands],
-              "out_features": [cmd["out_features"] for cmd in commands]}
-    outputs, layer_cycles = [], [0] * len(commands)
+    program = layer_program(built)
+    outputs, layer_cycles = [], [0] * len(program)
     for number, x in enumerate(a):
         beats = load_beats(built, x) if number == 0 else act_beats(built, x)
-        result = run_job("eie", config, client, {**arrays, "beats": [hex(b) for b in beats]})
+        result = run_job("eie", config, client, {"program": program, "beats": beats})
         outputs.append(result["y"])
         layer_cycles = [t + c for t, c in zip(layer_cycles, result["layer_cycles"],
                                               strict=True)]

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import budget
+from hw.eie.config import EieConfig
+from hw.systolic.config import SystolicConfig
+from sim import budget, engines
+
+from .atomic import check_outputs, output_file
+from .compress import CompressSpec, compress
+from .image import choose_eie_fracs, eie_config_for, load_image, systolic_config_for, write_image
+from .loaders import load_array, load_model
+from .report import format_table, report_json, write_plots
+from .run import run_image
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
 
@@ -83,8 +92,6 @@ def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=
 
     ``config`` (an engine config) replaces the one sized and tuned for the model, e.g. to
     reuse an already built engine; its number formats then apply as they are."""
-    from .compress import compress
-    from .image import choose_eie_fracs, eie_config_for, systolic_config_for, write_image
     say = progress or (lambda msg: None)
     compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
     if not any(s.mask.any() for s in compressed.shared):
@@ -139,10 +146,8 @@ def _check_flags(args) -> None:
         raise ValueError("--global spreads one --sparsity over all layers; give --sparsity")
     # The engine config's own validation says what is wrong with a size (one line).
     if eie:
-        from hw.eie.config import EieConfig
         EieConfig(pes=args.pes)
     else:
-        from hw.systolic.config import SystolicConfig
         SystolicConfig(rows=args.rows, cols=args.cols)
 
 
@@ -167,9 +172,6 @@ def _check_data(model, x_train, y_train, calibration, args) -> None:
 
 
 def cmd_compress(args) -> int:
-    from .atomic import check_outputs
-    from .compress import CompressSpec
-    from .loaders import load_array, load_model
     _check_flags(args)
     check_outputs([("-o", args.output)],
                   [("model", args.model), ("--train", args.train), ("--labels", args.labels),
@@ -191,7 +193,8 @@ def cmd_compress(args) -> int:
     calibration = load_array(args.calibration, "--calibration") if args.calibration else None
     _check_data(model, x_train, y_train, calibration, args)
     spec = CompressSpec(bits=args.bits, sparsity=args.sparsity, quality=args.quality,
-                        global_prune=args.global_prune, reserve_zero=args.engine == "eie",
+                        global_prune=args.global_prune,
+                        reserve_zero=engines.engine(args.engine).zero_codebook_entry,
                         init=args.init, index_bits=args.index_bits,
                         retrain_epochs=30 if args.epochs is None else args.epochs,
                         seed=args.seed)
@@ -207,8 +210,6 @@ def cmd_compress(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .image import load_image
-    from .report import format_table, report_json, write_plots
     image = load_image(args.image)
     if args.json:
         print(json.dumps(report_json(image), indent=1))
@@ -220,10 +221,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .atomic import check_outputs, output_file
-    from .image import load_image
-    from .loaders import load_array
-    from .run import run_image
     budget.set_limit(args.max_memory)
     out = Path(args.output)
     if out.suffix != ".npy":

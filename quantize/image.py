@@ -10,7 +10,7 @@ digest, confined and size-checked files, shapes against the config) and refuses 
 made for another engine or config. ``docs/image-format.md`` documents every field.
 
 * **eie**: per layer the interleaved-CSC sparse matrix packed into the engine's words
-  (``quantize.csc``, PE after PE), column pointers, the 16-entry signed 16-bit fixed-point
+  (:mod:`hw.eie.csc`, PE after PE), column pointers, the 16-entry signed 16-bit fixed-point
   codebook (entry 0 = 0) and the bias in the activations' fixed-point format. Fraction bits
   of activations and weights are chosen from the data and are part of the config.
 * **systolic**: per layer TFLite int8: weights int8 K × N (the transpose of out × in),
@@ -25,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import csc
+from hw.eie import csc
+from hw.eie.config import EieConfig
+from hw.systolic.config import SystolicConfig
+from sim import engines
+
 from .atomic import image_folder
 from .fixedpoint import frac_bits_for, to_fixed
 from .int8 import (
@@ -43,29 +47,14 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_
 
 FORMAT = "nnaccel-image"
 FORMAT_VERSION = 2
-ENGINES = ("eie", "systolic")
+ENGINES = tuple(sorted(engines.ENGINES))
 _ACT_MARGIN = 1.25
 #: The float weights of every stage, for ``nnaccel report``'s plots (not an engine memory).
 REPORT_FILE = "report_weights.npz"
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
-
-
 def config_from_dict(engine: str, d: dict):
-    if engine == "eie":
-        from hw.eie.config import EieConfig as cls
-    elif engine == "systolic":
-        from hw.systolic.config import SystolicConfig as cls
-    else:
-        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)} (fields: "
-                         f"{', '.join(sorted(known))})")
-    return cls(**d)
+    return engines.engine(engine).config.from_dict(d)
 
 
 def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int]:
@@ -86,44 +75,33 @@ def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int
     return frac_bits_for(a_max * _ACT_MARGIN, width), weight_frac
 
 
-def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **overrides):
-    """An :class:`~hw.eie.config.EieConfig` for ``pes`` PEs whose memories fit this model."""
-    from hw.eie.config import EieConfig
+def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **fields):
+    """An :class:`~hw.eie.config.EieConfig` for ``pes`` PEs whose memories fit this model.
+
+    The image keeps a spare sparse-matrix word per PE and a spare pointer per layer."""
     # Encoding only reads pes and the entry format; the sizes come from the layers below.
-    base = EieConfig(pes=pes, act_frac=act_frac, weight_frac=weight_frac, acc_width=64,
-                     max_layers=max(4, len(compressed.shared)))
+    fields = {"pes": pes, "act_frac": act_frac, "weight_frac": weight_frac,
+              "max_layers": max(4, len(compressed.shared)), **fields}
+    probe = EieConfig(**{**fields, "acc_width": 64})
     words = np.zeros(pes, dtype=np.int64)
     for s in compressed.shared:
-        layer = csc.encode(s.index, base)
-        words += -(-layer.entry_counts // base.entries_per_word)
+        layer = csc.encode(s.index, probe)
+        words += -(-layer.entry_counts // probe.entries_per_word)
     layers = compressed.final.layers
-    sizes = {
-        "spmat_depth": _pow2(int(words.max()) + 1),
-        "ptr_depth": _pow2(sum(layer.shape[1] + 2 for layer in layers)),
-        "act_depth": _pow2(max(-(-max(layer.shape) // pes) for layer in layers)),
-        "bias_depth": _pow2(sum(-(-layer.shape[0] // pes) for layer in layers)),
-        "max_layers": max(4, len(layers)),
+    needs = {
+        "spmat_depth": int(words.max()) + 1,
+        "ptr_depth": sum(layer.shape[1] + 2 for layer in layers),
+        "act_depth": max(-(-max(layer.shape) // pes) for layer in layers),
+        "bias_depth": sum(-(-layer.shape[0] // pes) for layer in layers),
     }
-    sizes.update(overrides)
-    sized = dataclasses.replace(base, **sizes)
-    width = overrides.get("acc_width", max(EieConfig.acc_width, sized.min_acc_width))
-    return dataclasses.replace(sized, acc_width=width)
+    return EieConfig.fit(needs, **fields)
 
 
-def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **overrides):
+def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **fields):
     """A :class:`~hw.systolic.config.SystolicConfig` whose buffers hold every layer of this
     model with up to ``batch`` inputs per GEMM (larger batches run in chunks)."""
-    from hw.systolic.config import SystolicConfig
-    shapes = [layer.shape for layer in compressed.final.layers]  # (N, K)
-    kt = max(-(-k // rows) for _, k in shapes)
-    sizes = {
-        "weight_depth": _pow2(max(-(-n // cols) * -(-k // rows) * rows for n, k in shapes)),
-        "act_depth": _pow2(kt * batch),
-        "acc_depth": batch,
-        "param_depth": _pow2(max(-(-n // cols) for n, _ in shapes)),
-    }
-    sizes.update(overrides)
-    return SystolicConfig(rows=rows, cols=cols, **sizes)
+    gemms = [(batch, layer.shape[1], layer.shape[0]) for layer in compressed.final.layers]
+    return SystolicConfig.fit(gemms, rows=rows, cols=cols, **fields)
 
 
 @dataclass

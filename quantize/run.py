@@ -11,15 +11,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hw.eie import csc
+from hw.eie import driver as eie_driver
+from hw.eie.csc import unpack_words
 from sim import budget
+from sim import eie as eie_backend
+from sim import systolic as systolic_backend
+from sim.golden import eie as eie_golden
+from sim.golden import systolic as systolic_golden
 
-from . import csc
 from .fixedpoint import to_fixed
 from .image import Image
 from .int8 import dequantize, quantize_activations
 
 __all__ = ["RunResult", "run_image", "check_inputs", "quantize_input", "eie_layers",
-           "unpack_words", "saturated_inputs", "memory_estimate"]
+           "saturated_inputs", "memory_estimate"]
 
 
 @dataclass
@@ -33,16 +39,8 @@ class RunResult:
     info: dict = field(default_factory=dict)
 
 
-def unpack_words(words: np.ndarray, count: int, config) -> np.ndarray:
-    """Entries of one PE from its packed words (inverse of ``csc.pack_words``)."""
-    epw, eb = config.entries_per_word, config.entry_bits
-    shifts = (np.arange(epw, dtype=np.uint64) * np.uint64(eb))
-    lanes = (np.asarray(words, np.uint64)[:, None] >> shifts[None, :]) & np.uint64((1 << eb) - 1)
-    return lanes.reshape(-1)[:count].astype(np.uint16)
-
-
 def eie_layers(image: Image) -> list[dict]:
-    """Per layer: the :class:`quantize.csc.CscLayer`, codebook, bias and ReLU flag."""
+    """Per layer: the :class:`hw.eie.csc.CscLayer`, codebook, bias and ReLU flag."""
     cfg = image.config
     out = []
     for spec, arrays in zip(image.manifest["layers"], image.layers, strict=False):
@@ -103,31 +101,28 @@ def _dequantize_output(image: Image, y) -> np.ndarray:
 def _run_eie(image: Image, xq: np.ndarray, engine: str, progress):
     layers = eie_layers(image)
     if engine == "golden":
-        from sim.golden import eie as golden
         dense = [{"weights": csc.decode(spec["csc"]), "codebook": spec["codebook"],
                   "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
-        rows = [golden.run(dense, x, image.config)[-1] for x in xq]
+        rows = [eie_golden.run(dense, x, image.config)[-1] for x in xq]
         return np.stack(rows), None, {}
-    from sim import eie as driver
     specs = [{"csc": spec["csc"], "codebook": spec["codebook"], "bias": spec["bias"],
               "relu": spec["relu"]} for spec in layers]
-    built = driver.build_image(image.config, specs)
+    built = eie_driver.build_image(image.config, specs)
     if progress:
         progress(f"EIE RTL: {len(xq)} inputs, {image.config.pes} PEs, one Verilator run")
     cases = [{"image": built, "activations": x} for x in xq]
-    results = driver.run_rtl_cases(image.config, cases)
+    results = eie_backend.run_rtl_cases(image.config, cases)
     outputs = np.array([r["outputs"] for r in results], dtype=np.int64)
     cycles = [int(r["cycles"]) for r in results]
     info = {"cycles_per_input": cycles, "ideal_cycles": [
-        driver.ideal_cycles(built, _layer_inputs(layers, x, image.config)) for x in xq]}
+        eie_driver.ideal_cycles(built, _layer_inputs(layers, x, image.config)) for x in xq]}
     return outputs, int(sum(cycles)), info
 
 
 def _layer_inputs(layers, x, config):
-    from sim.golden import eie as golden
     dense = [{"weights": csc.decode(spec["csc"]), "codebook": spec["codebook"],
               "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
-    return [np.asarray(x)] + golden.run(dense, x, config)[:-1]
+    return [np.asarray(x)] + eie_golden.run(dense, x, config)[:-1]
 
 
 def _chunks(image: Image, m: int) -> list[slice]:
@@ -138,7 +133,6 @@ def _chunks(image: Image, m: int) -> list[slice]:
 
 
 def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
-    from sim.golden import systolic as golden
     a = xq
     cycles = 0
     per_layer = []
@@ -147,14 +141,14 @@ def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
                 spec["input"]["zero_point"], spec["output"]["zero_point"], spec["act_min"],
                 spec["act_max"])
         if engine == "golden":
-            a = golden.gemm(a, *args, rounding=image.config.rounding)
+            a = systolic_golden.gemm(a, *args, rounding=image.config.rounding)
             continue
-        from sim import systolic as driver
         parts = _chunks(image, len(a))
         if progress:
             progress(f"{spec['name']}: {len(a)}x{spec['in']}x{spec['out']} GEMM on RTL "
                      f"({len(parts)} jobs)")
-        runs = driver.run_jobs(image.config, [driver.GemmJob(a[p], *args) for p in parts])
+        runs = systolic_backend.run_jobs(image.config,
+                                         [systolic_backend.GemmJob(a[p], *args) for p in parts])
         a = np.concatenate([np.asarray(r.output) for r in runs]).astype(np.int64)
         layer_cycles = sum(int(r.cycles) for r in runs)
         cycles += layer_cycles

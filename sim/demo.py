@@ -15,6 +15,15 @@ import time
 
 import numpy as np
 
+from quantize.commands import compress_to_image
+from quantize.compress import CompressSpec
+from quantize.digits import BITS, SIZES, SPARSITY, load_digits_split, train_digits_mlp
+from quantize.image import load_image
+from quantize.report import format_table, write_plots
+from quantize.run import run_image
+from sim import engines
+from sim.rtl import BUILD_ROOT
+
 __all__ = ["main"]
 
 
@@ -23,7 +32,6 @@ def _say(msg: str):
 
 
 def _rtl(image, xte, golden, yte) -> dict | None:
-    from quantize.run import run_image
     start = time.monotonic()
     try:
         result = run_image(image, xte, "rtl", progress=lambda m: _say(f"    {m}"))
@@ -49,13 +57,6 @@ def _rtl(image, xte, golden, yte) -> dict | None:
 
 
 def main(argv=None) -> int:
-    from quantize.commands import compress_to_image
-    from quantize.compress import CompressSpec
-    from quantize.digits import BITS, SIZES, SPARSITY, load_digits_split, train_digits_mlp
-    from quantize.image import load_image
-    from quantize.report import format_table, write_plots
-    from quantize.run import run_image
-    from sim.rtl import BUILD_ROOT
 
     os.environ.setdefault("NNACCEL_QUIET", "1")
     out = BUILD_ROOT / "demo"
@@ -73,7 +74,8 @@ def main(argv=None) -> int:
     for engine, opts in (("eie", {"pes": 8}), ("systolic", {"rows": 8, "cols": 8})):
         _say(f"\n== {engine}: prune ({SPARSITY}) -> retrain -> share ({BITS} bits) -> "
              f"fine-tune ==")
-        spec = CompressSpec(bits=BITS, sparsity=SPARSITY, reserve_zero=engine == "eie")
+        spec = CompressSpec(bits=BITS, sparsity=SPARSITY,
+                            reserve_zero=engines.engine(engine).zero_codebook_entry)
         c, _ = compress_to_image(model, engine, spec, out / engine, x_train=xtr,
                                  y_train=ytr, source="digits_mlp.npz",
                                  progress=lambda m: _say(f"  {m}"), **opts)

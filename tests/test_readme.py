@@ -9,7 +9,7 @@ import pytest
 
 from hw.eie import EieConfig
 from hw.systolic import SystolicConfig
-from sim.cli import build_parser
+from nnaccel.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

@@ -3,21 +3,22 @@
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..bits import bits_for as _bits
+from ..config import EngineConfig
+
 __all__ = ["EieConfig", "PRESETS"]
 
 
-def _bits(n: int) -> int:
-    """Bits to hold the values ``0 .. n`` (at least 1)."""
-    return max(1, int(n).bit_length())
-
-
 @dataclass(frozen=True)
-class EieConfig:
+class EieConfig(EngineConfig):
     """Parameters of an EIE-style sparse matrix × sparse vector engine.
 
     The same object drives the generator (:class:`hw.eie.EieTop`), the interleaved-CSC
-    encoder (``quantize/csc.py``), the golden model (``sim/golden/eie.py``), the host driver
-    (``sim/eie.py``) and the testbenches.
+    encoder (:mod:`hw.eie.csc`), the golden model (``sim/golden/eie.py``), the host driver
+    (:mod:`hw.eie.driver`) and the testbenches. :meth:`fit` sizes its memories for a list of
+    encoded layers (:class:`hw.eie.csc.CscLayer`).
 
     Parameters
     ----------
@@ -123,10 +124,6 @@ class EieConfig:
         return 1 << self.index_bits
 
     @property
-    def max_zero_run(self) -> int:
-        return (1 << self.zrun_bits) - 1
-
-    @property
     def max_in_features(self) -> int:
         """Largest layer input: its ``I + 1`` pointers fill the pointer memory."""
         return min(self.ptr_depth - 1, self.act_depth * self.pes)
@@ -159,9 +156,44 @@ class EieConfig:
                          self.bias_depth, self.max_layers * self.codebook_size) - 1)
 
 
-#: Named configurations: EIE's own 64-PE engine and small ones for tests.
+    DEPTHS = ("spmat_depth", "ptr_depth", "act_depth", "bias_depth")
+
+    def needs(self, layers) -> dict:
+        """Depths one image of ``layers`` (encoded :class:`~hw.eie.csc.CscLayer`, run back
+        to back) needs: every layer's sparse-matrix words and pointers (``I + 1`` each, in
+        even/odd pairs) and biases one after the other, activations of the widest layer."""
+        if not layers:
+            raise ValueError("EieConfig.needs: give at least one layer")
+        n, epw = self.pes, self.entries_per_word
+        words = sum(-(-np.asarray(csc.entry_counts, dtype=np.int64) // epw) for csc in layers)
+        pointers = sum(csc.cols + 1 for csc in layers)
+        return {
+            "spmat_depth": int(np.max(words)),
+            "ptr_depth": pointers + pointers % 2,
+            "act_depth": max(-(-max(csc.rows, csc.cols) // n) for csc in layers),
+            "bias_depth": sum(-(-csc.rows // n) for csc in layers),
+        }
+
+    @classmethod
+    def _probe(cls, base, fields):
+        # A wide accumulator, so number formats alone never make the probe invalid.
+        return (base or cls()).replace(**{"acc_width": 64, **fields})
+
+    @classmethod
+    def _sized(cls, base, fields):
+        """``acc_width``, unless given, grows to what the sized memories can sum."""
+        start = base or cls()
+        sized = start.replace(**{"acc_width": 64, **fields})
+        if "acc_width" in fields:
+            return sized
+        return sized.replace(acc_width=max(start.acc_width, sized.min_acc_width))
+
+
+#: Named configurations: EIE's own 64-PE engine, the benchmark's build of it (64-deep queues,
+#: capped per run to measure every shallower depth), and small ones for tests.
 PRESETS = {
     "eie64": EieConfig(pes=64),
+    "eie64-q64": EieConfig(pes=64, queue_depth=64),
     "test4": EieConfig(pes=4, spmat_depth=512, ptr_depth=1024, act_depth=128, bias_depth=256),
     "test16": EieConfig(pes=16, spmat_depth=256, ptr_depth=1024, act_depth=32, bias_depth=64),
 }

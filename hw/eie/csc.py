@@ -28,18 +28,22 @@ Signatures
 ``decode(layer) -> np.ndarray``
     The dense uint8 index matrix back; ``decode(encode(W, c)) == W``.
 ``balanced_row_order(indices, pes) -> np.ndarray``
-    Optional row-to-PE assignment by load (see its docstring); ``sim.eie.build_image(...,
-    balance=True)`` applies it to a whole network.
+    Optional row-to-PE assignment by load (see its docstring);
+    :func:`hw.eie.driver.balance_layers` applies it to a whole network (and
+    ``sim.eie.run_layers(..., balance=True)`` runs one so).
 ``pack_words(entries, config) -> np.ndarray``
     One PE's entries packed into ``config.word_bits``-bit memory words (uint64), entry ``k``
     in word ``k // entries_per_word`` at bit ``(k % entries_per_word) * entry_bits``.
+``unpack_words(words, count, config) -> np.ndarray``
+    The first ``count`` entries of one PE back from its words (inverse of ``pack_words``).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CscLayer", "encode", "decode", "pack_words", "check_codebook", "balanced_row_order"]
+__all__ = ["CscLayer", "encode", "decode", "pack_words", "unpack_words", "check_codebook",
+           "balanced_row_order"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,15 @@ def pack_words(entries, config) -> np.ndarray:
     for k in range(epw):                      # loop over lanes, not entries
         words |= lanes[:, k] << np.uint64(k * eb)
     return words
+
+
+def unpack_words(words, count: int, config) -> np.ndarray:
+    """The first ``count`` entries of one PE from its packed words (inverse of
+    :func:`pack_words`)."""
+    epw, eb = config.entries_per_word, config.entry_bits
+    shifts = (np.arange(epw, dtype=np.uint64) * np.uint64(eb))
+    lanes = (np.asarray(words, np.uint64)[:, None] >> shifts[None, :]) & np.uint64((1 << eb) - 1)
+    return lanes.reshape(-1)[:count].astype(np.uint16)
 
 
 def balanced_row_order(indices, pes: int) -> np.ndarray:

@@ -5,7 +5,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .config import EieConfig, _bits
+from ..bits import bits_for as _bits
+from .config import EieConfig
 
 __all__ = ["EntryDecoder", "row_bits"]
 

@@ -5,7 +5,8 @@ import enum
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from .config import EieConfig, _bits
+from ..bits import bits_for as _bits
+from .config import EieConfig
 
 __all__ = ["Mem", "load_layout", "cmd_layout", "bcast_layout", "result_layout",
            "counter_layout"]

@@ -5,9 +5,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from ..bits import bits_for as _bits
+from ..multiplier import Multiplier
 from ..runtime_memory import runtime_memory
-from ..systolic.multiplier import Multiplier
-from .config import EieConfig, _bits
+from .config import EieConfig
 from .entry_decoder import EntryDecoder, row_bits
 from .layouts import Mem, bcast_layout
 
@@ -22,11 +23,6 @@ def _at_least(lane: int, value) -> Value:
 def _below(lane: int, value) -> Value:
     """``lane < value``, folded where it never holds."""
     return Const(0) if lane >= (1 << len(value)) - 1 else lane < value
-
-
-def _above(lane: int, value) -> Value:
-    """``lane > value``, folded where it never holds."""
-    return Const(0) if lane == 0 else lane > value
 
 
 class ProcessingElement(wiring.Component):
@@ -46,7 +42,7 @@ class ProcessingElement(wiring.Component):
        word, while the decoder has a slot for it;
     3. :class:`EntryDecoder`: zero runs, row accumulation, one real entry per cycle;
     4. codebook lookup (registered), multiply and shift (``>> weight_frac``, arithmetic)
-       in a :class:`~hw.systolic.multiplier.Multiplier`; the accumulator read;
+       in a :class:`~hw.multiplier.Multiplier`; the accumulator read;
     5. accumulate into the row's accumulator (the write registered), with the sums of
        the three entries ahead forwarded for back-to-back updates of one row.
 

@@ -4,7 +4,8 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import EieConfig, _bits
+from ..bits import bits_for as _bits
+from .config import EieConfig
 from .layouts import Mem, bcast_layout, cmd_layout, counter_layout, load_layout, result_layout
 from .lnzd import NonZeroTree
 from .pe import ProcessingElement

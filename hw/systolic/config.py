@@ -1,7 +1,8 @@
 """The one frozen configuration of the systolic engine."""
 
-import dataclasses
 from dataclasses import dataclass
+
+from ..config import EngineConfig
 
 __all__ = ["SystolicConfig", "ROUNDING_MODES", "PRESETS"]
 
@@ -13,11 +14,12 @@ _MAX_PRODUCT = 255 * 128
 
 
 @dataclass(frozen=True)
-class SystolicConfig:
+class SystolicConfig(EngineConfig):
     """Parameters of a weight-stationary int8 systolic GEMM engine.
 
     The same object drives the generator (:class:`hw.systolic.SystolicTop`), the golden
-    model, the host driver and the testbenches, and is written into image manifests.
+    model, the host driver (:mod:`hw.systolic.driver`) and the testbenches, and is written
+    into image manifests. :meth:`fit` sizes its buffers for a list of M×K×N GEMMs.
 
     Parameters
     ----------
@@ -122,19 +124,20 @@ class SystolicConfig:
             raise ValueError(f"GEMM N={n} needs {nt} parameter words (param_depth="
                              f"{self.param_depth}): raise param_depth or split N")
 
-    def replace(self, **changes) -> "SystolicConfig":
-        return dataclasses.replace(self, **changes)
+    DEPTHS = ("act_depth", "weight_depth", "acc_depth", "param_depth")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SystolicConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SystolicConfig fields {sorted(unknown)}")
-        return cls(**d)
+    def needs(self, gemms) -> dict:
+        """Buffer depths the M×K×N GEMMs ``gemms`` (``(m, k, n)`` tuples, one at a time)
+        need on this array."""
+        if not gemms:
+            raise ValueError("SystolicConfig.needs: give at least one (m, k, n) GEMM")
+        tiles = [(m, -(-k // self.rows), -(-n // self.cols)) for m, k, n in gemms]
+        return {
+            "act_depth": max(kt * m for m, kt, _ in tiles),
+            "weight_depth": max(nt * kt * self.rows for _, kt, nt in tiles),
+            "acc_depth": max(m for m, _, _ in tiles),
+            "param_depth": max(nt for _, _, nt in tiles),
+        }
 
 
 PRESETS = {

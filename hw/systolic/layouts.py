@@ -3,6 +3,7 @@
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from ..bits import bits_for
 from .config import SystolicConfig
 
 __all__ = ["ChannelParams", "act_word", "weight_word", "param_word", "gemm_command",
@@ -27,8 +28,9 @@ Counters = data.StructLayout({
 })
 
 
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
+def _bits(depth: int) -> int:
+    """Address bits of a memory of ``depth`` words."""
+    return bits_for(depth - 1)
 
 
 def act_word(cfg: SystolicConfig) -> data.StructLayout:

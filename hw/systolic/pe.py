@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import Multiplier
+from ..multiplier import Multiplier
 
 __all__ = ["ProcessingElement"]
 

@@ -4,6 +4,7 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..multiplier import Multiplier
 from ..runtime_memory import runtime_memory
 from .config import SystolicConfig
 from .layouts import (
@@ -16,7 +17,6 @@ from .layouts import (
     weight_word,
 )
 from .mesh import Mesh
-from .multiplier import Multiplier
 from .requant import Requantizer
 
 __all__ = ["SystolicTop"]

@@ -4,6 +4,16 @@ import json
 import sys
 from pathlib import Path
 
+from boards.engines import ENGINES, engine_config
+from boards.host import BoardClient, SerialTransport
+from boards.platforms import BOARDS, board
+from boards.synth import parse_seeds, synthesize
+from quantize.atomic import check_outputs, output_file
+from quantize.board import run_image_on_board
+from quantize.image import load_image
+from quantize.loaders import load_array
+from sim import budget
+
 __all__ = ["register"]
 
 
@@ -26,11 +36,7 @@ def _options(args) -> dict:
 
 
 def _synth(args):
-    from sim import budget
 
-    from .engines import engine_config
-    from .platforms import board
-    from .synth import parse_seeds, synthesize
     board(args.board)
     seeds = parse_seeds(args.seed)
     if args.jobs < 1:
@@ -61,13 +67,7 @@ def _synth(args):
 def _board_run(args):
     import numpy as np
 
-    from quantize.atomic import check_outputs, output_file
-    from quantize.image import load_image
-    from quantize.loaders import load_array
 
-    from .host import BoardClient, SerialTransport
-    from .platforms import board
-    from .run import run_image_on_board
     board(args.board)
     if args.baud < 1 or not args.timeout > 0:
         raise ValueError("--baud and --timeout must be positive")
@@ -92,8 +92,6 @@ def _board_run(args):
 
 
 def register(subparsers):
-    from .engines import ENGINES
-    from .platforms import BOARDS
     p = subparsers.add_parser("synth", help="synthesize, place and route an engine for a board")
     p.add_argument("--board", required=True, help=f"one of {', '.join(BOARDS)}")
     p.add_argument("--engine", required=True, help=f"one of {', '.join(ENGINES)}")

@@ -1,13 +1,16 @@
 """``nnaccel spmv``: one random sparse layer on the EIE engine (golden model or RTL)."""
 
-import dataclasses
 import json
 
 import numpy as np
 
-from . import budget
+from hw.eie import EieConfig
+from hw.eie.csc import encode
+from sim import budget
+from sim.eie import random_layer, run_layers
+from sim.golden import eie as golden
 
-__all__ = ["register", "fit_config", "spmv"]
+__all__ = ["register", "spmv"]
 
 
 def register(subparsers):
@@ -31,42 +34,7 @@ def register(subparsers):
     p.set_defaults(func=spmv)
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
-
-
-def fit_config(config, image_needs: dict):
-    """``config`` with memory depths grown (to powers of two) where a layer needs more."""
-    changes = {}
-    for name, need in image_needs.items():
-        if need > getattr(config, name):
-            changes[name] = _pow2_at_least(need)
-    if "ptr_depth" in changes:
-        changes["ptr_depth"] = max(2, changes["ptr_depth"])
-    config = dataclasses.replace(config, **changes) if changes else config
-    if config.acc_width < config.min_acc_width:
-        config = dataclasses.replace(config, acc_width=config.min_acc_width)
-    return config
-
-
-def layer_needs(config, csc) -> dict:
-    """Memory depths one layer needs on ``config.pes`` PEs."""
-    n = config.pes
-    return {
-        "spmat_depth": -(-int(csc.entry_counts.max()) // config.entries_per_word),
-        "ptr_depth": csc.cols + 1 + (csc.cols + 1) % 2,
-        "act_depth": -(-max(csc.rows, csc.cols) // n),
-        "bias_depth": -(-csc.rows // n),
-    }
-
-
 def spmv(args) -> int:
-    from hw.eie import EieConfig
-    from quantize.csc import encode
-
-    from .eie import random_layer, run_layers
-    from .golden import eie as golden
-
     budget.set_limit(args.max_memory)
     base = EieConfig(pes=args.pes, queue_depth=args.queue_depth)
     if args.in_features < 1 or args.out_features < 1:
@@ -82,7 +50,7 @@ def spmv(args) -> int:
                  "lower --in-features, --out-features or --density")
     layer, acts = random_layer(base, args.in_features, args.out_features, args.density,
                                args.act_density, args.seed)
-    config = fit_config(base, layer_needs(base, encode(layer["indices"], base)))
+    config = EieConfig.fit([encode(layer["indices"], base)], base=base)
     if args.engine == "rtl":
         budget.check_generator(config)
     result = run_layers(config, [layer], acts, engine=args.engine)

@@ -2,6 +2,13 @@
 
 from pathlib import Path
 
+from hw.eie import EieConfig
+from hw.systolic import SystolicConfig
+from quantize.atomic import output_file
+from sim import budget
+from sim.engines import ENGINES, engine
+from sim.rtl import to_verilog
+
 __all__ = ["register", "systolic_config_from_args", "add_systolic_arguments"]
 
 
@@ -21,7 +28,6 @@ def add_systolic_arguments(parser, *, depths_default=None):
 
 
 def systolic_config_from_args(args, **defaults):
-    from hw.systolic import SystolicConfig
     fields = {"rows": args.rows, "cols": args.cols, "rounding": args.rounding}
     for name in ("act_depth", "weight_depth", "acc_depth", "param_depth"):
         value = getattr(args, name)
@@ -33,9 +39,6 @@ def systolic_config_from_args(args, **defaults):
 
 
 def _verilog(args):
-    from quantize.atomic import output_file
-    from sim import budget
-    from sim.rtl import to_verilog
     systolic_only = [f"--{name.replace('_', '-')}" for name in
                      ("act_depth", "weight_depth", "acc_depth", "param_depth")
                      if getattr(args, name) is not None]
@@ -47,17 +50,12 @@ def _verilog(args):
                          f"eie; drop them")
     if args.engine == "systolic" and args.pes != 8:
         raise ValueError("--pes is an EIE option, not used by --engine systolic; drop it")
-    if args.engine == "systolic":
-        from hw.systolic.top import SystolicTop
-        cfg = systolic_config_from_args(args)
-        top, name = SystolicTop(cfg), "systolic_top"
-    else:
-        from hw.eie import EieConfig, EieTop
-        cfg = EieConfig(pes=args.pes)
-        top, name = EieTop(cfg), "eie_top"
+    cfg = _CONFIG_FROM_ARGS[args.engine](args)
+    entry = engine(args.engine)
+    name = entry.top_name
     budget.set_limit(args.max_memory)
     budget.check_generator(cfg)
-    text = to_verilog(top, name)
+    text = to_verilog(entry.top(cfg), name)
     out = Path(args.output)
     with output_file(out) as tmp:
         tmp.write_text(text)
@@ -65,9 +63,14 @@ def _verilog(args):
     return 0
 
 
+#: The config each engine's options make.
+_CONFIG_FROM_ARGS = {"systolic": systolic_config_from_args,
+                     "eie": lambda args: EieConfig(pes=args.pes)}
+
+
 def register(sub):
     p = sub.add_parser("verilog", help="write synthesizable Verilog for an engine config")
-    p.add_argument("--engine", choices=["systolic", "eie"], required=True)
+    p.add_argument("--engine", choices=list(ENGINES), required=True)
     add_systolic_arguments(p)
     p.add_argument("--pes", type=int, default=8, help="EIE processing elements")
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")

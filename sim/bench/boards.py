@@ -16,17 +16,13 @@ import re
 import time
 from pathlib import Path
 
-from boards.engines import engine_config
+from boards.engines import BOARD_CONFIGS, engine_config
 from boards.synth import synthesize
 
 __all__ = ["CASES", "main", "table"]
 
 #: Every case's latest measurement (committed: builds take minutes to hours).
 RECORD = Path(__file__).resolve().with_name("boards_record.json")
-
-#: Memories small enough for the iCE40UP5K's 30 block RAMs.
-_ICE40_SYSTOLIC = {"act_depth": 256, "weight_depth": 256, "acc_depth": 64, "param_depth": 8}
-_ICE40_EIE = {"spmat_depth": 256, "ptr_depth": 512, "act_depth": 32, "bias_depth": 32}
 
 #: The ECP5 design clocks the cases are constrained to (issue 5's targets).
 ECP5_TARGET_MHZ = 150.0
@@ -43,23 +39,8 @@ CASES = {
                                                   "weight_depth": 1024}, ECP5_TARGET_MHZ),
     "ecp5-eie-12pe": ("ulx3s", "eie", {"pes": 12}, ECP5_EIE_TARGET_MHZ),
     "ecp5-eie-16pe": ("ulx3s", "eie", {"pes": 16}),
-    "ice40-systolic-1x1": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 1}),
-    "ice40-systolic-1x2": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {"rows": 1, "cols": 2}),
-    # 25 bits hold every sum of K <= 256 int8 products (the 1x1 buffers' largest K).
-    "ice40-systolic-1x1-acc25": ("icebreaker", "systolic", _ICE40_SYSTOLIC | {
-        "rows": 1, "cols": 1, "acc_width": 25}),
-    "ice40-eie-1pe": ("icebreaker", "eie", _ICE40_EIE | {"pes": 1}),
-    "ice40-eie-1pe-8bit": ("icebreaker", "eie", _ICE40_EIE | {
-        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
-        "acc_width": 24}),
-    "ice40-eie-1pe-8bit-q4": ("icebreaker", "eie", _ICE40_EIE | {
-        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
-        "acc_width": 24, "queue_depth": 4}),
-    # The pipelined PE no longer fits at 8 bits: 32-bit sparse-matrix words (4 entries),
-    # one codebook slot, a 16-bit accumulator and a 2-deep queue.
-    "ice40-eie-1pe-small": ("icebreaker", "eie", _ICE40_EIE | {
-        "pes": 1, "act_width": 8, "act_frac": 4, "weight_width": 8, "weight_frac": 6,
-        "acc_width": 16, "queue_depth": 2, "word_bits": 32, "max_layers": 1}),
+    **{name: ("icebreaker", engine, options)
+       for name, (engine, options) in BOARD_CONFIGS.items()},
 }
 
 #: nextpnr seeds other than seed 1 alone (the row says which was kept; each seed is a place

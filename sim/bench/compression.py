@@ -18,13 +18,23 @@ from pathlib import Path
 
 import numpy as np
 
+from quantize.commands import compress_to_image
+from quantize.compress import CompressSpec, compress
+from quantize.digits import BITS, SPARSITY, load_digits_split, train_digits_mlp
+from quantize.image import load_image
+from quantize.kmeans import inertia, init_centroids, kmeans_1d
+from quantize.run import run_image
+from quantize.share import share_weights
+from quantize.storage import layer_storage, totals
+from sim import engines
+
 __all__ = ["main"]
 
 _VGG = r"""
 import json, resource, sys, time
 import numpy as np
 from hw.eie.config import EieConfig
-from quantize import csc
+from hw.eie import csc
 from quantize.prune import prune_sparsity
 from quantize.share import share_weights
 from quantize.storage import layer_storage
@@ -45,13 +55,6 @@ print(json.dumps({"prune_s": t[1] - t[0], "share_s": t[2] - t[1], "encode_s": t[
 
 
 def _digits(out_dir: Path) -> dict:
-    from quantize.commands import compress_to_image
-    from quantize.compress import CompressSpec, compress
-    from quantize.digits import BITS, SPARSITY, load_digits_split, train_digits_mlp
-    from quantize.image import load_image
-    from quantize.run import run_image
-    from quantize.share import share_weights
-    from quantize.storage import layer_storage, totals
     xtr, ytr, xte, yte = load_digits_split()
     model = train_digits_mlp(xtr, ytr)
     float_acc = model.accuracy(xte, yte)
@@ -62,7 +65,8 @@ def _digits(out_dir: Path) -> dict:
 
     # With retraining, for both engines.
     for engine in ("eie", "systolic"):
-        spec = CompressSpec(bits=BITS, sparsity=SPARSITY, reserve_zero=engine == "eie")
+        spec = CompressSpec(bits=BITS, sparsity=SPARSITY,
+                            reserve_zero=engines.engine(engine).zero_codebook_entry)
         start = time.monotonic()
         c, manifest = compress_to_image(model, engine, spec, out_dir / f"digits_{engine}",
                                         x_train=xtr, y_train=ytr)
@@ -130,7 +134,6 @@ def _vgg() -> dict:
 def _kmeans() -> dict:
     from sklearn.cluster import KMeans
 
-    from quantize.kmeans import inertia, init_centroids, kmeans_1d
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(10_000_000) * 0.02).astype(np.float64)
     out = {}

@@ -15,13 +15,13 @@ Layers are synthetic, as in ANCHORS.md: the paper's sizes and densities, uniform
 non-zero positions, fixed seeds.
 """
 
-import dataclasses
 import json
 import time
 
 import numpy as np
 
-from hw.eie import EieConfig
+from hw.eie import PRESETS, EieConfig
+from hw.eie.csc import encode
 from sim.eie import (
     balance_layers,
     build_image,
@@ -31,7 +31,6 @@ from sim.eie import (
     unpermute,
     work_cycles,
 )
-from sim.eie_commands import fit_config, layer_needs
 from sim.golden import eie as golden
 
 __all__ = ["main", "EIE_LAYERS"]
@@ -52,7 +51,7 @@ QUEUE_DEPTHS = [1, 2, 4, 8, 16, 32, 64]
 PE_COUNTS = [1, 2, 4, 8, 16, 32, 64]
 SEED = 2016
 #: The 64-PE build: 64-deep queues, capped per run (``queue_limit``) for the sweep.
-BENCH_CONFIG = EieConfig(pes=64, queue_depth=64)
+BENCH_CONFIG = PRESETS["eie64-q64"]
 
 
 def _layers(config):
@@ -255,13 +254,12 @@ def main(out_dir) -> dict:
 
 
 def _sweep_config(pes, layers, names):
-    from quantize.csc import encode
     base = EieConfig(pes=pes, queue_depth=8)
     needs = {}
     for name in names:
-        for key, value in layer_needs(base, encode(layers[name][0]["indices"], base)).items():
+        for key, value in base.needs([encode(layers[name][0]["indices"], base)]).items():
             needs[key] = max(needs.get(key, 0), value)
-    return dataclasses.replace(fit_config(base, needs), queue_depth=8)
+    return EieConfig.fit(needs, base=base)
 
 
 def _print_table(rows):

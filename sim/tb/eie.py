@@ -2,12 +2,13 @@
 
 Driven by :func:`sim.eie.run_rtl_cases` through ``job_params()``: a config and a list of
 cases, each a ``.npz`` of layer commands and two hex files of ``i_load`` beats (the image
-with the inputs, and the inputs alone), built by :mod:`sim.eie` from the engine's
-layouts. The model is :class:`sim.eie_harness.EieHarness`: its beat source plays a file
-onto ``i_load``, so loading costs no Python per clock cycle either. Every stream can be given random
-idle/backpressure cycles (``stalls``, a probability per cycle); a case can pulse reset in
-the middle of its first layer (``reset_after`` cycles), then reload its inputs and run.
-Without stalls the testbench does no Python work per clock cycle while a layer runs.
+with the inputs, and the inputs alone), made by the driver (:mod:`hw.eie.driver`), which
+also reads the result beats here. The model is :class:`sim.eie_harness.EieHarness`: its
+beat source plays a file onto ``i_load``, so loading costs no Python per clock cycle
+either. Every stream can be given random idle/backpressure cycles (``stalls``, a
+probability per cycle); a case can pulse reset in the middle of its first layer
+(``reset_after`` cycles), then reload its inputs and run. Without stalls the testbench
+does no Python work per clock cycle while a layer runs.
 """
 
 import random
@@ -20,6 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
+from hw.eie.config import EieConfig
+from hw.eie.driver import parse_results
 from sim.eie_harness import LOAD_FILE
 from sim.rtl import job_params, write_result
 
@@ -107,19 +110,10 @@ class TB:
         await RisingEdge(dut.clk)
 
 
-def _lanes(payload: int, pes: int, width: int) -> list[int]:
-    out = []
-    for k in range(pes):
-        x = (payload >> (k * width)) & ((1 << width) - 1)
-        out.append(x - (1 << width) if x >> (width - 1) else x)
-    return out
-
-
 @cocotb.test()
 async def run_cases(dut):
     params = job_params()
-    config = params["config"]
-    pes, act_width = config["pes"], config["act_width"]
+    config = EieConfig.from_dict(params["config"])
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     tb = TB(dut, random.Random(0), 0.0)
     await tb.reset()
@@ -152,8 +146,7 @@ async def run_cases(dut):
         for layer, emit in enumerate(emits):
             if emit:
                 raw = await tb.receive(rows[layer])
-                values = [v for beat in raw for v in _lanes(beat, pes, act_width)]
-                emitted.append(values[:out_features[layer]])
+                emitted.append(parse_results(config, raw, out_features[layer]))
         await sender
         await tb.wait_idle()
         run_seconds = time.monotonic() - t1

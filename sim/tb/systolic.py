@@ -15,9 +15,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.systolic.config import SystolicConfig
-from hw.systolic.layouts import Counters
+from hw.systolic.driver import GemmJob, PackedGemm, pack, parse_counters
 from sim.rtl import job_params, write_result
-from sim.systolic import GemmJob, PackedGemm, pack
 
 __all__ = ["SystolicTB"]
 
@@ -110,11 +109,7 @@ class SystolicTB:
         return words, cycles, self.counters()
 
     def counters(self) -> dict:
-        raw = int(self.dut.counters.value)
-        out = {}
-        for name, f in Counters:
-            out[name] = (raw >> f.offset) & ((1 << f.width) - 1)
-        return out
+        return parse_counters(int(self.dut.counters.value))
 
 
 @cocotb.test()

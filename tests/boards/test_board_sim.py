@@ -97,7 +97,8 @@ def test_board_run_image(tmp_path):
 @pytest.mark.rtl
 @pytest.mark.slow       # its Verilator build alone is ~3 min on a loaded 2-core machine
 def test_eie_board_end_to_end():
-    from sim.eie import build_image, cmd_payload, load_beats, random_layer, run_layers
+    from hw.eie.driver import build_image, cmd_payload, load_beats
+    from sim.eie import random_layer, run_layers
     config = engine_config("eie", {"pes": 2, "spmat_depth": 64, "ptr_depth": 64,
                                    "act_depth": 16, "bias_depth": 16})
     layer1, x = random_layer(config, 12, 10, 0.4, 0.7, seed=5)

@@ -2,7 +2,7 @@
 
 import json
 
-from sim.cli import main
+from nnaccel.cli import main
 
 
 def test_synth_json_last_line(tmp_path, capsys):

@@ -479,10 +479,10 @@ def test_eie_beats_wider_than_a_frame():
 def test_board_run_cli_refuses_a_board_with_max_payload_zero(tmp_path, monkeypatch, capsys):
     """``nnaccel board run`` used to exit 0 having written nothing to such a board."""
     import boards.host
+    from nnaccel.cli import main
     from quantize.commands import compress_to_image
     from quantize.compress import CompressSpec
     from quantize.train import init_mlp
-    from sim.cli import main
     x = np.random.default_rng(0).normal(size=(6, 4))
     compress_to_image(init_mlp([4, 3, 2], seed=1), "systolic", CompressSpec(bits=4, sparsity=0.5),
                       tmp_path / "img", calibration=x)

@@ -21,7 +21,7 @@ from boards.protocol import (
     read_payload,
     write_payload,
 )
-from hw.systolic.multiplier import Multiplier
+from hw.multiplier import Multiplier
 
 TIMEOUT = 64
 MAX_PAYLOAD = 64

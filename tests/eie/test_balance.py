@@ -3,8 +3,9 @@
 import numpy as np
 
 from hw.eie import EieConfig
-from quantize.csc import balanced_row_order
-from sim.eie import balance_layers, build_image, run_layers, work_cycles
+from hw.eie.csc import balanced_row_order
+from hw.eie.driver import balance_layers, build_image, work_cycles
+from sim.eie import run_layers
 from sim.golden import eie as golden
 
 
@@ -39,7 +40,19 @@ def test_balanced_chain_matches_golden():
     got = run_layers(config, layers, acts, balance=True)
     assert got["outputs"] == want[-1].tolist()
     assert got["layer_outputs"][0] == want[0].tolist()
-    engine_layers, _ = balance_layers(config, layers)
-    inputs = [acts] + want[:-1]
-    plain = work_cycles(build_image(config, layers), inputs)
-    assert plain.sum() > 0 and engine_layers[0]["indices"].shape[0] % 4 == 0
+    engine_layers, orders = balance_layers(config, layers)
+    # The engine's inputs of each layer: the previous layer's outputs in engine row order.
+    plain = work_cycles(build_image(config, layers), [acts] + want[:-1])
+    moved = [acts] + [np.where(order >= 0, w[np.maximum(order, 0)], 0)
+                      for w, order in zip(want[:-1], orders[:-1], strict=True)]
+    balanced = work_cycles(build_image(config, engine_layers), moved)
+    # The busiest PE has less work than with rows assigned i mod pes.
+    assert 0 < balanced.max() < plain.max()
+    # Every layer holds each of its rows once, its columns following the previous order.
+    cols = [np.arange(sizes[0])] + orders[:-1]
+    for spec, engine, order, col in zip(layers, engine_layers, orders, cols, strict=True):
+        keep, kept = order >= 0, col >= 0
+        assert sorted(order[keep].tolist()) == list(range(spec["indices"].shape[0]))
+        assert not engine["indices"][~keep].any()
+        assert np.array_equal(engine["indices"][keep][:, kept],
+                              spec["indices"][order[keep]][:, col[kept]])

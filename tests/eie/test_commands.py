@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sim.cli import main
+from nnaccel.cli import main
 
 
 def test_spmv_golden_json(capsys):

@@ -1,10 +1,10 @@
-"""Interleaved-CSC encoder and decoder (quantize/csc.py)."""
+"""Interleaved-CSC encoder and decoder (hw/eie/csc.py)."""
 
 import numpy as np
 import pytest
 
 from hw.eie import EieConfig
-from quantize.csc import decode, encode, pack_words
+from hw.eie.csc import decode, encode, pack_words
 
 
 @pytest.mark.parametrize("pes", [1, 3, 4, 16, 64])

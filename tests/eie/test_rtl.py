@@ -2,8 +2,8 @@
 
 import pytest
 
+from boards.engines import BOARD_CONFIGS, engine_config
 from hw.eie import PRESETS, EieConfig
-from sim.bench.eie import BENCH_CONFIG
 from sim.eie import run_rtl_cases
 
 from .cases import make_cases, make_small_cases, run_and_check
@@ -30,7 +30,7 @@ def test_corner_cases(name):
 @pytest.mark.slow
 def test_corner_cases_64_pes():
     # The benchmark's build (64-deep queues), capped to EIE's depth of 8.
-    _check(BENCH_CONFIG, queue_limit=8)
+    _check(PRESETS["eie64-q64"], queue_limit=8)
 
 
 @pytest.mark.rtl
@@ -46,8 +46,6 @@ def test_ice40_board_config(case):
     """The iCE40 board rows' EIE configs that fit (8-bit, 4-deep queue; and 8-bit, 4
     entries a word, one codebook slot, 16-bit accumulator, 2-deep queue) are bit-exact
     too."""
-    from boards.engines import engine_config
-    from sim.bench.boards import CASES
-    config = engine_config("eie", CASES[case][2])
+    config = engine_config("eie", BOARD_CONFIGS[case][1])
     failures = run_and_check(config, make_small_cases(config), run_rtl_cases)
     assert not failures, "\n".join(failures)

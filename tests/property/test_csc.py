@@ -1,4 +1,4 @@
-"""Properties of the interleaved-CSC encoder and decoder (quantize/csc.py).
+"""Properties of the interleaved-CSC encoder and decoder (hw/eie/csc.py).
 
 Each property is checked against a direct computation from the dense matrix or from the
 module docstring's format, never against the encoder's own intermediate values.
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw.eie import EieConfig
-from quantize.csc import CscLayer, balanced_row_order, decode, encode, pack_words
+from hw.eie.csc import CscLayer, balanced_row_order, decode, encode, pack_words
 
 
 @st.composite

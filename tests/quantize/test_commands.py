@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from nnaccel.cli import main
 from quantize.digits import load_digits_split
 from quantize.train import init_mlp, train
-from sim.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def test_image_golden_end_to_end(digits, tmp_path, engine):
     image = load_image(tmp_path, engine=engine)
     assert image.manifest["format_version"] == FORMAT_VERSION
     if engine == "eie":
-        from quantize import csc
+        from hw.eie import csc
         for s, layer in zip(c.shared, eie_layers(image), strict=True):
             np.testing.assert_array_equal(csc.decode(layer["csc"]), s.index)
     result = run_image(image, xte, "golden")

@@ -4,9 +4,10 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from hw.systolic import SystolicConfig
+from hw.systolic.driver import pack, unpack
 from hw.systolic.layouts import gemm_command
 from hw.systolic.top import SystolicTop
-from sim.systolic import pack, random_job, unpack
+from sim.systolic import random_job
 
 CFG = SystolicConfig(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=16,
                      param_depth=8)

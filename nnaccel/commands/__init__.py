@@ -1,0 +1,1 @@
+"""The ``nnaccel`` subcommands, one module each with ``register(subparsers)``."""
