@@ -29,6 +29,7 @@ SUPPORTED_OPS = ("Gemm", "MatMul", "Conv", "BatchNormalization", "Relu", "Clip",
 MIN_OPSET = 7
 _SIMPLE = {"Relu": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "HardSwish": "HardSwish"}
 _OUTPUT = object()  # the graph output, as a consumer
+_INPUTS = {"Gemm": 2, "MatMul": 2, "Conv": 2, "BatchNormalization": 5, "Add": 2, "Reshape": 2}
 
 
 def load_onnx_graph(path) -> Graph:
@@ -152,6 +153,10 @@ class _Importer:
                 self._refuse(node, f"op of domain {node.domain!r} is not supported; supported:"
                                    f" {', '.join(SUPPORTED_OPS)}")
             a = self._attrs(node)
+            if node.op_type in ("Constant", "Identity", "Dropout") and (
+                    not node.output or not node.output[0]
+                    or node.op_type != "Constant" and (not node.input or not node.input[0])):
+                self._refuse(node, "needs an input and an output")
             if node.op_type == "Constant":
                 if "value" in a:
                     self.consts[node.output[0]] = numpy_helper.to_array(a["value"])
@@ -180,13 +185,16 @@ class _Importer:
         uses.setdefault(self._resolve(g.output[0].name), []).append(-1)
         for i, n in enumerate(nodes):
             if n.op_type == "Erf":
-                m = self._match_gelu(nodes, i, by_output, uses)
+                try:
+                    m = self._match_gelu(nodes, i, by_output, uses)
+                except IndexError:  # a malformed node in the pattern: refused on its own
+                    m = None
                 if m:
                     x, last, used = m
                     absorbed |= used
                     fused[last] = ("Gelu", (x,), {"approximate": "none"}, self._label(n))
         for i, n in enumerate(nodes):
-            if n.op_type == "Mul" and i not in absorbed:
+            if n.op_type == "Mul" and i not in absorbed and len(n.input) == 2:
                 m = self._match_silu(nodes, i, by_output, uses)
                 if m is not None:
                     absorbed.add(m)
@@ -265,7 +273,7 @@ class _Importer:
         ins = [self._resolve(v) for v in nodes[i].input]
         for k, v in enumerate(ins):
             s = self._producer(nodes, by_output, v, "Sigmoid")
-            if s is not None and self._resolve(nodes[s].input[0]) == ins[1 - k] \
+            if s is not None and nodes[s].input and self._resolve(nodes[s].input[0]) == ins[1 - k] \
                     and self._only_use(uses, v, i):
                 return s
         return None
@@ -308,6 +316,10 @@ class _Importer:
         if op is not None:
             self._act(node, ins[0])
             return self._emit(node, op, ins, out, attrs, name=name)
+        need = _INPUTS.get(node.op_type, 1)
+        if len(node.input) < need or not all(node.input[:need]) or not out:
+            self._refuse(node, f"needs {need} input(s) and an output, got {len(node.input)} "
+                               f"and {len(node.output)}")
         if any(o and o in self.consumers for o in node.output[1:]):
             self._refuse(node, "only its first output is supported, but another is read")
         handler = getattr(self, f"_op_{node.op_type}", None)

@@ -357,6 +357,8 @@ REFUSALS = {
         "badd", "Add", "only same-shape (residual) Add"),
     "stray erf": lambda net: (net.node("Erf", ["x"], name="erf"), "erf", "Erf",
                               "only inside GELU"),
+    "conv without weight": lambda net: (net.node("Conv", ["x"], name="c0"), "c0", "Conv",
+                                        "needs 2 input(s) and an output, got 1"),
     "softmax not last axis": lambda net: (net.node("Softmax", ["x"], name="sm1", axis=1),
                                           "sm1", "Softmax", "only the last axis"),
 }
