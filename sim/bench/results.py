@@ -198,7 +198,7 @@ def _when(m: dict, first: bool = False) -> str:
 def _systolic_md(rec) -> list[str]:
     out = [f"Cycles count from the first input beat to the last result word (loads, fill, "
            f"drain and weight loads included); utilization is useful MACs / (rows · cols · "
-           f"cycles); the model is `sim.systolic.model_cycles`; every output word is "
+           f"cycles); the model is `hw.systolic.driver.model_cycles`; every output word is "
            f"compared with the golden model. {_when(rec['measured'], True)}.", "",
            "| array | GEMM M×K×N | cycles | utilization | weight-stall cycles | "
            "output-stall cycles | model cycles | wrong words |",
