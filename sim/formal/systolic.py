@@ -104,7 +104,7 @@ class SystolicGemmCover(Elaboratable):
                      Assume(top.o_result.ready)]
         ok = after_reset(m)
         accepted = Signal()
-        with m.If(ok & top.i_cmd.valid & top.i_cmd.ready):
+        with m.If(top.i_cmd.valid & top.i_cmd.ready):
             m.d.sync += accepted.eq(1)
         m.d.comb += Cover(ok & accepted & top.o_result.valid & top.o_result.ready &
                           top.o_result.payload.last, "GEMM delivered its last result word")
