@@ -389,3 +389,60 @@ def test_dynamic_input_and_old_opset_refused(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         load_onnx_graph(tmp_path / "junk.onnx")
+
+
+def _mutate(model, rng):
+    """One random edit of a node: an input dropped or rewired, an attribute or op changed,
+    the node removed."""
+    g = model.graph
+    n = g.node[int(rng.integers(len(g.node)))]
+    kind = int(rng.integers(5))
+    values = [g.input[0].name] + [v for m in g.node for v in m.output]
+    if kind == 0 and n.input:
+        del n.input[int(rng.integers(len(n.input)))]
+    elif kind == 1 and n.input:
+        n.input[int(rng.integers(len(n.input)))] = values[int(rng.integers(len(values)))]
+    elif kind == 2 and n.attribute:
+        a = n.attribute[int(rng.integers(len(n.attribute)))]
+        if a.type == onnx.AttributeProto.INTS and a.ints:
+            a.ints[int(rng.integers(len(a.ints)))] = int(rng.choice([-1, 0, 7]))
+        elif a.type == onnx.AttributeProto.INT:
+            a.i = int(rng.choice([-1, 0, 2, 5]))
+        elif a.type == onnx.AttributeProto.FLOAT:
+            a.f = float(rng.choice([np.nan, -1.0, 0.0]))
+    elif kind == 3:
+        n.op_type = str(rng.choice(["Relu", "Add", "Mul", "Conv", "Gemm", "Softmax", "Concat",
+                                    "Reshape", "MaxPool", "BatchNormalization"]))
+    else:
+        g.node.remove(n)
+
+
+def test_mutated_models_load_or_fail_in_one_line(tmp_path):
+    """Seeded random edits of a CNN and a GELU FFN: each either imports to a graph whose
+    forward runs, or is refused with a one-line ValueError (never another exception)."""
+    cnn = Net((3, 6, 6))
+    r = cnn.node("Relu", [cnn.bn(cnn.conv("x", 3, 4, 3, pads=[1, 1, 1, 1]), 4)])
+    h = cnn.node("MaxPool", [cnn.node("Add", [r, cnn.conv(r, 4, 4, 1)])],
+                 kernel_shape=[2, 2], strides=[2, 2])
+    h = cnn.node("Concat", [h, cnn.node("AveragePool", [h], kernel_shape=[1, 1])], axis=1)
+    cnn_out = cnn.node("Softmax", [cnn.gemm(cnn.node("Flatten", [h]), 72, 5)])
+    ffn = Net((3, 8))
+    ffn_out = ffn.linear(_ffn_gelu(ffn, ffn.linear("x", 8, 16, "fc1"), "torch"), 16, 8, "fc2")
+    bases = [cnn.save(tmp_path / "cnn.onnx", cnn_out), ffn.save(tmp_path / "ffn.onnx", ffn_out)]
+    rng = np.random.default_rng(7)
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(60):
+        model = onnx.load(str(bases[i % 2]))
+        _mutate(model, rng)
+        path = tmp_path / f"m{i}.onnx"
+        onnx.save(model, str(path))
+        try:
+            graph = load_onnx_graph(path)
+        except ValueError as e:
+            assert "\n" not in str(e) and str(e).startswith(str(path)), str(e)
+            outcomes["refused"] += 1
+            continue
+        y = graph.forward(np.ones((2, *graph.input_shape), np.float32))
+        assert y.shape == (2, *graph.output_shape)
+        outcomes["loaded"] += 1
+    assert outcomes["loaded"] >= 3 and outcomes["refused"] >= 30, outcomes  # both paths ran
