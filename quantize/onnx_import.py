@@ -173,6 +173,8 @@ class _Importer:
                         self._refuse(node, "training_mode must be a constant false; "
                                            "export the model in eval mode")
                 src = self._resolve(node.input[0])
+                if src == node.output[0]:  # would make the alias chain a cycle
+                    self._refuse(node, "reads its own output")
                 self.alias[node.output[0]] = src
                 if src in self.consts:
                     self.consts[node.output[0]] = self.consts[src]

@@ -359,6 +359,8 @@ REFUSALS = {
                               "only inside GELU"),
     "conv without weight": lambda net: (net.node("Conv", ["x"], name="c0"), "c0", "Conv",
                                         "needs 2 input(s) and an output, got 1"),
+    "identity cycle": lambda net: (net.node("Identity", ["id_out"], name="id"), "id", "Identity",
+                                   "reads its own output"),
     "softmax not last axis": lambda net: (net.node("Softmax", ["x"], name="sm1", axis=1),
                                           "sm1", "Softmax", "only the last axis"),
 }
