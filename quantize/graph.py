@@ -170,6 +170,10 @@ class Node:
             raise ValueError(f"node {self.name!r} ({self.op}): value names must be non-empty "
                              f"strings")
         object.__setattr__(self, "inputs", inputs)
+        for key in ("attrs", "params"):
+            if not isinstance(getattr(self, key) or {}, dict):
+                raise ValueError(f"node {self.name!r} ({self.op}): {key} must be a dict")
+            object.__setattr__(self, key, dict(getattr(self, key) or {}))
         object.__setattr__(self, "attrs", _check_attrs(self))
         object.__setattr__(self, "params", _check_params(self))
 
