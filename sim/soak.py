@@ -143,9 +143,11 @@ def _report(summaries: dict, seed: int, vectors: int, only, jobs: int, wall: flo
             "ok": all(s["ok"] for s in summaries.values()), "engines": summaries}
 
 
-def soak(engines: list[str], vectors: int, seed: int = 1, only: int | None = None,
+def soak(engines: list[str], vectors: int, seed: int = 1,
+         only: int | tuple[int, int] | None = None,
          jobs: int = 2, max_minutes: float | None = None, json_path: Path | None = None) -> dict:
-    """Soak ``engines``: every batch of each (or only batch ``only``) on a pool of ``jobs``
+    """Soak ``engines``: every batch of each (or only batch ``only``, or the batches
+    ``only[0]`` to ``only[1]``: a replay, or the rest of a stopped soak) on a pool of ``jobs``
     worker processes; return the report (also written to ``json_path`` after every batch).
 
     With ``max_minutes`` no batch starts after that time, and the report says how many
@@ -158,10 +160,11 @@ def soak(engines: list[str], vectors: int, seed: int = 1, only: int | None = Non
     plans = {engine: plan(engine, vectors, seed) for engine in engines}
     for engine, batches in plans.items():
         if only is not None:
-            if not 0 <= only < len(batches):
-                raise ValueError(f"--batch {only}: the {engine} soak has batches 0 to "
-                                 f"{len(batches) - 1}")
-            plans[engine] = [batches[only]]
+            first, last = (only, only) if isinstance(only, int) else only
+            if not 0 <= first <= last < len(batches):
+                raise ValueError(f"--batch {first}-{last}: the {engine} soak has batches 0 "
+                                 f"to {len(batches) - 1}")
+            plans[engine] = batches[first:last + 1]
     os.environ.setdefault("NNACCEL_QUIET", "1")     # simulator logs to files, not stdout
     summaries = {engine: _empty(engine, batches) for engine, batches in plans.items()}
     # Engines in order (the short systolic soak first), popped from the end.
@@ -225,6 +228,15 @@ def _print_summary(report: dict) -> None:
             print(f"  {name} FAILURE: {failure}")
 
 
+def _batches(text: str) -> int | tuple[int, int]:
+    first, _, last = text.partition("-")
+    try:
+        return int(first) if not last else (int(first), int(last))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a batch number or a range "
+                                         f"like 3-7") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.soak", description=__doc__.split(
         "\n")[0].removeprefix("``python -m sim.soak``: "))
@@ -232,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="vectors per engine (default 1000000)")
     parser.add_argument("--engine", choices=["systolic", "eie", "both"], default="both")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=None,
-                        help="run only this batch (a replay)")
+    parser.add_argument("--batch", type=_batches, default=None, metavar="B[-C]",
+                        help="run only batch B (a replay), or batches B to C")
     parser.add_argument("--jobs", type=int, default=2,
                         help="simulations at a time (default 2)")
     parser.add_argument("--max-minutes", type=float, default=None,

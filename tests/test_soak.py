@@ -23,8 +23,10 @@ def test_plan_splits_every_vector_over_the_configs():
 def test_bad_arguments_say_what_to_change():
     with pytest.raises(ValueError, match="--vectors 0"):
         soak.soak(["eie"], 0)
-    with pytest.raises(ValueError, match="--batch 99"):
+    with pytest.raises(ValueError, match="--batch 99-99"):
         soak.soak(["systolic"], 10, 1, only=99)
+    with pytest.raises(ValueError, match="--batch 2-1"):
+        soak.soak(["systolic"], 10, 1, only=(2, 1))
     with pytest.raises(ValueError, match="--max-minutes 0"):
         soak.soak(["systolic"], 10, 1, max_minutes=0)
     with pytest.raises(ValueError, match="--jobs 0"):
