@@ -145,8 +145,9 @@ def record(suite: str, out_dir, seconds=None, started: dict | None = None) -> Pa
     """Keep ``out_dir/<suite>.json`` (a bench run's figures) as the committed record.
 
     ``seconds``: the suite's wall time; ``started``: :func:`provenance` as the suite
-    started (taken now if not given). Returns the record's path, or ``None`` for a suite
-    that keeps its own record (``boards``) or wrote no figures.
+    started (taken now if not given; a ``note`` in it is printed with the figures).
+    Returns the record's path, or ``None`` for a suite that keeps its own record
+    (``boards``) or wrote no figures.
     """
     source = Path(out_dir) / f"{suite}.json"
     if suite not in _TRIM or not source.exists():
@@ -190,6 +191,8 @@ def _when(m: dict, first: bool = False) -> str:
         text += " with " + ", ".join(f"`{k}={v}`" for k, v in env.items())
     if m.get("bench_seconds") is not None:
         text += f"; the suite took {_int(m['bench_seconds'])} s"
+    if m.get("note"):
+        text += f"; {m['note']}"
     return text
 
 
