@@ -36,7 +36,7 @@ PROOFS = (
     Proof("link_tx_stream", "FrameLink", "tx: valid held, byte stable", LinkTxStream,
           "prove", 4),
     Proof("link_reply_frames", "FrameLink", "reply frames: sync, length and CRC consistent",
-          LinkReplyFrames, "bmc", 32, fast=False),
+          LinkReplyFrames, "bmc", 27, fast=False, timeout=3600),
     Proof("link_reply_cover", "FrameLink", "cover: request answered by a whole reply frame",
           LinkReplyFrames, "cover", 30, fast=False),
 )
