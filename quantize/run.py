@@ -1,10 +1,11 @@
-"""Run a compressed network from its image on an engine's golden model or its RTL.
+"""Run a compressed network from its image on any backend.
 
 Inputs are float, as the trained net expects them; quantizing them is part of the
 compressed model (the manifest's input format). Outputs come back dequantized, one row per
 input. ``engine="golden"`` chains the project's golden models (``sim/golden``);
-``engine="rtl"`` runs the generated engine under Verilator through the engine's host
-driver and reports cycles.
+``engine="rtl"`` runs the generated engine under Verilator and reports cycles; a board
+backend (:class:`quantize.backends.Board`) runs it on an FPGA. Every backend takes the
+same driver-level work (:mod:`quantize.backends`).
 """
 
 from dataclasses import dataclass, field
@@ -14,12 +15,12 @@ import numpy as np
 from hw.eie import csc
 from hw.eie import driver as eie_driver
 from hw.eie.csc import unpack_words
+from hw.systolic.driver import GemmJob
 from sim import budget
-from sim import eie as eie_backend
-from sim import systolic as systolic_backend
 from sim.golden import eie as eie_golden
-from sim.golden import systolic as systolic_golden
 
+from .backends import backend as backend_of
+from .backends import dense_layers
 from .fixedpoint import to_fixed
 from .image import Image
 from .int8 import dequantize, quantize_activations
@@ -98,31 +99,26 @@ def _dequantize_output(image: Image, y) -> np.ndarray:
     return dequantize(y, fmt["scale"], fmt["zero_point"])
 
 
-def _run_eie(image: Image, xq: np.ndarray, engine: str, progress):
+def _run_eie(image: Image, xq: np.ndarray, backend, progress):
     layers = eie_layers(image)
-    if engine == "golden":
-        dense = [{"weights": csc.decode(spec["csc"]), "codebook": spec["codebook"],
-                  "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
-        rows = [eie_golden.run(dense, x, image.config)[-1] for x in xq]
-        return np.stack(rows), None, {}
-    specs = [{"csc": spec["csc"], "codebook": spec["codebook"], "bias": spec["bias"],
-              "relu": spec["relu"]} for spec in layers]
-    built = eie_driver.build_image(image.config, specs)
-    if progress:
-        progress(f"EIE RTL: {len(xq)} inputs, {image.config.pes} PEs, one Verilator run")
-    cases = [{"image": built, "activations": x} for x in xq]
-    results = eie_backend.run_rtl_cases(image.config, cases)
-    outputs = np.array([r["outputs"] for r in results], dtype=np.int64)
-    cycles = [int(r["cycles"]) for r in results]
+    built = eie_driver.build_image(image.config, [
+        {"csc": spec["csc"], "codebook": spec["codebook"], "bias": spec["bias"],
+         "relu": spec["relu"]} for spec in layers])
+    results = backend.eie(layers, built, xq, progress)
+    outputs = np.array([np.asarray(r["outputs"]) for r in results], dtype=np.int64)
+    if not backend.timed:
+        return outputs, None, {}
+    cycles = [r["cycles"] for r in results]
     info = {"cycles_per_input": cycles, "ideal_cycles": [
         eie_driver.ideal_cycles(built, _layer_inputs(layers, x, image.config)) for x in xq]}
+    if all("layer_cycles" in r for r in results):
+        info["layer_cycles"] = [int(c) for c in np.sum([r["layer_cycles"] for r in results],
+                                                       axis=0)]
     return outputs, int(sum(cycles)), info
 
 
 def _layer_inputs(layers, x, config):
-    dense = [{"weights": csc.decode(spec["csc"]), "codebook": spec["codebook"],
-              "bias": spec["bias"], "relu": spec["relu"]} for spec in layers]
-    return [np.asarray(x)] + eie_golden.run(dense, x, config)[:-1]
+    return [np.asarray(x)] + eie_golden.run(dense_layers(layers), x, config)[:-1]
 
 
 def _chunks(image: Image, m: int) -> list[slice]:
@@ -132,29 +128,21 @@ def _chunks(image: Image, m: int) -> list[slice]:
     return [slice(i, min(i + size, m)) for i in range(0, m, size)]
 
 
-def _run_systolic(image: Image, xq: np.ndarray, engine: str, progress):
+def _run_systolic(image: Image, xq: np.ndarray, backend, progress):
     a = xq
-    cycles = 0
     per_layer = []
     for spec, arrays in zip(image.manifest["layers"], image.layers, strict=True):
         args = (arrays["weight"], arrays["bias"], arrays["multiplier"], arrays["shift"],
                 spec["input"]["zero_point"], spec["output"]["zero_point"], spec["act_min"],
                 spec["act_max"])
-        if engine == "golden":
-            a = systolic_golden.gemm(a, *args, rounding=image.config.rounding)
-            continue
-        parts = _chunks(image, len(a))
-        if progress:
-            progress(f"{spec['name']}: {len(a)}x{spec['in']}x{spec['out']} GEMM on RTL "
-                     f"({len(parts)} jobs)")
-        runs = systolic_backend.run_jobs(image.config,
-                                         [systolic_backend.GemmJob(a[p], *args) for p in parts])
-        a = np.concatenate([np.asarray(r.output) for r in runs]).astype(np.int64)
-        layer_cycles = sum(int(r.cycles) for r in runs)
-        cycles += layer_cycles
-        per_layer.append(layer_cycles)
+        parts = _chunks(image, len(a)) if backend.chunked else [slice(0, len(a))]
+        runs = backend.gemms(image.config, [GemmJob(a[p], *args) for p in parts],
+                             f"{spec['name']}: {len(a)}x{spec['in']}x{spec['out']}", progress)
+        a = np.concatenate([r["output"] for r in runs]).astype(np.int64)
+        if backend.timed:
+            per_layer.append(sum(r["cycles"] for r in runs))
     info = {"layer_cycles": per_layer} if per_layer else {}
-    return a, (cycles if engine == "rtl" else None), info
+    return a, (sum(per_layer) if backend.timed else None), info
 
 
 def check_inputs(image: Image, x) -> np.ndarray:
@@ -170,18 +158,18 @@ def check_inputs(image: Image, x) -> np.ndarray:
     return x
 
 
-def run_image(image: Image, x, engine: str = "golden", progress=None) -> RunResult:
-    """Run ``x`` (float[batch, in]) through the image on ``golden`` or ``rtl``."""
-    if engine not in ("golden", "rtl"):
-        raise ValueError(f"--engine {engine!r}: use golden or rtl")
+def run_image(image: Image, x, engine="golden", progress=None) -> RunResult:
+    """Run ``x`` (float[batch, in]) through the image on ``engine``: ``"golden"``,
+    ``"rtl"`` or a backend object (:mod:`quantize.backends`, e.g. a board's)."""
+    engine = backend_of(engine)
     x = check_inputs(image, x)
     budget.check(memory_estimate(image, len(x)), f"running {len(x)} inputs through "
                  f"{image.directory}", "run fewer inputs at a time")
-    if engine == "rtl":
+    if engine.builds:
         budget.check_generator(image.config)
     saturated = saturated_inputs(image, x)
     xq = quantize_input(image, x)
-    run = _run_eie if image.engine == "eie" else _run_systolic
+    run = {"eie": _run_eie, "systolic": _run_systolic}[image.engine]
     raw, cycles, info = run(image, xq, engine, progress)
     info["saturated_inputs"] = saturated
     return RunResult(_dequantize_output(image, raw), raw, cycles, info)
