@@ -39,7 +39,7 @@ def _engine(m: Module, config: EieConfig, *, trust_host: bool = True
     """The engine with free inputs that keep the stream rule, as its host would.
 
     With ``trust_host`` the commands also keep the documented ranges the driver checks
-    (``queue_limit`` at most ``queue_depth``, see ``sim/eie.py``).
+    (``queue_limit`` at most ``queue_depth``, see ``hw/eie/driver.py``).
     """
     top = EieTop(config)
     fragment = Fragment.get(top, None)
