@@ -11,6 +11,7 @@ word is compared with :func:`sim.golden.eie.run`.
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -132,9 +133,9 @@ def run_batch(config: EieConfig, vectors: int, seed: int, keep_dir: Path) -> dic
 
     The simulation's folder is kept as ``keep_dir/<seed>`` when a word mismatches."""
     rng = np.random.default_rng(seed)
-    workdir = rtl.BUILD_ROOT / "soak" / "work" / f"eie-{seed}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    # A folder of its own: two soaks may run the same batch at the same time.
+    (rtl.BUILD_ROOT / "soak" / "work").mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"eie-{seed}-", dir=rtl.BUILD_ROOT / "soak" / "work"))
     digits = -(-load_layout(config).size // 4)
     nets, expect, done = [], [], 0
     while done < vectors:
