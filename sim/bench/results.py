@@ -301,6 +301,8 @@ def _eie_md(rec) -> list[str]:
             base = work[first][n] * int(first)
             out.append(f"| {n} | " + " | ".join(f"{base / work[p][n]:.2f}×"
                                                 for p in counts) + " |")
+    else:
+        out += ["", "Work bound by PE count: not measured in this record."]
     return out
 
 
