@@ -35,8 +35,8 @@ def test_contract_catches_an_upward_import(tmp_path):
                     (tmp_path / folder / "__init__.py").touch()
     (tmp_path / "hw" / "bad.py").write_text("import sim.rtl\n")
     config = (REPO / "pyproject.toml").read_text()
-    (tmp_path / "pyproject.toml").write_text(config[config.index("[tool.importlinter]"):
-                                                    config.index("[tool.ruff]")])
+    (tmp_path / "pyproject.toml").write_text(config[config.index("\n[tool.importlinter]\n"):
+                                                    config.index("\n[tool.ruff]\n")])
     proc = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tmp_path, capture_output=True,
                           text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -4,8 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from boards import host
 from boards.engines import ENGINES, engine_config
-from boards.host import BoardClient, SerialTransport
 from boards.platforms import BOARDS, board
 from boards.synth import parse_seeds, synthesize
 from quantize.atomic import check_outputs, output_file
@@ -77,9 +77,9 @@ def _board_run(args):
     check_outputs([("-o", args.output)], [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
     x = load_array(args.input, "--input")
-    transport = SerialTransport(args.port, args.baud, timeout=args.timeout)
+    transport = host.SerialTransport(args.port, args.baud, timeout=args.timeout)
     try:
-        result = run_image_on_board(image, x, BoardClient(transport),
+        result = run_image_on_board(image, x, host.BoardClient(transport),
                                     progress=lambda s: print(s, file=sys.stderr))
     finally:
         transport.close()

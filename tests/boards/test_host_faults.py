@@ -464,8 +464,8 @@ def test_eie_beats_wider_than_a_frame():
         del adapter
         beats = [(k + 1) * 0x0123456789ABCDEF0123456789ABCDEF for k in range(3)]
         run_job("eie", config, BoardClient(board),
-                {"beats": [hex(b) for b in beats], "cmds": ["0x1"], "emits": [0], "rows": [1],
-                 "out_features": [1]})
+                {"beats": beats,
+                 "program": [{"payload": 1, "emit": 0, "rows": 1, "out_features": 1}]})
         gc.collect()
     loads = [(addr, words) for space, addr, words in board.writes
              if space == EIE_SPACES["load"]]
