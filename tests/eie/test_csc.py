@@ -57,12 +57,12 @@ def test_errors():
         encode(np.ones(3), config)
 
 
-def test_large_layer_is_fast():
-    import time
+def test_large_layer_round_trips():
+    """EIE's 4096 x 4096 benchmark shape on 64 PEs (how fast it encodes is a bench figure,
+    not a test)."""
     rng = np.random.default_rng(0)
     w = ((rng.random((4096, 4096), dtype=np.float32) < 0.09)
          * rng.integers(1, 16, (4096, 4096), dtype=np.uint8)).astype(np.uint8)
-    start = time.monotonic()
     layer = encode(w, EieConfig(pes=64))
-    assert time.monotonic() - start < 5
+    np.testing.assert_array_equal(decode(layer), w)
     assert int(layer.entry_counts.sum()) >= int(np.count_nonzero(w))
