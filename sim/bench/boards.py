@@ -24,7 +24,7 @@ __all__ = ["CASES", "main", "table"]
 #: Every case's latest measurement (committed: builds take minutes to hours).
 RECORD = Path(__file__).resolve().with_name("boards_record.json")
 
-#: The ECP5 design clocks the cases are constrained to (issue 5's targets).
+#: The ECP5 design clocks the cases are constrained to (the engines' timing targets).
 ECP5_TARGET_MHZ = 150.0
 ECP5_EIE_TARGET_MHZ = 120.0
 
