@@ -26,6 +26,8 @@ __all__ = ["image_folder", "output_file", "check_outputs", "is_image_folder",
 
 #: Name of the manifest that marks a folder as an nnaccel image.
 MANIFEST = "manifest.json"
+#: The manifest reader's own limit (quantize.manifest.MAX_MANIFEST_BYTES).
+_MAX_MANIFEST_BYTES = 64 << 20
 
 _previous = None       # the SIGINT handler to restore, while one is held back
 _arrived = False
@@ -74,8 +76,9 @@ def is_image_folder(path: Path) -> bool:
     """Whether ``path`` holds an nnaccel image manifest (of any format version)."""
     manifest = Path(path) / MANIFEST
     try:
-        with open(manifest, "rb") as f:
-            head = json.loads(f.read(1 << 20))
+        if not manifest.is_file() or manifest.stat().st_size > _MAX_MANIFEST_BYTES:
+            return False
+        head = json.loads(manifest.read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(head, dict) and head.get("format") == "nnaccel-image"
