@@ -21,13 +21,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .manifest import MAX_MANIFEST_BYTES
+
 __all__ = ["image_folder", "output_file", "check_outputs", "is_image_folder",
            "commit_signals", "release_signals", "fsync_dir"]
 
 #: Name of the manifest that marks a folder as an nnaccel image.
 MANIFEST = "manifest.json"
-#: The manifest reader's own limit (quantize.manifest.MAX_MANIFEST_BYTES).
-_MAX_MANIFEST_BYTES = 64 << 20
 
 _previous = None       # the SIGINT handler to restore, while one is held back
 _arrived = False
@@ -76,7 +76,7 @@ def is_image_folder(path: Path) -> bool:
     """Whether ``path`` holds an nnaccel image manifest (of any format version)."""
     manifest = Path(path) / MANIFEST
     try:
-        if not manifest.is_file() or manifest.stat().st_size > _MAX_MANIFEST_BYTES:
+        if not manifest.is_file() or manifest.stat().st_size > MAX_MANIFEST_BYTES:
             return False
         head = json.loads(manifest.read_bytes())
     except (OSError, ValueError):
