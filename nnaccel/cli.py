@@ -12,6 +12,7 @@ import os
 import sys
 
 from quantize.atomic import release_signals
+from sim import budget
 
 __all__ = ["main", "COMMAND_MODULES"]
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        budget.set_limit(getattr(args, "max_memory", None))    # every command starts afresh
         status = int(args.func(args) or 0)
     except (ValueError, OSError) as e:
         if os.environ.get("NNACCEL_DEBUG"):

@@ -11,6 +11,11 @@ from ..config import EngineConfig
 __all__ = ["EieConfig", "PRESETS"]
 
 
+#: Most PEs a config may have (EIE's scalability study went to 256). The engine's all-PE
+#: handshakes are chains of AND gates, which Amaranth's checks walk recursively.
+MAX_PES = 256
+
+
 @dataclass(frozen=True)
 class EieConfig(EngineConfig):
     """Parameters of an EIE-style sparse matrix × sparse vector engine.
@@ -77,8 +82,9 @@ class EieConfig(EngineConfig):
             value = getattr(self, field.name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"EieConfig.{field.name}={value!r}: use an integer")
-        if not 1 <= self.pes <= 1024:
-            raise ValueError(f"EieConfig.pes={self.pes}: use 1 to 1024 processing elements")
+        if not 1 <= self.pes <= MAX_PES:
+            raise ValueError(f"EieConfig.pes={self.pes}: use 1 to {MAX_PES} processing "
+                             f"elements")
         if not 1 <= self.index_bits <= 8:
             raise ValueError(f"EieConfig.index_bits={self.index_bits}: use 1 to 8")
         if not 1 <= self.zrun_bits <= 8:

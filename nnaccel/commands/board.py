@@ -104,6 +104,8 @@ def register(subparsers):
     p.add_argument("--jobs", type=int, default=2,
                    help="place-and-route runs at a time with several seeds (default 2)")
     p.add_argument("--build-dir", help="default build/synth/BOARD-ENGINE")
+    p.add_argument("--max-memory", help="memory budget for elaborating the design, e.g. 8G "
+                                        "(default: half the RAM, or NNACCEL_MAX_MEMORY)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (fmax_mhz, resources, bitstream) last")
     p.set_defaults(func=_synth)
