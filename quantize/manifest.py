@@ -84,7 +84,7 @@ def _regular(path: Path, what: str) -> os.stat_result:
 
 
 def read_manifest(directory: Path, *, format_version: int) -> dict:
-    """The validated manifest of the image in ``directory`` (steps 1 and 2 above)."""
+    """The validated manifest of the image in ``directory`` (checks 1 and 2)."""
     import jsonschema
 
     path = directory / "manifest.json"
@@ -120,7 +120,7 @@ def read_manifest(directory: Path, *, format_version: int) -> dict:
 
 
 def read_file(directory: Path, spec: dict, what: str) -> np.ndarray:
-    """One data file of the image, confined, size-checked and verified (step 3 above)."""
+    """One data file of the image, confined, size-checked and verified (check 3)."""
     name = spec["path"]
     if Path(name).name != name or name in (".", "..") or os.sep in name:
         raise ValueError(f"{directory}: {what} path {name!r} must be a file name inside the "
@@ -199,7 +199,7 @@ def _systolic_layer(layer: dict) -> None:
 
 
 def check_layers(manifest: dict, config) -> None:
-    """Step 4: the per-engine contract between layers, files, formats and the config."""
+    """Check 4: the per-engine contract between layers, files, formats and the config."""
     layers, engine = manifest["layers"], manifest["engine"]
     names = [layer["name"] for layer in layers]
     if len(set(names)) != len(names):
