@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from hw.eie.config import EieConfig
 from hw.eie.layouts import cmd_layout, counter_layout, load_layout, result_layout
 from hw.eie.top import EieTop
+from hw.synthesis import no_collision
 
 from .bus import ENGINE_IDS, EngineSignature
 from .protocol import COUNTERS_SPACE, Space
@@ -98,7 +99,9 @@ class EieAdapter(wiring.Component):
             m.d.sync += running.eq(0)
         m.d.comb += self.done.eq(finished)
 
-        out_mem = Memory(shape=self._widths["results"], depth=self.result_depth, init=[])
+        # Read only after the run, never at the address being written.
+        out_mem = Memory(shape=self._widths["results"], depth=self.result_depth, init=[],
+                         attrs=no_collision())
         m.submodules.results = out_mem
         out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
         stored = Signal(range(self.result_depth + 1))

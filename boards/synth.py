@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hw.synthesis import NO_COLLISION as NO_COLLISION_ATTR
+
 from .engines import config_to_dict, make_adapter
 from .platforms import Board, board, use_yowasp_tools
 from .top import BoardTop
@@ -258,8 +260,11 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     if b.family == "ice40":
         kwargs["synth_opts"] = "-dsp"          # multipliers into SB_MAC16
     if b.builds_here:
-        kwargs["script_after_read"] = _yosys_after_read(b.family)
+        kwargs["script_after_read"] = _INTENT_PLACEHOLDER
     plan = platform.prepare(top, "top", **kwargs)
+    if b.builds_here:
+        plan.files["top.ys"] = plan.files["top.ys"].replace(
+            _INTENT_PLACEHOLDER, _yosys_after_read(plan.files["top.il"]))
     plan.extract(build_dir)
     report = SynthReport(board=b.name, device=f"{platform.device}", engine=engine,
                          config=config_to_dict(config), clock_mhz=top.clock_mhz,
@@ -455,45 +460,47 @@ def absorb_ram_output_registers(netlist: dict) -> int:
     return moved
 
 
-#: Yosys commands after reading the design. Kept flip-flops: the systolic mesh's bank bits
-#: are delay lines of one signal, so Yosys would merge every PE's copy on a diagonal into
-#: one flip-flop that drives PEs all over the chip (an 11.6 ns path on the ECP5); kept, each
-#: PE has its own next to its multiplier. Registers named ``*_copy_*`` are deliberate
-#: copies of one control signal, one per column or PE, kept for the same reason (on the
-#: ECP5 only: see _YOSYS_KEEP_COPIES). The host
-#: link's and UART receiver's state machines are one-hot (Yosys leaves Amaranth's binary
-#: ones alone because their registers have an initial value): each state test is then one
-#: flip-flop instead of a 5-bit compare. The memories of _NO_COLLISION are never read at
-#: the address written in the same cycle, or their readers ignore such a read (the systolic
-#: accumulator forwards the sum being written): marked so, a read may return anything on a
-#: collision, and Yosys adds no bypass logic after the block RAM's output (which nextpnr
-#: rates at 5.8 ns clock-to-output on the ECP5: any logic there misses 150 MHz).
-_NO_COLLISION = ("top.core.link/r:MEMID=\\buffer",
-                 *(f"top.core.engine.engine/r:MEMID=\\{name}"
-                   for name in ("act_mem", "w_mem", "p_mem_*", "acc_mem")),
-                 "top.core.engine.engine.out_fifo/t:$memrd_v2",
-                 "top.core.engine/r:MEMID=\\result_mem",
-                 # EIE: results are read after the run; a PE's image memories are
-                 # written only by loads, while the engine is idle.
-                 "top.core.engine/r:MEMID=\\results*",
-                 *(f"top.core.engine.engine.pe_*/r:MEMID=\\{name}"
-                   for name in ("spmat", "ptr_even", "ptr_odd", "bias")))
-#: Kept copies are for the ECP5's timing only: the iCE40 designs are bound by their logic
-#: cells (a 12 MHz board clock), so there Yosys merges the copies back.
-_YOSYS_KEEP_COPIES = (
-    # (%a: a register's output is often a wire that the named one only aliases; without
-    # it, 136 of the systolic 8x8's 481 named copies were missed and merged)
-    "setattr -set keep 1 w:bank_out w:skew_bank_* w:*_copy_* %u %u %a %ci1 t:$dff %i")
+#: Where the intent read from the netlist goes in Yosys's script (see intent_commands).
+_INTENT_PLACEHOLDER = "# nnaccel: synthesis intent"
 
 
-def _yosys_after_read(family: str) -> str:
-    return "\n".join([
-        "proc",
-        *(f"setparam -set COLLISION_X_MASK 1 {sel} t:$memrd_v2 %i" for sel in _NO_COLLISION),
-        *([_YOSYS_KEEP_COPIES] if family == "ecp5" else []),
-        'setattr -set fsm_encoding "one-hot" top.core.link/w:fsm_state '
-        "top.core.uart_rx/w:fsm_state %u",
-    ])
+def intent_commands(rtlil: str) -> list[str]:
+    """Yosys commands that carry out the synthesis intent the generators put on the netlist
+    as attributes (:mod:`hw.synthesis`); no engine's hierarchy is named here.
+
+    - A memory marked :data:`~hw.synthesis.NO_COLLISION` gets "don't care on collision" on
+      its read ports. Yosys honours that attribute only when it builds a synchronous port
+      out of a flip-flop; Amaranth's ports are synchronous already. Without it, Yosys adds
+      bypass logic after the block RAM's output, which nextpnr rates at 5.8 ns
+      clock-to-output on the ECP5: any logic there misses 150 MHz.
+    - A flip-flop that drives a kept wire (:func:`~hw.synthesis.keep_copy`) is kept, so
+      Yosys does not merge deliberate copies of one signal into one flip-flop that drives
+      loads all over the chip (``%a``: a register's output is often a wire that the kept
+      one only aliases).
+    - ``fsm_encoding`` on a state signal needs no command: Yosys's ``fsm`` pass reads it.
+    """
+    commands, module, attrs = [], None, set()
+    for line in rtlil.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "module":
+            module, attrs = words[1].lstrip("\\"), set()
+        elif words[0] == "attribute":
+            attrs.add(words[1].lstrip("\\"))
+            continue
+        elif words[0] == "memory" and NO_COLLISION_ATTR in attrs:
+            name = words[-1]
+            commands.append(f"setparam -set COLLISION_X_MASK 1 {module}/r:MEMID={name} "
+                            "t:$memrd_v2 %i")
+        attrs = set()
+    if re.search(r"^\s*attribute \\keep 1$", rtlil, re.M):
+        commands.append("setattr -set keep 1 w:* a:keep %i %a %ci1 t:$dff %i")
+    return commands
+
+
+def _yosys_after_read(rtlil: str) -> str:
+    return "\n".join(["proc", *intent_commands(rtlil)])
 
 
 def _nextpnr_opts(b: Board, seed: int) -> str:
@@ -520,7 +527,7 @@ def _short(config) -> str:
 def _build_key(b: Board, engine, config, clock_mhz, baud, seeds) -> str:
     """Hash of everything that determines a build: arguments, hw/ and boards/ sources."""
     h = hashlib.sha256(repr((b.name, engine, config, clock_mhz, baud, tuple(seeds),
-                             _nextpnr_opts(b, seeds[0]), _yosys_after_read(b.family))).encode())
+                             _nextpnr_opts(b, seeds[0]), _INTENT_PLACEHOLDER)).encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*(root / "hw").rglob("*.py"), *(root / "boards").glob("*.py")]):
         if path.name not in ("commands.py", "host.py", "run.py", "engines.py", "synth.py"):

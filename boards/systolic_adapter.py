@@ -4,6 +4,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
+from hw.synthesis import no_collision
 from hw.systolic.config import SystolicConfig
 from hw.systolic.layouts import act_word, gemm_command, param_word, weight_word
 from hw.systolic.top import SystolicTop
@@ -102,7 +103,9 @@ class SystolicAdapter(wiring.Component):
             m.d.sync += [issuing.eq(0), accepted.eq(1)]
         waiting_error = accepted[-1]
 
-        out_mem = Memory(shape=self._widths["results"], depth=self._out_depth, init=[])
+        # Read only after the run, never at the address being written.
+        out_mem = Memory(shape=self._widths["results"], depth=self._out_depth, init=[],
+                         attrs=no_collision())
         m.submodules.result_mem = out_mem
         out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
         stored = Signal(32)

@@ -10,6 +10,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from hw.synthesis import one_hot
+
 __all__ = ["UARTReceiver", "UARTTransmitter", "uart_divisor"]
 
 
@@ -66,7 +68,7 @@ class UARTReceiver(wiring.Component):
         m.d.sync += self.framing_error.eq(0)
         with m.If(count != 0):
             m.d.sync += count.eq(count - 1)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(~rx):
                     m.d.sync += count.eq(self._divisor // 2 - 1)
@@ -90,6 +92,7 @@ class UARTReceiver(wiring.Component):
                     with m.Else():
                         m.d.sync += self.framing_error.eq(1)
                     m.next = "IDLE"
+        one_hot(fsm)
         return m
 
 

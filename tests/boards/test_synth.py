@@ -125,7 +125,7 @@ def test_named_copies_survive_yosys_on_the_ecp5_only(tmp_path, board_name, regis
     plan = b.make_platform().prepare(BoardTop(b, make_adapter("systolic", config)), "top")
     plan.extract(tmp_path)
     (tmp_path / "check.ys").write_text(
-        f"read_rtlil top.il\n{_yosys_after_read(b.family)}\nflatten\nopt_merge\n"
+        f"read_rtlil top.il\n{_yosys_after_read(plan.files['top.il'])}\nflatten\nopt_merge\n"
         "tee -o count.txt select -count w:*.p_addr_copy_* %a %ci1 t:$dff %i\n")
     done = subprocess.run([env["YOSYS"], "-q", "-s", "check.ys"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
