@@ -24,9 +24,13 @@ def runtime_memory_attrs() -> dict:
     return {MARK: 1}
 
 
-def runtime_memory(shape, depth: int) -> Memory:
-    """A zero-initialised memory whose initial contents are left out of the netlist."""
-    return Memory(shape=shape, depth=depth, init=[], attrs=runtime_memory_attrs())
+def runtime_memory(shape, depth: int, *, attrs: dict | None = None) -> Memory:
+    """A zero-initialised memory whose initial contents are left out of the netlist.
+
+    ``attrs``: further attributes, e.g. synthesis intent (:mod:`hw.synthesis`).
+    """
+    return Memory(shape=shape, depth=depth, init=[],
+                  attrs={**runtime_memory_attrs(), **(attrs or {})})
 
 
 def _install():
