@@ -4,6 +4,7 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..synthesis import keep_copy
 from .pe import ProcessingElement
 
 __all__ = ["Mesh"]
@@ -79,9 +80,12 @@ class Mesh(wiring.Component):
         # column and group of GROUP rows (a copy per column drove the weight registers of
         # 8 PEs in 7.1 ns).
         groups = range((rows + self.GROUP - 1) // self.GROUP)
-        shift = [[Signal(name=f"shift_copy_{c}_{g}") for g in groups] for c in range(cols)]
-        latch = [[Signal(name=f"latch_copy_{c}_{g}") for g in groups] for c in range(cols)]
-        latch_bank = [[Signal(name=f"latch_bank_copy_{c}_{g}") for g in groups]
+        keep = keep_copy(platform)
+        shift = [[Signal(name=f"shift_copy_{c}_{g}", attrs=keep) for g in groups]
+                 for c in range(cols)]
+        latch = [[Signal(name=f"latch_copy_{c}_{g}", attrs=keep) for g in groups]
+                 for c in range(cols)]
+        latch_bank = [[Signal(name=f"latch_bank_copy_{c}_{g}", attrs=keep) for g in groups]
                       for c in range(cols)]
         w_in = [Signal(signed(8), name=f"w_in_{c}", reset_less=True) for c in range(cols)]
         for c in range(cols):
@@ -99,7 +103,7 @@ class Mesh(wiring.Component):
                     a, bank = self.a[r], self.bank
                     for i in range(r):  # skew: row r enters r cycles late
                         a_d = Signal(signed(9), name=f"skew_a_{r}_{i}", reset_less=True)
-                        bank_d = Signal(name=f"skew_bank_{r}_{i}")
+                        bank_d = Signal(name=f"skew_bank_{r}_{i}", attrs=keep)
                         m.d.sync += [a_d.eq(a), bank_d.eq(bank)]
                         a, bank = a_d, bank_d
                     m.d.comb += [pe.a_in.eq(a), pe.bank_in.eq(bank)]

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..multiplier import Multiplier
+from ..synthesis import keep_copy
 
 __all__ = ["ProcessingElement"]
 
@@ -55,9 +56,12 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        keep = keep_copy(platform)
+        # bank_out is each PE's copy of the row's bank, next to the weight select it drives.
+        self.bank_out.attrs.update(keep)
         # Data registers have no reset (garbage flushes out before a tile is issued: the
         # controller zeroes the activations of rows it does not issue); that keeps the
-        # reset net small. The bank bit keeps its reset and its name (see boards/synth.py).
+        # reset net small. The bank bit keeps its reset.
         weight = [Signal(signed(8), name=f"weight_{b}", reset_less=True) for b in range(2)]
         w_chain = Signal(signed(8), reset_less=True)
         a = Signal(signed(9), reset_less=True)
@@ -80,8 +84,8 @@ class ProcessingElement(wiring.Component):
         # Both operands pass one more register on their way to the DSP: in a DSP-dense
         # array the DSP sites are rows apart from the logic that feeds them, and the
         # single hop from `a`/`w` took up to 7.4 ns of routing on the ECP5.
-        a_mul = Signal(signed(9), name="a_mul_copy_0", reset_less=True)
-        w_mul = Signal(signed(8), name="w_mul_copy_0", reset_less=True)
+        a_mul = Signal(signed(9), name="a_mul_copy_0", reset_less=True, attrs=keep)
+        w_mul = Signal(signed(8), name="w_mul_copy_0", reset_less=True, attrs=keep)
         m.d.sync += [a_mul.eq(a), w_mul.eq(w)]
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
         m.d.comb += [mul.a.eq(a_mul), mul.b.eq(w_mul)]

@@ -5,6 +5,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..multiplier import Multiplier
+from ..synthesis import keep_copy
+from .wide_multiplier import WideMultiplier
 
 __all__ = ["Requantizer"]
 
@@ -63,6 +65,7 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         double = self._rounding == "double"
+        keep = keep_copy(platform)
         valid = [Signal(name=f"valid_{i}") for i in range(self.LATENCY)]
         m.d.sync += valid[0].eq(self.valid)
         for i in range(1, self.LATENCY):
@@ -99,31 +102,11 @@ class Requantizer(wiring.Component):
         left2 = delayed(left1, 1, "left")
         m.d.sync += [x_coarse.eq((x1 << Cat(Const(0, 2), left1[2:]))[:32] if double else x1),
                      x2.eq((x_coarse << left2[:2])[:32] if double else x_coarse)]
-        # 4: each multiplier's own copy of its operands (named ``*_copy_*`` so synthesis
-        # does not merge them: one register feeding two DSPs rows apart took up to 8.5 ns
-        # of routing on the ECP5). 5 .. P: four 18x18 partial products (a DSP each):
-        # x = xh 2^17 + xl, mult = mh 2^17 + ml.
-        P = 5 + Multiplier.LATENCY
-        xl, xh = x2[:17], x2[17:].as_signed()
-        ml, mh = mult2[:17], mult2[17:]
-        parts = {}
-        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
-            a_copy = Signal(a.shape(), name=f"a_copy_{name}", reset_less=True)
-            b_copy = Signal(b.shape(), name=f"b_copy_{name}", reset_less=True)
-            m.d.sync += [a_copy.eq(a), b_copy.eq(b)]
-            m.submodules[f"mul_{name}"] = mul = Multiplier(a.shape(), b.shape())
-            m.d.comb += [mul.a.eq(a_copy), mul.b.eq(b_copy)]
-            # a register after the multiplier's own: see ProcessingElement
-            parts[name] = Signal.like(mul.p, name=f"part_{name}", reset_less=True)
-            m.d.sync += parts[name].eq(mul.p)
-        # P+1: the cross terms' sum; the outer terms do not overlap (p_ll < 2^34).
-        mid = Signal(signed(34), reset_less=True)
-        outer = Signal(signed(64), reset_less=True)
-        m.d.sync += [mid.eq(parts["lh"] + parts["hl"]),
-                     outer.eq(Cat(parts["ll"][:34], parts["hh"]).as_signed())]
-        # P+2: the 64-bit product.
-        product = Signal(signed(64), reset_less=True)
-        m.d.sync += product.eq(outer + (mid << 17))
+        # 4 .. P+2: the 64-bit product (x2 and mult2 are at stage 3).
+        P = WideMultiplier.LATENCY + 1
+        m.submodules.product = wide = WideMultiplier()
+        m.d.comb += [wide.a.eq(x2), wide.b.eq(mult2)]
+        product = wide.p
         right_p1 = delayed(right2, P - 2, "right_p")      # right2 is at stage 3
         right_p3_in = delayed(right_p1, 1, "right_q")     # right_p3's input
         right_p3 = delayed(right_p3_in, 1, "right_q1")
@@ -153,8 +136,8 @@ class Requantizer(wiring.Component):
         above_neg = Signal(unsigned(32), reset_less=True)
         # (each of the three from a copy of the shift of its own: one register fanning out
         # to all 96 compares took 8.9 ns on the ECP5)
-        r_mask, r_above, r_neg = (Signal.like(right_p3, name=f"right_copy_{n}", reset_less=True)
-                                  for n in ("mask", "above", "neg"))
+        r_mask, r_above, r_neg = (Signal.like(right_p3, name=f"right_copy_{n}", reset_less=True,
+                                              attrs=keep) for n in ("mask", "above", "neg"))
         m.d.sync += [r.eq(right_p3_in) for r in (r_mask, r_above, r_neg)]
         top = (1 << len(right_p3)) - 1       # the largest shift the register holds
 
@@ -207,7 +190,7 @@ class Requantizer(wiring.Component):
         m.d.sync += with_zp.eq(scaled + zero_point)
         # Its low byte again, in a register of its own for the two bound compares (the
         # wide sum's register fans out to the fit check too, and sat far from them).
-        low_zp = Signal(signed(8), name="low_copy_zp", reset_less=True)
+        low_zp = Signal(signed(8), name="low_copy_zp", reset_less=True, attrs=keep)
         m.d.sync += low_zp.eq(scaled[:8] + zero_point)
         fits = Signal(name="fits_int8", reset_less=True)
         negative = Signal(name="negative", reset_less=True)
