@@ -1,0 +1,243 @@
+"""Run a quantized graph (:class:`~quantize.graph_quant.QuantGraph`) end to end in int8.
+
+Convolutions and Linear layers run on the systolic engine through a backend of
+:mod:`quantize.backends` (``"golden"``: the bit-exact NumPy model, cycles from
+:func:`hw.systolic.driver.model_cycles`; ``"rtl"``: the generated Verilog under Verilator,
+cycles measured), lowered by :mod:`quantize.lower` (im2col patches on the host). Every
+other op runs on the host in TFLite's integer arithmetic (:mod:`sim.golden.host_ops`),
+and a final Softmax in float.
+
+One :class:`~hw.systolic.config.SystolicConfig` serves the whole graph (so the RTL is
+built once): :func:`plan_config` sizes its buffers with ``SystolicConfig.fit`` for every
+layer's GEMMs, with M capped at ``max_m`` rows per job. Each GEMM is then cut into jobs
+the config admits: M in chunks of at most ``min(acc_depth, act_depth / ceil(K/rows))``
+rows, N in groups the weight and parameter buffers hold. K is never split (the engine
+requantizes each job's int32 sums), so a layer whose K does not fit is refused.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.systolic.config import SystolicConfig
+from hw.systolic.driver import GemmJob, model_cycles
+from sim.golden import host_ops
+
+from .backends import backend as backend_of
+from .graph_kernels import KERNELS
+from .lower import lower
+
+__all__ = ["GraphRun", "run_graph", "plan_config", "engine_gemms"]
+
+
+@dataclass
+class GraphRun:
+    """The result of :func:`run_graph`.
+
+    Members
+    -------
+    output : int8 array
+        The int8 graph output, ``[batch, *shape]`` (a final Softmax's input).
+    float_output : float64 array
+        ``output`` dequantized (and, for a graph ending in Softmax, the softmax of that).
+    layers : list of dict
+        Per layer: ``name``, ``op``, ``where`` (``"engine"``/``"host"``), ``shape``
+        (``"MxKxN"`` per GEMM and ``count`` of them, or the output shape), ``macs``,
+        ``jobs``, ``cycles`` (model or measured; ``None`` on the host), ``utilization``
+        (MACs / (cycles · rows · cols)) and ``expansion`` (im2col factor).
+    config : SystolicConfig
+        The engine configuration every GEMM ran on.
+    engine : str
+        The backend's name.
+    """
+
+    output: np.ndarray
+    float_output: np.ndarray
+    layers: list
+    config: SystolicConfig
+    engine: str
+
+    @property
+    def cycles(self) -> int:
+        return sum(r["cycles"] for r in self.layers if r["cycles"] is not None)
+
+    @property
+    def macs(self) -> int:
+        return sum(r["macs"] for r in self.layers)
+
+    def table(self) -> str:
+        """The per-layer table as text."""
+        head = (f"{'layer':<14}{'op':<18}{'where':<7}{'shape':<22}{'MACs':>10}{'cycles':>9}"
+                f"{'util':>7}{'im2col':>8}")
+        lines = [head]
+        for r in self.layers:
+            util = f"{r['utilization']:.1%}" if r["utilization"] is not None else "-"
+            exp = f"{r['expansion']:.2f}" if r["expansion"] is not None else "-"
+            cyc = str(r["cycles"]) if r["cycles"] is not None else "-"
+            lines.append(f"{r['name']:<14}{r['op']:<18}{r['where']:<7}{r['shape']:<22}"
+                         f"{r['macs']:>10}{cyc:>9}{util:>7}{exp:>8}")
+        total = self.macs / (self.cycles * self.config.macs) if self.cycles else None
+        lines.append(f"{'total':<61}{self.macs:>10}{self.cycles:>9}"
+                     f"{(f'{total:.1%}' if total is not None else '-'):>7}")
+        return "\n".join(lines)
+
+
+def engine_gemms(qgraph, batch: int) -> list:
+    """``(layer, Lowered)`` for every engine layer of ``qgraph`` at ``batch`` samples."""
+    return [(layer, lower(layer.node, layer.in_shape, batch))
+            for layer in qgraph.layers if layer.kind == "gemm"]
+
+
+def plan_config(qgraph, batch: int, rows: int = 8, cols: int = 8, base=None,
+                max_m: int = 256) -> SystolicConfig:
+    """A :class:`SystolicConfig` (``rows × cols``, or ``base``'s array) whose buffers hold
+    every GEMM of ``qgraph`` for ``batch`` samples with at most ``max_m`` rows per job.
+
+    ``base`` keeps its depths where they suffice (``SystolicConfig.fit``), so a preset that
+    holds the jobs is returned unchanged.
+    """
+    if max_m < 1:
+        raise ValueError(f"max_m={max_m}: must be at least 1")
+    cap = min(max_m, base.acc_depth) if base is not None else max_m
+    gemms = [(min(lw.m, cap), lw.k, lw.n) for _, lw in engine_gemms(qgraph, batch)]
+    if not gemms:
+        gemms = [(1, 1, 1)]
+    fields = {} if base is not None else {"rows": rows, "cols": cols}
+    return SystolicConfig.fit(gemms, base=base, **fields)
+
+
+def _tiles(cfg: SystolicConfig, layer, m: int, k: int, n: int):
+    """Row slices of M and column slices of N whose jobs ``cfg`` admits."""
+    kt = -(-k // cfg.rows)
+    m_step = min(cfg.acc_depth, cfg.act_depth // kt)
+    n_step = min(cfg.param_depth, cfg.weight_depth // (kt * cfg.rows)) * cfg.cols
+    if m_step < 1 or n_step < 1:
+        raise ValueError(f"node {layer.name!r} ({layer.op}): K={k} does not fit the engine "
+                         f"(act_depth={cfg.act_depth}, weight_depth={cfg.weight_depth}); "
+                         f"K is not split because each job requantizes")
+    rows = [slice(i, min(i + m_step, m)) for i in range(0, m, m_step)]
+    cols = [slice(j, min(j + n_step, n)) for j in range(0, n, n_step)]
+    for r in rows:
+        for c in cols:
+            cfg.check_gemm(r.stop - r.start, k, c.stop - c.start)
+    return rows, cols
+
+
+def _gemm_layer(layer, x, cfg, engine, progress):
+    """Run one engine layer on int8 input ``x`` (batch first); ``(y, record)``."""
+    p = layer.p
+    batch = x.shape[0]
+    lw = lower(layer.node, layer.in_shape, batch)
+    if lw.kind == "linear":
+        groups = [x.reshape(-1, lw.k)]
+    else:
+        node = layer.node
+        a = host_ops.im2col(x, node.weight.shape[2:], node.attrs["stride"],
+                            node.attrs["pads"], p["input_zero_point"])
+        if lw.kind == "conv":
+            groups = [a]
+        else:   # im2col columns are (channel, kh, kw): channel c owns one block of kh·kw
+            groups = [a[:, c * lw.k:(c + 1) * lw.k] for c in range(lw.count)]
+    rows, cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
+    jobs, where = [], []
+    for g, (a, w) in enumerate(zip(groups, p["weights"], strict=True)):
+        ch = g * lw.n
+        for c in cols:
+            chan = slice(ch + c.start, ch + c.stop)
+            args = (w[:, c], p["bias"][chan], p["multiplier"][chan], p["shift"][chan],
+                    p["input_zero_point"], p["output_zero_point"], p["act_min"], p["act_max"])
+            for r in rows:
+                jobs.append(GemmJob(a[r], *args))
+                where.append((g, r, c))
+    results = engine.gemms(cfg, jobs, f"{layer.name}: {lw.count}x {lw.m}x{lw.k}x{lw.n}",
+                           progress)
+    y = np.zeros((lw.count, lw.m, lw.n), np.int64)
+    for (g, r, c), res in zip(where, results, strict=True):
+        y[g, r, c] = np.asarray(res["output"])
+    if engine.timed:
+        cycles = sum(int(res["cycles"]) for res in results)
+    else:
+        cycles = sum(model_cycles(cfg, *job.shape) for job in jobs)
+    if lw.kind == "linear":
+        out = y[0].reshape(batch, *layer.shape)
+    else:
+        o, oh, ow = layer.shape
+        # (group, batch·OH·OW, mult) -> (batch, OH, OW, group·mult) -> NCHW
+        out = y.transpose(1, 0, 2).reshape(batch, oh, ow, o).transpose(0, 3, 1, 2)
+    record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "engine",
+              "shape": (f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}",
+              "macs": lw.macs, "jobs": len(jobs), "cycles": cycles,
+              "utilization": lw.macs / (cycles * cfg.macs), "expansion": lw.expansion}
+    return out.astype(np.int8), record
+
+
+def _host_layer(layer, values):
+    p = layer.p
+    x = values[layer.inputs[0]]
+    kind = layer.kind
+    if kind == "maxpool":
+        return host_ops.max_pool(x, p["kernel"], p["stride"], p["pads"])
+    if kind == "avgpool":
+        return host_ops.avg_pool(x, p["kernel"], p["stride"], p["pads"],
+                                 p["count_include_pad"], p["zero_point"])
+    if kind == "mean":
+        return host_ops.global_avg_pool(x, p["input_zero_point"], p["output_zero_point"],
+                                        p["multiplier"], p["shift"])
+    if kind == "add":
+        return host_ops.add(x, values[layer.inputs[1]], **p)
+    if kind == "concat":
+        return host_ops.concat([values[v] for v in layer.inputs], **p)
+    if kind == "clamp":
+        return host_ops.clamp(x, p["act_min"], p["act_max"])
+    if kind == "lut":
+        return host_ops.lut(x, p["table"])
+    if kind == "reshape":
+        return x.reshape(x.shape[0], *layer.shape)
+    raise ValueError(f"node {layer.name!r} ({layer.op}): no host op {kind!r}")
+
+
+def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
+              rows: int = 8, cols: int = 8, max_m: int = 256, progress=None) -> GraphRun:
+    """Run float inputs ``x[batch, *input_shape]`` through the int8 graph ``qgraph``.
+
+    ``engine`` is ``"golden"``, ``"rtl"`` or a backend object (:mod:`quantize.backends`).
+    ``config`` is the engine's configuration; without one, :func:`plan_config` sizes one
+    for ``rows × cols`` (the RTL is built once per distinct configuration).
+
+    Raises
+    ------
+    ValueError
+        Inputs of the wrong shape, or a layer the configuration cannot hold.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    shape = qgraph.graph.input_shape
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+        raise ValueError(f"inputs must have shape (batch, {', '.join(map(str, shape))}) with "
+                         f"batch >= 1, got {x.shape}")
+    engine = backend_of(engine)
+    cfg = config or plan_config(qgraph, len(x), rows, cols, max_m=max_m)
+    values = {qgraph.graph.input_name: qgraph.quantize_input(x)}
+    last = {v: i for i, layer in enumerate(qgraph.layers) for v in layer.inputs}
+    table = []
+    for i, layer in enumerate(qgraph.layers):
+        if layer.kind == "gemm":
+            y, record = _gemm_layer(layer, values[layer.inputs[0]], cfg, engine, progress)
+        else:
+            y = _host_layer(layer, values)
+            record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)),
+                      "where": "host", "shape": "x".join(map(str, layer.shape)), "macs": 0,
+                      "jobs": 0, "cycles": None, "utilization": None, "expansion": None}
+        values[layer.output] = y
+        table.append(record)
+        for v in set(layer.inputs):
+            if last[v] == i and v != qgraph.output:
+                del values[v]
+    out = values[qgraph.output]
+    real = qgraph.dequantize_output(out)
+    if qgraph.softmax:
+        last_node = qgraph.graph.nodes[-1]
+        real = KERNELS["Softmax"](last_node, real)
+        table.append({"name": last_node.name, "op": "Softmax (float)", "where": "host",
+                      "shape": "x".join(map(str, last_node.shape)), "macs": 0, "jobs": 0,
+                      "cycles": None, "utilization": None, "expansion": None})
+    return GraphRun(out, real, table, cfg, engine.name)

@@ -1,0 +1,158 @@
+"""Whole graphs in int8 on the systolic engine (quantize/graph_run.py): golden vs float, the
+lowering checked against direct integer convolution, and golden == RTL."""
+
+import numpy as np
+import pytest
+
+from hw.systolic.config import PRESETS, SystolicConfig
+from quantize.graph import Graph, Node
+from quantize.graph_quant import quantize_graph
+from quantize.graph_run import plan_config, run_graph
+from sim.golden.systolic import accumulate, requantize
+
+from .test_graph_quant import GRAPHS, _conv, _linear, inputs, lenet
+
+
+def _cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_int8_golden_tracks_the_float_graph(name):
+    g = GRAPHS[name]()
+    qg = quantize_graph(g, inputs(g, 64, seed=10))
+    x = inputs(g, 16, seed=11)                 # same distribution, other samples
+    run = run_graph(qg, x, "golden", rows=4, cols=4)
+    want = g.forward(x)
+    assert run.output.dtype == np.int8 and run.output.shape == want.shape
+    cos = _cosine(run.float_output, want)
+    print(f"{name}: cosine {cos:.5f}\n{run.table()}")
+    assert cos >= 0.99
+    # every engine layer's cycles come from the cost model, and utilization is in (0, 1]
+    engine = [r for r in run.layers if r["where"] == "engine"]
+    assert engine and all(0 < r["utilization"] <= 1 for r in engine)
+
+
+def _direct_conv(q, w, bias, zp, stride, pads, groups):
+    """int32 accumulators of a convolution by its definition: real zero padding (taps
+    outside the input are skipped), no im2col."""
+    n, c, h, wd = q.shape
+    o, cg, kh, kw = w.shape
+    sh, sw = stride
+    pt, pl, pb, pr = pads
+    oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+    acc = np.zeros((n, o, oh, ow), np.int64)
+    for k in range(o):
+        src = range(c) if groups == 1 else [k // (o // c)]
+        for y in range(oh):
+            for x in range(ow):
+                for ci_w, ci in enumerate(src):
+                    for i in range(kh):
+                        for j in range(kw):
+                            yy, xx = y * sh + i - pt, x * sw + j - pl
+                            if 0 <= yy < h and 0 <= xx < wd:
+                                acc[:, k, y, x] += (q[:, ci, yy, xx] - zp) * w[k, ci_w, i, j]
+    return acc + bias[None, :, None, None]
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_engine_conv_equals_direct_integer_convolution(groups):
+    """The lowering (im2col, weight matrices, M and N tiling, reassembly to NCHW) gives
+    exactly the TFLite convolution: direct int32 sums, then the golden requantization."""
+    rng = np.random.default_rng(20)
+    o = 6 if groups == 3 else 5
+    g = Graph("x", (3, 9, 8), [_conv(rng, "c", "x", "y", o, 3, 3, groups=groups,
+                                     stride=(2, 1), pads=(1, 0, 2, 1))])
+    qg = quantize_graph(g, inputs(g, 16, 21))
+    x = inputs(g, 5, 22)
+    # a small engine forces several M chunks and N groups
+    cfg = SystolicConfig(rows=2, cols=2, act_depth=64, weight_depth=32, acc_depth=16,
+                         param_depth=2)
+    run = run_graph(qg, x, "golden", config=cfg)
+    p = qg.layers[0].p
+    w = np.concatenate(p["weights"], axis=1).T if groups == 1 else np.stack(
+        [wm.T for wm in p["weights"]]).reshape(o, 9)
+    w = w.reshape(o, 3 // groups, 3, 3)
+    q = qg.quantize_input(x).astype(np.int64)
+    acc = _direct_conv(q, w, p["bias"], p["input_zero_point"], (2, 1), (1, 0, 2, 1), groups)
+    want = requantize(acc.transpose(0, 2, 3, 1), p["multiplier"], p["shift"],
+                      p["output_zero_point"], p["act_min"], p["act_max"])
+    np.testing.assert_array_equal(run.output, want.transpose(0, 3, 1, 2))
+    assert run.layers[0]["jobs"] > 1
+
+
+def test_linear_on_a_sequence_equals_the_golden_gemm():
+    g = GRAPHS["ffn"]()
+    qg = quantize_graph(g, inputs(g, 16, 30))
+    x = inputs(g, 3, 31)
+    run = run_graph(qg, x, "golden")
+    fc1 = qg.layers[0].p
+    a = qg.quantize_input(x).reshape(12, 64)
+    h = requantize(accumulate(a, fc1["weights"][0], fc1["bias"], fc1["input_zero_point"]),
+                   fc1["multiplier"], fc1["shift"], fc1["output_zero_point"])
+    g_out = qg.layers[1].p["table"][h.astype(int) + 128]
+    fc2 = qg.layers[2].p
+    y = requantize(accumulate(g_out, fc2["weights"][0], fc2["bias"],
+                              fc2["input_zero_point"]),
+                   fc2["multiplier"], fc2["shift"], fc2["output_zero_point"])
+    np.testing.assert_array_equal(run.output, y.reshape(3, 4, 64))
+
+
+def test_depthwise_utilization_is_reported_honestly():
+    g = GRAPHS["mobilenet_block"]()
+    qg = quantize_graph(g, inputs(g, 16, 40))
+    run = run_graph(qg, inputs(g, 2, 41), "golden", rows=4, cols=4)
+    dw, pw = run.layers[0], run.layers[1]
+    assert dw["shape"] == "8x 200x9x1" and dw["macs"] == 8 * 200 * 9
+    # one of four columns, 9 of 12 rows at best: under 25 % of the array
+    assert dw["utilization"] < 0.25 * 9 / 12
+    assert pw["utilization"] > dw["utilization"]
+    assert dw["expansion"] == pytest.approx(9.0)
+
+
+def test_softmax_runs_in_float_on_the_host():
+    rng = np.random.default_rng(0)
+    g = Graph("x", (12,), [_linear(rng, "fc", "x", "z", 5, 12),
+                           Node("sm", "Softmax", ("z",), "y")])
+    qg = quantize_graph(g, inputs(g, 64, 50))
+    x = inputs(g, 20, 51)
+    run = run_graph(qg, x, "golden")
+    np.testing.assert_allclose(run.float_output.sum(axis=1), 1.0)
+    assert run.output.shape == (20, 5) and run.layers[-1]["op"] == "Softmax (float)"
+    assert np.mean(run.float_output.argmax(1) == g.forward(x).argmax(1)) >= 0.9
+
+
+def test_plan_config_fits_every_layer_and_keeps_a_preset_that_holds_them():
+    g = lenet()
+    qg = quantize_graph(g, inputs(g, 8, 60))
+    cfg = plan_config(qg, 3, base=PRESETS["4x4"])
+    assert cfg == PRESETS["4x4"]
+    cfg = plan_config(qg, 100, rows=8, cols=8, max_m=128)
+    assert cfg.acc_depth == 128 and (cfg.rows, cfg.cols) == (8, 8)
+
+
+def test_bad_inputs_and_configs_are_refused():
+    g = lenet()
+    qg = quantize_graph(g, inputs(g, 8, 70))
+    with pytest.raises(ValueError, match=r"inputs must have shape \(batch, 1, 14, 14\)"):
+        run_graph(qg, np.zeros((2, 14, 14)))
+    tiny = SystolicConfig(rows=2, cols=2, act_depth=8, weight_depth=16, acc_depth=4,
+                          param_depth=4)
+    with pytest.raises(ValueError, match=r"^node 'conv2' \(Conv2d\): K=36 does not fit"):
+        run_graph(qg, inputs(g, 1, 71), config=tiny)
+
+
+@pytest.mark.rtl
+def test_lenet_rtl_equals_golden_on_a_4x4_array():
+    g = lenet()
+    qg = quantize_graph(g, inputs(g, 64, 80))
+    x = inputs(g, 3, 81)
+    cfg = plan_config(qg, len(x), base=PRESETS["4x4"])
+    golden = run_graph(qg, x, "golden", config=cfg)
+    rtl = run_graph(qg, x, "rtl", config=cfg)
+    np.testing.assert_array_equal(rtl.output, golden.output)
+    measured = [r["cycles"] for r in rtl.layers if r["where"] == "engine"]
+    model = [r["cycles"] for r in golden.layers if r["where"] == "engine"]
+    print(f"rtl cycles {measured}, model {model}\n{rtl.table()}")
+    assert all(c > 0 for c in measured)
