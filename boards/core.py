@@ -18,8 +18,9 @@ from .uart import UARTReceiver, UARTTransmitter
 __all__ = ["BoardCore", "source_hash"]
 
 
-_GATEWARE = ("bus.py", "core.py", "crc.py", "eie_adapter.py", "link.py", "mac_engine.py",
-             "protocol.py", "stream_space.py", "systolic_adapter.py", "uart.py")
+_GATEWARE = ("bus.py", "core.py", "deframer.py", "eie_adapter.py", "executor.py", "framer.py",
+             "link.py", "mac_engine.py", "protocol.py", "stream_space.py", "systolic_adapter.py",
+             "uart.py")
 
 
 def source_hash() -> str:

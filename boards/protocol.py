@@ -1,8 +1,8 @@
 """The host link's framed command protocol: constants and the host-side codec.
 
 A request is ``A5 cmd len_lo len_hi payload[len] crc_lo crc_hi``; a reply is
-``5A status len_lo len_hi payload[len] crc_lo crc_hi``. The CRC (:mod:`boards.crc`) covers
-everything after the sync byte. Multi-byte fields are little-endian; data moves as 32-bit
+``5A status len_lo len_hi payload[len] crc_lo crc_hi``. The CRC (:data:`CRC`) covers everything
+after the sync byte. Multi-byte fields are little-endian; data moves as 32-bit
 words. The gateware side is :class:`boards.link.FrameLink`; ``docs/link-protocol.md``
 documents the commands. :func:`check_reply_length` is the contract of an ``OK`` reply's
 length, which the host checks before it unpacks a single word.
@@ -12,12 +12,17 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .crc import crc16
+from amaranth.lib.crc import catalog
 
-__all__ = ["REQUEST_SYNC", "REPLY_SYNC", "COUNTERS_SPACE", "MIN_PAYLOAD", "MAX_PAYLOAD",
+__all__ = ["CRC", "REQUEST_SYNC", "REPLY_SYNC", "COUNTERS_SPACE", "MIN_PAYLOAD", "MAX_PAYLOAD",
            "Command", "Status", "Space", "LinkError", "encode_request", "encode_reply",
            "decode_request", "decode_reply", "write_payload", "read_payload",
            "check_reply_length"]
+
+#: The checksum of every frame, on both sides of the wire: CRC-16/CCITT-FALSE (polynomial
+#: 0x1021, initial value 0xFFFF, neither input nor output reflected, no final XOR), a byte a
+#: step. ``CRC.compute(data)`` on the host, ``CRC.create()`` (a ``Processor``) in gateware.
+CRC = catalog.CRC16_CCITT_FALSE(data_width=8)
 
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
@@ -70,7 +75,7 @@ def _frame(sync: int, code: int, payload: bytes) -> bytes:
     if len(payload) > 0xFFFF:
         raise ValueError(f"payload of {len(payload)} bytes does not fit a frame (max 65535)")
     body = struct.pack("<BH", code, len(payload)) + payload
-    return bytes([sync]) + body + struct.pack("<H", crc16(body))
+    return bytes([sync]) + body + struct.pack("<H", CRC.compute(body))
 
 
 def encode_request(command: int, payload: bytes = b"") -> bytes:
@@ -97,7 +102,7 @@ def _unframe(sync: int, frame: bytes, what: str) -> tuple[int, bytes]:
     if len(frame) != 6 + length:
         raise LinkError(f"{what} length {len(frame)} does not match its header ({length})")
     (crc,) = struct.unpack_from("<H", frame, 4 + length)
-    if crc != crc16(frame[1:4 + length]):
+    if crc != CRC.compute(frame[1:4 + length]):
         raise LinkError(f"{what} CRC mismatch (line noise?)")
     return code, frame[4:4 + length]
 

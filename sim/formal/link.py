@@ -3,9 +3,8 @@ and a request answered by a complete reply."""
 
 from amaranth.hdl import Assert, Assume, Cat, Cover, Elaboratable, Module, Mux, Signal
 
-from boards.crc import CRC_INIT, crc16_update
 from boards.link import FrameLink
-from boards.protocol import COUNTERS_SPACE, REPLY_SYNC, Space, Status
+from boards.protocol import COUNTERS_SPACE, CRC, REPLY_SYNC, Space, Status
 
 from .contracts import after_reset, free, stream_rule
 
@@ -63,25 +62,31 @@ class LinkReplyFrames(Elaboratable):
         status = Signal(8)
         length = Signal(16)
         left = Signal(16)
-        crc = Signal(16)
+        m.submodules.crc = crc_step = CRC.create()
+        crc = crc_step.crc
+        m.d.comb += crc_step.data.eq(byte)
         whole = Signal()               # the last byte of a frame went out last cycle
         m.d.sync += whole.eq(0)
         with m.If(beat):
             with m.Switch(pos):
                 with m.Case(0):
                     m.d.comb += Assert(byte == REPLY_SYNC, "reply frame without sync byte")
-                    m.d.sync += [crc.eq(CRC_INIT), pos.eq(1)]
+                    m.d.sync += pos.eq(1)
+                    m.d.comb += crc_step.start.eq(1)
                 with m.Case(1):
-                    m.d.sync += [status.eq(byte), crc.eq(crc16_update(crc, byte)), pos.eq(2)]
+                    m.d.sync += [status.eq(byte), pos.eq(2)]
+                    m.d.comb += crc_step.valid.eq(1)
                 with m.Case(2):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(crc16_update(crc, byte)),
-                                 pos.eq(3)]
+                    m.d.sync += [length[:8].eq(byte), pos.eq(3)]
+                    m.d.comb += crc_step.valid.eq(1)
                 with m.Case(3):
                     total = Cat(length[:8], byte)
                     m.d.sync += [length[8:].eq(byte), left.eq(total),
-                                 crc.eq(crc16_update(crc, byte)), pos.eq(Mux(total == 0, 5, 4))]
+                                 pos.eq(Mux(total == 0, 5, 4))]
+                    m.d.comb += crc_step.valid.eq(1)
                 with m.Case(4):
-                    m.d.sync += [left.eq(left - 1), crc.eq(crc16_update(crc, byte))]
+                    m.d.sync += left.eq(left - 1)
+                    m.d.comb += crc_step.valid.eq(1)
                     with m.If(left == 1):
                         m.d.sync += pos.eq(5)
                 with m.Case(5):

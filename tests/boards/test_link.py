@@ -6,14 +6,14 @@ import struct
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from boards.crc import crc16, crc16_update
 from boards.link import MAGIC, FrameLink
 from boards.mac_engine import MacEngine, mac_golden
 from boards.protocol import (
     COUNTERS_SPACE,
+    CRC,
     Command,
     Status,
     decode_reply,
@@ -27,28 +27,58 @@ TIMEOUT = 64
 MAX_PAYLOAD = 64
 
 
-def test_crc_matches_binascii():
+def crc16_definition(data: bytes, crc: int = 0xFFFF) -> int:
+    """The link's CRC as ``boards/crc.py`` defined it before ``amaranth.lib.crc`` took over:
+    polynomial 0x1021 shifted in MSB first from 0xFFFF, no reflection, no final XOR."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def test_crc_parameters_are_the_wire_crc():
+    a = CRC.algorithm
+    assert (a.crc_width, a.polynomial, a.initial_crc) == (16, 0x1021, 0xFFFF)
+    assert (a.reflect_input, a.reflect_output, a.xor_output) == (False, False, 0)
+    assert CRC.data_width == 8
+    assert CRC.compute(b"123456789") == crc16_definition(b"123456789") == 0x29B1
+
+
+def test_crc_host_side_matches_definition():
     rng = random.Random(1)
-    for _ in range(200):
-        data = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
-        assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
+    for _ in range(500):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(70)))
+        assert CRC.compute(data) == crc16_definition(data) == binascii.crc_hqx(data, 0xFFFF)
 
 
-def test_crc_gateware_step():
-    crc, byte = Signal(16), Signal(8)
+def test_crc_gateware_matches_definition():
+    """The gateware CRC (the ``Processor`` the deframer and framer use), byte by byte over
+    random messages, restarted between them: its value after each byte is the definition's
+    CRC of the message so far."""
     m = Module()
-    out = Signal(16)
-    m.d.comb += out.eq(crc16_update(crc, byte))
+    m.submodules.crc = crc = CRC.create()
     rng = random.Random(2)
+    messages = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+                for _ in range(60)]
 
     async def bench(ctx):
-        for _ in range(300):
-            c, b = rng.randrange(1 << 16), rng.randrange(256)
-            ctx.set(crc, c)
-            ctx.set(byte, b)
-            assert ctx.get(out) == binascii.crc_hqx(bytes([b]), c)
+        for message in messages:
+            ctx.set(crc.start, 1)
+            await ctx.tick()
+            ctx.set(crc.start, 0)
+            for n, byte in enumerate(message, 1):
+                ctx.set(crc.data, byte)
+                ctx.set(crc.valid, 1)
+                await ctx.tick()
+                ctx.set(crc.valid, 0)
+                if rng.random() < 0.3:          # idle cycles hold the CRC
+                    await ctx.tick()
+                assert ctx.get(crc.crc) == crc16_definition(message[:n])
 
     sim = Simulator(m)
+    sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
 
