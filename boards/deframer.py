@@ -27,9 +27,9 @@ class Deframer(wiring.Component):
 
     Every frame, whole or not, ends in one beat on ``frame``, which the consumer takes once
     it has replied: until then the deframer holds the beat and drops the bytes that come
-    (the host waits for each reply). A frame answers ``OK`` 4 cycles after its last CRC
-    byte arrives on ``rx``; a frame whose line went quiet answers ``TRUNCATED`` (or
-    ``BAD_LENGTH`` if it was too long) ``timeout_cycles`` + 3 cycles after its last byte.
+    (the host waits for each reply). The beat of a whole frame comes 3 cycles after its
+    last byte on ``rx``; a frame whose line went quiet is given up ``timeout_cycles`` + 4
+    cycles after its last byte (+ 3 for one too long for the buffer).
 
     Parameters
     ----------
