@@ -5,13 +5,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fifo import BufferedFifo
-from ..runtime_memory import runtime_memory
-from ..synthesis import keep_copy, no_collision
+from ..synthesis import keep_copy
 from .accumulator import Accumulator
+from .buffers import Buffers
+from .command_check import CommandCheck
 from .config import SystolicConfig
-from .issue_controller import IssueController, row_layout
+from .issue_controller import IssueController, IssueCounters, row_layout
 from .layouts import (
-    ChannelParams,
     Counters,
     act_word,
     gemm_command,
@@ -79,7 +79,7 @@ class SystolicTop(wiring.Component):
         return self._cfg
 
     #: Cycles from a command's acceptance to ``error`` (and ``busy``) reflecting it.
-    COMMAND_LATENCY = 5
+    COMMAND_LATENCY = CommandCheck.LATENCY + 1
 
     #: Cycles from issuing a row to its activations entering the mesh: buffer read,
     #: read-data register, zero-point subtraction.
@@ -116,31 +116,10 @@ class SystolicTop(wiring.Component):
         D = self.array_latency
         keep = keep_copy(platform)
 
-        # Buffers, written by the addressed load streams.
-        act_mem = runtime_memory(data.ArrayLayout(signed(8), rows), cfg.act_depth,
-                                 attrs=no_collision())
-        w_mem = runtime_memory(data.ArrayLayout(signed(8), cols), cfg.weight_depth,
-                               attrs=no_collision())
-        # One parameter memory per column, each read at an address register of its own: a
-        # single address register reaching the block RAMs of all columns took 8.3 ns.
-        p_mems = [runtime_memory(ChannelParams, cfg.param_depth, attrs=no_collision())
-                  for _ in range(cols)]
-        m.submodules.act_mem, m.submodules.w_mem = act_mem, w_mem
-        for c in range(cols):
-            m.submodules[f"p_mem_{c}"] = p_mems[c]
-        for mem, port in ((act_mem, self.i_act), (w_mem, self.i_weight)):
-            wp = mem.write_port()
-            m.d.comb += [port.ready.eq(1), wp.addr.eq(port.payload.addr),
-                         wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
-        m.d.comb += self.i_param.ready.eq(1)
-        for c in range(cols):
-            wp = p_mems[c].write_port()
-            m.d.comb += [wp.addr.eq(self.i_param.payload.addr),
-                         wp.data.eq(self.i_param.payload.data[c]), wp.en.eq(self.i_param.valid)]
-        act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
-        p_rds = [mem.read_port() for mem in p_mems]
-
+        m.submodules.buffers = buffers = Buffers(cfg)
         m.submodules.mesh = mesh = Mesh(rows, cols, cfg.acc_width)
+        for name in ("i_act", "i_weight", "i_param"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(buffers, name))
         m.submodules.loader = loader = WeightLoader(
             rows=rows, cols=cols, weight_depth=cfg.weight_depth, max_k=cfg.max_k,
             max_n=cfg.max_n)
@@ -148,19 +127,14 @@ class SystolicTop(wiring.Component):
         m.submodules.accumulator = acc = Accumulator(cols=cols, acc_width=cfg.acc_width,
                                                      acc_depth=cfg.acc_depth)
         m.submodules.out_fifo = out_fifo = BufferedFifo(cols * 8 + 1, self.fifo_depth)
-
-        # Command registers.
-        cmd = Signal(gemm_command(cfg))
+        m.submodules.command = command = CommandCheck(cfg)
+        wiring.connect(m, wiring.flipped(self.i_cmd), command.i_cmd)
+        cmd, start = command.cmd, command.start
         running = Signal()
         result_valid = Signal()
         result_data = Signal(cols * 8 + 1, reset_less=True)
-        cmd_in = Signal(gemm_command(cfg), reset_less=True)
-        captured, checking, verifying, checked, ok = (Signal(), Signal(), Signal(), Signal(),
-                                                      Signal())
-        fields_ok = Signal(4)
-        accepting = captured | checking | verifying | checked
-        m.d.comb += [self.i_cmd.ready.eq(~running & ~accepting),
-                     self.busy.eq(running | accepting | out_fifo.r_rdy | result_valid)]
+        m.d.comb += [command.running.eq(running), self.error.eq(command.error),
+                     self.busy.eq(running | command.accepting | out_fifo.r_rdy | result_valid)]
 
         # Row metadata, delayed alongside the data: meta[s] belongs to the row issued s
         # cycles ago.
@@ -173,43 +147,15 @@ class SystolicTop(wiring.Component):
         m.d.comb += in_flight.eq(Cat(meta[s].valid for s in range(1, n_stages)).any())
         out_credit = Signal(range(self.fifo_depth + n_stages + 2))
 
-        # ---- command accept: capture, check each field, combine, start (each a cycle: the
-        # start fans out to every control register and counter) ----
-        # The payload is registered every cycle and copied into `cmd` a cycle after the
-        # handshake, so the copy's enable is a register (the handshake's own logic in front
-        # of the enable of every command bit took 8.9 ns on the ECP5).
-        # The clamp bounds' order is compared as the payload is registered (cmd's bounds
-        # also drive every requantizer: their register sits far from the check).
-        bounds_in, bounds_ok = Signal(), Signal()
         cycles = Signal.like(self.counters.cycles)
-        m.d.sync += [checking.eq(0), verifying.eq(0), checked.eq(0),
-                     cmd_in.eq(self.i_cmd.payload),
-                     bounds_in.eq(self.i_cmd.payload.act_min <= self.i_cmd.payload.act_max),
-                     captured.eq(self.i_cmd.valid & self.i_cmd.ready)]
-        with m.If(captured):
-            m.d.sync += [cmd.eq(cmd_in), bounds_ok.eq(bounds_in), checking.eq(1)]
-        with m.If(verifying):
-            m.d.sync += [checked.eq(1), ok.eq(fields_ok.all())]
-        with m.If(checking):
-            m.d.sync += [verifying.eq(1),
-                         fields_ok.eq(Cat((cmd.m != 0) & (cmd.m <= cfg.max_m),
-                                          (cmd.k != 0) & (cmd.k <= cfg.max_k),
-                                          (cmd.n != 0) & (cmd.n <= cfg.max_n),
-                                          bounds_ok))]
-        start = checked & ok
-        with m.If(checked):
-            m.d.sync += self.error.eq(~ok)
         with m.If(start):
             m.d.sync += [running.eq(1), cycles.eq(0)]
         with m.If(running | out_fifo.r_rdy | result_valid):
             m.d.sync += cycles.eq(cycles + 1)
         with m.If(issue.done & ~in_flight & running):
             m.d.sync += running.eq(0)
-        m.d.comb += [self.counters.cycles.eq(cycles),
-                     self.counters.busy.eq(issue.counters.busy),
-                     self.counters.useful_macs.eq(issue.counters.useful_macs),
-                     self.counters.weight_stall.eq(issue.counters.weight_stall),
-                     self.counters.output_stall.eq(issue.counters.output_stall)]
+        m.d.comb += [self.counters.cycles.eq(cycles)]
+        m.d.comb += [self.counters[f].eq(issue.counters[f]) for f in IssueCounters.members]
 
         # ---- weight loader and issue controller ----
         # The loader's read data and its shift and latch commands are registered on their
@@ -220,8 +166,8 @@ class SystolicTop(wiring.Component):
         m.d.comb += [
             loader.start.eq(start), loader.run.eq(running), loader.k.eq(cmd.k),
             loader.n.eq(cmd.n), loader.tiles_full.eq(issue.tiles_full),
-            loader.bank_idle.eq(issue.bank_idle), w_rd.addr.eq(loader.w_addr),
-            loader.w_data.eq(w_rd.data),
+            loader.bank_idle.eq(issue.bank_idle), buffers.w_addr.eq(loader.w_addr),
+            loader.w_data.eq(buffers.w_data),
             mesh.shift.eq(loader.shift), mesh.w_in.eq(loader.w_out),
             mesh.latch.eq(loader.latch), mesh.latch_bank.eq(loader.latch_bank),
         ]
@@ -231,15 +177,15 @@ class SystolicTop(wiring.Component):
         fifo_level = Signal.like(out_fifo.w_level)
         m.d.sync += fifo_level.eq(out_fifo.w_level)
         m.d.comb += [
-            issue.check.eq(checking), issue.start.eq(start), issue.m.eq(cmd.m),
+            issue.check.eq(command.checking), issue.start.eq(start), issue.m.eq(cmd.m),
             issue.k.eq(cmd.k), issue.n.eq(cmd.n), issue.latched.eq(loader.latched),
             issue.room.eq(out_credit + fifo_level < self.fifo_depth - 2),
-            act_rd.addr.eq(issue.act_addr), meta[0].eq(issue.row),
+            buffers.act_addr.eq(issue.act_addr), meta[0].eq(issue.row),
         ]
 
         # ---- read data register, input zero point, then the mesh ----
-        act_q = Signal.like(act_rd.data, reset_less=True)
-        m.d.sync += act_q.eq(act_rd.data)
+        act_q = Signal.like(buffers.act_data, reset_less=True)
+        m.d.sync += act_q.eq(buffers.act_data)
         a_in = Signal(data.ArrayLayout(signed(9), rows), reset_less=True)
         for r in range(rows):
             m.d.sync += a_in[r].eq(Mux(meta[2].valid, act_q[r] - cmd.input_zero_point, 0))
@@ -254,9 +200,9 @@ class SystolicTop(wiring.Component):
         for c in range(cols):
             p_addr = Signal.like(meta[0].nt, name=f"p_addr_copy_{c}", attrs=keep)
             m.d.sync += p_addr.eq(meta[D - 2].nt)           # = meta[D - 1].nt
-            m.d.comb += p_rds[c].addr.eq(p_addr)
-        params_r = Signal(data.ArrayLayout(ChannelParams, cols), reset_less=True)
-        m.d.sync += [params_r[c].eq(p_rds[c].data) for c in range(cols)]
+            m.d.comb += buffers.p_addr[c].eq(p_addr)
+        params_r = Signal.like(buffers.p_data, reset_less=True)
+        m.d.sync += params_r.eq(buffers.p_data)
 
         # ---- requantize the last K tile (stage D + 1 onwards) ----
         # The command's output parameters (steady through a GEMM) reach each column's

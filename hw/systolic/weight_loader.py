@@ -85,8 +85,9 @@ class WeightLoader(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``run`` while idle to the first ``latched``."""
-        return self.load_cycles + 1
+        """Cycles from ``run`` while idle to the first ``latched``: the same as between two
+        latches (the idle state stands in for the latching one)."""
+        return self.load_cycles
 
     def elaborate(self, platform):
         m = Module()
