@@ -93,13 +93,21 @@ def plan_config(qgraph, batch: int, rows: int = 8, cols: int = 8, base=None,
     """A :class:`SystolicConfig` (``rows × cols``, or ``base``'s array) whose buffers hold
     every GEMM of ``qgraph`` for ``batch`` samples with at most ``max_m`` rows per job.
 
-    ``base`` keeps its depths where they suffice (``SystolicConfig.fit``), so a preset that
-    holds the jobs is returned unchanged.
+    With a ``base``, M and N are first cut to what its buffers hold (as :func:`run_graph`
+    cuts them), and ``SystolicConfig.fit`` keeps its depths where they suffice: a preset
+    that holds every layer's K is returned unchanged.
     """
     if max_m < 1:
         raise ValueError(f"max_m={max_m}: must be at least 1")
-    cap = min(max_m, base.acc_depth) if base is not None else max_m
-    gemms = [(min(lw.m, cap), lw.k, lw.n) for _, lw in engine_gemms(qgraph, batch)]
+    gemms = []
+    for _, lw in engine_gemms(qgraph, batch):
+        m, n = min(lw.m, max_m), lw.n
+        if base is not None:
+            kt = -(-lw.k // base.rows)
+            m = min(m, base.acc_depth, max(1, base.act_depth // kt))
+            n = min(n, base.param_depth * base.cols,
+                    max(1, base.weight_depth // (kt * base.rows)) * base.cols)
+        gemms.append((m, lw.k, n))
     if not gemms:
         gemms = [(1, 1, 1)]
     fields = {} if base is not None else {"rows": rows, "cols": cols}

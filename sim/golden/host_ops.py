@@ -63,7 +63,9 @@ def _patches(q, kernel, stride, pads, fill):
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, stride, pads
     oh, ow = _window(q.shape, kernel, stride, pads)
     xp = np.pad(q, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
-    out = np.empty((q.shape[0], q.shape[1], kh, kw, oh, ow), dtype=np.int64)
+    # int16 holds every int8 code and the pad fills (-129 for max pooling) at a quarter
+    # of int64's memory: im2col of a large layer is the host's biggest array.
+    out = np.empty((q.shape[0], q.shape[1], kh, kw, oh, ow), dtype=np.int16)
     for i in range(kh):
         for j in range(kw):
             out[:, :, i, j] = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
@@ -113,7 +115,7 @@ def max_pool(q, kernel, stride=(1, 1), pads=(0, 0, 0, 0), act_min=-128,
     _check_clamp(act_min, act_max)
     # -129 is below every int8, so a padded tap never is the maximum; pads < kernel
     # guarantee every window holds a real element.
-    y = _patches(q, kernel, stride, pads, -129).max(axis=(2, 3))
+    y = _patches(q, kernel, stride, pads, -129).max(axis=(2, 3)).astype(np.int64)
     if y.size and y.min() < -128:
         raise ValueError("a pooling window holds padding only: pads must be smaller than "
                          "the kernel")
@@ -135,12 +137,12 @@ def avg_pool(q, kernel, stride=(1, 1), pads=(0, 0, 0, 0), count_include_pad=Fals
     _check_clamp(act_min, act_max)
     kh, kw = kernel
     fill = int(zero_point) if count_include_pad else 0
-    acc = _patches(q, kernel, stride, pads, fill).sum(axis=(2, 3))
+    acc = _patches(q, kernel, stride, pads, fill).sum(axis=(2, 3), dtype=np.int64)
     if count_include_pad:
         count = np.full(acc.shape[-2:], kh * kw, dtype=np.int64)
     else:
         ones = np.ones((1, 1, *q.shape[2:]), dtype=np.int64)
-        count = _patches(ones, kernel, stride, pads, 0).sum(axis=(2, 3))[0, 0]
+        count = _patches(ones, kernel, stride, pads, 0).sum(axis=(2, 3), dtype=np.int64)[0, 0]
     if count.min() < 1:
         raise ValueError("a pooling window holds padding only: pads must be smaller than "
                          "the kernel")
