@@ -1,4 +1,5 @@
-"""The systolic GEMM engine: buffers, weight loader, issue controller, mesh, output stage."""
+"""The systolic GEMM engine: buffers, command check, weight loader, issue controller, mesh,
+accumulator, requantizers and the output stage."""
 
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -46,6 +47,12 @@ class SystolicTop(wiring.Component):
     A command whose M, K or N is zero or beyond the configured maxima sets ``error`` and
     is dropped; the buffer-capacity products are checked by the host
     (:meth:`SystolicConfig.check_gemm`).
+
+    The parts are components of their own (:class:`Buffers`, :class:`CommandCheck`,
+    :class:`WeightLoader`, :class:`IssueController`, :class:`Mesh`, :class:`Accumulator`,
+    :class:`Requantizer`, :class:`~hw.fifo.BufferedFifo`); the row metadata's delay line,
+    the output credit and the registers around the FIFO stay here, where the formal proofs
+    (:mod:`sim.formal.systolic`) find them by name.
 
     Members
     -------
