@@ -1,14 +1,16 @@
 """The EIE engine's top level: PEs, non-zero tree, layer sequencer, load and result streams."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..bits import bits_for as _bits
+from .codebook_store import CodebookStore
 from .config import EieConfig
 from .layouts import Mem, bcast_layout, cmd_layout, counter_layout, load_layout, result_layout
 from .lnzd import NonZeroTree
 from .pe import ProcessingElement
+from .result_buffer import ResultBuffer
 
 __all__ = ["EieTop"]
 
@@ -66,49 +68,24 @@ class EieTop(wiring.Component):
         m.submodules.tree = tree = NonZeroTree(bcast_layout(c), n)
 
         # Codebooks (one slot per layer) and the running layer's codebook.
-        cb_words = c.max_layers * c.codebook_size
-        # Kept across a reset like the memories, so an image survives it.
-        codebooks = Signal(data.ArrayLayout(signed(c.weight_width), cb_words), reset_less=True)
-        active_cb = Signal(data.ArrayLayout(signed(c.weight_width), c.codebook_size))
+        m.submodules.codebooks = codebooks = CodebookStore(c)
         cmd = Signal(cmd_layout(c))
         ld = self.i_load.payload
         load_now = Signal()
-        m.d.comb += load_now.eq(self.i_load.valid & self.i_load.ready)
-        # A codebook load is registered, its address decoded into a registered one-hot
-        # word select, then written (a command waits for both stages).
-        cb_we, cb_we2 = Signal(), Signal()
-        cb_addr = Signal(_bits(cb_words - 1))
-        # (Named ``*_copy_*``: Yosys would merge cb_data with PE 0's load register.)
-        cb_data = Signal(signed(c.weight_width), name="cb_copy_data")
-        cb_data2 = Signal(signed(c.weight_width), name="cb_copy_data2")
-        cb_sel = Signal(cb_words)
-        m.d.sync += [cb_we.eq(load_now & (ld.mem == Mem.CODEBOOK)),
-                     cb_addr.eq(ld.addr[:len(cb_addr)]), cb_data.eq(ld.data[0][:c.weight_width]),
-                     cb_we2.eq(cb_we), cb_data2.eq(cb_data),
-                     cb_sel.eq(Mux(cb_we, Const(1, cb_words) << cb_addr, 0))]
-        for word in range(cb_words):
-            with m.If(cb_sel[word]):
-                m.d.sync += codebooks[word].eq(cb_data2)
+        m.d.comb += [load_now.eq(self.i_load.valid & self.i_load.ready),
+                     codebooks.w_en.eq(load_now & (ld.mem == Mem.CODEBOOK)),
+                     codebooks.w_addr.eq(ld.addr), codebooks.w_data.eq(ld.data[0]),
+                     codebooks.slot.eq(self.i_cmd.payload.slot)]
 
-        # Results: the PEs' activation read data holds a beat (e_valid) until a 2-entry
-        # skid buffer takes it, so the read enable never waits on the consumer's ready.
+        # Results: the PEs' activation read data holds a beat (e_valid) until the result
+        # buffer takes it, so the read enable never waits on the consumer's ready.
+        m.submodules.results = results = ResultBuffer(c)
+        wiring.connect(m, results.o, wiring.flipped(self.o_result))
         e_valid = Signal()
         more = Signal()                 # rows left to emit (registered)
-        e_data = Signal(result_layout(c))
-        skid_valid = Signal()
-        skid_data = Signal(result_layout(c))
+        e_data = results.i.payload
         take = Signal()
-        out = self.o_result
-        m.d.comb += take.eq(e_valid & ~skid_valid)
-        with m.If(~out.valid | out.ready):
-            with m.If(skid_valid):
-                m.d.sync += [out.payload.eq(skid_data), out.valid.eq(1), skid_valid.eq(0)]
-            with m.Elif(take):
-                m.d.sync += [out.payload.eq(e_data), out.valid.eq(1)]
-            with m.Else():
-                m.d.sync += out.valid.eq(0)
-        with m.Elif(take):
-            m.d.sync += [skid_data.eq(e_data), skid_valid.eq(1)]
+        m.d.comb += [results.i.valid.eq(e_valid), take.eq(e_valid & results.i.ready)]
 
         # Broadcast: the tree's root goes to every queue when all have room.
         all_ready = Signal()
@@ -122,7 +99,7 @@ class EieTop(wiring.Component):
                 pe.q_push.eq(push), pe.q_data.eq(tree.o.payload),
                 tree.i[k].valid.eq(pe.nz_valid), tree.i[k].payload.eq(pe.nz_data),
                 pe.nz_ready.eq(tree.i[k].ready),
-                pe.codebook.eq(active_cb),
+                pe.codebook.eq(codebooks.active),
                 pe.in_features.eq(cmd.in_features), pe.out_features.eq(cmd.out_features),
                 pe.ptr_base.eq(cmd.ptr_base), pe.bias_base.eq(cmd.bias_base),
                 pe.use_bias.eq(cmd.use_bias), pe.relu.eq(cmd.relu),
@@ -152,10 +129,9 @@ class EieTop(wiring.Component):
         to_pes(compute=computing)
         # The command and its codebook are copied every cycle while idle (nothing reads
         # them then), so the copy does not wait on the handshake.
+        m.d.comb += codebooks.select_en.eq(idle_q)
         with m.If(idle_q):
-            m.d.sync += [cmd.eq(self.i_cmd.payload),
-                         active_cb.eq(codebooks.as_value().word_select(
-                             self.i_cmd.payload.slot, len(active_cb.as_value())))]
+            m.d.sync += cmd.eq(self.i_cmd.payload)
         m.d.sync += compute_done.eq(tree.empty & _all([pe.idle & pe.scan_done for pe in pes]))
         counting = Signal()
         with m.If(counting):
@@ -175,8 +151,8 @@ class EieTop(wiring.Component):
                     m.next = "IDLE"
             with m.State("IDLE"):
                 m.d.comb += [self.i_load.ready.eq(1),
-                             self.i_cmd.ready.eq(~self.i_load.valid & ~cb_we & ~cb_we2)]
-                with m.If(self.i_cmd.valid & ~self.i_load.valid & ~cb_we & ~cb_we2):
+                             self.i_cmd.ready.eq(~self.i_load.valid & ~codebooks.busy)]
+                with m.If(self.i_cmd.valid & ~self.i_load.valid & ~codebooks.busy):
                     m.d.comb += counting.eq(1)
                     m.d.sync += idle_q.eq(0)
                     m.next = "START"
@@ -231,7 +207,7 @@ class EieTop(wiring.Component):
                                      more.eq(row_base + n < cmd.out_features)]
                     with m.Else():
                         m.d.sync += e_valid.eq(0)
-                with m.If(~more & ~e_valid & ~skid_valid & (~out.valid | out.ready)):
+                with m.If(~more & ~e_valid & results.empty):
                     m.d.sync += idle_q.eq(1)
                     m.next = "IDLE"
         return m

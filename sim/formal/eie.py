@@ -94,9 +94,9 @@ class EieQueues(Elaboratable):
         _, fragment = _engine(m, self._cfg, trust_host=self._trust_host)
         for k in range(self._cfg.pes):
             pe = f"pe_{k}"
-            queue = fifo_invariants(m, fragment, pe, "queue")
-            columns = fifo_invariants(m, fragment, pe, "columns")
-            nonzeros = fifo_invariants(m, fragment, pe, "nonzeros")
+            queue = fifo_invariants(m, fragment, pe, "activation_queue", "queue")
+            columns = fifo_invariants(m, fragment, pe, "activation_queue", "columns")
+            nonzeros = fifo_invariants(m, fragment, pe, "scanner", "nonzeros")
             words = fifo_invariants(m, fragment, pe, "decoder", "words")
             if self._invariants:
                 self._pe_invariants(m, fragment, pe, queue, nonzeros, words)
@@ -121,16 +121,18 @@ class EieQueues(Elaboratable):
     def _pe_invariants(self, m, fragment, pe, queue, nonzeros, words):
         """What the PE's own counters and forecasts track, stated so that k-induction can
         rule out the states they disagree in (each is proved along the way)."""
-        limit = signal(fragment, "layer_copy_limit", pe)
-        limit_less = signal(fragment, "layer_copy_limit_less", pe)
-        in_lookup = (signal(fragment, "l_copy_valid", pe) +
-                     signal(fragment, "l2_copy_valid", pe) + signal(fragment, "l_work", pe))
+        aq, gen, scan = (pe, "activation_queue"), (pe, "word_generator"), (pe, "scanner")
+        limit = signal(fragment, "layer_copy_limit", *aq)
+        limit_less = signal(fragment, "layer_copy_limit_less", *aq)
+        in_lookup = (signal(fragment, "l_copy_valid", *aq) +
+                     signal(fragment, "l2_copy_valid", *aq) +
+                     signal(fragment, "l_work", *aq))
         decoder = find(fragment, pe, "decoder")
-        r_valid = follower(fragment, signal(fragment, "issue", pe), pe)
-        s1_valid = follower(fragment, signal(fragment, "s_issue", pe), pe)
-        s2_valid = follower(fragment, s1_valid, pe)
+        r_valid = follower(fragment, signal(fragment, "issue", *gen), *gen)
+        s1_valid = follower(fragment, signal(fragment, "s_issue", *scan), *scan)
+        s2_valid = follower(fragment, s1_valid, *scan)
         slots = signal(fragment, "slots", pe, "decoder")
-        s_slots = signal(fragment, "s_slots", pe)
+        s_slots = signal(fragment, "s_slots", *scan)
         m.d.comb += [
             # (0 until the first command copies one in)
             Assert(limit <= self._cfg.queue_depth, f"{pe}: queue limit past depth"),
@@ -231,6 +233,6 @@ class PeQueueLimit(Elaboratable):
                      Assume(~pe.scan_start | (pe.idle & pe.scan_done))]
         if self._trust_host:
             m.d.comb += Assume(pe.queue_limit <= self._cfg.queue_depth)
-        queue = fifo_invariants(m, fragment, "queue")
+        queue = fifo_invariants(m, fragment, "activation_queue", "queue")
         m.d.comb += Assert(~(queue.w_en & ~queue.w_rdy), "queue written while full")
         return m

@@ -48,11 +48,19 @@ def test_balanced_chain_matches_golden():
     balanced = work_cycles(build_image(config, engine_layers), moved)
     # The busiest PE has less work than with rows assigned i mod pes.
     assert 0 < balanced.max() < plain.max()
-    # Every layer holds each of its rows once, its columns following the previous order.
+    # Every layer holds each of its rows once, and computes the original layer's outputs
+    # in its row order from inputs in the previous order: W_e x_e = (W x)[order], with any
+    # value at all in the unused inputs (they must meet only zero weights).
     cols = [np.arange(sizes[0])] + orders[:-1]
+    check = np.random.default_rng(2)
     for spec, engine, order, col in zip(layers, engine_layers, orders, cols, strict=True):
         keep, kept = order >= 0, col >= 0
         assert sorted(order[keep].tolist()) == list(range(spec["indices"].shape[0]))
         assert not engine["indices"][~keep].any()
-        assert np.array_equal(engine["indices"][keep][:, kept],
-                              spec["indices"][order[keep]][:, col[kept]])
+        weights = spec["codebook"][spec["indices"]]
+        engine_weights = spec["codebook"][engine["indices"]]
+        x = check.integers(1, 1000, spec["indices"].shape[1])
+        x_engine = np.where(kept, x[np.maximum(col, 0)], check.integers(1, 1000, len(col)))
+        y_engine = engine_weights @ x_engine
+        assert np.array_equal(y_engine[keep], (weights @ x)[order[keep]])
+        assert not y_engine[~keep].any() and not np.count_nonzero(engine["bias"][~keep])
