@@ -2,7 +2,7 @@
 
 Each op is written from the arithmetic of TFLite's reference kernels
 (``tensorflow/lite/kernels/internal/reference/``: ``integer_ops/pooling.h``,
-``integer_ops/add.h``, ``integer_ops/mean.h``, ``requantize.h``, ``integer_ops/lut.h``),
+``integer_ops/add.h``, ``reduce.h``, ``requantize.h``, ``integer_ops/lut.h``),
 in NumPy int64 with the int32 wrap-around made explicit where C would wrap. Tensors are
 NCHW with the batch first (TFLite is NHWC; the per-element arithmetic is the same).
 
@@ -154,21 +154,21 @@ def avg_pool(q, kernel, stride=(1, 1), pads=(0, 0, 0, 0), count_include_pad=Fals
 
 def global_avg_pool(q, input_zero_point, output_zero_point, multiplier,
                     shift) -> np.ndarray:
-    """int8 mean over H and W (``reference_integer_ops::Mean``), ``(N, C, 1, 1)``.
+    """int8 mean over H and W, ``(N, C, 1, 1)``: TFLite's int8 MEAN
+    (``reference_ops::QuantizedMeanOrSum``, which folds ``1/count`` into the multiplier).
 
-    ``acc = sum (q − zp_in)`` over the ``count = H·W`` pixels (int32), then
-    ``acc = MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` with
-    ``multiplier · 2^(shift−31) ≈ s_in / s_out``, then the rounded division
-    ``acc > 0 ? (acc + count/2) / count : (acc − count/2) / count`` (truncating), then
-    ``clamp(acc + zp_out, −128, 127)``.
+    With ``multiplier · 2^(shift−31) ≈ s_in / s_out`` and ``count = H·W``:
+    ``e = min(floor(log2 count), 32, 31 + shift)``, ``m' = (multiplier << e) // count``,
+    ``s' = shift − e``, then
+    ``y = clamp(MultiplyByQuantizedMultiplier(sum(q − zp_in), m', s') + zp_out, −128, 127)``
+    (one rounding; TFLite's older ``reference_integer_ops::Mean`` rounded twice).
     """
     q = _nchw(q)
     count = q.shape[2] * q.shape[3]
+    e = min(count.bit_length() - 1, 32, 31 + int(shift))
+    m = (int(multiplier) << e) // count
     acc = _wrap32((q - int(input_zero_point)).sum(axis=(2, 3), keepdims=True))
-    acc = multiply_by_quantized_multiplier(acc, multiplier, shift)
-    half = count // 2
-    num = np.where(acc > 0, acc + half, acc - half)
-    acc = np.sign(num) * (np.abs(num) // count)
+    acc = multiply_by_quantized_multiplier(acc, m, int(shift) - e)
     return np.clip(acc + int(output_zero_point), -128, 127).astype(np.int8)
 
 
