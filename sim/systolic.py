@@ -2,9 +2,10 @@
 
 :func:`run_gemm` runs one GEMM on ``engine="golden"`` (:mod:`sim.golden.systolic`) or
 ``engine="rtl"`` (the generated Verilog under Verilator, cocotb testbench
-:mod:`sim.tb.systolic`, which reports the engine's cycles); :func:`run_jobs` runs several
-back to back in one simulation. Packing jobs into beats and reading results back is the
-driver's (:mod:`hw.systolic.driver`); this module only moves them.
+:mod:`sim.tb.systolic` on :class:`sim.systolic_harness.SystolicHarness`, which reports
+the engine's cycles); :func:`run_jobs` runs several back to back in one simulation,
+handing each job's beats to the simulation as files. Packing jobs into beats and reading
+results back is the driver's (:mod:`hw.systolic.driver`); this module only moves them.
 """
 
 import os
@@ -18,10 +19,11 @@ import numpy as np
 from hw.systolic import driver
 from hw.systolic.config import SystolicConfig
 from hw.systolic.driver import PackedGemm, model_cycles, pack, unpack
-from hw.systolic.top import SystolicTop
 
 from . import rtl
+from .beat_source import VERILOG
 from .golden import systolic as golden
+from .systolic_harness import STREAMS, SystolicHarness
 
 __all__ = ["GemmJob", "GemmRun", "PackedGemm", "pack", "unpack", "run_gemm", "run_jobs",
            "model_cycles", "random_job", "rtl_build"]
@@ -68,9 +70,31 @@ def random_job(rng: np.random.Generator, m: int, k: int, n: int, *,
 
 
 def rtl_build(cfg: SystolicConfig):
-    return rtl.build("systolic_top", cfg, lambda: SystolicTop(cfg),
+    """The Verilator model of :class:`sim.systolic_harness.SystolicHarness` (the engine
+    with beat sources on its input streams), keyed by the config and the systolic
+    engine's own sources."""
+    return rtl.build("systolic_top", cfg, lambda: SystolicHarness(cfg),
                      sources=("hw/systolic", "hw/multiplier.py", "hw/bits.py", "hw/config.py",
-                              "hw/words.py", "hw/runtime_memory.py"))
+                              "hw/words.py", "hw/runtime_memory.py", "sim/systolic_harness.py",
+                              "sim/beat_source.py"),
+                     verilog=(VERILOG,))
+
+
+def _write_job(cfg: SystolicConfig, job: GemmJob, folder: Path, name: str) -> dict:
+    """Write ``job``'s beats as one hex file per stream (what the harness's beat sources
+    play); return the testbench's description of the job."""
+    packed = pack(cfg, job)
+    beats = {"act": packed.act, "weight": packed.weight, "param": packed.param,
+             "cmd": [packed.command]}
+    files = {}
+    for prefix, words in beats.items():
+        files[prefix] = str(folder / f"{name}_{prefix}.hex")
+        Path(files[prefix]).write_text("".join(f"{w:x}\n" for w in words))
+    # Generous: every beat and result word at 40 cycles, each result row per weight tile.
+    limit = (40 * sum(len(w) for w in beats.values()) + 20000
+             + 40 * packed.result_words * max(1, len(packed.weight) // cfg.rows))
+    return {"files": files, "counts": {p: len(w) for p, w in beats.items()},
+            "result_words": packed.result_words, "limit_cycles": limit}
 
 
 def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, seed: int = 0,
@@ -89,9 +113,8 @@ def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, se
         tmp = Path(tmp)
         if keep:
             print(f"waveform (dump.fst or dump.vcd) in {tmp / 'sim'}")
-        for i, job in enumerate(jobs):
-            np.savez(tmp / f"job{i}.npz", **job.arrays())
-        params = {"config": cfg.to_dict(), "jobs": len(jobs), "dir": str(tmp),
+        params = {"jobs": [_write_job(cfg, job, tmp, f"job{i}") for i, job in enumerate(jobs)],
+                  "streams": {prefix: file for prefix, (_, file) in STREAMS.items()},
                   "stall": stall, "seed": seed,
                   "reset_after": {str(k): v for k, v in (reset_after or {}).items()}}
         result = rtl.run(build, "sim.tb.systolic", params, workdir=tmp / "sim")
@@ -100,7 +123,8 @@ def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, se
             m, _, n = job.shape
             r = result["runs"][i]
             out = unpack(cfg, [int(w, 16) for w in r["words"]], m, n)
-            runs.append(GemmRun(out, r["cycles"], r["counters"], "rtl"))
+            counters = driver.parse_counters(int(r["counters"], 16))
+            runs.append(GemmRun(out, r["cycles"], counters, "rtl"))
         return runs
 
 

@@ -1,134 +1,116 @@
-"""cocotb testbench of the systolic engine's generated top level.
+"""cocotb testbench of the systolic engine: whole GEMM jobs handed to the simulation.
 
-One simulation runs a list of GEMM jobs (``.npz`` files written by
-:func:`sim.systolic.run_jobs`) back to back and returns the raw result words, the cycles
-from the first input beat to the last result word, and the engine's counters. Comparison
-with the golden model happens in the caller: the testbench knows no expected values.
+One simulation runs a list of GEMM jobs back to back (written by
+:func:`sim.systolic.run_jobs`: per job a hex file of beats for each of the act, weight,
+param and command streams, and the number of result words) and returns the raw result
+words, the cycles from the first input beat to the last result word, and the engine's
+counter word. Comparison with the golden model happens in the caller: the testbench knows
+no expected values.
+
+The model is :class:`sim.systolic_harness.SystolicHarness`: beat sources in the
+simulation play the four streams, so a job costs the testbench one call to start them
+and one Python step per result word (:class:`sim.tb.streams.StreamSink`), nothing per
+clock cycle in between. ``stall`` (a probability per cycle) makes every source idle and
+the result sink refuse at random.
 """
 
 import random
-from collections import deque
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.utils import get_sim_time
 
-from hw.systolic.config import SystolicConfig
-from hw.systolic.driver import GemmJob, PackedGemm, pack, parse_counters
 from sim.rtl import job_params, write_result
+from sim.tb.streams import BeatSource, Stalls, StreamSink
 
-__all__ = ["SystolicTB"]
+__all__ = ["SystolicTB", "CLOCK_NS"]
+
+CLOCK_NS = 10
 
 
 class SystolicTB:
-    """Clock, reset, three addressed load streams, the command stream and the result sink.
+    """Clock, reset, the harness's four beat sources and the result sink.
 
-    ``stall`` is the per-cycle probability that a source inserts an idle cycle before its
-    next beat and that the result sink deasserts ready.
+    ``streams`` maps each beat source's prefix to the file name it reads
+    (:data:`sim.systolic_harness.STREAMS`). A job is a dict: ``files`` and ``counts`` (the
+    hex file and number of beats of each stream), ``result_words`` and ``limit_cycles``
+    (after which the GEMM counts as hung).
     """
 
-    def __init__(self, dut, cfg: SystolicConfig, stall: float = 0.0, seed: int = 0):
-        self.dut, self.cfg, self.stall = dut, cfg, stall
-        self.rng = random.Random(seed)
-        self.sources = {
-            "act": (dut.i_act__valid, dut.i_act__ready, dut.i_act__payload),
-            "weight": (dut.i_weight__valid, dut.i_weight__ready, dut.i_weight__payload),
-            "param": (dut.i_param__valid, dut.i_param__ready, dut.i_param__payload),
-        }
+    def __init__(self, dut, streams: dict, stalls: Stalls):
+        self.dut = dut
+        self.stalls = stalls
+        self.sources = {prefix: BeatSource(dut, prefix, file, stalls)
+                        for prefix, file in streams.items()}
+        self.sink = StreamSink(dut, "o_result", stalls)
+        self._finished = None   # the last run; its counters are read one edge after it
 
     async def start(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
         await self.reset()
 
     async def reset(self, cycles: int = 3):
-        dut = self.dut
-        for valid, _, _ in self.sources.values():
-            valid.value = 0
-        dut.i_cmd__valid.value = 0
-        dut.o_result__ready.value = 0
-        dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        """Hold reset for ``cycles`` edges; the next :meth:`gemm`'s first edge ends it."""
+        for source in self.sources.values():
+            source.idle()
+        self.sink.idle()
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        self.dut.rst.value = 0
 
-    def _go(self) -> bool:
-        return self.stall == 0 or self.rng.random() >= self.stall
+    async def gemm(self, job: dict, abort_after: int | None = None) -> dict | None:
+        """Load, run and collect one GEMM: ``{"words", "cycles"}``; ``"counters"`` (the
+        counter word in hex) is added one clock edge later, by the next :meth:`gemm` or
+        :meth:`finish`. ``None`` if reset is due after ``abort_after`` cycles."""
+        for prefix, source in self.sources.items():
+            source.arm(job["files"][prefix], job["counts"][prefix])
+        await RisingEdge(self.dut.clk)      # the sources start; the cycle count's origin
+        self._read_counters()
+        start = get_sim_time("ns")
+        for source in self.sources.values():
+            source.idle()
+        receiver = cocotb.start_soon(self.sink.receive(job["result_words"]))
+        if abort_after is not None:
+            await ClockCycles(self.dut.clk, abort_after)
+            assert not receiver.done(), "GEMM finished before the reset point"
+            receiver.cancel()
+            return None
+        try:
+            words = await with_timeout(receiver, job["limit_cycles"] * CLOCK_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"GEMM hung: not {job['result_words']} result words after "
+                                 f"{job['limit_cycles']} cycles") from None
+        self._finished = {"words": words,
+                          "cycles": int(self.sink.last_time - start) // CLOCK_NS}
+        return self._finished
 
-    async def gemm(self, packed: PackedGemm, abort_after: int | None = None):
-        """Load, run and collect one GEMM; ``None`` if aborted after ``abort_after`` cycles."""
-        dut = self.dut
-        queues = {"act": deque(packed.act), "weight": deque(packed.weight),
-                  "param": deque(packed.param)}
-        held = dict.fromkeys(queues)
-        cmd_state = 0  # 0 loading, 1 command presented, 2 command accepted
-        words = []
-        cycles = 0
-        limit = 40 * (len(packed.act) + len(packed.weight) + len(packed.param)) + 20000 \
-            + 40 * packed.result_words * max(1, len(packed.weight) // self.cfg.rows)
-        out_ready = 0
-        while len(words) < packed.result_words:
-            for name, (valid, _, payload) in self.sources.items():
-                if held[name] is None and queues[name] and self._go():
-                    held[name] = queues[name].popleft()
-                    payload.value = held[name]
-                    valid.value = 1
-                elif held[name] is None:
-                    valid.value = 0
-            if cmd_state == 0 and not any(queues.values()) and \
-                    all(h is None for h in held.values()):
-                dut.i_cmd__payload.value = packed.command
-                dut.i_cmd__valid.value = 1
-                cmd_state = 1
-            ready = 1 if self._go() else 0
-            if ready != out_ready:
-                dut.o_result__ready.value = out_ready = ready
-            await ReadOnly()
-            for name, (_, rdy, _) in self.sources.items():
-                if held[name] is not None and rdy.value:
-                    held[name] = None
-            if cmd_state == 1 and dut.i_cmd__ready.value:
-                cmd_state = 2
-            if out_ready and dut.o_result__valid.value:
-                words.append(int(dut.o_result__payload.value))
-            await RisingEdge(dut.clk)
-            cycles += 1
-            if cmd_state == 2:
-                dut.i_cmd__valid.value = 0
-            if abort_after is not None and cycles >= abort_after:
-                return None
-            if cycles > limit:
-                raise AssertionError(f"GEMM hung: {len(words)} of {packed.result_words} "
-                                     f"result words after {cycles} cycles")
-        dut.o_result__ready.value = 0
-        for valid, _, _ in self.sources.values():
-            valid.value = 0
-        await RisingEdge(dut.clk)
-        assert not int(dut.error.value), "engine flagged the command as invalid"
-        return words, cycles, self.counters()
+    async def finish(self):
+        """One more edge, so that the last run's counters are read."""
+        await RisingEdge(self.dut.clk)
+        self._read_counters()
 
-    def counters(self) -> dict:
-        return parse_counters(int(self.dut.counters.value))
+    def _read_counters(self):
+        # Read one edge after the last result word, as the engine counts a cycle late.
+        if self._finished is not None:
+            assert not int(self.dut.error.value), "engine flagged the command as invalid"
+            self._finished["counters"] = format(int(self.dut.counters.value), "x")
+            self._finished = None
 
 
 @cocotb.test()
 async def run_jobs(dut):
     params = job_params()
-    cfg = SystolicConfig.from_dict(params["config"])
-    tb = SystolicTB(dut, cfg, params.get("stall", 0.0), params.get("seed", 0))
+    stalls = Stalls(params.get("stall", 0.0), random.Random(params.get("seed", 0)))
+    tb = SystolicTB(dut, params["streams"], stalls)
     await tb.start()
     runs = []
     resets = params.get("reset_after", {})
-    for i in range(params["jobs"]):
-        with np.load(f"{params['dir']}/job{i}.npz") as f:
-            job = GemmJob(**{k: f[k] for k in f.files})
-        packed = pack(cfg, job)
+    for i, job in enumerate(params["jobs"]):
         if str(i) in resets:
-            assert await tb.gemm(packed, abort_after=resets[str(i)]) is None, \
-                "GEMM finished before the reset point"
+            assert await tb.gemm(job, abort_after=resets[str(i)]) is None
             await tb.reset()
-        words, cycles, counters = await tb.gemm(packed)
-        runs.append({"words": [format(w, "x") for w in words], "cycles": cycles,
-                     "counters": counters})
-    write_result({"runs": runs})
+        runs.append(await tb.gemm(job))
+    await tb.finish()
+    write_result({"runs": [{**run, "words": [format(w, "x") for w in run["words"]]}
+                           for run in runs]})
