@@ -190,3 +190,34 @@ def test_rtl_equals_golden_on_the_4x4_preset(name):
     model = [r["cycles"] for r in golden.layers if r["where"] == "engine"]
     print(f"{name}: rtl cycles {measured}, model {model}\n{rtl.table()}")
     assert all(c > 0 for c in measured)
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    from quantize.digits import load_digits_split
+    from quantize.train_cnn import train_digits_cnn
+    xtr, ytr, xte, yte = load_digits_split()
+    graph = train_digits_cnn(xtr, ytr)
+    return graph, xtr.reshape(-1, 1, 8, 8), xte.reshape(-1, 1, 8, 8), yte
+
+
+@pytest.mark.slow
+def test_trained_digits_cnn_keeps_its_accuracy_in_int8(digits_cnn):
+    g, xtr, xte, yte = digits_cnn
+    qg = quantize_graph(g, xtr[:500])
+    run = run_graph(qg, xte, "golden")
+    float_acc = np.mean(g.forward(xte).argmax(1) == yte)
+    int8_acc = np.mean(run.float_output.argmax(1) == yte)
+    print(f"digits CNN: float {float_acc:.4f}, int8 {int8_acc:.4f}\n{run.table()}")
+    assert int8_acc >= float_acc - 0.01
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_trained_digits_cnn_rtl_equals_golden_on_the_8x8_preset(digits_cnn):
+    g, xtr, xte, _ = digits_cnn
+    qg = quantize_graph(g, xtr[:500])
+    cfg = plan_config(qg, 8, base=PRESETS["8x8"])
+    golden = run_graph(qg, xte[:8], "golden", config=cfg)
+    rtl = run_graph(qg, xte[:8], "rtl", config=cfg)
+    np.testing.assert_array_equal(rtl.output, golden.output)
