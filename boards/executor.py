@@ -102,8 +102,7 @@ class Executor(wiring.Component):
         length_m1, reply_words_m1 = Signal(16), Signal(16)
         at_end, last_word, has_words = Signal(), Signal(), Signal()
         m.d.sync += [length_m1.eq(frame.length - 1), reply_words_m1.eq(reply_words - 1),
-                     at_end.eq(index == length_m1), last_word.eq(word_index == reply_words_m1),
-                     has_words.eq(reply_words != 0)]
+                     at_end.eq(index == length_m1), last_word.eq(word_index == reply_words_m1)]
         # Block-RAM reads land in a register next to the RAM (a read straight into logic
         # costs the RAM's 5.8 ns clock-to-output and more on the ECP5).
         buf_q = Signal(8, reset_less=True)
@@ -126,6 +125,7 @@ class Executor(wiring.Component):
 
         def reply(code, words=0, src=0):
             m.d.sync += [status.eq(code), reply_words.eq(words), word_index.eq(0),
+                         has_words.eq(words != 0),
                          from_info.eq(src == 1), from_bus.eq(src == 2),  # src: 0 none,
                          from_cycles.eq(src == 3)]              # 1 info, 2 bus, 3 cycles
             m.next = "REPLY"
