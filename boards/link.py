@@ -27,6 +27,13 @@ MAGIC = 0x4E4E4131
 class FrameLink(wiring.Component):
     """Receives request frames, checks length and CRC, executes them, sends the reply.
 
+    ``rx`` → :class:`~boards.deframer.Deframer` (payload into the frame buffer, one beat a
+    frame) → :class:`~boards.executor.Executor` (the command on the engine bus) →
+    :class:`~boards.framer.Framer` (reply header and words) → ``tx``. The sync byte of
+    the reply to ``INFO``, ``READ`` or ``COUNTERS`` is on ``tx`` 10 cycles after the
+    request's last byte on ``rx`` (3 in the deframer, 6 in the executor's checks, 1 in the
+    framer), of a ``BAD_CRC`` 5 cycles after; each part's docstring gives its own timing.
+
     Parameters
     ----------
     spaces : sequence of Space

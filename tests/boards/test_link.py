@@ -227,3 +227,29 @@ def test_silence_outside_a_frame_gets_no_reply():
             await ctx.tick()
 
     lb.run(bench)
+
+
+@pytest.mark.parametrize("frame, latency", [
+    (encode_request(Command.INFO), 10),
+    (encode_request(Command.READ, read_payload(3, 0, 2)), 10),
+    (_corrupt(encode_request(Command.INFO), 4), 5),              # BAD_CRC
+])
+def test_reply_latency(frame, latency):
+    """Cycles from a request's last byte on ``rx`` to its reply's sync byte on ``tx``."""
+    lb = LinkBench(2, 2)
+
+    async def bench(ctx):
+        ctx.set(lb.link.tx.ready, 1)
+        for byte in frame:
+            ctx.set(lb.link.rx.payload, byte)
+            ctx.set(lb.link.rx.valid, 1)
+            await ctx.tick()
+            ctx.set(lb.link.rx.valid, 0)
+            await ctx.tick()
+        cycles = 2                      # the cycles since the one the last byte came in
+        while not ctx.get(lb.link.tx.valid):
+            await ctx.tick()
+            cycles += 1
+        assert (ctx.get(lb.link.tx.payload), cycles) == (0x5A, latency)
+
+    lb.run(bench)
