@@ -35,6 +35,7 @@ from hw.eie.driver import (
 from hw.eie.layouts import load_layout
 
 from . import rtl
+from .beat_source import VERILOG
 from .eie_harness import EieHarness
 from .golden import eie as golden
 
@@ -166,8 +167,9 @@ def _build(config: EieConfig):
     and the EIE engine's own sources, so work on other engines does not force a rebuild."""
     return rtl.build("eie_top", config, lambda: EieHarness(config),
                      sources=("hw/eie", "hw/multiplier.py", "hw/bits.py", "hw/config.py",
-                              "hw/words.py", "hw/runtime_memory.py", "sim/eie_harness.py"),
-                     verilog=("sim/tb/beat_source.v",))
+                              "hw/words.py", "hw/runtime_memory.py", "sim/eie_harness.py",
+                              "sim/beat_source.py"),
+                     verilog=(VERILOG,))
 
 
 def _sim_dir() -> Path:

@@ -1,11 +1,13 @@
 """The EIE engine as the simulations see it: ``EieTop`` with a file-driven load stream."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.eie import EieConfig, EieTop
 from hw.eie.layouts import cmd_layout, counter_layout, result_layout
+
+from .beat_source import beat_source, beat_source_ports
 
 __all__ = ["LOAD_FILE", "EieHarness", "load_capacity"]
 
@@ -36,8 +38,7 @@ class EieHarness(wiring.Component):
             "o_result": Out(stream.Signature(result_layout(config))),
             "o_busy": Out(1),
             "o_counters": Out(counter_layout(config)),
-            "ld_start": In(1), "ld_count": In(32), "ld_stall": In(8), "ld_seed": In(16),
-            "ld_done": Out(1),
+            **beat_source_ports("ld"),
         })
 
     def elaborate(self, platform):
@@ -46,12 +47,7 @@ class EieHarness(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_cmd), engine.i_cmd)
         wiring.connect(m, engine.o_result, wiring.flipped(self.o_result))
         m.d.comb += [self.o_busy.eq(engine.o_busy), self.o_counters.eq(engine.o_counters)]
-        m.submodules.source = Instance(
-            "nnaccel_beat_source",
-            p_WIDTH=len(engine.i_load.payload.as_value()),
-            p_DEPTH=load_capacity(self._cfg), p_FILE=LOAD_FILE,
-            i_clk=ClockSignal(), i_rst=ResetSignal(), i_start=self.ld_start,
-            i_count=self.ld_count, i_stall=self.ld_stall, i_seed=self.ld_seed,
-            o_valid=engine.i_load.valid, o_payload=engine.i_load.payload,
-            i_ready=engine.i_load.ready, o_done=self.ld_done)
+        m.submodules.source = beat_source(
+            self, "ld", valid=engine.i_load.valid, payload=engine.i_load.payload.as_value(),
+            ready=engine.i_load.ready, depth=load_capacity(self._cfg), file=LOAD_FILE)
         return m

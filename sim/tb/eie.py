@@ -13,7 +13,6 @@ does no Python work per clock cycle while a layer runs.
 
 import random
 import time
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -25,82 +24,47 @@ from hw.eie.config import EieConfig
 from hw.eie.driver import parse_results
 from sim.eie_harness import LOAD_FILE
 from sim.rtl import job_params, write_result
+from sim.tb.streams import BeatSource, Stalls, StreamSink, StreamSource
 
 CLOCK_NS = 10
 
 
 class TB:
+    """The EIE harness's streams: ``i_cmd`` and ``o_result`` from Python, ``i_load`` from
+    the harness's beat source, all pausing at random as ``stalls`` (a probability per
+    cycle, drawn from ``rng``) says (:mod:`sim.tb.streams`)."""
+
     def __init__(self, dut, rng: random.Random, stalls: float):
         self.dut = dut
-        self.rng = rng
-        self.stalls = stalls
+        self.set_stalls(stalls, rng)
 
-    def _idle(self) -> bool:
-        return self.stalls > 0 and self.rng.random() < self.stalls
+    def set_stalls(self, probability: float, rng: random.Random) -> None:
+        """Pause every stream with ``probability`` a cycle from now on."""
+        self.stalls = Stalls(probability, rng)
+        self.loader = BeatSource(self.dut, "ld", LOAD_FILE, self.stalls)
+        self.results = StreamSink(self.dut, "o_result", self.stalls)
 
     async def reset(self):
         dut = self.dut
         dut.rst.value = 1
-        dut.ld_start.value = 0
+        self.loader.idle()
         dut.i_cmd__valid.value = 0
-        dut.o_result__ready.value = 0
+        self.results.idle()
         await ClockCycles(dut.clk, 2)
         dut.rst.value = 0
 
     async def send(self, name: str, payloads):
         """Drive ``payloads`` on stream ``name``, with random idle cycles."""
-        dut = self.dut
-        valid = getattr(dut, f"{name}__valid")
-        payload = getattr(dut, f"{name}__payload")
-        ready = getattr(dut, f"{name}__ready")
-        for value in payloads:
-            while self._idle():
-                valid.value = 0
-                await RisingEdge(dut.clk)
-            valid.value = 1
-            payload.value = value
-            while True:
-                await ReadOnly()
-                if int(ready.value):
-                    await RisingEdge(dut.clk)
-                    break
-                await RisingEdge(ready)     # no Python per cycle while the engine is busy
-        valid.value = 0
+        await StreamSource(self.dut, name, self.stalls).send(payloads)
 
     async def load(self, path: str, count: int):
         """Play ``count`` beats from the hex file ``path`` on ``i_load`` through the
         harness's beat source (random idle cycles as ``stalls``), in one call."""
-        dut = self.dut
-        link = Path.cwd() / LOAD_FILE
-        link.unlink(missing_ok=True)
-        link.symlink_to(path)
-        dut.ld_count.value = count
-        dut.ld_stall.value = min(255, round(self.stalls * 256))
-        dut.ld_seed.value = self.rng.getrandbits(16)
-        dut.ld_start.value = 1
-        await RisingEdge(dut.clk)
-        dut.ld_start.value = 0
-        await ReadOnly()
-        if not int(dut.ld_done.value):
-            await RisingEdge(dut.ld_done)
+        await self.loader.play(path, count)
 
     async def receive(self, beats: int) -> list[int]:
         """Take ``beats`` result beats, with random backpressure."""
-        dut = self.dut
-        got = []
-        dut.o_result__ready.value = 0 if self.stalls else 1
-        while len(got) < beats:
-            if not int(dut.o_result__valid.value):
-                await RisingEdge(dut.o_result__valid)   # no Python per cycle meanwhile
-                continue
-            ready = 0 if self._idle() else 1
-            dut.o_result__ready.value = ready
-            await ReadOnly()
-            if ready and int(dut.o_result__valid.value):
-                got.append(int(dut.o_result__payload.value))
-            await RisingEdge(dut.clk)
-        dut.o_result__ready.value = 0
-        return got
+        return await self.results.receive(beats)
 
     async def wait_idle(self):
         dut = self.dut
@@ -123,8 +87,7 @@ async def run_cases(dut):
         cmds = [int(x, 16) for x in f["cmds"]]
         emits, rows = f["emits"].tolist(), f["rows"].tolist()
         out_features = f["out_features"].tolist()
-        tb.rng = random.Random(case["seed"])
-        tb.stalls = case["stalls"]
+        tb.set_stalls(case["stalls"], random.Random(case["seed"]))
 
         t0 = time.monotonic()
         load_start = get_sim_time("ns") // CLOCK_NS

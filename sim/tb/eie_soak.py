@@ -40,8 +40,7 @@ async def soak_networks(dut):
             emits, rows = f["emits"].tolist(), f["rows"].tolist()
             out_features = f["out_features"].tolist()
             act_lines = f["act_lines"].tolist()     # (vectors, beats) hex strings
-        tb.rng = random.Random(net["seed"])
-        tb.stalls = net["stalls"]
+        tb.set_stalls(net["stalls"], random.Random(net["seed"]))
         counters_before = hex(int(dut.o_counters.value))
         outputs = []
         for v, lines in enumerate(act_lines):
