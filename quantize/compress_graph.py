@@ -219,14 +219,17 @@ def compress_graph(graph: Graph, sparsity=None, bits=4, x_train=None, y_train=No
     log = {}
     work = graph
     if x_train is not None:
-        x_train = np.asarray(x_train, np.float32).reshape(-1, *graph.input_shape)
+        x_train = np.asarray(x_train, np.float32)
+        if x_train.size % int(np.prod(graph.input_shape)) or x_train.size == 0:
+            raise ValueError(f"training inputs of shape {x_train.shape} do not split into "
+                             f"samples of the graph's input shape {graph.input_shape}")
+        x_train = x_train.reshape(-1, *graph.input_shape)
         y_train = np.asarray(y_train, np.int64).reshape(-1)
         if len(x_train) != len(y_train):
             raise ValueError(f"{len(x_train)} training inputs but {len(y_train)} labels")
         log["float_train_accuracy"] = accuracy(graph, x_train, y_train)
     pruning = any(targets.values())
     steps = _schedule(prune_steps) if pruning and x_train is not None else [1.0]
-    masks = {n.name: np.ones(n.weight.shape, bool) for n in nodes}
     for step, fraction in enumerate(steps, 1):
         current = {n.name: n.weight for n in weight_nodes(work)}
         masks = {name: prune_sparsity(_matrix(w), targets[name] * fraction).reshape(w.shape)

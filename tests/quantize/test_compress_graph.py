@@ -141,7 +141,13 @@ def no_weights() -> Graph:
     (None, {"bits": 9}, r"bits for node 'conv1' is 9; use an integer in 2\.\.8"),
     (None, {"bits": {"relu1": 4}}, r"names node 'relu1' \(Relu\), which has no weights"),
     (no_weights(), {"sparsity": 0.5}, r"the graph has no Conv2d or Linear node"),
+    (depthwise_graph(), {"sparsity": 0.5, "x_train": np.zeros((2, 4, 6, 6)),
+                         "y_train": np.zeros(2)}, r"node 'dw' \(Conv2d\): groups=4; the "
+                                                  r"trainer takes groups=1"),
     (None, {"x_train": np.zeros((2, 64))}, r"give both x_train and y_train"),
+    (None, {"x_train": np.zeros((2, 60)), "y_train": np.zeros(2)},
+     r"training inputs of shape \(2, 60\) do not split into samples of the graph's input "
+     r"shape \(1, 8, 8\)"),
 ])
 def test_bad_input_is_a_one_line_value_error(graph, kwargs, match):
     graph = graph or init_cnn((1, 8, 8), (4,))
