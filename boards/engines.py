@@ -1,14 +1,16 @@
 """The engines a board can carry: config from arguments, adapter, and host-side job runner.
 
-Each entry knows how to make its configuration from CLI-style options, how to build its
-bus adapter (see :mod:`boards.bus`) and how to run one job through a
-:class:`boards.host.BoardClient` — the last is the same code for a real board and for the
-simulated one.
+Each entry (:class:`BoardEngine`) knows how to make its configuration from CLI-style
+options, how to build its bus adapter (see :mod:`boards.bus`), how to run one job through a
+:class:`boards.host.BoardClient` — the same code for a real board and for the simulated
+one — and how to name its options in a results table. A third engine is one more entry.
 """
 
 import dataclasses
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -21,10 +23,8 @@ from .mac_engine import MacEngine
 from .protocol import LinkError
 from .systolic_adapter import SYSTOLIC_COUNTERS, SYSTOLIC_SPACES, SystolicAdapter
 
-__all__ = ["ENGINES", "BOARD_CONFIGS", "engine_config", "make_adapter", "run_job",
-           "config_to_dict"]
-
-ENGINES = ("mac", "systolic", "eie")
+__all__ = ["BoardEngine", "ENGINES", "BOARD_CONFIGS", "engine_config", "make_adapter",
+           "run_job", "config_to_dict"]
 
 
 @dataclass(frozen=True)
@@ -39,23 +39,57 @@ class MacConfig:
                 raise ValueError(f"mac engine {name} must be 1..4096")
 
 
-def _check(engine: str):
+@dataclass(frozen=True)
+class BoardEngine:
+    """One engine a board can carry.
+
+    Members
+    -------
+    name : str
+    config : callable
+        ``config(options)``: its frozen config from CLI-style options (no None values).
+    adapter : callable
+        ``adapter(config)``: the bus adapter the board's core drives.
+    run : callable
+        ``run(config, client, info, arrays)``: one job on a board whose INFO reply is
+        ``info``; outputs, cycles and counters (:func:`run_job`).
+    describe : callable
+        ``describe(options)``: the options in a few words, for results tables.
+    """
+
+    name: str
+    config: Callable
+    adapter: Callable
+    run: Callable
+    describe: Callable
+
+
+def _entry(engine: str) -> BoardEngine:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return ENGINES[engine]
 
 
 def engine_config(engine: str, options: dict):
     """The engine's frozen config from ``options`` (None values are left at defaults)."""
-    _check(engine)
-    options = {k: v for k, v in options.items() if v is not None}
-    if engine == "mac":
-        return MacConfig(**{k: options[k] for k in ("rows", "cols") if k in options})
+    entry = _entry(engine)
+    return entry.config({k: v for k, v in options.items() if v is not None})
+
+
+def _mac_config(options: dict) -> MacConfig:
+    return MacConfig(**{k: options[k] for k in ("rows", "cols") if k in options})
+
+
+def _core_config(engine: str, board_defaults: dict, options: dict):
+    """A config of a :mod:`sim.engines` engine: a preset, or ``board_defaults`` (fields a
+    board's engine takes unless an option says otherwise) updated by the options."""
     entry = engines.engine(engine)
+    options = dict(options)
     preset = options.pop("preset", None)
     if preset and preset not in entry.presets:
         raise ValueError(f"unknown {engine} preset {preset!r}: use one of "
                          f"{list(entry.presets)}")
-    fields = dict(BOARD_DEFAULTS[engine]) if not preset else {}
+    fields = dict(board_defaults) if not preset else {}
     known = {f.name for f in dataclasses.fields(entry.config)}
     fields.update({k: v for k, v in options.items() if k in known})
     base = entry.presets[preset] if preset else entry.config()
@@ -89,8 +123,6 @@ BOARD_CONFIGS = {
 #: biases per PE.
 EIE_BOARD_DEFAULTS = {"pes": 8, "spmat_depth": 1024, "ptr_depth": 2048, "act_depth": 64,
                       "bias_depth": 128}
-#: Fields a board's engine takes unless a preset or an option says otherwise.
-BOARD_DEFAULTS = {"systolic": {}, "eie": EIE_BOARD_DEFAULTS}
 
 
 def config_to_dict(config) -> dict:
@@ -98,12 +130,8 @@ def config_to_dict(config) -> dict:
 
 
 def make_adapter(engine: str, config):
-    _check(engine)
-    if engine == "mac":
-        return MacEngine(config.rows, config.cols)
-    if engine == "systolic":
-        return SystolicAdapter(config)
-    return EieAdapter(config)
+    """The bus adapter of ``engine`` for ``config``."""
+    return _entry(engine).adapter(config)
 
 
 def _pack_int8(values) -> list[int]:
@@ -124,20 +152,19 @@ def run_job(engine: str, config, client, arrays: dict) -> dict:
     ``eie``: ``beats`` (``i_load`` payloads) and ``program`` (per layer, as
     :func:`hw.eie.driver.layer_program` makes it) → the last emitted layer's outputs.
     """
-    _check(engine)
-    info = client.info()
-    if engine == "mac":
-        if info[2:5] != [1, config.rows, config.cols]:
-            raise LinkError(f"the board carries engine/config {info[2:]}, not mac "
-                            f"{config.rows}x{config.cols}")
-        client.write(1, 0, _pack_int8(np.asarray(arrays["weights"]).ravel()))
-        client.write(2, 0, _pack_int8(arrays["x"]))
-        cycles = client.run()
-        y = np.array(client.read(3, 0, config.rows), dtype=np.uint32).view(np.int32)
-        return {"y": y, "cycles": cycles, "counters": client.counters()}
-    if engine == "systolic":
-        return _run_systolic(config, client, info, arrays)
-    return _run_eie(config, client, info, arrays)
+    entry = _entry(engine)
+    return entry.run(config, client, client.info(), arrays)
+
+
+def _run_mac(config, client, info, arrays) -> dict:
+    if info[2:5] != [1, config.rows, config.cols]:
+        raise LinkError(f"the board carries engine/config {info[2:]}, not mac "
+                        f"{config.rows}x{config.cols}")
+    client.write(1, 0, _pack_int8(np.asarray(arrays["weights"]).ravel()))
+    client.write(2, 0, _pack_int8(arrays["x"]))
+    cycles = client.run()
+    y = np.array(client.read(3, 0, config.rows), dtype=np.uint32).view(np.int32)
+    return {"y": y, "cycles": cycles, "counters": client.counters()}
 
 
 def _run_systolic(config, client, info, arrays) -> dict:
@@ -227,3 +254,32 @@ def _run_eie(config, client, info, arrays) -> dict:
     delta = eie_driver.counter_delta(config, before, counters())
     return {"y": emitted[-1] if emitted else [], "emitted": emitted,
             "cycles": sum(layer_cycles), "layer_cycles": layer_cycles, "counters": delta}
+
+
+def _describe_array(options: dict) -> str:
+    acc = f", {options['acc_width']}-bit accumulator" if "acc_width" in options else ""
+    return f"{options['rows']}×{options['cols']}{acc}"
+
+
+def _describe_eie(options: dict) -> str:
+    o = options
+    widths = f", {o['act_width']}-bit" if "act_width" in o else ""
+    queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
+    acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
+    words = f", {o['word_bits']}-bit words" if "word_bits" in o else ""
+    slots = f", {o['max_layers']} layer slot" if "max_layers" in o else ""
+    return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{acc}{queue}{words}{slots}"
+
+
+def _mac_adapter(config: MacConfig) -> MacEngine:
+    return MacEngine(config.rows, config.cols)
+
+
+#: The engines a board can carry, by name.
+ENGINES = {
+    "mac": BoardEngine("mac", _mac_config, _mac_adapter, _run_mac, _describe_array),
+    "systolic": BoardEngine("systolic", partial(_core_config, "systolic", {}), SystolicAdapter,
+                            _run_systolic, _describe_array),
+    "eie": BoardEngine("eie", partial(_core_config, "eie", EIE_BOARD_DEFAULTS), EieAdapter,
+                       _run_eie, _describe_eie),
+}

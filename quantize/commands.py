@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.eie.config import EieConfig
-from hw.systolic.config import SystolicConfig
-from sim import budget, engines
+from sim import budget
 
 from .atomic import check_outputs, output_file
 from .compress import CompressSpec, compress
-from .image import choose_eie_fracs, eie_config_for, load_image, systolic_config_for, write_image
+from .engines import ENGINES, image_engine
+from .image import load_image, write_image
 from .loaders import load_array, load_model
 from .report import format_table, report_json, write_plots
 from .run import run_image
@@ -38,7 +37,7 @@ def register(subparsers) -> None:
                     "share -> fine-tune centroids; otherwise post-training, guided by "
                     "--calibration inputs when given.")
     p.add_argument("model", help="weight file")
-    p.add_argument("--engine", choices=("eie", "systolic"), required=True)
+    p.add_argument("--engine", choices=list(ENGINES), required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sparsity", help="fraction of weights to prune: 0.9, or per layer "
                                       "fc1=0.93,fc2=0.93,fc3=0.7")
@@ -85,27 +84,29 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=8,
-                      x_train=None, y_train=None, calibration=None, source=None,
-                      progress=None, config=None, force=False) -> tuple:
+def compress_to_image(model, engine: str, spec, out_dir, *, x_train=None, y_train=None,
+                      calibration=None, source=None, progress=None, config=None, force=False,
+                      **options) -> tuple:
     """Compress ``model`` and write the image; returns ``(compressed, manifest)``.
 
-    ``config`` (an engine config) replaces the one sized and tuned for the model, e.g. to
-    reuse an already built engine; its number formats then apply as they are."""
+    ``options``: sizing options of the engines (``pes=``, ``rows=``, ``cols=``); the engine
+    reads its own, at its defaults where not given. ``config`` (an engine config) replaces
+    the one sized and tuned for the model, e.g. to reuse an already built engine; its number
+    formats then apply as they are."""
+    entry = image_engine(engine)
+    unknown = sorted(set(options) - {name for e in ENGINES.values() for name in e.options})
+    if unknown:
+        raise TypeError(f"compress_to_image() got unknown options {', '.join(unknown)}")
+    options = {name: default if options.get(name) is None else options[name]
+               for name, default in entry.options.items()}
     say = progress or (lambda msg: None)
     compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
     if not any(s.mask.any() for s in compressed.shared):
         raise ValueError("pruning removed every weight of every layer; lower --sparsity or "
                          "--quality")
     inputs = calibration if calibration is not None else x_train
-    if config is None and engine == "eie":
-        act_frac, weight_frac = choose_eie_fracs(compressed, inputs)
-        say(f"EIE fixed point: activations Q{15 - act_frac}.{act_frac}, "
-            f"weights Q{15 - weight_frac}.{weight_frac}")
-        config = eie_config_for(compressed, pes, act_frac, weight_frac,
-                                index_bits=spec.bits)
-    elif config is None:
-        config = systolic_config_for(compressed, rows, cols)
+    if config is None:
+        config = entry.config_for(compressed, inputs, spec, options, say)
     say(f"writing {engine} images to {out_dir}")
     manifest = write_image(compressed, engine, config, out_dir, calibration=inputs,
                            source=source, force=force)
@@ -114,20 +115,17 @@ def compress_to_image(model, engine: str, spec, out_dir, *, pes=8, rows=8, cols=
 
 def _check_flags(args) -> None:
     """Flags in range and meant for the chosen engine, before any work starts."""
-    eie = args.engine == "eie"
-    wrong = [flag for flag, value, own in (("--pes", args.pes, "eie"),
-                                           ("--rows", args.rows, "systolic"),
-                                           ("--cols", args.cols, "systolic"))
-             if value is not None and own != args.engine]
+    entry = image_engine(args.engine)
+    every = dict.fromkeys(name for other in ENGINES.values() for name in other.options)
+    wrong = [f"--{name}" for name in every
+             if getattr(args, name) is not None and name not in entry.options]
     if wrong:
         raise ValueError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not used by "
                          f"the {args.engine} engine; drop {'it' if len(wrong) == 1 else 'them'}")
-    for name in ("pes", "rows", "cols"):
+    for name, default in entry.options.items():
         if getattr(args, name) is None:
-            setattr(args, name, 8)
-    if eie and args.bits != 4:
-        raise ValueError(f"--bits {args.bits}: the EIE engine's entries hold a 4-bit codebook "
-                         f"index (and a 4-bit zero run); use --bits 4 with --engine eie")
+            setattr(args, name, default)
+    entry.check_options(args)
     if not 2 <= args.bits <= 8:
         raise ValueError(f"--bits {args.bits}: use 2 to 8 weight-sharing bits")
     if not 1 <= args.index_bits <= 16:
@@ -145,10 +143,7 @@ def _check_flags(args) -> None:
     if args.global_prune and args.sparsity is None:
         raise ValueError("--global spreads one --sparsity over all layers; give --sparsity")
     # The engine config's own validation says what is wrong with a size (one line).
-    if eie:
-        EieConfig(pes=args.pes)
-    else:
-        SystolicConfig(rows=args.rows, cols=args.cols)
+    entry.engine.config(**{name: getattr(args, name) for name in entry.options})
 
 
 def _check_data(model, x_train, y_train, calibration, args) -> None:
@@ -192,16 +187,17 @@ def cmd_compress(args) -> int:
         raise ValueError(f"{args.labels}: labels must be integers, got {y_train.dtype}")
     calibration = load_array(args.calibration, "--calibration") if args.calibration else None
     _check_data(model, x_train, y_train, calibration, args)
+    entry = image_engine(args.engine)
     spec = CompressSpec(bits=args.bits, sparsity=args.sparsity, quality=args.quality,
                         global_prune=args.global_prune,
-                        reserve_zero=engines.engine(args.engine).zero_codebook_entry,
+                        reserve_zero=entry.engine.zero_codebook_entry,
                         init=args.init, index_bits=args.index_bits,
                         retrain_epochs=30 if args.epochs is None else args.epochs,
                         seed=args.seed)
-    _, manifest = compress_to_image(model, args.engine, spec, args.output, pes=args.pes,
-                                    rows=args.rows, cols=args.cols, x_train=x_train,
+    _, manifest = compress_to_image(model, args.engine, spec, args.output, x_train=x_train,
                                     y_train=y_train, calibration=calibration,
-                                    source=str(args.model), progress=say, force=args.force)
+                                    source=str(args.model), progress=say, force=args.force,
+                                    **{name: getattr(args, name) for name in entry.options})
     c = manifest["compression"]
     print(f"{args.output}: compression {c['compression_ratio']:.1f}x (Deep Compression "
           f"accounting), image {c['image_bytes']} bytes = {c['image_compression_ratio']:.1f}x "

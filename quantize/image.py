@@ -9,12 +9,11 @@ files). ``load_image`` reads it back as untrusted input (:mod:`quantize.manifest
 digest, confined and size-checked files, shapes against the config) and refuses an image
 made for another engine or config. ``docs/image-format.md`` documents every field.
 
-* **eie**: per layer the interleaved-CSC sparse matrix packed into the engine's words
-  (:mod:`hw.eie.csc`, PE after PE), column pointers, the 16-entry signed 16-bit fixed-point
-  codebook (entry 0 = 0) and the bias in the activations' fixed-point format. Fraction bits
-  of activations and weights are chosen from the data and are part of the config.
-* **systolic**: per layer TFLite int8: weights int8 K × N (the transpose of out × in),
-  per-output-channel scales, int32 bias, requantization multiplier (int32) and shift.
+What the layers hold, and the contract they are checked against, is each engine's own
+(its entry in :mod:`quantize.engines`): the interleaved-CSC sparse matrix, pointers,
+fixed-point codebook and bias for **eie** (:mod:`quantize.eie_engine`), TFLite int8
+weights, bias and requantization parameters for **systolic**
+(:mod:`quantize.systolic_engine`).
 """
 
 import dataclasses
@@ -25,83 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.eie import csc
-from hw.eie.config import EieConfig
-from hw.systolic.config import SystolicConfig
 from sim import engines
 
 from .atomic import image_folder
-from .fixedpoint import frac_bits_for, to_fixed
-from .int8 import (
-    activation_params,
-    quantize_bias,
-    quantize_multiplier,
-    quantize_weights_per_channel,
-)
+from .engines import image_engine
 from .manifest import check_layers, digest, read_file, read_manifest
 from .storage import totals
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ENGINES", "Image", "write_image", "load_image",
-           "load_report_weights",
-           "eie_config_for", "systolic_config_for", "config_from_dict", "choose_eie_fracs"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Image", "write_image", "load_image",
+           "load_report_weights", "config_from_dict"]
 
 FORMAT = "nnaccel-image"
 FORMAT_VERSION = 2
-ENGINES = tuple(sorted(engines.ENGINES))
-_ACT_MARGIN = 1.25
 #: The float weights of every stage, for ``nnaccel report``'s plots (not an engine memory).
 REPORT_FILE = "report_weights.npz"
 
 
 def config_from_dict(engine: str, d: dict):
     return engines.engine(engine).config.from_dict(d)
-
-
-def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int]:
-    """``(act_frac, weight_frac)`` from the data: the most fraction bits for which the
-    largest codebook value, and the largest input, pre-activation or bias seen on
-    ``inputs`` (times a 1.25 margin), still fit ``width`` bits. Without inputs the
-    activation format keeps 8 fraction bits."""
-    w_max = max(float(np.abs(s.codebook).max()) for s in compressed.shared)
-    weight_frac = frac_bits_for(w_max, width)
-    if inputs is None:
-        return 8, weight_frac
-    acts = compressed.final.activations(np.asarray(inputs, np.float32))
-    model = compressed.final
-    a_max = max(float(np.abs(a).max()) for a in acts)
-    pre = [a @ layer.weight.T + layer.bias for a, layer in zip(acts, model.layers, strict=False)]
-    a_max = max([a_max] + [float(np.abs(p).max()) for p in pre]
-                + [float(np.abs(layer.bias).max()) for layer in model.layers])
-    return frac_bits_for(a_max * _ACT_MARGIN, width), weight_frac
-
-
-def eie_config_for(compressed, pes: int, act_frac: int, weight_frac: int, **fields):
-    """An :class:`~hw.eie.config.EieConfig` for ``pes`` PEs whose memories fit this model.
-
-    The image keeps a spare sparse-matrix word per PE and a spare pointer per layer."""
-    # Encoding only reads pes and the entry format; the sizes come from the layers below.
-    fields = {"pes": pes, "act_frac": act_frac, "weight_frac": weight_frac,
-              "max_layers": max(4, len(compressed.shared)), **fields}
-    probe = EieConfig(**{**fields, "acc_width": 64})
-    words = np.zeros(pes, dtype=np.int64)
-    for s in compressed.shared:
-        layer = csc.encode(s.index, probe)
-        words += -(-layer.entry_counts // probe.entries_per_word)
-    layers = compressed.final.layers
-    needs = {
-        "spmat_depth": int(words.max()) + 1,
-        "ptr_depth": sum(layer.shape[1] + 2 for layer in layers),
-        "act_depth": max(-(-max(layer.shape) // pes) for layer in layers),
-        "bias_depth": sum(-(-layer.shape[0] // pes) for layer in layers),
-    }
-    return EieConfig.fit(needs, **fields)
-
-
-def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **fields):
-    """A :class:`~hw.systolic.config.SystolicConfig` whose buffers hold every layer of this
-    model with up to ``batch`` inputs per GEMM (larger batches run in chunks)."""
-    gemms = [(batch, layer.shape[1], layer.shape[0]) for layer in compressed.final.layers]
-    return SystolicConfig.fit(gemms, rows=rows, cols=cols, **fields)
 
 
 @dataclass
@@ -120,92 +60,6 @@ class Image:
         return self.manifest["compression"]["image_bytes"]
 
 
-def _write(out: Path, name: str, array: np.ndarray, dtype: str, memory: bool = True) -> dict:
-    data = np.ascontiguousarray(np.asarray(array).astype(dtype))
-    raw = data.tobytes()
-    (out / name).write_bytes(raw)
-    return {"path": name, "dtype": np.dtype(dtype).str, "shape": list(data.shape),
-            "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "memory": memory}
-
-
-def _eie_layers(compressed, config, out: Path, calibration=None) -> tuple[list, int]:
-    layers, total = [], 0
-    acts = None if calibration is None else compressed.final.activations(calibration)
-    n = len(compressed.shared)
-    ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
-    for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
-        if not s.reserve_zero or s.bits != config.index_bits:
-            raise ValueError(f"layer {layer.name}: the EIE engine needs {config.index_bits}-bit "
-                             f"sharing with codebook entry 0 reserved for 0")
-        codebook = to_fixed(s.codebook, config.weight_frac, config.weight_width)
-        codebook[0] = 0
-        enc = csc.encode(s.index, config, codebook)
-        words = [csc.pack_words(enc.pe_entries(p), config) for p in range(config.pes)]
-        files = {
-            "spmat": _write(out, f"{layer.name}.spmat.bin", np.concatenate(words), "<u8"),
-            "ptr": _write(out, f"{layer.name}.ptr.bin", enc.pointers, ptr_dtype),
-            "codebook": _write(out, f"{layer.name}.codebook.bin", codebook, "<i2"),
-            "bias": _write(out, f"{layer.name}.bias.bin",
-                           _eie_bias(layer, s, config, None if acts is None else acts[i]),
-                           "<i2"),
-        }
-        total += sum(f["bytes"] for f in files.values() if f["memory"])
-        layers.append({
-            "name": layer.name, "in": layer.shape[1], "out": layer.shape[0],
-            "relu": i < n - 1, "files": files,
-            "pe_entries": enc.entry_counts.tolist(),
-            "pe_words": [int(len(w)) for w in words],
-            "padding_entries": int(enc.padding_counts.sum()),
-            "codebook_real": s.codebook.astype(float).tolist(),
-        })
-    return layers, total
-
-
-def _eie_bias(layer, shared, config, inputs) -> np.ndarray:
-    """Bias in the activations' format. With calibration inputs it also absorbs the mean
-    loss of the engine's truncated products (each ``(w * a) >> weight_frac`` rounds toward
-    minus infinity: half an LSB on average per non-zero product)."""
-    bias = layer.bias.astype(np.float64) * 2.0 ** config.act_frac
-    if inputs is not None:
-        active = (np.asarray(inputs) != 0).astype(np.float64)
-        products = shared.mask.astype(np.float64) @ active.mean(axis=0)
-        bias = bias + 0.5 * products
-    return to_fixed(bias, 0, config.act_width)
-
-
-def _systolic_layers(compressed, calibration, out: Path) -> tuple[list, int]:
-    acts = compressed.final.activations(calibration)
-    layers, total = [], 0
-    n = len(compressed.shared)
-    params = [activation_params(a.min(), a.max()) for a in acts]
-    for i, layer in enumerate(compressed.final.layers):
-        (s_in, zp_in), (s_out, zp_out) = params[i], params[i + 1]
-        relu = i < n - 1
-        if relu:  # ReLU outputs: range [0, max], zero point at the bottom
-            s_out, zp_out = activation_params(0.0, acts[i + 1].max())
-            params[i + 1] = (s_out, zp_out)
-        q, s_w = quantize_weights_per_channel(layer.weight)
-        bias = quantize_bias(layer.bias, s_in, s_w)
-        mult, shift = zip(*(quantize_multiplier(s_in * sw / s_out) for sw in s_w), strict=False)
-        files = {
-            "weight": _write(out, f"{layer.name}.weight.bin", q.T, "<i1"),
-            "bias": _write(out, f"{layer.name}.bias.bin", bias, "<i4"),
-            "multiplier": _write(out, f"{layer.name}.multiplier.bin", mult, "<i4"),
-            "shift": _write(out, f"{layer.name}.shift.bin", shift, "<i1"),
-            "weight_scale": _write(out, f"{layer.name}.weight_scale.bin", s_w, "<f8",
-                                   memory=False),
-        }
-        total += sum(f["bytes"] for f in files.values() if f["memory"])
-        layers.append({
-            "name": layer.name, "in": layer.shape[1], "out": layer.shape[0], "relu": relu,
-            "files": files,
-            "input": {"scale": s_in, "zero_point": zp_in},
-            "output": {"scale": s_out, "zero_point": zp_out},
-            "act_min": zp_out if relu else -128, "act_max": 127,
-        })
-    return layers, total
-
-
 def write_image(compressed, engine: str, config, out_dir, calibration=None,
                 source: str | None = None, force: bool = False) -> dict:
     """Write the images and ``manifest.json`` into ``out_dir``; return the manifest.
@@ -217,22 +71,8 @@ def write_image(compressed, engine: str, config, out_dir, calibration=None,
 
 
 def _write_image(compressed, engine, config, out: Path, calibration, source) -> dict:
-    if engine == "eie":
-        layers, image_bytes = _eie_layers(
-            compressed, config, out,
-            None if calibration is None else np.asarray(calibration, np.float32))
-        io = {"input": {"format": "fixed", "width": config.act_width, "frac": config.act_frac},
-              "output": {"format": "fixed", "width": config.act_width, "frac": config.act_frac}}
-    elif engine == "systolic":
-        if calibration is None:
-            raise ValueError("the systolic engine's int8 scales need inputs: give "
-                             "--calibration X.npy (or --train)")
-        layers, image_bytes = _systolic_layers(compressed, np.asarray(calibration, np.float32),
-                                               out)
-        io = {"input": {"format": "int8", **layers[0]["input"]},
-              "output": {"format": "int8", **layers[-1]["output"]}}
-    else:
-        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    layers, image_bytes, io = image_engine(engine).write_layers(compressed, config, out,
+                                                                calibration)
     table = totals(compressed.storage)
     dense_bytes = table["dense_bits"] // 8
     manifest = {
@@ -301,7 +141,7 @@ def load_image(directory, engine: str | None = None, config=None) -> Image:
         raise ValueError(f"{d}: image made for {image_config}, but the engine is {config}; "
                          f"recompress for this config")
     try:
-        check_layers(manifest, image_config)
+        check_layers(manifest, image_config, image_engine(kind).check_layers)
     except ValueError as e:
         raise ValueError(f"{d / 'manifest.json'}: {e}") from None
     layers = [{key: read_file(d, f, f"layer {spec['name']} '{key}'")

@@ -13,7 +13,10 @@ that names the field or file:
    before a byte is read, and whose SHA-256 matches;
 4. the per-engine contract: which files a layer has, their dtypes and shapes against the
    layer's ``in``/``out`` and the config, consecutive layers that chain, and input/output
-   formats that agree with the config and the layers (:func:`check_layers`).
+   formats that agree with the config and the layers (:func:`check_layers`, with the
+   engine's part from its :mod:`quantize.engines` entry).
+
+:func:`write_file` writes a data file and makes the entry that check 3 verifies.
 """
 
 import hashlib
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["MAX_MANIFEST_BYTES", "schema", "digest", "read_manifest", "read_file",
-           "check_layers"]
+           "write_file", "expect_file", "check_layers"]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 64 << 20
@@ -143,7 +146,18 @@ def read_file(directory: Path, spec: dict, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(spec["shape"])
 
 
-def _expect(layer: dict, key: str, dtype: str, shape: tuple) -> None:
+def write_file(directory: Path, name: str, array, dtype: str, memory: bool = True) -> dict:
+    """Write ``array`` as ``dtype`` to ``directory / name``; return its manifest entry (what
+    :func:`read_file` checks). ``memory``: the file is an engine memory's contents."""
+    data = np.ascontiguousarray(np.asarray(array).astype(dtype))
+    raw = data.tobytes()
+    (directory / name).write_bytes(raw)
+    return {"path": name, "dtype": np.dtype(dtype).str, "shape": list(data.shape),
+            "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "memory": memory}
+
+
+def expect_file(layer: dict, key: str, dtype: str, shape: tuple) -> None:
+    """Layer ``layer`` has a ``key`` file of ``dtype`` and ``shape`` (for the contracts)."""
     f = layer["files"].get(key)
     if f is None:
         raise ValueError(f"layer {layer['name']}: no '{key}' file")
@@ -155,52 +169,11 @@ def _expect(layer: dict, key: str, dtype: str, shape: tuple) -> None:
                          f"needs {list(shape)}")
 
 
-def _eie_layer(layer: dict, config) -> None:
-    pes, epw = config.pes, config.entries_per_word
-    for key in ("pe_entries", "pe_words"):
-        if len(layer.get(key, ())) != pes:
-            raise ValueError(f"layer {layer['name']}: '{key}' must list {pes} values, one per "
-                             f"PE of the config")
-    words = [-(-n // epw) for n in layer["pe_entries"]]
-    if words != layer["pe_words"]:
-        raise ValueError(f"layer {layer['name']}: 'pe_words' does not match 'pe_entries' "
-                         f"at {epw} entries per word")
-    if set(layer["files"]) != {"spmat", "ptr", "codebook", "bias"}:
-        raise ValueError(f"layer {layer['name']}: an EIE layer has the files spmat, ptr, "
-                         f"codebook and bias, found {', '.join(sorted(layer['files']))}")
-    _expect(layer, "spmat", "<u8", (sum(words),))
-    _expect(layer, "ptr", "<u2" if config.ptr_bits <= 16 else "<u4", (pes, layer["in"] + 1))
-    _expect(layer, "codebook", "<i2", (config.codebook_size,))
-    _expect(layer, "bias", "<i2", (layer["out"],))
-    for key in ("input", "output", "act_min", "act_max"):
-        if key in layer:
-            raise ValueError(f"layer {layer['name']}: '{key}' belongs to systolic images")
-
-
-def _systolic_layer(layer: dict) -> None:
-    n, k = layer["out"], layer["in"]
-    if set(layer["files"]) != {"weight", "bias", "multiplier", "shift", "weight_scale"}:
-        raise ValueError(f"layer {layer['name']}: a systolic layer has the files weight, bias, "
-                         f"multiplier, shift and weight_scale, found "
-                         f"{', '.join(sorted(layer['files']))}")
-    _expect(layer, "weight", "|i1", (k, n))
-    for key, dtype in (("bias", "<i4"), ("multiplier", "<i4"), ("shift", "|i1"),
-                       ("weight_scale", "<f8")):
-        _expect(layer, key, dtype, (n,))
-    for key in ("input", "output", "act_min", "act_max"):
-        if key not in layer:
-            raise ValueError(f"layer {layer['name']}: a systolic layer needs '{key}'")
-    if layer["act_min"] > layer["act_max"]:
-        raise ValueError(f"layer {layer['name']}: act_min {layer['act_min']} is above "
-                         f"act_max {layer['act_max']}")
-    for key in ("pe_entries", "pe_words", "padding_entries", "codebook_real"):
-        if key in layer:
-            raise ValueError(f"layer {layer['name']}: '{key}' belongs to EIE images")
-
-
-def check_layers(manifest: dict, config) -> None:
-    """Check 4: the per-engine contract between layers, files, formats and the config."""
-    layers, engine = manifest["layers"], manifest["engine"]
+def check_layers(manifest: dict, config, contract) -> None:
+    """Check 4: layer names distinct and layers that chain, then the engine's own contract
+    between layers, files, formats and the config, ``contract(manifest, config)`` (the
+    ``check_layers`` of its :mod:`quantize.engines` entry)."""
+    layers = manifest["layers"]
     names = [layer["name"] for layer in layers]
     if len(set(names)) != len(names):
         raise ValueError("layer names must be distinct")
@@ -208,27 +181,4 @@ def check_layers(manifest: dict, config) -> None:
         if a["out"] != b["in"]:
             raise ValueError(f"layer {b['name']} takes {b['in']} inputs but layer {a['name']} "
                              f"gives {a['out']}")
-    if engine == "eie":
-        if len(layers) > config.max_layers:
-            raise ValueError(f"{len(layers)} layers, the config holds {config.max_layers} "
-                             f"(max_layers)")
-        for layer in layers:
-            _eie_layer(layer, config)
-        for key in ("input", "output"):
-            fmt = manifest[key]
-            if fmt != {"format": "fixed", "width": config.act_width, "frac": config.act_frac}:
-                raise ValueError(f"'{key}' must be the config's activation format (fixed, "
-                                 f"width {config.act_width}, frac {config.act_frac}), "
-                                 f"not {fmt}")
-        return
-    for layer in layers:
-        _systolic_layer(layer)
-    for a, b in zip(layers, layers[1:], strict=False):
-        if a["output"] != b["input"]:
-            raise ValueError(f"layer {b['name']}'s input quantization {b['input']} is not "
-                             f"layer {a['name']}'s output {a['output']}")
-    for key, layer in (("input", layers[0]), ("output", layers[-1])):
-        fmt = manifest[key]
-        if fmt != {"format": "int8", **layer[key]}:
-            raise ValueError(f"'{key}' must be int8 with layer {layer['name']}'s {key} scale "
-                             f"and zero point, not {fmt}")
+    contract(manifest, config)

@@ -12,15 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.eie import csc
-from hw.eie import driver as eie_driver
-from hw.eie.csc import unpack_words
-from hw.systolic.driver import GemmJob
 from sim import budget
-from sim.golden import eie as eie_golden
 
 from .backends import backend as backend_of
-from .backends import dense_layers
+from .eie_engine import eie_layers
+from .engines import image_engine
 from .fixedpoint import to_fixed
 from .image import Image
 from .int8 import dequantize, quantize_activations
@@ -38,23 +34,6 @@ class RunResult:
     raw: np.ndarray
     cycles: int | None = None
     info: dict = field(default_factory=dict)
-
-
-def eie_layers(image: Image) -> list[dict]:
-    """Per layer: the :class:`hw.eie.csc.CscLayer`, codebook, bias and ReLU flag."""
-    cfg = image.config
-    out = []
-    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=False):
-        words = np.split(arrays["spmat"], np.cumsum(spec["pe_words"])[:-1])
-        entries = np.concatenate([unpack_words(w, n, cfg)
-                                  for w, n in zip(words, spec["pe_entries"], strict=False)])
-        offsets = np.concatenate(([0], np.cumsum(spec["pe_entries"]))).astype(np.int64)
-        codebook = arrays["codebook"].astype(np.int64)
-        layer = csc.CscLayer(spec["out"], spec["in"], cfg.pes, cfg.index_bits, cfg.zrun_bits,
-                             entries, offsets, arrays["ptr"].astype(np.int64), codebook)
-        out.append({"name": spec["name"], "csc": layer, "codebook": codebook,
-                    "bias": arrays["bias"].astype(np.int64), "relu": spec["relu"]})
-    return out
 
 
 def quantize_input(image: Image, x) -> np.ndarray:
@@ -80,16 +59,8 @@ def saturated_inputs(image: Image, x) -> int:
 
 def memory_estimate(image: Image, batch: int) -> int:
     """Bytes a golden run of ``batch`` inputs needs at its largest layer (an estimate)."""
-    worst = 0
-    for spec in image.manifest["layers"]:
-        n_in, n_out = spec["in"], spec["out"]
-        if image.engine == "eie":
-            entries = sum(spec["pe_entries"])
-            need = n_in * n_out * 2 + entries * 64 + batch * (n_in + n_out) * 8
-        else:
-            need = 8 * (batch * n_in + n_in * n_out + 3 * batch * n_out)
-        worst = max(worst, need)
-    return worst
+    memory = image_engine(image.engine).memory
+    return max((memory(spec, batch) for spec in image.manifest["layers"]), default=0)
 
 
 def _dequantize_output(image: Image, y) -> np.ndarray:
@@ -97,52 +68,6 @@ def _dequantize_output(image: Image, y) -> np.ndarray:
     if fmt["format"] == "fixed":
         return np.asarray(y, np.float64) * 2.0 ** -fmt["frac"]
     return dequantize(y, fmt["scale"], fmt["zero_point"])
-
-
-def _run_eie(image: Image, xq: np.ndarray, backend, progress):
-    layers = eie_layers(image)
-    built = eie_driver.build_image(image.config, [
-        {"csc": spec["csc"], "codebook": spec["codebook"], "bias": spec["bias"],
-         "relu": spec["relu"]} for spec in layers])
-    results = backend.eie(layers, built, xq, progress)
-    outputs = np.array([np.asarray(r["outputs"]) for r in results], dtype=np.int64)
-    if not backend.timed:
-        return outputs, None, {}
-    cycles = [r["cycles"] for r in results]
-    info = {"cycles_per_input": cycles, "ideal_cycles": [
-        eie_driver.ideal_cycles(built, _layer_inputs(layers, x, image.config)) for x in xq]}
-    if all("layer_cycles" in r for r in results):
-        info["layer_cycles"] = [int(c) for c in np.sum([r["layer_cycles"] for r in results],
-                                                       axis=0)]
-    return outputs, int(sum(cycles)), info
-
-
-def _layer_inputs(layers, x, config):
-    return [np.asarray(x)] + eie_golden.run(dense_layers(layers), x, config)[:-1]
-
-
-def _chunks(image: Image, m: int) -> list[slice]:
-    cfg = image.config
-    kt = max(-(-spec["in"] // cfg.rows) for spec in image.manifest["layers"])
-    size = max(1, min(cfg.acc_depth, cfg.act_depth // kt))
-    return [slice(i, min(i + size, m)) for i in range(0, m, size)]
-
-
-def _run_systolic(image: Image, xq: np.ndarray, backend, progress):
-    a = xq
-    per_layer = []
-    for spec, arrays in zip(image.manifest["layers"], image.layers, strict=True):
-        args = (arrays["weight"], arrays["bias"], arrays["multiplier"], arrays["shift"],
-                spec["input"]["zero_point"], spec["output"]["zero_point"], spec["act_min"],
-                spec["act_max"])
-        parts = _chunks(image, len(a)) if backend.chunked else [slice(0, len(a))]
-        runs = backend.gemms(image.config, [GemmJob(a[p], *args) for p in parts],
-                             f"{spec['name']}: {len(a)}x{spec['in']}x{spec['out']}", progress)
-        a = np.concatenate([r["output"] for r in runs]).astype(np.int64)
-        if backend.timed:
-            per_layer.append(sum(r["cycles"] for r in runs))
-    info = {"layer_cycles": per_layer} if per_layer else {}
-    return a, (sum(per_layer) if backend.timed else None), info
 
 
 def check_inputs(image: Image, x) -> np.ndarray:
@@ -169,7 +94,6 @@ def run_image(image: Image, x, engine="golden", progress=None) -> RunResult:
         budget.check_generator(image.config)
     saturated = saturated_inputs(image, x)
     xq = quantize_input(image, x)
-    run = {"eie": _run_eie, "systolic": _run_systolic}[image.engine]
-    raw, cycles, info = run(image, xq, engine, progress)
+    raw, cycles, info = image_engine(image.engine).run(image, xq, engine, progress)
     info["saturated_inputs"] = saturated
     return RunResult(_dequantize_output(image, raw), raw, cycles, info)

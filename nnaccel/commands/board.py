@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from boards import host
 from boards.engines import ENGINES, engine_config
 from boards.platforms import BOARDS, board
@@ -36,7 +38,6 @@ def _options(args) -> dict:
 
 
 def _synth(args):
-
     board(args.board)
     seeds = parse_seeds(args.seed)
     if args.jobs < 1:
@@ -65,9 +66,6 @@ def _synth(args):
 
 
 def _board_run(args):
-    import numpy as np
-
-
     board(args.board)
     if args.baud < 1 or not args.timeout > 0:
         raise ValueError("--baud and --timeout must be positive")

@@ -1,5 +1,7 @@
 """``nnaccel verilog``: synthesizable Verilog for an engine config."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from hw.eie import EieConfig
@@ -38,19 +40,37 @@ def systolic_config_from_args(args, **defaults):
     return SystolicConfig(**fields)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """An engine's options of ``nnaccel verilog``: ``flags`` as ``(flag, dest, value when
+    not given)``, the message when another engine is given them (``{flags}``,
+    ``{engine}``), and the config they make."""
+
+    flags: tuple
+    foreign: str
+    config: Callable
+
+
+#: Each engine's options.
+_OPTIONS = {
+    "systolic": _Options(
+        tuple((f"--{name.replace('_', '-')}", name, None)
+              for name in ("act_depth", "weight_depth", "acc_depth", "param_depth"))
+        + (("--rows", "rows", 8), ("--cols", "cols", 8), ("--rounding", "rounding", "double")),
+        "{flags}: systolic options, not used by --engine {engine}; drop them",
+        systolic_config_from_args),
+    "eie": _Options((("--pes", "pes", 8),),
+                    "{flags} is an EIE option, not used by --engine {engine}; drop it",
+                    lambda args: EieConfig(pes=args.pes)),
+}
+
+
 def _verilog(args):
-    systolic_only = [f"--{name.replace('_', '-')}" for name in
-                     ("act_depth", "weight_depth", "acc_depth", "param_depth")
-                     if getattr(args, name) is not None]
-    systolic_only += [flag for flag, value, default in
-                      (("--rows", args.rows, 8), ("--cols", args.cols, 8),
-                       ("--rounding", args.rounding, "double")) if value != default]
-    if args.engine == "eie" and systolic_only:
-        raise ValueError(f"{', '.join(systolic_only)}: systolic options, not used by --engine "
-                         f"eie; drop them")
-    if args.engine == "systolic" and args.pes != 8:
-        raise ValueError("--pes is an EIE option, not used by --engine systolic; drop it")
-    cfg = _CONFIG_FROM_ARGS[args.engine](args)
+    for other, options in _OPTIONS.items():
+        given = [flag for flag, dest, unset in options.flags if getattr(args, dest) != unset]
+        if other != args.engine and given:
+            raise ValueError(options.foreign.format(flags=", ".join(given), engine=args.engine))
+    cfg = _OPTIONS[args.engine].config(args)
     entry = engine(args.engine)
     name = entry.top_name
     budget.set_limit(args.max_memory)
@@ -61,11 +81,6 @@ def _verilog(args):
         tmp.write_text(text)
     print(f"wrote {out} ({len(text.splitlines())} lines, top module {name}) for {cfg}")
     return 0
-
-
-#: The config each engine's options make.
-_CONFIG_FROM_ARGS = {"systolic": systolic_config_from_args,
-                     "eie": lambda args: EieConfig(pes=args.pes)}
 
 
 def register(sub):

@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from boards.engines import BOARD_CONFIGS, engine_config
+from boards.engines import BOARD_CONFIGS, ENGINES, engine_config
 from boards.synth import synthesize
 
 __all__ = ["CASES", "main", "table"]
@@ -70,16 +70,7 @@ def _run(name, board, engine, options, out_dir: Path, clock_mhz=None) -> dict:
 
 
 def _config_text(case) -> str:
-    o = case["options"]
-    if case["engine"] == "eie":
-        widths = f", {o['act_width']}-bit" if "act_width" in o else ""
-        queue = f", queue depth {o['queue_depth']}" if "queue_depth" in o else ""
-        acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
-        words = f", {o['word_bits']}-bit words" if "word_bits" in o else ""
-        slots = f", {o['max_layers']} layer slot" if "max_layers" in o else ""
-        return f"{o['pes']} PE{'s' if o['pes'] > 1 else ''}{widths}{acc}{queue}{words}{slots}"
-    acc = f", {o['acc_width']}-bit accumulator" if "acc_width" in o else ""
-    return f"{o['rows']}×{o['cols']}{acc}"
+    return ENGINES[case["engine"]].describe(case["options"])
 
 
 def _cells(path: str) -> str:

@@ -216,11 +216,11 @@ def test_failed_write_keeps_the_old_image(tmp_path, monkeypatch):
     out = tmp_path / "img"
     x = _write("eie", out)
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    import quantize.image as image_module
+    import quantize.eie_engine as eie_module
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(image_module, "_eie_bias", boom)
+    monkeypatch.setattr(eie_module, "_bias", boom)
     with pytest.raises(KeyboardInterrupt):
         _write("eie", out, seed=1)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
