@@ -43,7 +43,7 @@ HEADLINE_MARKERS = (
 )
 _ENGINE_NAMES = {"eie": "EIE", "systolic": "systolic"}
 #: Suites whose record this module writes (``boards`` writes its own).
-SUITES = ("systolic", "eie", "eie_pes", "compression")
+SUITES = ("systolic", "eie", "eie_pes", "compression", "convs")
 NOT_MEASURED = "_Not measured in this record._"
 
 
@@ -137,8 +137,23 @@ def _trim_compression(full, old, when):
     return {"measured": when, **full}
 
 
+def _trim_convs(full, old, when):
+    def fig(a):
+        keep = {k: round(v, 5) if isinstance(v, float) else v for k, v in a.items()
+                if k not in ("config", "scalesim")}
+        ss = {k: v for k, v in a["scalesim"].items() if not k.endswith("_seconds")}
+        return {**keep, "scalesim": ss}
+    layers = [{**{k: v for k, v in r.items() if k != "arrays"},
+               "arrays": {a: fig(x) for a, x in r["arrays"].items()}} for r in full["layers"]]
+    out = {"measured": when, **{k: v for k, v in full.items() if k != "layers"},
+           "layers": layers}
+    if "rtl_check" not in full and old and "rtl_check" in old:
+        out["rtl_check"] = old["rtl_check"]
+    return out
+
+
 _TRIM = {"systolic": _trim_systolic, "eie": _trim_eie, "eie_pes": _trim_eie_pes,
-         "compression": _trim_compression}
+         "compression": _trim_compression, "convs": _trim_convs}
 
 
 def record(suite: str, out_dir, seconds=None, started: dict | None = None) -> Path | None:
