@@ -420,6 +420,101 @@ def _compression_md(rec) -> list[str]:
     return out
 
 
+def _convs_md(rec) -> list[str]:
+    layers = rec["layers"]
+    arrays = list(layers[0]["arrays"]) if layers else []
+    out = [f"The conv layers of AlexNet, VGG-16 and ResNet-18 (224×224 input, batch 1), each "
+           f"lowered to its im2col GEMM by `quantize.lower` (M = output pixels, K = C·kh·kw, "
+           f"N = output channels). {_when(rec['measured'], True)}.", "",
+           "- **ours**: `hw.systolic.driver.model_cycles` (loads included) on "
+           "`SystolicConfig.fit` sized for the layer; utilization = MACs / (rows · cols · "
+           "cycles). † = `fit` refuses the config (reason below); the cycles are still the "
+           "model's, which reads only rows and cols.",
+           "- **overlapped**: the same model with its serial load term "
+           "`max(KT·M, KT·NT·rows, NT)` replaced by the first tile's `max(M, rows, 1)`: what "
+           "overlapping activation loads with compute (double-buffered activation tiles) "
+           "would give.",
+           f"- **SCALE-Sim**: {rec.get('scalesim', 'scalesim')} in its own venv "
+           f"(`build/scalesim-venv`), weight stationary, square array, "
+           f"{_int(rec.get('sram_kb', 0))} kB for each of the ifmap, filter and ofmap SRAMs, "
+           f"CALC bandwidth mode; each layer a conv topology row with the padded input extent "
+           f"its windows read. Cycles are the rows of its compute model's demand matrices "
+           f"minus one, which is its COMPUTE_REPORT \"Total Cycles\" when nothing stalls; "
+           f"layers of at most {_int(rec.get('full_sim_rows', 0))} demand rows also ran its "
+           f"full memory simulation (table below). It counts no loading of its SRAMs; ours "
+           f"counts every word streamed in."]
+    for a in arrays:
+        label = a.replace("x", "×")
+        out += ["", f"### {label}", "",
+                "| network | layer | M | K | N | MACs | our cycles | utilization | "
+                "overlapped cycles | SCALE-Sim cycles | ours / SCALE-Sim | overlapped / "
+                "SCALE-Sim |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in layers:
+            f = r["arrays"][a]
+            ss = f["scalesim"].get("cycles")
+            mark = " †" if "config_error" in f else ""
+            out.append(f"| {r['net']} | {r['layer']} | {_int(r['m'])} | {_int(r['k'])} | "
+                       f"{_int(r['n'])} | {_int(r['macs'])} | {_int(f['cycles'])}{mark} | "
+                       f"{_pct(f['utilization'])} | {_int(f['overlapped_cycles'])} | "
+                       + (f"{_int(ss)} | {f['ratio']:.3f} | {f['overlapped_ratio']:.3f} |"
+                          if ss is not None else "– | – | – |"))
+        figs = [r["arrays"][a] for r in layers]
+        ok = [f for f in figs if "config_error" not in f]
+        vgg = [r["arrays"][a] for r in layers if r["net"] == "VGG-16"]
+        below = [f for f in vgg if f.get("ratio", 2) <= 1]
+
+        def mean(xs, key):
+            return sum(x[key] for x in xs) / len(xs) if xs else 0.0
+
+        out += ["", f"- Mean utilization: {_pct(mean(figs, 'utilization'))} over all "
+                    f"{len(figs)} layers ({_pct(mean(ok, 'utilization'))} over the {len(ok)} "
+                    f"that `fit` configures), VGG-16 {_pct(mean(vgg, 'utilization'))}; "
+                    f"overlapped {_pct(mean(figs, 'overlapped_utilization'))}, VGG-16 "
+                    f"{_pct(mean(vgg, 'overlapped_utilization'))}.",
+                f"- VGG-16 layers at or below SCALE-Sim's cycles: {len(below)} of {len(vgg)} "
+                f"({sum(1 for f in below if 'config_error' not in f)} of the "
+                f"{sum(1 for f in vgg if 'config_error' not in f)} that `fit` configures); "
+                f"overlapped: "
+                f"{sum(1 for f in vgg if f.get('overlapped_ratio', 2) <= 1)} of {len(vgg)}.",
+                f"- Configs refused by `fit`: {len(figs) - len(ok)} of {len(figs)}."]
+    reasons = sorted({f["config_error"] for r in layers for f in r["arrays"].values()
+                      if "config_error" in f})
+    if reasons:
+        out += ["", "† Reasons `SystolicConfig.fit` gave:", ""]
+        out += [f"- {x}" for x in reasons]
+    full = [(r, a, r["arrays"][a]["scalesim"]) for r in layers for a in arrays
+            if "total_cycles" in r["arrays"][a]["scalesim"]]
+    if full:
+        same = sum(1 for _, _, s in full if s["total_cycles"] == s.get("cycles"))
+        out += ["", "### SCALE-Sim's full simulation", "",
+                f"{len(full)} layer/array pairs also ran SCALE-Sim's memory simulation; its "
+                f"\"Total Cycles\" equals the compute-model figure above on {same} of them.", "",
+                "| network | layer | array | total cycles | stall cycles | total incl. DRAM "
+                "prefetch |", "|---|---|---|---|---|---|"]
+        for r, a, s in full:
+            out.append(f"| {r['net']} | {r['layer']} | {a.replace('x', '×')} | "
+                       f"{_int(s['total_cycles'])} | {_int(s['stall_cycles'])} | "
+                       f"{_int(s['total_cycles_incl_prefetch'])} |")
+    rtl = rec.get("rtl_check")
+    if rtl:
+        out += ["", f"### RTL against the model ({rtl['array'].replace('x', '×')})", "",
+                f"Real channel counts at reduced spatial size, one Verilator build of the "
+                f"{rtl['array'].replace('x', '×')} array sized by `fit` for the three "
+                f"({', '.join(f'{k} {v}' for k, v in rtl['config'].items())}); random int8 "
+                f"data, every output word compared with the golden model.", "",
+                "| layer | M×K×N | RTL cycles | model cycles | model error | wrong words |",
+                "|---|---|---|---|---|---|"]
+        for r in rtl["layers"]:
+            out.append(f"| {r['layer']} | {r['m']}×{r['k']}×{r['n']} | {_int(r['rtl_cycles'])} "
+                       f"| {_int(r['model_cycles'])} | {100 * r['model_error']:+.3f} % | "
+                       f"{r['mismatches']} |")
+        out += ["", "Not done: the same check on 16×16 (its Verilator build takes over 20 "
+                    "minutes here)."]
+    else:
+        out += ["", "RTL against the model: not measured in this record."]
+    return out
+
+
 def _boards_md(cases) -> list[str]:
     out = ["Each row is a full yowasp build (Yosys, nextpnr, packing) of a board's top "
            "level with one engine. Fmax is nextpnr's post-route figure for the design "
@@ -442,6 +537,7 @@ _SECTIONS = (
     ("eie", "EIE engine (suite `eie`)", _eie_md),
     ("eie_pes", "EIE PE-count sweep on the RTL (suite `eie_pes`)", _eie_pes_md),
     ("compression", "Compression front end (suite `compression`)", _compression_md),
+    ("convs", "CNN conv layers against SCALE-Sim (suite `convs`)", _convs_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
 )
 

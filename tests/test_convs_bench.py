@@ -1,0 +1,99 @@
+"""Suite ``convs``: the layer table, the cost-model figures and the rendered record
+(no SCALE-Sim, no Verilator)."""
+
+import json
+
+import pytest
+
+from hw.systolic import SystolicConfig
+from hw.systolic.driver import model_cycles
+from sim.bench import convs, results
+
+
+def _by(net, name):
+    return next(x for x in convs.LAYERS if x.net == net and x.name == name)
+
+
+def test_layer_table_counts():
+    nets = [x.net for x in convs.LAYERS]
+    # ResNet-18: the stem, 16 block convs and 3 downsample projections.
+    assert (nets.count("AlexNet"), nets.count("VGG-16"), nets.count("ResNet-18")) == (5, 13, 20)
+    assert len({x.label for x in convs.LAYERS}) == len(convs.LAYERS)
+
+
+@pytest.mark.parametrize("net, name, stride, out, m, k, n", [
+    ("VGG-16", "conv1_1", 1, 224, 224 * 224, 3 * 9, 64),
+    ("VGG-16", "conv5_3", 1, 14, 14 * 14, 512 * 9, 512),
+    ("AlexNet", "conv1", 4, 55, 55 * 55, 3 * 121, 96),
+    ("AlexNet", "conv2", 1, 27, 27 * 27, 96 * 25, 256),
+    ("ResNet-18", "conv1", 2, 112, 112 * 112, 3 * 49, 64),
+    ("ResNet-18", "layer2.0.downsample", 2, 28, 28 * 28, 64, 128),
+    ("ResNet-18", "layer4.1.conv2", 1, 7, 7 * 7, 512 * 9, 512),
+])
+def test_known_shapes(net, name, stride, out, m, k, n):
+    layer = _by(net, name)
+    g = convs.gemm(layer)
+    assert layer.stride == stride
+    assert (g["out_h"], g["out_w"], g["m"], g["k"], g["n"]) == (out, out, m, k, n)
+    assert g["macs"] == m * k * n
+
+
+def test_overlapped_loads_drop_all_but_the_first_activation_tile():
+    g = convs.gemm(_by("VGG-16", "conv1_2"))
+    m, k, n = g["m"], g["k"], g["n"]
+    f = convs.our_figures(g, 16)
+    assert "config_error" not in f
+    cfg = SystolicConfig.fit([(m, k, n)], rows=16, cols=16)
+    assert f["cycles"] == model_cycles(cfg, m, k, n)
+    kt = -(-k // 16)
+    # Activations are the longest stream here: KT·M words serially, of which the first
+    # tile's M remain before compute once loads overlap.
+    assert f["serial_load_cycles"] == kt * m
+    assert f["cycles"] - f["overlapped_cycles"] == (kt - 1) * m
+    assert f["utilization"] == pytest.approx(g["macs"] / (256 * f["cycles"]))
+
+
+def test_refused_config_keeps_its_reason_and_the_model_cycles():
+    g = convs.gemm(_by("VGG-16", "conv5_1"))
+    f = convs.our_figures(g, 16)
+    with pytest.raises(ValueError) as e:
+        SystolicConfig.fit([(g["m"], g["k"], g["n"])], rows=16, cols=16)
+    assert f["config_error"] == str(e.value)
+    assert f["cycles"] == model_cycles(SystolicConfig(rows=16, cols=16), g["m"], g["k"], g["n"])
+
+
+def test_record_renders(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")
+    layers = []
+    for net, name in (("VGG-16", "conv1_1"), ("VGG-16", "conv5_1")):
+        layer = _by(net, name)
+        g = convs.gemm(layer)
+        row = {"net": net, "layer": name, **g, "arrays": {}}
+        for rows in convs.ARRAYS:
+            f = convs.our_figures(g, rows)
+            ss = {"demand_rows": f["cycles"] + 1, "cycles": f["cycles"]}
+            if name == "conv1_1":
+                ss.update(total_cycles=f["cycles"], stall_cycles=0,
+                          total_cycles_incl_prefetch=2 * f["cycles"])
+            f.update(scalesim=ss, ratio=1.0, overlapped_ratio=f["overlapped_cycles"]
+                     / f["cycles"])
+            row["arrays"][f"{rows}x{rows}"] = f
+        layers.append(row)
+    rtl = {"array": "8x8", "config": {"act_depth": 8}, "seconds": 1, "layers": [
+        {"layer": "x", "m": 2, "k": 3, "n": 4, "rtl_cycles": 100, "model_cycles": 99,
+         "model_error": -0.01, "mismatches": 0}]}
+    full = {"sram_kb": 65536, "full_sim_rows": 10, "scalesim": "scalesim==3.0.0",
+            "layers": layers, "rtl_check": rtl}
+    (tmp_path / "convs.json").write_text(json.dumps(full))
+    rec = json.loads(results.record("convs", tmp_path, seconds=3).read_text())
+    assert rec["measured"]["bench_seconds"] == 3
+    text = results.render({"convs": rec})
+    c11 = layers[0]["arrays"]["16x16"]
+    assert (f"| VGG-16 | conv1_1 | 50 176 | 27 | 64 | 86 704 128 | "
+            f"{results._int(c11['cycles'])} | ") in text
+    assert "| VGG-16 | conv5_1 | 196 | 4 608 | 512 |" in text and " †" in text
+    assert ("VGG-16 layers at or below SCALE-Sim's cycles: 2 of 2 (1 of the 1 that `fit` "
+            "configures)") in text
+    assert "Configs refused by `fit`: 1 of 2." in text
+    assert "equals the compute-model figure above on 2 of them" in text
+    assert "| x | 2×3×4 | 100 | 99 | -1.000 % | 0 |" in text
