@@ -28,7 +28,12 @@ def _check(cfg, jobs, runs):
 def test_random_and_corner_gemms(preset):
     cfg = PRESETS[preset]
     jobs = all_jobs(cfg, seed=1)
-    _check(cfg, jobs, run_jobs(cfg, jobs))
+    runs = run_jobs(cfg, jobs)
+    _check(cfg, jobs, runs)
+    # Each job's cycles are its own, from its first input beat to its last result word.
+    alone = run_jobs(cfg, [jobs[3]])[0]
+    assert alone.cycles == runs[3].cycles > 0
+    assert alone.counters == runs[3].counters
 
 
 @pytest.mark.parametrize("preset", ["4x4", "8x8"])
