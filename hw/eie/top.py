@@ -14,6 +14,10 @@ from .result_buffer import ResultBuffer
 
 __all__ = ["EieTop"]
 
+#: The command's fields every PE takes (and copies at the start of a layer).
+LAYER_FIELDS = ("in_features", "out_features", "ptr_base", "bias_base", "use_bias", "relu",
+                "queue_limit")
+
 
 class EieTop(wiring.Component):
     """An EIE engine of ``config.pes`` PEs: b = ReLU(W a + bias), layer after layer on chip.
@@ -83,7 +87,6 @@ class EieTop(wiring.Component):
         wiring.connect(m, results.o, wiring.flipped(self.o_result))
         e_valid = Signal()
         more = Signal()                 # rows left to emit (registered)
-        e_data = results.i.payload
         take = Signal()
         m.d.comb += [results.i.valid.eq(e_valid), take.eq(e_valid & results.i.ready)]
 
@@ -100,11 +103,8 @@ class EieTop(wiring.Component):
                 tree.i[k].valid.eq(pe.nz_valid), tree.i[k].payload.eq(pe.nz_data),
                 pe.nz_ready.eq(tree.i[k].ready),
                 pe.codebook.eq(codebooks.active),
-                pe.in_features.eq(cmd.in_features), pe.out_features.eq(cmd.out_features),
-                pe.ptr_base.eq(cmd.ptr_base), pe.bias_base.eq(cmd.bias_base),
-                pe.use_bias.eq(cmd.use_bias), pe.relu.eq(cmd.relu),
-                pe.queue_limit.eq(cmd.queue_limit),
-                e_data[k].eq(pe.emit_data),
+                *[getattr(pe, name).eq(getattr(cmd, name)) for name in LAYER_FIELDS],
+                results.i.payload[k].eq(pe.emit_data),
                 self.o_counters.busy[k].eq(pe.busy_count),
                 self.o_counters.bubble[k].eq(pe.bubble_count),
                 self.o_counters.padding[k].eq(pe.padding_count),
