@@ -10,11 +10,23 @@ import numpy as np
 from sim import budget
 
 from .atomic import check_outputs, output_file
-from .compress import CompressSpec, compress
+from .compress import CompressSpec, compress, parse_sparsity
+from .compress_graph import compress_graph, weight_nodes
 from .engines import ENGINES, image_engine
-from .image import load_image, write_image
+from .graph_image import (
+    ACTIVATIONS,
+    LinearChain,
+    graph_config,
+    is_mlp_chain,
+    mlp_graph,
+    run_graph_image,
+    write_graph_image,
+)
+from .graph_quant import quantize_graph
+from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
-from .report import format_table, report_json, write_plots
+from .onnx_import import load_onnx_graph
+from .report import format_layers, format_table, layer_rows, report_json, write_plots
 from .run import run_image
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
@@ -30,14 +42,20 @@ def _progress(tag: str):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "compress", help="prune, share and quantize a trained MLP into engine memory images",
+        "compress", help="prune, share and quantize a trained network into engine memory "
+                         "images",
         description="Deep Compression of a trained MLP (.npz, .safetensors, .onnx, or a "
                     "PyTorch state_dict when torch is installed) into memory images and "
                     "manifest.json for one engine. With --train/--labels: prune -> retrain -> "
                     "share -> fine-tune centroids; otherwise post-training, guided by "
-                    "--calibration inputs when given.")
+                    "--calibration inputs when given. An ONNX graph with more than Linear "
+                    "layers and ReLU (Conv, pools, Add, Concat, GELU, ...) becomes a graph "
+                    "image for the systolic engine (needs --calibration).")
     p.add_argument("model", help="weight file")
     p.add_argument("--engine", choices=list(ENGINES), required=True)
+    p.add_argument("--activation", choices=list(ACTIVATIONS),
+                   help="activation between the layers of a weight-only file (npz, "
+                        "safetensors, pt); default relu. EIE runs relu and none")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sparsity", help="fraction of weights to prune: 0.9, or per layer "
                                       "fc1=0.93,fc2=0.93,fc3=0.7")
@@ -69,9 +87,12 @@ def register(subparsers) -> None:
                    help="replace -o even if it is a non-empty folder that is not an image")
     p.set_defaults(func=cmd_compress)
 
-    p = subparsers.add_parser("report", help="compression table and plots of an image")
+    p = subparsers.add_parser("report", help="compression table, per-layer costs and plots "
+                                             "of an image")
     p.add_argument("image", help="directory written by nnaccel compress")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--batch", type=int, default=1,
+                   help="inputs per run for the cycle estimates (default 1)")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("run", help="run a compressed network on golden models or RTL")
@@ -166,6 +187,106 @@ def _check_data(model, x_train, y_train, calibration, args) -> None:
                          f"outputs, found {int(y_train.min())}..{int(y_train.max())}")
 
 
+def _onnx_graph(path):
+    """The graph of an ONNX file, or ``None`` when it is a plain Linear/ReLU chain that the
+    MLP loader reads (those keep their MLP images). The graph importer's error (naming the
+    node and op) wins over the MLP loader's."""
+    try:
+        graph = load_onnx_graph(path)
+    except ValueError as graph_error:
+        try:
+            load_model(path)
+        except (ValueError, OSError):
+            raise graph_error from None
+        return None
+    return None if is_mlp_chain(graph) else graph
+
+
+def _graph_ops(graph) -> str:
+    ops = [n.op for n in graph.nodes if n.op not in ("Linear", "Relu")]
+    return ", ".join(dict.fromkeys(ops)) or "Linear layers without ReLU between them"
+
+
+def _choose_path(args):
+    """``(graph or None, activation, note)``: what the model file holds and the activation
+    between its layers, refused in one line where the engine cannot run it."""
+    if Path(args.model).suffix.lower() == ".onnx":
+        graph = _onnx_graph(args.model)
+        if graph is None:
+            if args.activation not in (None, "relu"):
+                raise ValueError(f"{args.model}: the ONNX graph has Relu between its layers; "
+                                 f"drop --activation {args.activation}")
+            return None, "relu", "relu (from the ONNX graph)"
+        if args.activation is not None:
+            raise ValueError(f"--activation {args.activation}: {args.model} is a graph that "
+                             f"states its own activations; drop --activation")
+        if args.engine != "systolic":
+            raise ValueError(f"{args.model}: the graph has {_graph_ops(graph)}; the EIE engine "
+                             f"runs Linear layers with ReLU between them: use --engine "
+                             f"systolic")
+        return graph, None, None
+    activation = args.activation or "relu"
+    note = activation + (" (default; give --activation to change)"
+                         if args.activation is None else "")
+    if args.engine == "eie" and activation not in ("relu", "none"):
+        raise ValueError(f"--activation {activation}: the EIE engine runs relu or none between "
+                         f"layers; use --engine systolic for {activation}")
+    if args.engine == "eie" and activation == "none" and (args.calibration or args.train):
+        raise ValueError("--activation none on EIE: compress without --calibration/--train "
+                         "(those stages assume ReLU between layers), or use --engine systolic")
+    return None, activation, note
+
+
+def _graph_inputs(graph, x, flag):
+    if x is None:
+        return None
+    x = np.asarray(x, np.float64)
+    shape, size = graph.input_shape, int(np.prod(graph.input_shape))
+    if x.ndim == 2 and x.shape[1] == size and len(shape) > 1:
+        x = x.reshape(len(x), *shape)
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"{flag}: inputs must have shape (N, {dims}) (or (N, {size})) with "
+                         f"N >= 1 for this graph, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{flag}: inputs contain NaN or Inf")
+    return x
+
+
+def _compress_graph(args, graph, activation, say) -> dict:
+    """The graph path: Deep Compression of the weight nodes, int8, a graph image."""
+    for flag, given in (("--quality", args.quality is not None), ("--global", args.global_prune),
+                        ("--layers", args.layers is not None)):
+        if given:
+            raise ValueError(f"{flag} is for MLP images; a graph takes --sparsity (one figure "
+                             f"or per node: conv1=0.5,fc=0.8)")
+    if args.calibration is None:
+        raise ValueError("the systolic engine's int8 scales need inputs: give --calibration "
+                         "X.npy")
+    calibration = _graph_inputs(graph, load_array(args.calibration, "--calibration"),
+                                "--calibration")
+    x_train = load_array(args.train, "--train") if args.train else None
+    y_train = load_array(args.labels, "--labels") if args.labels else None
+    if (x_train is None) != (y_train is None):
+        raise ValueError("--train and --labels go together")
+    x_train = _graph_inputs(graph, x_train, "--train")
+    names = [n.name for n in weight_nodes(graph)]
+    if not names:
+        raise ValueError(f"{args.model}: the graph has no Conv or Gemm/MatMul layer")
+    sparsity = parse_sparsity(args.sparsity, names) if args.sparsity is not None else None
+    say(f"graph: {len(graph.nodes)} nodes, weight layers {', '.join(names)}")
+    cg = compress_graph(graph, sparsity, args.bits, x_train, y_train,
+                        index_bits=args.index_bits, init=args.init, seed=args.seed,
+                        retrain_epochs=10 if args.epochs is None else args.epochs,
+                        progress=say)
+    say("int8 quantization from the calibration inputs")
+    qg = quantize_graph(cg.graph, calibration)
+    config = graph_config(qg, args.rows, args.cols)
+    say(f"writing the graph image to {args.output}")
+    return write_graph_image(cg, qg, config, args.output, source=str(args.model),
+                             activation=activation, force=args.force)
+
+
 def cmd_compress(args) -> int:
     _check_flags(args)
     check_outputs([("-o", args.output)],
@@ -176,7 +297,28 @@ def cmd_compress(args) -> int:
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise ValueError(f"--layers {args.layers!r}: give distinct layer names separated by "
                          f"commas")
-    model = load_model(args.model, names)
+    graph, activation, note = _choose_path(args)
+    if graph is None:
+        model = load_model(args.model, names)
+        if activation not in ("relu", "none") or (activation == "none"
+                                                  and args.engine == "systolic"):
+            if names is not None:
+                raise ValueError(f"--layers with --activation {activation}: select layers in "
+                                 f"the weight file instead")
+            graph = mlp_graph(model, activation)
+        elif activation == "none":
+            model = LinearChain(model.layers)
+    if note is not None:
+        print(f"activation between layers: {note}")
+    if graph is not None:
+        manifest = _compress_graph(args, graph, activation, say)
+        _print_written(args.output, manifest)
+        g = manifest["graph"]["nodes"]
+        engine = sum(n["where"] == "engine" for n in g)
+        cfg = manifest["config"]
+        print(f"graph image: {len(g)} nodes, {engine} on the engine ({cfg['rows']}x"
+              f"{cfg['cols']} systolic), {len(g) - engine} on the host")
+        return 0
     say(f"loaded {args.model}: layers {', '.join(layer.name for layer in model.layers)} "
         f"({'-'.join(map(str, model.sizes))})")
     x_train = load_array(args.train, "--train") if args.train else None
@@ -198,19 +340,28 @@ def cmd_compress(args) -> int:
                                     y_train=y_train, calibration=calibration,
                                     source=str(args.model), progress=say, force=args.force,
                                     **{name: getattr(args, name) for name in entry.options})
-    c = manifest["compression"]
-    print(f"{args.output}: compression {c['compression_ratio']:.1f}x (Deep Compression "
-          f"accounting), image {c['image_bytes']} bytes = {c['image_compression_ratio']:.1f}x "
-          f"smaller than 32-bit dense weights")
+    _print_written(args.output, manifest)
     return 0
 
 
+def _print_written(output, manifest) -> None:
+    c = manifest["compression"]
+    print(f"{output}: compression {c['compression_ratio']:.1f}x (Deep Compression "
+          f"accounting), image {c['image_bytes']} bytes = {c['image_compression_ratio']:.1f}x "
+          f"smaller than 32-bit dense weights")
+
+
 def cmd_report(args) -> int:
+    if args.batch < 1:
+        raise ValueError(f"--batch {args.batch}: give 1 or more inputs")
     image = load_image(args.image)
     if args.json:
-        print(json.dumps(report_json(image), indent=1))
+        print(json.dumps({**report_json(image), "per_layer": layer_rows(image, args.batch)},
+                         indent=1))
         return 0
     print(format_table(image))
+    print()
+    print(format_layers(image, args.batch))
     for path in write_plots(image, Path(args.image)):
         print(f"wrote {path}")
     return 0
@@ -225,6 +376,8 @@ def cmd_run(args) -> int:
     image = load_image(args.image)
     x = load_array(args.input, "--input")
     say = _progress("run")
+    if is_graph(image):
+        return _run_graph(image, x, out, args.engine, say)
     result = run_image(image, x, args.engine, progress=say)
     saturated = result.info.get("saturated_inputs", 0)
     if saturated:
@@ -238,4 +391,19 @@ def cmd_run(args) -> int:
     if result.cycles is not None:
         msg += f", {result.cycles} cycles ({result.cycles / len(result.outputs):.0f} per input)"
     print(msg)
+    return 0
+
+
+def _run_graph(image, x, out: Path, engine: str, say) -> int:
+    if engine == "rtl":
+        budget.check_generator(image.config)
+    run = run_graph_image(image, x, engine, progress=say)
+    with output_file(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, run.float_output, allow_pickle=False)
+    print(run.table())
+    n = len(run.float_output)
+    print(f"{out}: {n} outputs from the systolic {engine} model "
+          f"({'measured' if engine == 'rtl' else 'cost model'}), {run.cycles} engine cycles "
+          f"({run.cycles / n:.0f} per input)")
     return 0

@@ -93,6 +93,7 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
     layers, total = [], 0
     acts = None if calibration is None else compressed.final.activations(calibration)
     n = len(compressed.shared)
+    relu = getattr(compressed.final, "relu", True)     # False for --activation none
     ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
     for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
         if not s.reserve_zero or s.bits != config.index_bits:
@@ -113,7 +114,7 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
         total += sum(f["bytes"] for f in files.values() if f["memory"])
         layers.append({
             "name": layer.name, "in": layer.shape[1], "out": layer.shape[0],
-            "relu": i < n - 1, "files": files,
+            "relu": relu and i < n - 1, "files": files,
             "pe_entries": enc.entry_counts.tolist(),
             "pe_words": [int(len(w)) for w in words],
             "padding_entries": int(enc.padding_counts.sum()),

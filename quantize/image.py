@@ -28,13 +28,16 @@ from sim import engines
 
 from .atomic import image_folder
 from .engines import image_engine
+from .graph_image import GRAPH_FORMAT_VERSION, GraphImage, load_graph
 from .manifest import check_layers, digest, read_file, read_manifest
 from .storage import totals
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Image", "write_image", "load_image",
-           "load_report_weights", "config_from_dict"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "GRAPH_FORMAT_VERSION", "Image", "GraphImage",
+           "write_image", "load_image", "load_report_weights", "config_from_dict", "is_graph"]
 
 FORMAT = "nnaccel-image"
+#: The version of MLP images (``layers``); graph images (``graph``) are
+#: :data:`GRAPH_FORMAT_VERSION`, and both are read.
 FORMAT_VERSION = 2
 #: The float weights of every stage, for ``nnaccel report``'s plots (not an engine memory).
 REPORT_FILE = "report_weights.npz"
@@ -126,10 +129,16 @@ def _json(o):
     raise TypeError(type(o).__name__)
 
 
-def load_image(directory, engine: str | None = None, config=None) -> Image:
-    """Read and verify an image; refuse one made for another ``engine`` or ``config``."""
+def is_graph(image) -> bool:
+    """Whether ``image`` is a graph image (:class:`GraphImage`) rather than an MLP image."""
+    return isinstance(image, GraphImage)
+
+
+def load_image(directory, engine: str | None = None, config=None) -> Image | GraphImage:
+    """Read and verify an image (MLP or graph); refuse one made for another ``engine`` or
+    ``config``."""
     d = Path(directory)
-    manifest = read_manifest(d, format_version=FORMAT_VERSION)
+    manifest = read_manifest(d, format_version=(FORMAT_VERSION, GRAPH_FORMAT_VERSION))
     kind = manifest["engine"]
     if engine is not None and engine != kind:
         raise ValueError(f"{d}: image made for the {kind} engine, not for {engine}")
@@ -140,6 +149,8 @@ def load_image(directory, engine: str | None = None, config=None) -> Image:
     if config is not None and config != image_config:
         raise ValueError(f"{d}: image made for {image_config}, but the engine is {config}; "
                          f"recompress for this config")
+    if manifest["format_version"] == GRAPH_FORMAT_VERSION:
+        return load_graph(d, manifest, image_config)
     try:
         check_layers(manifest, image_config, image_engine(kind).check_layers)
     except ValueError as e:

@@ -86,8 +86,9 @@ def _regular(path: Path, what: str) -> os.stat_result:
     return st
 
 
-def read_manifest(directory: Path, *, format_version: int) -> dict:
-    """The validated manifest of the image in ``directory`` (checks 1 and 2)."""
+def read_manifest(directory: Path, *, format_version) -> dict:
+    """The validated manifest of the image in ``directory`` (checks 1 and 2);
+    ``format_version``: the version read, or a tuple of them."""
     import jsonschema
 
     path = directory / "manifest.json"
@@ -107,9 +108,10 @@ def read_manifest(directory: Path, *, format_version: int) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != "nnaccel-image":
         raise ValueError(f"{path}: not an nnaccel image manifest")
     version = manifest.get("format_version")
-    if version != format_version:
+    versions = format_version if isinstance(format_version, tuple) else (format_version,)
+    if version not in versions or isinstance(version, bool):
         raise ValueError(f"{path}: format version {version}, this nnaccel reads version "
-                         f"{format_version}; recompress the model")
+                         f"{' and '.join(map(str, versions))}; recompress the model")
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema()).iter_errors(manifest))
     if error is not None:

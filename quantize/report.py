@@ -1,12 +1,16 @@
-"""The compression table and plots of an image (``nnaccel report``)."""
+"""The compression table, per-layer costs and plots of an image (``nnaccel report``)."""
 
 from pathlib import Path
 
 import numpy as np
 
-from .image import load_report_weights
+from hw.systolic.driver import model_cycles
 
-__all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes"]
+from .graph_image import graph_rows
+from .image import is_graph, load_report_weights
+
+__all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes", "layer_rows",
+           "format_layers"]
 
 
 def _x(ratio) -> str:
@@ -18,10 +22,18 @@ def layer_image_bytes(spec: dict) -> int:
     return sum(f["bytes"] for f in spec["files"].values() if f["memory"])
 
 
+def _specs(image) -> list[dict]:
+    """Per compressed layer, the manifest entry holding its files."""
+    if is_graph(image):
+        nodes = {n["name"]: n for n in image.manifest["graph"]["nodes"]}
+        return [nodes[row["name"]] for row in image.manifest["compression"]["layers"]]
+    return image.manifest["layers"]
+
+
 def report_json(image) -> dict:
     c = image.manifest["compression"]
     layers = []
-    for row, spec in zip(c["layers"], image.manifest["layers"], strict=True):
+    for row, spec in zip(c["layers"], _specs(image), strict=True):
         layers.append({**row, "image_bytes": layer_image_bytes(spec)})
     return {"engine": image.engine, "config": image.manifest["config"],
             "accounting": c["accounting"], "layers": layers, "totals": c["totals"],
@@ -53,6 +65,67 @@ def format_table(image) -> str:
     return "\n".join(lines)
 
 
+def _mlp_rows(image, batch: int) -> list[dict]:
+    """Per layer of an MLP image: what :func:`quantize.graph_image.graph_rows` gives for a
+    graph. Systolic cycles: the cost model over the chunks a run makes; EIE cycles: every
+    input non-zero, the busiest PE's entries (padding included) per layer and input."""
+    cfg, specs = image.config, image.manifest["layers"]
+    storage = {r["name"]: r for r in image.manifest["compression"]["layers"]}
+    rows = []
+    for spec in specs:
+        k, n = spec["in"], spec["out"]
+        s = storage.get(spec["name"], {})
+        if image.engine == "systolic":
+            kt = max(-(-x["in"] // cfg.rows) for x in specs)
+            step = max(1, min(cfg.acc_depth, cfg.act_depth // kt))
+            cycles = sum(model_cycles(cfg, min(step, batch - i), k, n)
+                         for i in range(0, batch, step))
+            lanes, shape = cfg.macs, f"{batch}x{k}x{n}"
+            macs = batch * k * n
+        else:
+            cycles = batch * max(spec["pe_entries"])
+            lanes, shape = cfg.pes, f"{n}x{k}"
+            macs = batch * int(s.get("kept", 0))
+        rows.append({"name": spec["name"], "op": "Linear+Relu" if spec["relu"] else "Linear",
+                     "where": "engine", "shape": shape, "macs": macs, "kept": s.get("kept"),
+                     "weights": s.get("weights"), "bits": s.get("bits"), "cycles": cycles,
+                     "utilization": macs / (cycles * lanes) if cycles else None})
+    return rows
+
+
+def layer_rows(image, batch: int = 1) -> list[dict]:
+    """Per layer of any image: ``name``, ``op``, ``where`` (engine or host), ``shape``,
+    ``macs``, ``kept``/``weights``/``bits``, ``cycles`` (cost model, ``batch`` inputs) and
+    ``utilization``."""
+    return graph_rows(image, batch) if is_graph(image) else _mlp_rows(image, batch)
+
+
+def format_layers(image, batch: int = 1) -> str:
+    """The per-layer cost table (:func:`layer_rows`) as text, with the total."""
+    rows = layer_rows(image, batch)
+    cfg = image.config
+    array = f"{cfg.rows}x{cfg.cols}" if image.engine == "systolic" else f"{cfg.pes} PEs"
+    head = (f"{'layer':<16}{'op':<18}{'shape':<22}{'MACs':>11}{'kept':>14}{'bits':>5}"
+            f"{'engine':>17}{'cycles':>10}{'util':>7}")
+    lines = [f"per layer, {batch} input{'s' if batch > 1 else ''}, cycles from the cost "
+             f"model:", head, "-" * len(head)]
+    for r in rows:
+        kept = f"{r['kept']}/{r['weights']}" if r["kept"] is not None else "-"
+        where = f"{image.engine} {array}" if r["where"] == "engine" else "host"
+        util = f"{r['utilization']:.1%}" if r["utilization"] is not None else "-"
+        cycles = str(r["cycles"]) if r["cycles"] is not None else "-"
+        lines.append(f"{r['name'][:15]:<16}{r['op'][:17]:<18}{r['shape'][:21]:<22}"
+                     f"{r['macs']:>11}{kept:>14}{r['bits'] or '-':>5}{where:>17}{cycles:>10}"
+                     f"{util:>7}")
+    total = sum(r["cycles"] or 0 for r in rows)
+    macs = sum(r["macs"] for r in rows)
+    lanes = cfg.macs if image.engine == "systolic" else cfg.pes
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<56}{macs:>11}{'':>36}{total:>10}"
+                 f"{(f'{macs / (total * lanes):.1%}' if total else '-'):>7}")
+    return "\n".join(lines)
+
+
 def write_plots(image, out_dir: Path) -> list[Path]:
     """Weight distributions (before pruning, after pruning, after sharing) per layer and
     per-layer sizes, as PNG files in ``out_dir``."""
@@ -61,7 +134,7 @@ def write_plots(image, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     out_dir = Path(out_dir)
     paths = []
-    names = [spec["name"] for spec in image.manifest["layers"]]
+    names = [spec["name"] for spec in _specs(image)]
     if "report" in image.manifest:
         data = load_report_weights(image)
         fig, axes = plt.subplots(len(names), 3, figsize=(12, 2.6 * len(names)),

@@ -1,0 +1,475 @@
+"""Graph images: a whole int8 graph (CNN, residual block, FFN) for the systolic engine.
+
+:func:`write_graph_image` writes a compressed (:mod:`quantize.compress_graph`) and
+quantized (:mod:`quantize.graph_quant`) graph as an image folder of ``format_version`` 3:
+``manifest.json`` holds the graph itself (every node with its op, inputs, output, shape,
+attributes, where it runs — ``engine`` or ``host`` — its int8 parameters and the names of
+its weight, bias, requantization and LUT files) beside the engine config. MLP images keep
+``format_version`` 2 and their layout, byte for byte.
+
+:func:`load_graph` reads it back as untrusted input (the manifest's schema, digest,
+confined and size-checked files are :mod:`quantize.manifest`'s; the graph contract here:
+files per kind, parameters per kind, a graph that rebuilds with the stored shapes, number
+formats that chain) into a :class:`GraphImage` whose ``qgraph`` is the
+:class:`~quantize.graph_quant.QuantGraph` that was written, so :func:`run_graph_image` gives
+what :func:`quantize.graph_run.run_graph` gives on the original, word for word.
+
+Weight-only files (npz, safetensors, pt) have no graph: :func:`mlp_graph` builds one from
+an :class:`~quantize.model.Mlp` and the activation the user states between its layers.
+"""
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.systolic.config import SystolicConfig
+from hw.systolic.driver import model_cycles
+
+from .atomic import image_folder
+from .graph import Graph, Node
+from .graph_quant import QLayer, QParams, QuantGraph
+from .graph_run import _tiles, plan_config, run_graph
+from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
+from .manifest import digest, expect_file, read_file, write_file
+from .model import Mlp
+from .storage import totals
+
+__all__ = ["GRAPH_FORMAT_VERSION", "ACTIVATIONS", "GraphImage", "LinearChain", "mlp_graph",
+           "is_mlp_chain", "graph_config", "write_graph_image", "load_graph",
+           "check_graph_inputs", "run_graph_image", "graph_rows"]
+
+GRAPH_FORMAT_VERSION = 3
+
+#: ``--activation`` names and the IR op each becomes (``none``: layers back to back).
+ACTIVATIONS = {"relu": "Relu", "gelu": "Gelu", "sigmoid": "Sigmoid", "tanh": "Tanh",
+               "silu": "Silu", "hardswish": "HardSwish", "relu6": "Relu6", "none": None}
+
+#: Per kind: the ops it comes from, its files (key -> dtype) and its integer parameters.
+_KINDS = {
+    "gemm": (("Conv2d", "Linear"), {"weight": "|i1", "bias": "<i4", "multiplier": "<i4",
+                                    "shift": "|i1", "weight_scale": "<f8"},
+             ("input_zero_point", "output_zero_point", "act_min", "act_max")),
+    "maxpool": (("MaxPool2d",), {}, ("kernel", "stride", "pads")),
+    "avgpool": (("AvgPool2d",), {}, ("kernel", "stride", "pads", "count_include_pad",
+                                     "zero_point")),
+    "mean": (("GlobalAveragePool",), {}, ("input_zero_point", "output_zero_point",
+                                          "multiplier", "shift")),
+    "add": (("Add",), {}, ("zp1", "zp2", "zp_out", "m1", "s1", "m2", "s2", "m_out", "s_out",
+                           "left_shift", "act_min", "act_max")),
+    "concat": (("Concat",), {}, ("zps_in", "zp_out", "multipliers", "shifts")),
+    "clamp": (("Relu", "Relu6", "Clip"), {}, ("act_min", "act_max")),
+    "lut": (("Gelu", "Sigmoid", "Tanh", "HardSwish", "Silu"), {"table": "|i1"}, ()),
+    "reshape": (("Flatten", "Reshape"), {}, ()),
+    "fused": (("Relu", "Relu6", "Clip"), {}, ()),
+    "softmax": (("Softmax",), {}, ()),
+}
+_TUPLES = ("kernel", "stride", "pads")
+#: Largest rows per engine job an image's config is sized for.
+MAX_M = 256
+
+
+class LinearChain(Mlp):
+    """An :class:`~quantize.model.Mlp` whose layers follow each other with no activation
+    (``--activation none``): its forward pass, activations and copies have no ReLU."""
+
+    relu = False
+
+    def copy(self) -> "LinearChain":
+        return LinearChain([layer.copy() for layer in self.layers])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.activations(x)[-1]
+
+    def activations(self, x: np.ndarray) -> list[np.ndarray]:
+        h = np.asarray(x, dtype=np.float32)
+        if h.ndim != 2 or h.shape[1] != self.sizes[0]:
+            raise ValueError(f"inputs must have shape (batch, {self.sizes[0]}), got {h.shape}")
+        out = [h]
+        for layer in self.layers:
+            h = h @ layer.weight.T + layer.bias
+            out.append(h)
+        return out
+
+
+def mlp_graph(model: Mlp, activation: str) -> Graph:
+    """The graph of a weight-only MLP: its Linear layers with ``activation`` (a key of
+    :data:`ACTIVATIONS`) between them, none after the last."""
+    op = ACTIVATIONS[activation]
+    nodes, v = [], "input"
+    for i, layer in enumerate(model.layers):
+        nodes.append(Node(layer.name, "Linear", v, layer.name, {},
+                          {"weight": layer.weight, "bias": layer.bias}))
+        v = layer.name
+        if op is not None and i < len(model.layers) - 1:
+            nodes.append(Node(f"{layer.name}.{activation}", op, v, f"{layer.name}.{activation}"))
+            v = f"{layer.name}.{activation}"
+    return Graph("input", (model.sizes[0],), nodes)
+
+
+def is_mlp_chain(graph: Graph) -> bool:
+    """Whether ``graph`` is what an MLP image holds: 1-D input, Linear layers with one Relu
+    between consecutive ones and none after the last."""
+    ops = [n.op for n in graph.nodes]
+    want = ["Linear", "Relu"] * (len(ops) // 2) + ["Linear"]
+    return len(graph.input_shape) == 1 and ops == want
+
+
+def graph_config(qgraph: QuantGraph, rows: int, cols: int) -> SystolicConfig:
+    """The engine config of a graph image: ``rows × cols``, buffers sized
+    (:func:`quantize.graph_run.plan_config`, ``SystolicConfig.fit``) for every layer's GEMMs
+    with at most :data:`MAX_M` rows per job, fewer where the sums of the largest K would
+    not fit the 32-bit accumulator; never a config its own check refuses."""
+    max_m = MAX_M
+    while True:
+        try:
+            return plan_config(qgraph, max_m, rows, cols, max_m=max_m)
+        except ValueError as e:
+            if "acc_width" not in str(e) or max_m == 1:
+                raise ValueError(f"no {rows}x{cols} systolic config holds this graph: {e}"
+                                 ) from None
+            max_m //= 2
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {k: _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.integer | bool | np.bool_):
+        return o.item() if isinstance(o, np.generic) else o
+    if isinstance(o, float | np.floating):
+        return None if not np.isfinite(o) else float(o)   # only Clip's open bounds
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    return o
+
+
+def _quant(p: QParams) -> dict:
+    return {"scale": float(p.scale), "zero_point": int(p.zero_point)}
+
+
+def _gemm_q(weights) -> np.ndarray:
+    """The ``O × rest`` int8 weight matrix back from the GEMM matrices of a layer."""
+    return np.concatenate([np.asarray(w).T for w in weights], axis=0)
+
+
+def _stem(name: str, taken: set) -> str:
+    """A file-name stem for node ``name`` (ONNX names may hold ``/`` or ``:``), distinct."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".-")[:100] or "node"
+    stem = stem.replace("..", "_")
+    base, k = stem, 1
+    while stem in taken:
+        k += 1
+        stem = f"{base}_{k}"
+    taken.add(stem)
+    return stem
+
+
+def _node_entries(qgraph: QuantGraph, out: Path) -> tuple[list, int]:
+    layers = {layer.name: layer for layer in qgraph.layers}
+    fused = {name: layer.name for layer in qgraph.layers for name in layer.fused}
+    entries, total, stems = [], 0, set()
+    for node in qgraph.graph.nodes:
+        e = {"name": node.name, "op": node.op, "inputs": list(node.inputs),
+             "output": node.output, "shape": list(node.shape),
+             "attrs": _jsonable(node.attrs)}
+        if node.name in fused:
+            e.update(kind="fused", where="host", into=fused[node.name])
+        elif node.op == "Softmax":
+            e.update(kind="softmax", where="host")
+        else:
+            layer = layers[node.name]
+            p = layer.p
+            e.update(kind=layer.kind, where="engine" if layer.kind == "gemm" else "host",
+                     fused=list(layer.fused), quant=_quant(qgraph.params[layer.output]))
+            files = {}
+            if layer.kind == "gemm":
+                e["weight_shape"] = list(node.weight.shape)
+                n = _stem(node.name, stems)
+                files = {
+                    "weight": write_file(out, f"{n}.weight.bin", _gemm_q(p["weights"]), "<i1"),
+                    "bias": write_file(out, f"{n}.bias.bin", p["bias"], "<i4"),
+                    "multiplier": write_file(out, f"{n}.multiplier.bin", p["multiplier"],
+                                             "<i4"),
+                    "shift": write_file(out, f"{n}.shift.bin", p["shift"], "<i1"),
+                    "weight_scale": write_file(out, f"{n}.weight_scale.bin",
+                                               p["weight_scale"], "<f8", memory=False),
+                }
+            elif layer.kind == "lut":
+                files = {"table": write_file(out, f"{_stem(node.name, stems)}.table.bin",
+                                             p["table"], "<i1", memory=False)}
+            e["params"] = _jsonable({k: v for k, v in p.items()
+                                     if k not in ("weights", "bias", "multiplier", "shift",
+                                                  "weight_scale", "table")})
+            e["files"] = files
+            total += sum(f["bytes"] for f in files.values() if f["memory"])
+        entries.append(e)
+    return entries, total
+
+
+def write_graph_image(compressed, qgraph: QuantGraph, config: SystolicConfig, out_dir,
+                      source: str | None = None, activation: str | None = None,
+                      force: bool = False) -> dict:
+    """Write the graph image of ``qgraph`` (quantized from ``compressed.graph``) for
+    ``config`` into ``out_dir`` (replaced whole and atomically); return the manifest.
+    ``activation``: what the user stated between the layers of a weight-only file."""
+    with image_folder(out_dir, force=force) as out:
+        nodes, image_bytes = _node_entries(qgraph, out)
+        table = totals(compressed.storage)
+        dense_bytes = table["dense_bits"] // 8
+        g = qgraph.graph
+        manifest = {
+            "format": "nnaccel-image", "format_version": GRAPH_FORMAT_VERSION,
+            "engine": "systolic", "config": dataclasses.asdict(config), "source": source,
+            "graph": {"input": {"name": g.input_name, "shape": list(g.input_shape),
+                                **_quant(qgraph.input_params)},
+                      "output": qgraph.output, "softmax": qgraph.softmax,
+                      "activation": activation, "nodes": nodes},
+            "input": {"format": "int8", **_quant(qgraph.input_params)},
+            "output": {"format": "int8", **_quant(qgraph.output_params)},
+            "compression": {
+                "accounting": "Deep Compression (weights: codebook-index bits + relative-"
+                              "index bits + codebooks vs 32-bit dense; no biases)",
+                "layers": [dict(r.as_dict(), op=compressed.ops[r.name])
+                           for r in compressed.storage],
+                "totals": table,
+                "compression_ratio": table["ratio_huffman"],
+                "image_bytes": image_bytes,
+                "dense_weight_bytes": dense_bytes,
+                "image_compression_ratio": dense_bytes / image_bytes,
+            },
+            "log": compressed.log,
+        }
+        manifest = _jsonable(json.loads(json.dumps(_jsonable(manifest))))
+        manifest["digest"] = digest(manifest)
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+@dataclass
+class GraphImage:
+    """A loaded graph image: ``directory``, ``manifest``, ``engine`` (``"systolic"``),
+    ``config`` and ``qgraph`` (the int8 graph, ready for :func:`run_graph_image`)."""
+
+    directory: Path
+    manifest: dict
+    engine: str
+    config: SystolicConfig
+    qgraph: QuantGraph
+
+    @property
+    def image_bytes(self) -> int:
+        return self.manifest["compression"]["image_bytes"]
+
+
+def _attrs(entry: dict) -> dict:
+    a = dict(entry.get("attrs") or {})
+    if entry["op"] == "Clip":
+        a["min"] = -np.inf if a.get("min") is None else a["min"]
+        a["max"] = np.inf if a.get("max") is None else a["max"]
+    return a
+
+
+def _check_entry(e: dict, by_name: dict) -> None:
+    kind, name = e["kind"], e["name"]
+    if kind not in _KINDS:
+        raise ValueError(f"node {name}: unknown kind {kind!r}")
+    ops, files, params = _KINDS[kind]
+    if e["op"] not in ops:
+        raise ValueError(f"node {name}: a {kind} node cannot be a {e['op']}")
+    if e["where"] != ("engine" if kind == "gemm" else "host"):
+        raise ValueError(f"node {name} ({e['op']}): runs on the "
+                         f"{'engine' if kind == 'gemm' else 'host'}, not {e['where']!r}")
+    if kind in ("fused", "softmax"):
+        head = by_name.get(e.get("into")) if kind == "fused" else None
+        if kind == "fused" and (head is None or e["name"] not in head.get("fused", ())):
+            raise ValueError(f"node {name}: fused into {e.get('into')!r}, which does not list "
+                             f"it")
+        return
+    for key in ("quant", "params", "files", "fused"):
+        if key not in e:
+            raise ValueError(f"node {name}: a {kind} node needs '{key}'")
+    for f in e["fused"]:
+        if by_name.get(f, {}).get("into") != name:
+            raise ValueError(f"node {name}: lists {f!r} as fused, which is not a node fused "
+                             f"into it")
+    if set(e["files"]) != set(files):
+        raise ValueError(f"node {name}: a {kind} node has the files "
+                         f"{', '.join(files) or 'none'}, found "
+                         f"{', '.join(sorted(e['files'])) or 'none'}")
+    if set(e["params"]) != set(params):
+        raise ValueError(f"node {name}: a {kind} node has the parameters "
+                         f"{', '.join(params) or 'none'}, found "
+                         f"{', '.join(sorted(e['params'])) or 'none'}")
+    for key, value in e["params"].items():
+        flat = value if isinstance(value, list) else [value]
+        if not all(v is None or (isinstance(v, int) and -2**31 <= v < 2**31) for v in flat):
+            raise ValueError(f"node {name}: parameter {key!r} must be 32-bit integers, got "
+                             f"{value!r}")
+    if "act_min" in e["params"] and not (-128 <= e["params"]["act_min"]
+                                         <= e["params"]["act_max"] <= 127):
+        raise ValueError(f"node {name}: act_min..act_max must be an int8 range")
+    if kind == "gemm":
+        o = e.get("weight_shape", [0])[0]
+        rest = int(np.prod(e["weight_shape"][1:])) if len(e.get("weight_shape", ())) > 1 else 0
+        if len(e.get("weight_shape", ())) not in (2, 4):
+            raise ValueError(f"node {name}: 'weight_shape' must be out x in or O x I x kh x kw")
+        expect_file(e, "weight", "|i1", (o, rest))
+        for key in ("bias", "multiplier", "shift", "weight_scale"):
+            expect_file(e, key, files[key], (o,))
+    if kind == "lut":
+        expect_file(e, "table", "|i1", (256,))
+
+
+def _float_params(e: dict, arrays: dict, s_in: float) -> dict:
+    """Float weights of a gemm node back from its int8 weights and scales (shape and
+    validity checks of the graph; the run uses the int8 values)."""
+    s_w = arrays["weight_scale"].astype(np.float64)
+    w = (arrays["weight"].astype(np.float64) * s_w[:, None]).reshape(e["weight_shape"])
+    b = arrays["bias"].astype(np.float64) * s_in * s_w
+    return {"weight": w.astype(np.float32), "bias": b.astype(np.float32)}
+
+
+def load_graph(directory: Path, manifest: dict, config: SystolicConfig) -> GraphImage:
+    """The :class:`GraphImage` of a validated, digest-checked ``manifest`` (version 3)."""
+    where = directory / "manifest.json"
+    try:
+        return _load_graph(directory, manifest, config)
+    except ValueError as e:
+        if str(e).startswith(str(directory)):
+            raise
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _load_graph(directory: Path, manifest: dict, config: SystolicConfig) -> GraphImage:
+    if manifest["engine"] != "systolic":
+        raise ValueError("graph images run on the systolic engine only")
+    g = manifest["graph"]
+    entries = g["nodes"]
+    by_name = {e["name"]: e for e in entries}
+    if len(by_name) != len(entries):
+        raise ValueError("node names must be distinct")
+    for e in entries:
+        _check_entry(e, by_name)
+    arrays = {e["name"]: {k: read_file(directory, f, f"node {e['name']} '{k}'")
+                          for k, f in e.get("files", {}).items()} for e in entries}
+    params = {g["input"]["name"]: QParams(g["input"]["scale"], g["input"]["zero_point"])}
+    nodes, shapes = [], {g["input"]["name"]: tuple(g["input"]["shape"])}
+    for e in entries:
+        node_params = {}
+        if e["kind"] == "gemm":
+            p_in = params.get(e["inputs"][0])
+            if p_in is None:
+                raise ValueError(f"node {e['name']}: reads {e['inputs'][0]!r}, which no "
+                                 f"earlier node quantizes")
+            node_params = _float_params(e, arrays[e["name"]], p_in.scale)
+        try:
+            nodes.append(Node(e["name"], e["op"], tuple(e["inputs"]), e["output"], _attrs(e),
+                              node_params))
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        if "quant" in e:
+            out = e["output"] if not e["fused"] else by_name[e["fused"][-1]]["output"]
+            params[out] = QParams(e["quant"]["scale"], e["quant"]["zero_point"])
+        shapes[e["output"]] = tuple(e["shape"])
+    graph = Graph(g["input"]["name"], tuple(g["input"]["shape"]), nodes)
+    for node in graph.nodes:
+        if tuple(node.shape) != shapes[node.output]:
+            raise ValueError(f"node {node.name} ({node.op}): shape {list(shapes[node.output])}"
+                             f" in the manifest, the graph gives {list(node.shape)}")
+    layers = []
+    for node, e in zip(graph.nodes, entries, strict=True):
+        if e["kind"] in ("fused", "softmax"):
+            continue
+        p = {k: tuple(v) if k in _TUPLES else v for k, v in e["params"].items()}
+        a = arrays[e["name"]]
+        if e["kind"] == "gemm":
+            q = a["weight"]
+            in_shape = graph.shapes[node.inputs[0]]
+            weights = (depthwise_weight_matrices(q, in_shape[0])
+                       if node.op == "Conv2d" and node.attrs["groups"] > 1
+                       else [conv_weight_matrix(q)])
+            lower(node, in_shape)
+            p.update(weights=weights, weight_scale=a["weight_scale"].astype(np.float64),
+                     bias=a["bias"].astype(np.int64),
+                     multiplier=a["multiplier"].astype(np.int64),
+                     shift=a["shift"].astype(np.int64))
+        elif e["kind"] == "lut":
+            p["table"] = a["table"].astype(np.int64)
+        out = by_name[e["fused"][-1]]["output"] if e["fused"] else node.output
+        layers.append(QLayer(node.name, node.op, e["kind"], node.inputs, out, node.shape,
+                             graph.shapes[node.inputs[0]], tuple(e["fused"]), node, p))
+    softmax = graph.nodes[-1].op == "Softmax"
+    want = graph.nodes[-1].inputs[0] if softmax else (layers[-1].output if layers else None)
+    if g["output"] != want or g["softmax"] != softmax:
+        raise ValueError(f"graph output {g['output']!r} (softmax {g['softmax']}) is not the "
+                         f"graph's ({want!r}, softmax {softmax})")
+    missing = [v for layer in layers for v in layer.inputs if v not in params]
+    if missing:
+        raise ValueError(f"value {missing[0]!r} has no quantization")
+    qgraph = QuantGraph(graph, layers, params, g["output"], softmax)
+    for key, p in (("input", qgraph.input_params), ("output", qgraph.output_params)):
+        if manifest[key] != {"format": "int8", **_quant(p)}:
+            raise ValueError(f"'{key}' must be int8 with the graph's {key} scale and zero "
+                             f"point, not {manifest[key]}")
+    for layer in layers:
+        if layer.kind == "gemm":
+            _tiles(config, layer, 1, *lower(layer.node, layer.in_shape).gemms[0][1:])
+    return GraphImage(directory, manifest, "systolic", config, qgraph)
+
+
+def check_graph_inputs(image: GraphImage, x) -> np.ndarray:
+    """``x`` as float64 ``[batch, *input_shape]`` (flattened rows accepted); one-line
+    errors otherwise."""
+    x = np.asarray(x, dtype=np.float64)
+    shape = image.qgraph.graph.input_shape
+    size = int(np.prod(shape))
+    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == size:
+        x = x.reshape(len(x), *shape)
+    if x.shape == shape:
+        x = x[None]
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"inputs must have shape (N, {dims}) (or (N, {size})) with N >= 1, "
+                         f"got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("inputs contain NaN or Inf")
+    return x
+
+
+def run_graph_image(image: GraphImage, x, engine="golden", progress=None):
+    """Run float inputs through the image on ``engine`` (``"golden"``, ``"rtl"`` or a
+    backend): :func:`quantize.graph_run.run_graph` on the image's int8 graph and config."""
+    x = check_graph_inputs(image, x)
+    return run_graph(image.qgraph, x, engine, config=image.config, progress=progress)
+
+
+def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:
+    """Per node of the image (fused activations folded into their layer): ``name``, ``op``,
+    ``where``, ``shape``, ``macs``, ``kept``/``weights``/``bits`` (weight layers),
+    ``cycles`` (the engine's cost model, :func:`hw.systolic.driver.model_cycles`, for
+    ``batch`` inputs cut into the jobs a run makes) and ``utilization``."""
+    cfg = image.config
+    storage = {r["name"]: r for r in image.manifest["compression"]["layers"]}
+    rows = []
+    for layer in image.qgraph.layers:
+        r = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "host",
+             "shape": "x".join(map(str, layer.shape)), "macs": 0, "kept": None,
+             "weights": None, "bits": None, "cycles": None, "utilization": None}
+        if layer.kind == "gemm":
+            lw = lower(layer.node, layer.in_shape, batch)
+            m_rows, n_cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
+            cycles = lw.count * sum(model_cycles(cfg, rs.stop - rs.start, lw.k,
+                                                 cs.stop - cs.start)
+                                    for rs in m_rows for cs in n_cols)
+            s = storage.get(layer.name, {})
+            r.update(where="engine", macs=lw.macs, cycles=cycles,
+                     utilization=lw.macs / (cycles * cfg.macs),
+                     shape=(f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}",
+                     kept=s.get("kept"), weights=s.get("weights"), bits=s.get("bits"))
+        rows.append(r)
+    return rows
