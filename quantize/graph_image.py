@@ -202,9 +202,9 @@ def _node_entries(qgraph: QuantGraph, out: Path) -> tuple[list, int]:
             elif layer.kind == "lut":
                 files = {"table": write_file(out, f"{_stem(node.name, stems)}.table.bin",
                                              p["table"], "<i1", memory=False)}
-            e["params"] = _jsonable({k: v for k, v in p.items()
-                                     if k not in ("weights", "bias", "multiplier", "shift",
-                                                  "weight_scale", "table")})
+            arrays = {"gemm": ("weights", "bias", "multiplier", "shift", "weight_scale"),
+                      "lut": ("table",)}.get(layer.kind, ())
+            e["params"] = _jsonable({k: v for k, v in p.items() if k not in arrays})
             e["files"] = files
             total += sum(f["bytes"] for f in files.values() if f["memory"])
         entries.append(e)
