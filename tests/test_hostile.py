@@ -58,10 +58,16 @@ def files(tmp_path_factory):
     (d / "model.h5").write_bytes(b"x")
     (d / "notes").mkdir()
     (d / "notes" / "keep.txt").write_text("mine")
+    from quantize.onnx_export import save_onnx
+    from quantize.train_cnn import init_cnn
+    save_onnx(init_cnn((1, 8, 8), (4,), 10, seed=0), d / "cnn.onnx")
+    np.save(d / "xc.npy", rng.standard_normal((16, 1, 8, 8)))
     cwd = os.getcwd()
     os.chdir(d)
     assert main(["compress", "m.npz", "--engine", "eie", "--pes", "4", "--sparsity", "0.8",
                  "-o", "img"]) == 0
+    assert main(["compress", "cnn.onnx", "--engine", "systolic", "--calibration", "xc.npy",
+                 "-o", "gimg"]) == 0
     yield d
     os.chdir(cwd)
 
@@ -107,6 +113,23 @@ CASES = [
     ("compress m.npz --engine eie --bogus -o c", "unrecognized arguments: --bogus"),
     ("compress m.npz --engine tpu -o c", "invalid choice: 'tpu'"),
     ("compress m.npz --engine systolic -o c", "need inputs: give --calibration"),
+    # compress: activations and graphs
+    ("compress m.npz --engine systolic --activation silu --calibration x.npy -o c8", E),
+    ("compress m.npz --engine eie --activation none -o c9", E),
+    ("compress m.npz --engine eie --activation gelu -o c", "EIE engine runs relu or none"),
+    ("compress m.npz --engine eie --activation none --calibration x.npy -o c",
+     "--activation none on EIE"),
+    ("compress m.npz --engine systolic --activation swish -o c", "invalid choice: 'swish'"),
+    ("compress cnn.onnx --engine eie -o c", "use --engine systolic"),
+    ("compress cnn.onnx --engine systolic -o c", "give --calibration"),
+    ("compress cnn.onnx --engine systolic --calibration x32.npy -o c",
+     "shape \\(N, 1, 8, 8\\) \\(or \\(N, 64\\)\\)"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --sparsity conv9=0.5 -o c",
+     "unknown layers conv9"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --global --sparsity 0.5 -o c",
+     "--global is for MLP images"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --activation relu -o c",
+     "drop --activation"),
     # compress: data files
     ("compress m.npz --engine eie --train x.npy -o c", "--train and --labels go together"),
     ("compress m.npz --engine eie --train x.npy --labels ybad.npy -o c", "classes must be 0..9"),
@@ -161,6 +184,14 @@ CASES = [
     ("run img --input x.npy -o y.npy --engine board", "invalid choice: 'board'"),
     ("run img --input x.npy -o notes", "name it \\*.npy"),
     ("report nothere", "no such image folder"),
+    ("report img --batch 0", "--batch 0"),
+    ("report gimg --batch 3", E),
+    ("run gimg --input xc.npy -o yc.npy", E),
+    ("run gimg --input x.npy -o yc2.npy", E),
+    ("run gimg --input x32.npy -o y.npy", "inputs must have shape \\(N, 1, 8, 8\\)"),
+    ("run gimg --input xnan.npy -o y.npy", "NaN or Inf"),
+    ("board run gimg --board ulx3s --port /dev/null --input xc.npy -o y.npy",
+     "a graph image runs with nnaccel run"),
     ("report m.npz", "no such image folder"),
     # spmv / gemm / verilog / synth / board
     ("spmv --in-features 1000000000 --engine golden", "memory budget"),
