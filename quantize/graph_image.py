@@ -306,13 +306,14 @@ def _check_entry(e: dict, by_name: dict) -> None:
                          f"{', '.join(params) or 'none'}, found "
                          f"{', '.join(sorted(e['params'])) or 'none'}")
     for key, value in e["params"].items():
-        flat = value if isinstance(value, list) else [value]
-        if not all(v is None or (isinstance(v, int) and -2**31 <= v < 2**31) for v in flat):
-            raise ValueError(f"node {name}: parameter {key!r} must be 32-bit integers, got "
-                             f"{value!r}")
-    if "act_min" in e["params"] and not (-128 <= e["params"]["act_min"]
-                                         <= e["params"]["act_max"] <= 127):
-        raise ValueError(f"node {name}: act_min..act_max must be an int8 range")
+        _check_param(e, key, value)
+    if "act_min" in e["params"] and e["params"]["act_min"] > e["params"]["act_max"]:
+        raise ValueError(f"node {name}: act_min {e['params']['act_min']} is above act_max "
+                         f"{e['params']['act_max']}")
+    for key in _TUPLES:
+        if key in e["params"] and e["params"][key] != e["attrs"].get(key):
+            raise ValueError(f"node {name}: parameter {key!r} {e['params'][key]} is not the "
+                             f"node's attribute {e['attrs'].get(key)}")
     if kind == "gemm":
         o = e.get("weight_shape", [0])[0]
         rest = int(np.prod(e["weight_shape"][1:])) if len(e.get("weight_shape", ())) > 1 else 0
@@ -323,6 +324,39 @@ def _check_entry(e: dict, by_name: dict) -> None:
             expect_file(e, key, files[key], (o,))
     if kind == "lut":
         expect_file(e, "table", "|i1", (256,))
+
+
+def _int(v, lo, hi) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _check_param(e: dict, key: str, value) -> None:
+    """One integer parameter of a node: its type and range."""
+    n = len(e["inputs"])
+    if key in ("kernel", "stride", "pads"):
+        size, lo = (4, 0) if key == "pads" else (2, 1)
+        ok = isinstance(value, list) and len(value) == size and all(
+            _int(v, lo, 1 << 16) for v in value)
+    elif key == "count_include_pad":
+        ok = isinstance(value, bool)
+    elif key == "zps_in":
+        ok = isinstance(value, list) and len(value) == n and all(
+            _int(v, -128, 127) for v in value)
+    elif key in ("multipliers", "shifts"):
+        lo, hi = (0, 2**31 - 1) if key == "multipliers" else (-31, 30)
+        ok = isinstance(value, list) and len(value) == n and all(
+            v is None or _int(v, lo, hi) for v in value)
+    elif key.startswith("m"):
+        ok = _int(value, 0, 2**31 - 1)
+    elif key.startswith("s") or key == "shift":
+        ok = _int(value, -31, 30)
+    elif key == "left_shift":
+        ok = _int(value, 0, 30)
+    else:                           # zero points and clamp bounds
+        ok = _int(value, -128, 127)
+    if not ok:
+        raise ValueError(f"node {e['name']}: parameter {key!r} has the wrong type or range: "
+                         f"{value!r}")
 
 
 def _float_params(e: dict, arrays: dict, s_in: float) -> dict:

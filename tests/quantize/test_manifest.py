@@ -212,6 +212,83 @@ def test_random_manifest_mutations_never_crash(image, tmp_path_factory, data):
     run_image(loaded, x[:3], "golden")      # whatever loads must also run
 
 
+@pytest.fixture(scope="module")
+def graph_image(tmp_path_factory):
+    """A graph image (format 3) of a small CNN with a residual Add and a GELU."""
+    from quantize.compress_graph import compress_graph
+    from quantize.graph import Graph, Node
+    from quantize.graph_image import graph_config, write_graph_image
+    from quantize.graph_quant import quantize_graph
+    rng = np.random.default_rng(3)
+    conv = {"weight": rng.normal(size=(3, 3, 3, 3)) / 5, "bias": rng.normal(size=3) / 10}
+    g = Graph("x", (3, 4, 4), [
+        Node("c1", "Conv2d", "x", "c1", {"pads": (1, 1, 1, 1)}, conv),
+        Node("r1", "Relu", "c1", "r1"),
+        Node("add", "Add", ("r1", "x"), "add"),
+        Node("pool", "AvgPool2d", "add", "pool", {"kernel": (2, 2), "stride": (2, 2)}),
+        Node("flat", "Flatten", "pool", "flat"),
+        Node("fc", "Linear", "flat", "fc", {}, {"weight": rng.normal(size=(6, 12)) / 3,
+                                                "bias": np.zeros(6)}),
+        Node("gelu", "Gelu", "fc", "gelu")])
+    x = rng.normal(size=(20, 3, 4, 4))
+    qg = quantize_graph(compress_graph(g, 0.3, 4).graph, x)
+    cg = compress_graph(g, 0.3, 4)
+    out = tmp_path_factory.mktemp("graph") / "img"
+    write_graph_image(cg, qg, graph_config(qg, 4, 4), out)
+    return out, x
+
+
+def test_graph_image_round_trip_and_version_gate(graph_image, tmp_path):
+    from quantize.graph_image import run_graph_image
+    src, x = graph_image
+    loaded = load_image(src)
+    assert loaded.manifest["format_version"] == 3
+    assert run_graph_image(loaded, x[:2]).output.shape == (2, 6)
+    d = _edit(src, tmp_path / "v2", _set(("format_version",), 2))
+    with pytest.raises(ValueError, match=r"\(top level\): .*"):
+        load_image(d)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_graph_manifest_mutations_never_crash(graph_image, tmp_path_factory, data):
+    """As for MLP images: a random edit of a graph manifest is refused in one line, or the
+    image loads and runs."""
+    from quantize.graph_image import run_graph_image
+    src, x = graph_image
+    m = json.loads((src / "manifest.json").read_text())
+    paths = []
+
+    def walk(node, path):
+        paths.append(path)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, path + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node[:8]):
+                walk(v, path + (i,))
+    walk(m["graph"], ("graph",))
+    path = data.draw(st.sampled_from(paths[1:]))
+    value = data.draw(st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40),
+                                st.integers(-3, 12), st.floats(allow_nan=False,
+                                                               allow_infinity=False),
+                                st.text(max_size=12), st.sampled_from(["c1", "fc", "x", "r1"]),
+                                st.lists(st.integers(-3, 70), max_size=3),
+                                st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)))
+    d = tmp_path_factory.mktemp("gmut") / "img"
+    _edit(src, d, _set(path, value), redigest=True)
+    try:
+        loaded = load_image(d)
+    except (ValueError, OSError) as e:
+        assert "\n" not in str(e)
+        return
+    try:
+        run_graph_image(loaded, x[:2], "golden")      # whatever loads must also run
+    except ValueError as e:
+        assert "\n" not in str(e)
+
+
 def test_failed_write_keeps_the_old_image(tmp_path, monkeypatch):
     out = tmp_path / "img"
     x = _write("eie", out)
