@@ -28,6 +28,7 @@ import numpy as np
 
 from hw.systolic.config import SystolicConfig
 from hw.systolic.driver import model_cycles
+from sim import budget
 
 from .atomic import image_folder
 from .graph import Graph, Node
@@ -40,7 +41,7 @@ from .storage import totals
 
 __all__ = ["GRAPH_FORMAT_VERSION", "ACTIVATIONS", "GraphImage", "LinearChain", "mlp_graph",
            "is_mlp_chain", "graph_config", "write_graph_image", "load_graph",
-           "check_graph_inputs", "run_graph_image", "graph_rows"]
+           "check_graph_inputs", "run_graph_image", "memory_estimate", "graph_rows"]
 
 GRAPH_FORMAT_VERSION = 3
 
@@ -479,7 +480,24 @@ def run_graph_image(image: GraphImage, x, engine="golden", progress=None):
     """Run float inputs through the image on ``engine`` (``"golden"``, ``"rtl"`` or a
     backend): :func:`quantize.graph_run.run_graph` on the image's int8 graph and config."""
     x = check_graph_inputs(image, x)
+    budget.check(memory_estimate(image, len(x)), f"running {len(x)} inputs through "
+                 f"{image.directory}", "run fewer inputs at a time")
     return run_graph(image.qgraph, x, engine, config=image.config, progress=progress)
+
+
+def memory_estimate(image: GraphImage, batch: int) -> int:
+    """Bytes a golden run of ``batch`` inputs needs at its largest layer (an estimate:
+    int64 im2col patches, weights and results of a GEMM; a few copies of a host op's
+    values)."""
+    largest = 0
+    for layer in image.qgraph.layers:
+        if layer.kind == "gemm":
+            lw = lower(layer.node, layer.in_shape, batch)
+            words = lw.count * (lw.m * lw.k + lw.k * lw.n + 3 * lw.m * lw.n)
+        else:
+            words = 4 * batch * int(np.prod(layer.shape))
+        largest = max(largest, 8 * words)
+    return largest
 
 
 def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:

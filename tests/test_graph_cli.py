@@ -189,6 +189,21 @@ def test_weight_only_defaults_to_relu_and_says_so(tmp_path, capsys):
         assert f"activation between layers: {want}\n" in cap.out
         m = json.loads((tmp_path / f"{engine}{act}" / "manifest.json").read_text())
         assert [layer["relu"] for layer in m["layers"]] == layers
+    # none on EIE: the engine's fixed-point output is the compressed float chain's, which
+    # has no ReLU (negative outputs of the hidden layer carry through).
+    from quantize.commands import compress_to_image
+    from quantize.compress import CompressSpec
+    from quantize.graph_image import LinearChain
+    from quantize.run import run_image
+    chain = LinearChain(load_model(tmp_path / "m.npz").layers)
+    c, _ = compress_to_image(chain, "eie", CompressSpec(bits=4), tmp_path / "api", pes=4)
+    x = np.load(tmp_path / "x.npy")[:8]
+    y = run_image(load_image(tmp_path / "api"), x).outputs
+    ref = c.final.forward(x)
+    assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()
+    hidden = x @ c.final.layers[0].weight.T + c.final.layers[0].bias
+    relu_ref = np.maximum(hidden, 0) @ c.final.layers[1].weight.T + c.final.layers[1].bias
+    assert np.abs(relu_ref - ref).max() > 0.2 * np.abs(ref).max()
     # none on the systolic engine: Linear layers back to back in a graph image.
     status, cap = _run(f"compress {tmp_path}/m.npz --engine systolic --activation none "
                        f"--calibration {tmp_path}/x.npy -o {tmp_path}/sn", capsys)

@@ -190,6 +190,7 @@ CASES = [
     ("run gimg --input x.npy -o yc2.npy", E),
     ("run gimg --input x32.npy -o y.npy", "inputs must have shape \\(N, 1, 8, 8\\)"),
     ("run gimg --input xnan.npy -o y.npy", "NaN or Inf"),
+    ("run gimg --input xc.npy -o y.npy --max-memory 1K", "over the 1.0 KiB memory budget"),
     ("board run gimg --board ulx3s --port /dev/null --input xc.npy -o y.npy",
      "a graph image runs with nnaccel run"),
     ("report m.npz", "no such image folder"),
