@@ -13,21 +13,14 @@ from .atomic import check_outputs, output_file
 from .compress import CompressSpec, compress, parse_sparsity
 from .compress_graph import compress_graph, weight_nodes
 from .engines import ENGINES, image_engine
-from .graph_image import (
-    ACTIVATIONS,
-    LinearChain,
-    graph_config,
-    is_mlp_chain,
-    mlp_graph,
-    run_graph_image,
-    write_graph_image,
-)
+from .graph_image import graph_config, write_graph_image
 from .graph_quant import quantize_graph
 from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
 from .onnx_import import load_onnx_graph
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
-from .run import run_image
+from .run import run_graph_image, run_image
+from .weight_only import ACTIVATIONS, LinearChain, is_mlp_chain, mlp_graph
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
 

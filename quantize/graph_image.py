@@ -12,10 +12,8 @@ confined and size-checked files are :mod:`quantize.manifest`'s; the graph contra
 files per kind, parameters per kind, a graph that rebuilds with the stored shapes, number
 formats that chain) into a :class:`GraphImage` whose ``qgraph`` is the
 :class:`~quantize.graph_quant.QuantGraph` that was written, so :func:`run_graph_image` gives
-what :func:`quantize.graph_run.run_graph` gives on the original, word for word.
-
-Weight-only files (npz, safetensors, pt) have no graph: :func:`mlp_graph` builds one from
-an :class:`~quantize.model.Mlp` and the activation the user states between its layers.
+what :func:`quantize.graph_run.run_graph` gives on the original, word for word
+(:func:`quantize.run.run_graph_image`).
 """
 
 import dataclasses
@@ -27,27 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from hw.systolic.config import SystolicConfig
-from hw.systolic.driver import model_cycles
-from sim import budget
 
 from .atomic import image_folder
 from .graph import Graph, Node
 from .graph_quant import QLayer, QParams, QuantGraph
-from .graph_run import _tiles, plan_config, run_graph
+from .graph_run import _tiles, plan_config
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
 from .manifest import digest, expect_file, read_file, write_file
-from .model import Mlp
 from .storage import totals
 
-__all__ = ["GRAPH_FORMAT_VERSION", "ACTIVATIONS", "GraphImage", "LinearChain", "mlp_graph",
-           "is_mlp_chain", "graph_config", "write_graph_image", "load_graph",
-           "check_graph_inputs", "run_graph_image", "memory_estimate", "graph_rows"]
+__all__ = ["GRAPH_FORMAT_VERSION", "GraphImage", "graph_config", "write_graph_image",
+           "load_graph"]
 
 GRAPH_FORMAT_VERSION = 3
-
-#: ``--activation`` names and the IR op each becomes (``none``: layers back to back).
-ACTIVATIONS = {"relu": "Relu", "gelu": "Gelu", "sigmoid": "Sigmoid", "tanh": "Tanh",
-               "silu": "Silu", "hardswish": "HardSwish", "relu6": "Relu6", "none": None}
 
 #: Per kind: the ops it comes from, its files (key -> dtype) and its integer parameters.
 _KINDS = {
@@ -71,52 +61,6 @@ _KINDS = {
 _TUPLES = ("kernel", "stride", "pads")
 #: Largest rows per engine job an image's config is sized for.
 MAX_M = 256
-
-
-class LinearChain(Mlp):
-    """An :class:`~quantize.model.Mlp` whose layers follow each other with no activation
-    (``--activation none``): its forward pass, activations and copies have no ReLU."""
-
-    relu = False
-
-    def copy(self) -> "LinearChain":
-        return LinearChain([layer.copy() for layer in self.layers])
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.activations(x)[-1]
-
-    def activations(self, x: np.ndarray) -> list[np.ndarray]:
-        h = np.asarray(x, dtype=np.float32)
-        if h.ndim != 2 or h.shape[1] != self.sizes[0]:
-            raise ValueError(f"inputs must have shape (batch, {self.sizes[0]}), got {h.shape}")
-        out = [h]
-        for layer in self.layers:
-            h = h @ layer.weight.T + layer.bias
-            out.append(h)
-        return out
-
-
-def mlp_graph(model: Mlp, activation: str) -> Graph:
-    """The graph of a weight-only MLP: its Linear layers with ``activation`` (a key of
-    :data:`ACTIVATIONS`) between them, none after the last."""
-    op = ACTIVATIONS[activation]
-    nodes, v = [], "input"
-    for i, layer in enumerate(model.layers):
-        nodes.append(Node(layer.name, "Linear", v, layer.name, {},
-                          {"weight": layer.weight, "bias": layer.bias}))
-        v = layer.name
-        if op is not None and i < len(model.layers) - 1:
-            nodes.append(Node(f"{layer.name}.{activation}", op, v, f"{layer.name}.{activation}"))
-            v = f"{layer.name}.{activation}"
-    return Graph("input", (model.sizes[0],), nodes)
-
-
-def is_mlp_chain(graph: Graph) -> bool:
-    """Whether ``graph`` is what an MLP image holds: 1-D input, Linear layers with one Relu
-    between consecutive ones and none after the last."""
-    ops = [n.op for n in graph.nodes]
-    want = ["Linear", "Relu"] * (len(ops) // 2) + ["Linear"]
-    return len(graph.input_shape) == 1 and ops == want
 
 
 def graph_config(qgraph: QuantGraph, rows: int, cols: int) -> SystolicConfig:
@@ -455,73 +399,3 @@ def _load_graph(directory: Path, manifest: dict, config: SystolicConfig) -> Grap
         if layer.kind == "gemm":
             _tiles(config, layer, 1, *lower(layer.node, layer.in_shape).gemms[0][1:])
     return GraphImage(directory, manifest, "systolic", config, qgraph)
-
-
-def check_graph_inputs(image: GraphImage, x) -> np.ndarray:
-    """``x`` as float64 ``[batch, *input_shape]`` (flattened rows accepted); one-line
-    errors otherwise."""
-    x = np.asarray(x, dtype=np.float64)
-    shape = image.qgraph.graph.input_shape
-    size = int(np.prod(shape))
-    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == size:
-        x = x.reshape(len(x), *shape)
-    if x.shape == shape:
-        x = x[None]
-    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
-        dims = ", ".join(map(str, shape))
-        raise ValueError(f"inputs must have shape (N, {dims}) (or (N, {size})) with N >= 1, "
-                         f"got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("inputs contain NaN or Inf")
-    return x
-
-
-def run_graph_image(image: GraphImage, x, engine="golden", progress=None):
-    """Run float inputs through the image on ``engine`` (``"golden"``, ``"rtl"`` or a
-    backend): :func:`quantize.graph_run.run_graph` on the image's int8 graph and config."""
-    x = check_graph_inputs(image, x)
-    budget.check(memory_estimate(image, len(x)), f"running {len(x)} inputs through "
-                 f"{image.directory}", "run fewer inputs at a time")
-    return run_graph(image.qgraph, x, engine, config=image.config, progress=progress)
-
-
-def memory_estimate(image: GraphImage, batch: int) -> int:
-    """Bytes a golden run of ``batch`` inputs needs at its largest layer (an estimate:
-    int64 im2col patches, weights and results of a GEMM; a few copies of a host op's
-    values)."""
-    largest = 0
-    for layer in image.qgraph.layers:
-        if layer.kind == "gemm":
-            lw = lower(layer.node, layer.in_shape, batch)
-            words = lw.count * (lw.m * lw.k + lw.k * lw.n + 3 * lw.m * lw.n)
-        else:
-            words = 4 * batch * int(np.prod(layer.shape))
-        largest = max(largest, 8 * words)
-    return largest
-
-
-def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:
-    """Per node of the image (fused activations folded into their layer): ``name``, ``op``,
-    ``where``, ``shape``, ``macs``, ``kept``/``weights``/``bits`` (weight layers),
-    ``cycles`` (the engine's cost model, :func:`hw.systolic.driver.model_cycles`, for
-    ``batch`` inputs cut into the jobs a run makes) and ``utilization``."""
-    cfg = image.config
-    storage = {r["name"]: r for r in image.manifest["compression"]["layers"]}
-    rows = []
-    for layer in image.qgraph.layers:
-        r = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "host",
-             "shape": "x".join(map(str, layer.shape)), "macs": 0, "kept": None,
-             "weights": None, "bits": None, "cycles": None, "utilization": None}
-        if layer.kind == "gemm":
-            lw = lower(layer.node, layer.in_shape, batch)
-            m_rows, n_cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
-            cycles = lw.count * sum(model_cycles(cfg, rs.stop - rs.start, lw.k,
-                                                 cs.stop - cs.start)
-                                    for rs in m_rows for cs in n_cols)
-            s = storage.get(layer.name, {})
-            r.update(where="engine", macs=lw.macs, cycles=cycles,
-                     utilization=lw.macs / (cycles * cfg.macs),
-                     shape=(f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}",
-                     kept=s.get("kept"), weights=s.get("weights"), bits=s.get("bits"))
-        rows.append(r)
-    return rows

@@ -6,11 +6,12 @@ import numpy as np
 
 from hw.systolic.driver import model_cycles
 
-from .graph_image import graph_rows
-from .image import is_graph, load_report_weights
+from .graph_run import _tiles
+from .image import GraphImage, is_graph, load_report_weights
+from .lower import lower
 
 __all__ = ["format_table", "report_json", "write_plots", "layer_image_bytes", "layer_rows",
-           "format_layers"]
+           "graph_rows", "format_layers"]
 
 
 def _x(ratio) -> str:
@@ -65,8 +66,35 @@ def format_table(image) -> str:
     return "\n".join(lines)
 
 
+def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:
+    """Per node of the image (fused activations folded into their layer): ``name``, ``op``,
+    ``where``, ``shape``, ``macs``, ``kept``/``weights``/``bits`` (weight layers),
+    ``cycles`` (the engine's cost model, :func:`hw.systolic.driver.model_cycles`, for
+    ``batch`` inputs cut into the jobs a run makes) and ``utilization``."""
+    cfg = image.config
+    storage = {r["name"]: r for r in image.manifest["compression"]["layers"]}
+    rows = []
+    for layer in image.qgraph.layers:
+        r = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "host",
+             "shape": "x".join(map(str, layer.shape)), "macs": 0, "kept": None,
+             "weights": None, "bits": None, "cycles": None, "utilization": None}
+        if layer.kind == "gemm":
+            lw = lower(layer.node, layer.in_shape, batch)
+            m_rows, n_cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
+            cycles = lw.count * sum(model_cycles(cfg, rs.stop - rs.start, lw.k,
+                                                 cs.stop - cs.start)
+                                    for rs in m_rows for cs in n_cols)
+            s = storage.get(layer.name, {})
+            r.update(where="engine", macs=lw.macs, cycles=cycles,
+                     utilization=lw.macs / (cycles * cfg.macs),
+                     shape=(f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}",
+                     kept=s.get("kept"), weights=s.get("weights"), bits=s.get("bits"))
+        rows.append(r)
+    return rows
+
+
 def _mlp_rows(image, batch: int) -> list[dict]:
-    """Per layer of an MLP image: what :func:`quantize.graph_image.graph_rows` gives for a
+    """Per layer of an MLP image: what :func:`graph_rows` gives for a
     graph. Systolic cycles: the cost model over the chunks a run makes; EIE cycles: every
     input non-zero, the busiest PE's entries (padding included) per layer and input."""
     cfg, specs = image.config, image.manifest["layers"]

@@ -5,7 +5,9 @@ compressed model (the manifest's input format). Outputs come back dequantized, o
 input. ``engine="golden"`` chains the project's golden models (``sim/golden``);
 ``engine="rtl"`` runs the generated engine under Verilator and reports cycles; a board
 backend (:class:`quantize.backends.Board`) runs it on an FPGA. Every backend takes the
-same driver-level work (:mod:`quantize.backends`).
+same driver-level work (:mod:`quantize.backends`). A graph image
+(:class:`~quantize.graph_image.GraphImage`) runs with :func:`run_graph_image`, which is
+:func:`quantize.graph_run.run_graph` on its int8 graph and config.
 """
 
 from dataclasses import dataclass, field
@@ -18,11 +20,14 @@ from .backends import backend as backend_of
 from .eie_engine import eie_layers
 from .engines import image_engine
 from .fixedpoint import to_fixed
-from .image import Image
+from .graph_run import run_graph
+from .image import GraphImage, Image
 from .int8 import dequantize, quantize_activations
+from .lower import lower
 
 __all__ = ["RunResult", "run_image", "check_inputs", "quantize_input", "eie_layers",
-           "saturated_inputs", "memory_estimate"]
+           "saturated_inputs", "memory_estimate", "check_graph_inputs", "run_graph_image",
+           "graph_memory_estimate"]
 
 
 @dataclass
@@ -97,3 +102,46 @@ def run_image(image: Image, x, engine="golden", progress=None) -> RunResult:
     raw, cycles, info = image_engine(image.engine).run(image, xq, engine, progress)
     info["saturated_inputs"] = saturated
     return RunResult(_dequantize_output(image, raw), raw, cycles, info)
+
+
+def check_graph_inputs(image: GraphImage, x) -> np.ndarray:
+    """``x`` as float64 ``[batch, *input_shape]`` (flattened rows accepted); one-line
+    errors otherwise."""
+    x = np.asarray(x, dtype=np.float64)
+    shape = image.qgraph.graph.input_shape
+    size = int(np.prod(shape))
+    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == size:
+        x = x.reshape(len(x), *shape)
+    if x.shape == shape:
+        x = x[None]
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"inputs must have shape (N, {dims}) (or (N, {size})) with N >= 1, "
+                         f"got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("inputs contain NaN or Inf")
+    return x
+
+
+def run_graph_image(image: GraphImage, x, engine="golden", progress=None):
+    """Run float inputs through the image on ``engine`` (``"golden"``, ``"rtl"`` or a
+    backend): :func:`quantize.graph_run.run_graph` on the image's int8 graph and config."""
+    x = check_graph_inputs(image, x)
+    budget.check(graph_memory_estimate(image, len(x)), f"running {len(x)} inputs through "
+                 f"{image.directory}", "run fewer inputs at a time")
+    return run_graph(image.qgraph, x, engine, config=image.config, progress=progress)
+
+
+def graph_memory_estimate(image: GraphImage, batch: int) -> int:
+    """Bytes a golden run of ``batch`` inputs needs at its largest layer (an estimate:
+    int64 im2col patches, weights and results of a GEMM; a few copies of a host op's
+    values)."""
+    largest = 0
+    for layer in image.qgraph.layers:
+        if layer.kind == "gemm":
+            lw = lower(layer.node, layer.in_shape, batch)
+            words = lw.count * (lw.m * lw.k + lw.k * lw.n + 3 * lw.m * lw.n)
+        else:
+            words = 4 * batch * int(np.prod(layer.shape))
+        largest = max(largest, 8 * words)
+    return largest

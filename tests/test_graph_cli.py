@@ -12,7 +12,7 @@ import pytest
 from nnaccel.cli import main
 from quantize.compress_graph import compress_graph
 from quantize.graph import Graph, Node
-from quantize.graph_image import graph_config, mlp_graph
+from quantize.graph_image import graph_config
 from quantize.graph_quant import quantize_graph
 from quantize.graph_run import run_graph
 from quantize.image import GRAPH_FORMAT_VERSION, is_graph, load_image
@@ -21,6 +21,7 @@ from quantize.manifest import digest
 from quantize.onnx_export import save_onnx
 from quantize.onnx_import import load_onnx_graph
 from quantize.train_cnn import init_cnn
+from quantize.weight_only import mlp_graph
 
 
 def _resblock() -> Graph:
@@ -193,8 +194,8 @@ def test_weight_only_defaults_to_relu_and_says_so(tmp_path, capsys):
     # has no ReLU (negative outputs of the hidden layer carry through).
     from quantize.commands import compress_to_image
     from quantize.compress import CompressSpec
-    from quantize.graph_image import LinearChain
     from quantize.run import run_image
+    from quantize.weight_only import LinearChain
     chain = LinearChain(load_model(tmp_path / "m.npz").layers)
     c, _ = compress_to_image(chain, "eie", CompressSpec(bits=4), tmp_path / "api", pes=4)
     x = np.load(tmp_path / "x.npy")[:8]

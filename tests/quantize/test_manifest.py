@@ -239,7 +239,7 @@ def graph_image(tmp_path_factory):
 
 
 def test_graph_image_round_trip_and_version_gate(graph_image, tmp_path):
-    from quantize.graph_image import run_graph_image
+    from quantize.run import run_graph_image
     src, x = graph_image
     loaded = load_image(src)
     assert loaded.manifest["format_version"] == 3
@@ -255,7 +255,7 @@ def test_graph_image_round_trip_and_version_gate(graph_image, tmp_path):
 def test_random_graph_manifest_mutations_never_crash(graph_image, tmp_path_factory, data):
     """As for MLP images: a random edit of a graph manifest is refused in one line, or the
     image loads and runs."""
-    from quantize.graph_image import run_graph_image
+    from quantize.run import run_graph_image
     src, x = graph_image
     m = json.loads((src / "manifest.json").read_text())
     paths = []
