@@ -133,7 +133,7 @@ def format_layers(image, batch: int = 1) -> str:
     rows = layer_rows(image, batch)
     cfg = image.config
     array = f"{cfg.rows}x{cfg.cols}" if image.engine == "systolic" else f"{cfg.pes} PEs"
-    head = (f"{'layer':<16}{'op':<18}{'shape':<22}{'MACs':>11}{'kept':>14}{'bits':>5}"
+    head = (f"{'layer':<16}{'op':<18}{'shape':<22}{'MACs':>11}{'kept':>16}{'bits':>5}"
             f"{'engine':>17}{'cycles':>10}{'util':>7}")
     lines = [f"per layer, {batch} input{'s' if batch > 1 else ''}, cycles from the cost "
              f"model:", head, "-" * len(head)]
@@ -143,13 +143,13 @@ def format_layers(image, batch: int = 1) -> str:
         util = f"{r['utilization']:.1%}" if r["utilization"] is not None else "-"
         cycles = str(r["cycles"]) if r["cycles"] is not None else "-"
         lines.append(f"{r['name'][:15]:<16}{r['op'][:17]:<18}{r['shape'][:21]:<22}"
-                     f"{r['macs']:>11}{kept:>14}{r['bits'] or '-':>5}{where:>17}{cycles:>10}"
+                     f"{r['macs']:>11}{kept:>16}{r['bits'] or '-':>5}{where:>17}{cycles:>10}"
                      f"{util:>7}")
     total = sum(r["cycles"] or 0 for r in rows)
     macs = sum(r["macs"] for r in rows)
     lanes = cfg.macs if image.engine == "systolic" else cfg.pes
     lines.append("-" * len(head))
-    lines.append(f"{'total':<56}{macs:>11}{'':>36}{total:>10}"
+    lines.append(f"{'total':<56}{macs:>11}{'':>38}{total:>10}"
                  f"{(f'{macs / (total * lanes):.1%}' if total else '-'):>7}")
     return "\n".join(lines)
 
