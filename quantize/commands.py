@@ -263,6 +263,17 @@ def _compress_graph(args, graph, activation, say) -> dict:
     if (x_train is None) != (y_train is None):
         raise ValueError("--train and --labels go together")
     x_train = _graph_inputs(graph, x_train, "--train")
+    if y_train is not None:
+        classes = int(np.prod(graph.output_shape))
+        if not np.issubdtype(y_train.dtype, np.integer):
+            raise ValueError(f"{args.labels}: labels must be integers, got {y_train.dtype}")
+        if y_train.ndim != 1 or len(y_train) != len(x_train):
+            raise ValueError(f"--labels: need one label per --train row ({len(x_train)}), "
+                             f"got shape {y_train.shape}")
+        if y_train.min() < 0 or y_train.max() >= classes:
+            raise ValueError(f"--labels: classes must be 0..{classes - 1} for a graph with "
+                             f"{classes} outputs, found {int(y_train.min())}.."
+                             f"{int(y_train.max())}")
     names = [n.name for n in weight_nodes(graph)]
     if not names:
         raise ValueError(f"{args.model}: the graph has no Conv or Gemm/MatMul layer")

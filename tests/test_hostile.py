@@ -130,6 +130,14 @@ CASES = [
      "--global is for MLP images"),
     ("compress cnn.onnx --engine systolic --calibration xc.npy --activation relu -o c",
      "drop --activation"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --train x.npy --labels "
+     "ybad.npy --sparsity 0.5 -o c", "classes must be 0..9 for a graph with 10 outputs"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --train xc.npy --labels "
+     "yshort.npy -o c", "one label per --train row \\(16\\)"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --train x.npy --labels "
+     "yfloat.npy -o c", "labels must be integers"),
+    ("compress cnn.onnx --engine systolic --calibration xc.npy --train xc.npy -o c",
+     "--train and --labels go together"),
     # compress: data files
     ("compress m.npz --engine eie --train x.npy -o c", "--train and --labels go together"),
     ("compress m.npz --engine eie --train x.npy --labels ybad.npy -o c", "classes must be 0..9"),
