@@ -8,7 +8,8 @@ beat source plays a file onto ``i_load``, so loading costs no Python per clock c
 either. Every stream can be given random idle/backpressure cycles (``stalls``, a
 probability per cycle); a case can pulse reset in the middle of its first layer
 (``reset_after`` cycles), then reload its inputs and run. Without stalls the testbench
-does no Python work per clock cycle while a layer runs.
+does no Python work per clock cycle while a layer runs. The stream drivers are the
+testbenches' shared ones (:mod:`sim.tb.streams`).
 """
 
 import random
@@ -25,6 +26,8 @@ from hw.eie.driver import parse_results
 from sim.eie_harness import LOAD_FILE
 from sim.rtl import job_params, write_result
 from sim.tb.streams import BeatSource, Stalls, StreamSink, StreamSource
+
+__all__ = ["TB", "CLOCK_NS", "run_cases"]
 
 CLOCK_NS = 10
 
