@@ -55,6 +55,10 @@ def test_overlapped_loads_drop_all_but_the_first_activation_tile():
 
 def test_refused_config_keeps_its_reason_and_the_model_cycles():
     g = convs.gemm(_by("VGG-16", "conv5_1"))
+    # K = 4608: the fitted config's accumulator holds this K's sums (k_limit), not the
+    # K its power-of-two buffers would admit.
+    assert "config_error" not in convs.our_figures(g, 16)
+    g = {**g, "k": 70000}       # 70000 * 255 * 128 >= 2**31: no int32 accumulator holds it
     f = convs.our_figures(g, 16)
     with pytest.raises(ValueError) as e:
         SystolicConfig.fit([(g["m"], g["k"], g["n"])], rows=16, cols=16)
@@ -91,9 +95,11 @@ def test_record_renders(tmp_path, monkeypatch):
     c11 = layers[0]["arrays"]["16x16"]
     assert (f"| VGG-16 | conv1_1 | 50 176 | 27 | 64 | 86 704 128 | "
             f"{results._int(c11['cycles'])} | ") in text
-    assert "| VGG-16 | conv5_1 | 196 | 4 608 | 512 |" in text and " †" in text
-    assert ("VGG-16 layers at or below SCALE-Sim's cycles: 2 of 2 (1 of the 1 that `fit` "
+    c51 = layers[1]["arrays"]["16x16"]
+    assert (f"| VGG-16 | conv5_1 | 196 | 4 608 | 512 | 462 422 016 | "
+            f"{results._int(c51['cycles'])} | ") in text     # configured: no †
+    assert ("VGG-16 layers at or below SCALE-Sim's cycles: 2 of 2 (2 of the 2 that `fit` "
             "configures)") in text
-    assert "Configs refused by `fit`: 1 of 2." in text
+    assert "Configs refused by `fit`: 0 of 2." in text
     assert "equals the compute-model figure above on 2 of them" in text
     assert "| x | 2×3×4 | 100 | 99 | -1.000 % | 0 |" in text

@@ -29,8 +29,8 @@ class SystolicConfig(EngineConfig):
         Activation and weight width; only 8 (int8) is supported.
     acc_width:
         Width of partial sums in the mesh and of the accumulator memory (at most 32, the
-        int32 that TFLite requantizes). Must hold the largest sum of products the
-        buffers allow (see :attr:`max_k`).
+        int32 that TFLite requantizes). Must hold the largest sum of products of
+        :attr:`max_k` terms.
     act_depth:
         Activation buffer depth in words of ``rows`` int8: a GEMM needs
         ``ceil(K/rows) * M`` words.
@@ -45,6 +45,11 @@ class SystolicConfig(EngineConfig):
     rounding:
         ``"double"`` (TFLite's default ``SaturatingRoundingDoublingHighMul`` +
         ``RoundingDivideByPOT``) or ``"single"`` (``TFLITE_SINGLE_ROUNDING``).
+    k_limit:
+        Largest K a command may carry, when smaller than what the buffers admit; ``0``
+        (the default, and what older manifests without the field mean) leaves K to the
+        buffers. :meth:`fit` sets it to the workload's largest K, so power-of-two buffer
+        depths do not demand a wider accumulator than the GEMMs themselves.
     """
 
     rows: int = 8
@@ -56,6 +61,7 @@ class SystolicConfig(EngineConfig):
     acc_depth: int = 512
     param_depth: int = 64
     rounding: str = "double"
+    k_limit: int = 0
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -75,21 +81,27 @@ class SystolicConfig(EngineConfig):
         if self.rounding not in ROUNDING_MODES:
             raise ValueError(f"SystolicConfig.rounding={self.rounding!r}: use one of "
                              f"{', '.join(ROUNDING_MODES)}")
+        if not isinstance(self.k_limit, int) or self.k_limit < 0:
+            raise ValueError(f"SystolicConfig.k_limit={self.k_limit!r}: use 0 (K up to what "
+                             f"the buffers admit) or a positive integer")
         if not 2 <= self.acc_width <= 32:
             raise ValueError(f"SystolicConfig.acc_width={self.acc_width}: use 2 to 32 "
                              f"(requantization takes int32)")
         needed = (self.max_k * _MAX_PRODUCT).bit_length() + 1
         if self.acc_width < needed:
+            fits = ((1 << (self.acc_width - 1)) - 1) // _MAX_PRODUCT
             raise ValueError(
                 f"SystolicConfig.acc_width={self.acc_width} is too narrow for K up to "
-                f"{self.max_k} (needs {needed} bits): raise acc_width or lower "
-                f"weight_depth/act_depth")
+                f"{self.max_k} (needs {needed} bits; {self.acc_width} bits hold K up to "
+                f"{fits}): raise acc_width (at most 32), set k_limit to the largest K you "
+                f"run, or lower weight_depth/act_depth")
 
     @property
     def max_k(self) -> int:
-        """Largest K the buffers admit (M = 1, N <= cols)."""
+        """Largest K a command may carry: what the buffers admit (M = 1, N <= cols),
+        capped by :attr:`k_limit` when that is set."""
         tiles = min(self.act_depth, self.weight_depth // self.rows)
-        return tiles * self.rows
+        return min(tiles * self.rows, self.k_limit or tiles * self.rows)
 
     @property
     def max_m(self) -> int:
@@ -110,6 +122,10 @@ class SystolicConfig(EngineConfig):
                 raise ValueError(f"GEMM {name}={value!r}: must be a positive integer")
         kt = -(-k // self.rows)
         nt = -(-n // self.cols)
+        if self.k_limit and k > self.k_limit:
+            raise ValueError(f"GEMM K={k} exceeds k_limit={self.k_limit} (the largest K whose "
+                             f"sums acc_width={self.acc_width} holds is planned for): raise "
+                             f"k_limit or split K")
         if m > self.acc_depth:
             raise ValueError(f"GEMM M={m} exceeds the accumulator (acc_depth={self.acc_depth})"
                              f": raise acc_depth or split M")
@@ -138,6 +154,25 @@ class SystolicConfig(EngineConfig):
             "acc_depth": max(m for m, _, _ in tiles),
             "param_depth": max(nt for _, _, nt in tiles),
         }
+
+    @classmethod
+    def fit(cls, workload, base=None, **fields):
+        """:meth:`EngineConfig.fit`, with :attr:`k_limit` set to the workload's largest K.
+
+        The accumulator then only has to hold the sums of the K the GEMMs carry, not of the
+        K the power-of-two buffers would admit. A ``base`` that already holds the workload
+        keeps its own ``k_limit`` (and is returned unchanged); a ``k_limit`` in ``fields``
+        or a workload given as a dict of needs is taken as it is.
+        """
+        if "k_limit" in fields or isinstance(workload, dict) or not workload:
+            return super().fit(workload, base, **fields)
+        k = max(k for _, k, _ in workload)
+        if base is not None and base.max_k >= k:
+            try:
+                return super().fit(workload, base, **fields)
+            except ValueError:
+                pass  # the grown buffers admit a K the accumulator cannot hold: cap it
+        return super().fit(workload, base, k_limit=k, **fields)
 
 
 PRESETS = {

@@ -63,3 +63,46 @@ def test_bad_job_inputs():
     with pytest.raises(ValueError, match="weight buffer"):
         pack(SystolicConfig(rows=4, cols=4, act_depth=64, weight_depth=8),
              random_job(rng, 1, 16, 4))
+
+
+# VGG-16 conv4_x and conv5_x as im2col GEMMs (M = H*W, K = 3*3*C_in, N = C_out).
+VGG_DEEP = {"conv4_1": (784, 2304, 512), "conv4_2": (784, 4608, 512),
+            "conv5_1": (196, 4608, 512)}
+
+
+@pytest.mark.parametrize("rows", [8, 16])
+@pytest.mark.parametrize("layer", sorted(VGG_DEEP))
+def test_fit_sizes_the_accumulator_for_the_real_k(layer, rows):
+    m, k, n = VGG_DEEP[layer]
+    cfg = SystolicConfig.fit([(m, k, n)], rows=rows, cols=rows)
+    assert cfg.acc_width == 32 and cfg.k_limit == k and cfg.max_k == k
+    # The power-of-two depths alone admit a K whose sums 32 bits cannot hold.
+    with pytest.raises(ValueError, match="too narrow"):
+        cfg.replace(k_limit=0)
+    cfg.check_gemm(m, k, n)
+    with pytest.raises(ValueError, match=f"K={k + 1} exceeds k_limit={k}"):
+        cfg.check_gemm(1, k + 1, n)
+
+
+def test_fit_refuses_a_k_that_needs_more_than_32_bits():
+    # 65793 * 255 * 128 < 2**31 <= 65794 * 255 * 128
+    SystolicConfig.fit([(1, 65793, 8)], rows=8, cols=8)
+    with pytest.raises(ValueError, match=r"too narrow for K up to 65794 \(needs 33 bits; 32 "
+                                         r"bits hold K up to 65793\): raise acc_width"):
+        SystolicConfig.fit([(1, 65794, 8)], rows=8, cols=8)
+
+
+def test_fit_keeps_a_base_that_holds_the_workload():
+    base = PRESETS["8x8"]
+    assert SystolicConfig.fit([(16, 64, 16)], base=base) == base
+
+
+def test_configs_without_k_limit_still_load():
+    old = PRESETS["16x16"].to_dict()
+    del old["k_limit"]
+    cfg = SystolicConfig.from_dict(old)
+    assert cfg == PRESETS["16x16"] and cfg.max_k == 16384
+    fitted = SystolicConfig.fit([VGG_DEEP["conv5_1"]], rows=16, cols=16)
+    assert SystolicConfig.from_dict(fitted.to_dict()) == fitted
+    with pytest.raises(ValueError, match="k_limit=-1"):
+        SystolicConfig(k_limit=-1)
