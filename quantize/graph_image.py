@@ -66,17 +66,12 @@ MAX_M = 256
 def graph_config(qgraph: QuantGraph, rows: int, cols: int) -> SystolicConfig:
     """The engine config of a graph image: ``rows × cols``, buffers sized
     (:func:`quantize.graph_run.plan_config`, ``SystolicConfig.fit``) for every layer's GEMMs
-    with at most :data:`MAX_M` rows per job, fewer where the sums of the largest K would
-    not fit the 32-bit accumulator; never a config its own check refuses."""
-    max_m = MAX_M
-    while True:
-        try:
-            return plan_config(qgraph, max_m, rows, cols, max_m=max_m)
-        except ValueError as e:
-            if "acc_width" not in str(e) or max_m == 1:
-                raise ValueError(f"no {rows}x{cols} systolic config holds this graph: {e}"
-                                 ) from None
-            max_m //= 2
+    with at most :data:`MAX_M` rows per job; ``fit`` bounds the accumulator check by the
+    largest K (``k_limit``), so the config never refuses its own layers."""
+    try:
+        return plan_config(qgraph, MAX_M, rows, cols, max_m=MAX_M)
+    except ValueError as e:
+        raise ValueError(f"no {rows}x{cols} systolic config holds this graph: {e}") from None
 
 
 def _jsonable(o):

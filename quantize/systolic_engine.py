@@ -36,19 +36,9 @@ def check_options(args) -> None:
 
 def systolic_config_for(compressed, rows: int, cols: int, batch: int = 64, **fields):
     """A :class:`~hw.systolic.config.SystolicConfig` whose buffers hold every layer of this
-    model with up to ``batch`` inputs per GEMM (larger batches run in chunks).
-
-    Where buffers for ``batch`` inputs would admit a K whose sums overflow the 32-bit
-    accumulator (the config's own check), fewer inputs per GEMM are planned, never a
-    config that check refuses (a 384-1536-384 FFN on 8x8: 32 per GEMM)."""
-    while True:
-        gemms = [(batch, layer.shape[1], layer.shape[0]) for layer in compressed.final.layers]
-        try:
-            return SystolicConfig.fit(gemms, rows=rows, cols=cols, **fields)
-        except ValueError as e:
-            if "acc_width" not in str(e) or batch == 1:
-                raise
-            batch //= 2
+    model with up to ``batch`` inputs per GEMM (larger batches run in chunks)."""
+    gemms = [(batch, layer.shape[1], layer.shape[0]) for layer in compressed.final.layers]
+    return SystolicConfig.fit(gemms, rows=rows, cols=cols, **fields)
 
 
 def config_for(compressed, inputs, spec, options: dict, say) -> SystolicConfig:

@@ -147,8 +147,9 @@ def test_rtl_equals_golden_on_two_graph_images(work, capsys):
 
 
 def test_ffn_safetensors_with_gelu(tmp_path, capsys):
-    """A 384-1536-384 FFN (safetensors fc1/fc2) with GELU between: the systolic config fits
-    (its K=1536 once asked for more accumulator bits than 32), int8 output close to float."""
+    """A 384-1536-384 FFN (safetensors fc1/fc2) with GELU between compresses for the
+    systolic engine (a config its own accumulator check accepts, K up to 1536) and runs;
+    int8 output close to float."""
     from safetensors.numpy import save_file
     rng = np.random.default_rng(1)
     save_file({"fc1.weight": (rng.standard_normal((1536, 384)) / 20).astype(np.float32),
@@ -164,6 +165,7 @@ def test_ffn_safetensors_with_gelu(tmp_path, capsys):
     m = json.loads((tmp_path / "img" / "manifest.json").read_text())
     assert m["graph"]["activation"] == "gelu"
     assert [n["op"] for n in m["graph"]["nodes"]] == ["Linear", "Gelu", "Linear"]
+    assert load_image(tmp_path / "img").config.max_k >= 1536
     status, cap = _run(f"run {tmp_path}/img --input {tmp_path}/x.npy -o {tmp_path}/y.npy",
                        capsys)
     assert status == 0, cap.err
