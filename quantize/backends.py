@@ -50,7 +50,8 @@ class Golden:
     def gemms(self, config, jobs: list[GemmJob], label: str, progress=None) -> list[dict]:
         return [{"output": systolic_golden.gemm(
                     job.a, job.w, job.bias, job.multiplier, job.shift, job.input_zero_point,
-                    job.output_zero_point, job.act_min, job.act_max, rounding=config.rounding),
+                    job.output_zero_point, job.act_min, job.act_max, rounding=config.rounding,
+                    lut=job.lut),
                  "cycles": None} for job in jobs]
 
     def eie(self, layers, image, inputs, progress=None) -> list[dict]:

@@ -13,6 +13,12 @@ layer's GEMMs, with M capped at ``max_m`` rows per job. Each GEMM is then cut in
 the config admits: M in chunks of at most ``min(acc_depth, act_depth / ceil(K/rows))``
 rows, N in groups the weight and parameter buffers hold. K is never split (the engine
 requantizes each job's int32 sums), so a layer whose K does not fit is refused.
+
+A table activation (Gelu, Sigmoid, Tanh, HardSwish, Silu: a ``"lut"`` layer) that reads
+only a GEMM layer's output runs on the engine on backends that carry the table
+(:data:`LUT_BACKENDS`): its 256-entry table goes with each of that layer's jobs
+(``GemmJob.lut``) and the engine's output stage applies it after the clamp; its own
+record says ``where="fused"``. Elsewhere it runs on the host.
 """
 
 from dataclasses import dataclass
@@ -27,7 +33,11 @@ from .backends import backend as backend_of
 from .graph_kernels import KERNELS
 from .lower import lower
 
-__all__ = ["GraphRun", "run_graph", "plan_config", "engine_gemms"]
+__all__ = ["GraphRun", "run_graph", "plan_config", "engine_gemms", "lut_fusions",
+           "LUT_BACKENDS"]
+
+#: Backends whose GEMM jobs carry an activation table (the board driver sends none).
+LUT_BACKENDS = ("golden", "rtl")
 
 
 @dataclass
@@ -131,8 +141,25 @@ def _tiles(cfg: SystolicConfig, layer, m: int, k: int, n: int):
     return rows, cols
 
 
-def _gemm_layer(layer, x, cfg, engine, progress):
-    """Run one engine layer on int8 input ``x`` (batch first); ``(y, record)``."""
+def lut_fusions(qgraph) -> dict:
+    """``{index of a GEMM layer: the "lut" layer that reads only its output}``, for the
+    table activations the engine can apply in its output stage."""
+    readers = {}
+    for layer in qgraph.layers:
+        for v in layer.inputs:
+            readers.setdefault(v, []).append(layer)
+    fused = {}
+    for i, layer in enumerate(qgraph.layers):
+        after = readers.get(layer.output, [])
+        if (layer.kind == "gemm" and layer.output != qgraph.output and len(after) == 1
+                and after[0].kind == "lut" and list(after[0].inputs) == [layer.output]):
+            fused[i] = after[0]
+    return fused
+
+
+def _gemm_layer(layer, x, cfg, engine, progress, lut=None):
+    """Run one engine layer on int8 input ``x`` (batch first), through the activation
+    table ``lut`` if given; ``(y, record)``."""
     p = layer.p
     batch = x.shape[0]
     lw = lower(layer.node, layer.in_shape, batch)
@@ -155,7 +182,7 @@ def _gemm_layer(layer, x, cfg, engine, progress):
             args = (w[:, c], p["bias"][chan], p["multiplier"][chan], p["shift"][chan],
                     p["input_zero_point"], p["output_zero_point"], p["act_min"], p["act_max"])
             for r in rows:
-                jobs.append(GemmJob(a[r], *args))
+                jobs.append(GemmJob(a[r], *args, lut))
                 where.append((g, r, c))
     results = engine.gemms(cfg, jobs, f"{layer.name}: {lw.count}x {lw.m}x{lw.k}x{lw.n}",
                            progress)
@@ -165,7 +192,7 @@ def _gemm_layer(layer, x, cfg, engine, progress):
     if engine.timed:
         cycles = sum(int(res["cycles"]) for res in results)
     else:
-        cycles = sum(model_cycles(cfg, *job.shape) for job in jobs)
+        cycles = sum(model_cycles(cfg, *job.shape, lut=lut is not None) for job in jobs)
     if lw.kind == "linear":
         out = y[0].reshape(batch, *layer.shape)
     else:
@@ -226,20 +253,35 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
     cfg = config or plan_config(qgraph, len(x), rows, cols, max_m=max_m)
     values = {qgraph.graph.input_name: qgraph.quantize_input(x)}
     last = {v: i for i, layer in enumerate(qgraph.layers) for v in layer.inputs}
+    fusions = lut_fusions(qgraph) if engine.name in LUT_BACKENDS else {}
+    fused = {id(la): i for i, la in fusions.items()}
     table = []
     for i, layer in enumerate(qgraph.layers):
-        if layer.kind == "gemm":
+        if layer.kind == "gemm" and i in fusions:
+            # The GEMM's own output never exists: the engine writes the table's.
+            lut = fusions[i]
+            y, record = _gemm_layer(layer, values[layer.inputs[0]], cfg, engine, progress,
+                                    lut=np.asarray(lut.p["table"]))
+            values[lut.output] = y
+            y = None
+        elif id(layer) in fused:
+            y = values[layer.output]
+            record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)),
+                      "where": "fused", "shape": "x".join(map(str, layer.shape)), "macs": 0,
+                      "jobs": 0, "cycles": None, "utilization": None, "expansion": None}
+        elif layer.kind == "gemm":
             y, record = _gemm_layer(layer, values[layer.inputs[0]], cfg, engine, progress)
         else:
             y = _host_layer(layer, values)
             record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)),
                       "where": "host", "shape": "x".join(map(str, layer.shape)), "macs": 0,
                       "jobs": 0, "cycles": None, "utilization": None, "expansion": None}
-        values[layer.output] = y
+        if y is not None:
+            values[layer.output] = y
         table.append(record)
         for v in set(layer.inputs):
             if last[v] == i and v != qgraph.output:
-                del values[v]
+                values.pop(v, None)     # a fused GEMM's own output was never stored
     out = values[qgraph.output]
     real = qgraph.dequantize_output(out)
     if qgraph.softmax:

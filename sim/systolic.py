@@ -35,7 +35,7 @@ class GemmJob(driver.GemmJob):
     def golden(self, rounding: str) -> np.ndarray:
         return golden.gemm(self.a, self.w, self.bias, self.multiplier, self.shift,
                            self.input_zero_point, self.output_zero_point, self.act_min,
-                           self.act_max, rounding)
+                           self.act_max, rounding, self.lut)
 
 
 @dataclass
@@ -136,10 +136,11 @@ def _tmp_root() -> Path:
 
 def run_gemm(cfg: SystolicConfig, a, w, bias, multiplier, shift, input_zero_point=0,
              output_zero_point=0, act_min=-128, act_max=127, *, engine: str = "golden",
-             stall: float = 0.0, seed: int = 0) -> GemmRun:
-    """Run one GEMM on ``engine`` ("golden" or "rtl")."""
+             stall: float = 0.0, seed: int = 0, lut=None) -> GemmRun:
+    """Run one GEMM on ``engine`` ("golden" or "rtl"), through the activation table
+    ``lut`` (256 int8) if given."""
     job = GemmJob(a, w, bias, multiplier, shift, input_zero_point, output_zero_point,
-                  act_min, act_max)
+                  act_min, act_max, lut)
     m, k, n = job.shape
     cfg.check_gemm(m, k, n)
     if engine == "golden":

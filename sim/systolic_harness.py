@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
 from hw.systolic.config import SystolicConfig
-from hw.systolic.layouts import Counters, result_word
+from hw.systolic.layouts import Counters, lut_words, result_word
 from hw.systolic.top import SystolicTop
 
 from .beat_source import beat_source, beat_source_ports
@@ -48,7 +48,7 @@ class SystolicHarness(wiring.Component):
         m.d.comb += [self.busy.eq(engine.busy), self.error.eq(engine.error),
                      self.counters.eq(engine.counters)]
         depths = {"act": cfg.act_depth, "weight": cfg.weight_depth,
-                  "param": cfg.param_depth, "cmd": 1}
+                  "param": cfg.param_depth + lut_words(cfg), "cmd": 1}
         loaded = self.act_done & self.weight_done & self.param_done
         for prefix, (port, file) in STREAMS.items():
             sink = getattr(engine, port)

@@ -29,6 +29,7 @@ class Buffers(wiring.Component):
     -------
     i_act, i_weight, i_param : In(stream)
         Addressed writes (``act_word``, ``weight_word``, ``param_word``); always ready.
+        Parameter words with ``lut`` set are the activation table's, not written here.
     act_addr, act_data : In, Out(ArrayLayout(signed(8), rows))
     w_addr, w_data : In, Out(ArrayLayout(signed(8), cols))
     p_addr, p_data : In(ArrayLayout(unsigned, cols)), Out(ArrayLayout(ChannelParams, cols))
@@ -74,7 +75,8 @@ class Buffers(wiring.Component):
                                                                 attrs=no_collision())
             wp = p_mem.write_port()
             m.d.comb += [wp.addr.eq(self.i_param.payload.addr),
-                         wp.data.eq(self.i_param.payload.data[c]), wp.en.eq(self.i_param.valid)]
+                         wp.data.eq(self.i_param.payload.data[c]),
+                         wp.en.eq(self.i_param.valid & ~self.i_param.payload.lut)]
             reads.append((p_mem, None, self.p_addr[c], self.p_data[c]))
         for mem, port, addr, rdata in reads:
             if port is not None:

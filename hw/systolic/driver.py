@@ -23,7 +23,18 @@ from ..words import pack as pack_word
 from ..words import pack_lanes, unpack_lanes
 from ..words import unpack as unpack_word
 from .config import SystolicConfig
-from .layouts import Counters, act_word, gemm_command, param_word, result_word, weight_word
+from .layouts import (
+    LUT_SIZE,
+    Counters,
+    act_word,
+    gemm_command,
+    lut_chunk,
+    lut_entries,
+    lut_words,
+    param_word,
+    result_word,
+    weight_word,
+)
 from .requant import Requantizer
 from .top import SystolicTop
 
@@ -37,8 +48,10 @@ INT32_MAX = (1 << 31) - 1
 @dataclass
 class GemmJob:
     """One requantized GEMM: int8 ``a`` (M×K) times int8 ``w`` (K×N), per-channel int32
-    ``bias``, ``multiplier`` and ``shift`` (TFLite's), zero points and the output clamp.
-    Every field is checked on construction (one-line ``ValueError``)."""
+    ``bias``, ``multiplier`` and ``shift`` (TFLite's), zero points and the output clamp,
+    and optionally ``lut``: 256 int8, the activation table each clamped output code ``q``
+    then goes through (``lut[q + 128]``). Every field is checked on construction
+    (one-line ``ValueError``)."""
 
     a: np.ndarray
     w: np.ndarray
@@ -49,6 +62,7 @@ class GemmJob:
     output_zero_point: int = 0
     act_min: int = -128
     act_max: int = 127
+    lut: np.ndarray | None = None
 
     def __post_init__(self):
         self.a = _int_array(self.a, "a", 2, -128, 127)
@@ -67,13 +81,20 @@ class GemmJob:
             setattr(self, name, value)
         if self.act_min > self.act_max:
             raise ValueError(f"act_min={self.act_min} > act_max={self.act_max}")
+        if self.lut is not None:
+            self.lut = _int_array(self.lut, "lut", 1, -128, 127)
+            if self.lut.shape[0] != LUT_SIZE:
+                raise ValueError(f"lut has {self.lut.shape[0]} entries, need {LUT_SIZE} "
+                                 f"(one per int8 code)")
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.a.shape[0], self.a.shape[1], self.w.shape[1]
 
     def arrays(self) -> dict:
-        return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The fields as arrays (``lut`` only when there is one)."""
+        return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name != "lut" or self.lut is not None}
 
 
 def _int_array(x, name, ndim, lo, hi, length=None):
@@ -106,7 +127,8 @@ def pack(cfg: SystolicConfig, job: GemmJob) -> PackedGemm:
     """Lay ``job`` out in the engine's buffers (see :class:`hw.systolic.SystolicTop`):
     activation word ``kt*M + m`` holds row ``m`` of K tile ``kt``; weight word
     ``(nt*KT + kt)*rows + r`` row ``r`` of tile ``(kt, nt)``; parameter word ``nt`` the
-    channels of N tile ``nt``."""
+    channels of N tile ``nt``, then (a job with a ``lut``) :func:`lut_words` words of the
+    activation table, :func:`lut_entries` entries each."""
     m, k, n = job.shape
     cfg.check_gemm(m, k, n)
     rows, cols = cfg.rows, cfg.cols
@@ -126,10 +148,16 @@ def pack(cfg: SystolicConfig, job: GemmJob) -> PackedGemm:
                      "shift": job.shift[ch]} if ch < n else {}
                     for ch in range(t * cols, (t + 1) * cols)]
         param.append(pack_word(params, {"addr": t, "data": channels}))
+    if job.lut is not None:
+        chunk, e = lut_chunk(cfg), lut_entries(cfg)
+        data_offset = params["data"].offset
+        for c in range(lut_words(cfg)):
+            bits = pack_word(chunk, {"chunk": c, "entries": job.lut[c * e:(c + 1) * e]})
+            param.append(pack_word(params, {"lut": 1}) | (bits << data_offset))
     command = pack_word(gemm_command(cfg), {
         "m": m, "k": k, "n": n, "input_zero_point": job.input_zero_point,
         "output_zero_point": job.output_zero_point, "act_min": job.act_min,
-        "act_max": job.act_max})
+        "act_max": job.act_max, "lut": int(job.lut is not None)})
     return PackedGemm(act, weight, param, command, result_words=nt * m)
 
 
@@ -163,10 +191,12 @@ def parse_counters(bits: int) -> dict:
     return unpack_word(Counters, bits)
 
 
-def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
+def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int, *, lut: bool = False) -> int:
     """Analytical cycle estimate of one GEMM as the testbench runs it (loads included).
 
-    Loads stream one word a cycle on each of three parallel streams; each tile then
+    Loads stream one word a cycle on each of three parallel streams (the parameter stream
+    carries :func:`lut_words` more with an activation table, ``lut``; the table adds
+    no latency to the output path); each tile then
     issues ``m`` rows, but a tile cannot start before its weights shifted in
     (``SystolicTop.weight_load_cycles`` after the previous latch) nor before the bank it
     reuses has drained from the mesh (``array latency + 3`` cycles after that bank's last
@@ -176,7 +206,7 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
     tiles = kt * nt
     latency = SystolicTop.array_latency_of(cfg)
     load = SystolicTop.weight_load_cycles_of(cfg)
-    loads = max(kt * m, tiles * cfg.rows, nt)
+    loads = max(kt * m, tiles * cfg.rows, nt + (lut_words(cfg) if lut else 0))
     # A tile's weights shift in over `load` cycles, and it reuses the bank of the tile
     # two before it, which must have left the mesh: start(t+1) - start(t-1) >= m + latency + 3.
     period = max(m, load, (m + latency + 3) / 2)

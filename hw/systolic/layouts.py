@@ -7,7 +7,11 @@ from ..bits import bits_for
 from .config import SystolicConfig
 
 __all__ = ["ChannelParams", "act_word", "weight_word", "param_word", "gemm_command",
-           "result_word", "Counters", "COUNTER_WIDTH"]
+           "result_word", "Counters", "COUNTER_WIDTH", "lut_entries", "lut_words",
+           "lut_chunk", "LUT_SIZE"]
+
+#: Entries of the activation table, one per int8 code.
+LUT_SIZE = 256
 
 COUNTER_WIDTH = 48
 
@@ -46,13 +50,39 @@ def weight_word(cfg: SystolicConfig) -> data.StructLayout:
 
 
 def param_word(cfg: SystolicConfig) -> data.StructLayout:
-    """One parameter word: the ``cols`` channels of one N tile."""
+    """One parameter word: the ``cols`` channels of one N tile, or (``lut`` set) one
+    chunk of the activation table, its ``data`` bits read as :func:`lut_chunk`.
+
+    ``lut`` is the top bit, so a channel word is the same integer as without it."""
     return data.StructLayout({"addr": unsigned(_bits(cfg.param_depth)),
-                              "data": data.ArrayLayout(ChannelParams, cfg.cols)})
+                              "data": data.ArrayLayout(ChannelParams, cfg.cols),
+                              "lut": 1})
+
+
+def lut_entries(cfg: SystolicConfig) -> int:
+    """Activation-table entries per parameter word: the largest power of two up to 16 whose
+    chunk fits the word's ``data`` bits."""
+    room = (cfg.cols * ChannelParams.size - 8) // 8
+    return min(16, 1 << (room.bit_length() - 1))
+
+
+def lut_words(cfg: SystolicConfig) -> int:
+    """Parameter words that carry the whole activation table."""
+    return LUT_SIZE // lut_entries(cfg)
+
+
+def lut_chunk(cfg: SystolicConfig) -> data.StructLayout:
+    """The ``data`` bits of a ``lut`` parameter word: table entries ``chunk*E ..
+    chunk*E + E - 1`` (``E`` = :func:`lut_entries`), entry ``q + 128`` being the output
+    of int8 code ``q``."""
+    return data.StructLayout({"chunk": unsigned(8),
+                              "entries": data.ArrayLayout(signed(8), lut_entries(cfg))})
 
 
 def gemm_command(cfg: SystolicConfig) -> data.StructLayout:
-    """C = requantize(A·B) for an M×K×N GEMM held in the buffers."""
+    """C = requantize(A·B) for an M×K×N GEMM held in the buffers; with ``lut`` set, each
+    clamped output code then goes through the activation table (the top bit, so a command
+    without it is the same integer as before the table)."""
     return data.StructLayout({
         "m": unsigned(cfg.max_m.bit_length()),
         "k": unsigned(cfg.max_k.bit_length()),
@@ -61,6 +91,7 @@ def gemm_command(cfg: SystolicConfig) -> data.StructLayout:
         "output_zero_point": signed(8),
         "act_min": signed(8),
         "act_max": signed(8),
+        "lut": 1,
     })
 
 

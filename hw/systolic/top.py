@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..fifo import BufferedFifo
 from ..synthesis import keep_copy
 from .accumulator import Accumulator
+from .activation_lut import ActivationLut
 from .buffers import Buffers
 from .command_check import CommandCheck
 from .config import SystolicConfig
@@ -16,6 +17,8 @@ from .layouts import (
     Counters,
     act_word,
     gemm_command,
+    lut_chunk,
+    lut_entries,
     param_word,
     result_word,
     weight_word,
@@ -235,15 +238,22 @@ class SystolicTop(wiring.Component):
             ]
             outs.append(rq)
         # The requantizers' outputs (one per column, spread over the array's width) meet in
-        # two registers before the FIFO (one hop took up to 10 ns of routing).
+        # two registers before the FIFO (one hop took up to 10 ns of routing): the
+        # activation table's, which a command without ``lut`` passes through unchanged.
+        m.submodules.lut = lut = ActivationLut(cols=cols, entries=lut_entries(cfg))
+        chunk = lut_chunk(cfg)(self.i_param.payload.data.as_value()[:lut_chunk(cfg).size])
+        lut_enable = Signal(name="lut_enable", reset_less=True)
+        m.d.sync += lut_enable.eq(cmd.lut)
+        m.d.comb += [lut.w_en.eq(self.i_param.valid & self.i_param.payload.lut),
+                     lut.w_chunk.eq(chunk.chunk), lut.w_data.eq(chunk.entries),
+                     lut.enable.eq(lut_enable)]
+        m.d.comb += [lut.i_y[c].eq(rq.y) for c, rq in enumerate(outs)]
         out_stage = D + 1 + rq_latency
         write, write_r = Signal(), Signal()
-        w_data = Signal(cols * 8 + 1, reset_less=True)
-        w_data_r = Signal(cols * 8 + 1, reset_less=True)
+        final, final_r = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [write_r.eq(outs[0].o_valid), write.eq(write_r),
-                     w_data_r.eq(Cat(*(rq.y for rq in outs), meta[out_stage].final)),
-                     w_data.eq(w_data_r)]
-        m.d.comb += [out_fifo.w_en.eq(write), out_fifo.w_data.eq(w_data)]
+                     final_r.eq(meta[out_stage].final), final.eq(final_r)]
+        m.d.comb += [out_fifo.w_en.eq(write), out_fifo.w_data.eq(Cat(lut.o_y, final))]
         issued_last = meta[0].valid & meta[0].last
         with m.If(issued_last & ~write):
             m.d.sync += out_credit.eq(out_credit + 1)

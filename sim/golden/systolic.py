@@ -100,7 +100,15 @@ def accumulate(a, w, bias, input_zero_point=0):
 
 
 def gemm(a, w, bias, multiplier, shift, input_zero_point=0, output_zero_point=0,
-         act_min=-128, act_max=127, rounding="double"):
-    """int8[M, N] = requantize(sum_k (a[M, K] - zp_in) * w[K, N] + bias[N])."""
+         act_min=-128, act_max=127, rounding="double", lut=None):
+    """int8[M, N] = requantize(sum_k (a[M, K] - zp_in) * w[K, N] + bias[N]), clamped to
+    ``[act_min, act_max]``; then, given ``lut`` (256 int8), each code ``q`` becomes
+    ``lut[q + 128]``."""
     acc = accumulate(a, w, bias, input_zero_point)
-    return requantize(acc, multiplier, shift, output_zero_point, act_min, act_max, rounding)
+    y = requantize(acc, multiplier, shift, output_zero_point, act_min, act_max, rounding)
+    if lut is None:
+        return y
+    table = np.asarray(lut, dtype=np.int64)
+    if table.shape != (256,) or table.min() < -128 or table.max() > 127:
+        raise ValueError(f"lut must be 256 int8 values, got shape {table.shape}")
+    return table[y.astype(np.int64) + 128].astype(np.int8)

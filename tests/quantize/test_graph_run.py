@@ -1,10 +1,13 @@
 """Whole graphs in int8 on the systolic engine (quantize/graph_run.py): golden vs float, the
 lowering checked against direct integer convolution, and golden == RTL."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from hw.systolic.config import PRESETS, SystolicConfig
+from quantize.backends import Golden
 from quantize.graph import Graph, Node
 from quantize.graph_quant import quantize_graph
 from quantize.graph_run import plan_config, run_graph
@@ -34,10 +37,9 @@ def test_int8_golden_tracks_the_float_graph(name):
     assert engine and all(0 < r["utilization"] <= 1 for r in engine)
 
 
-def test_host_ops_inside_a_graph_track_float():
-    """Concat of branches at other scales, LUT activations, average pools, Mean, Reshape."""
+def _lut_graph():
     rng = np.random.default_rng(90)
-    g = Graph("x", (3, 8, 8), [
+    return Graph("x", (3, 8, 8), [
         _conv(rng, "a", "x", "a0", 4, 3, 3, pads=(1, 1, 1, 1)),
         Node("silu", "Silu", ("a0",), "a1"),
         _conv(rng, "b", "x", "b0", 4, 3, 1),
@@ -52,6 +54,11 @@ def test_host_ops_inside_a_graph_track_float():
         Node("flat", "Reshape", ("gp",), "f", {"shape": (10,)}),
         _linear(rng, "fc", "f", "y", 6, 10),
     ])
+
+
+def test_host_ops_inside_a_graph_track_float():
+    """Concat of branches at other scales, LUT activations, average pools, Mean, Reshape."""
+    g = _lut_graph()
     qg = quantize_graph(g, inputs(g, 64, 91))
     assert {la.kind for la in qg.layers} == {"gemm", "lut", "concat", "avgpool", "mean",
                                              "reshape"}
@@ -173,6 +180,27 @@ def test_bad_inputs_and_configs_are_refused():
         run_graph(qg, inputs(g, 1, 71), config=tiny)
 
 
+def test_table_activations_after_a_gemm_run_in_the_engine():
+    """The FFN's GELU and the three convolutions' Silu/Tanh/Sigmoid go into the engine's
+    output stage; a backend without the table runs them on the host, word for word the
+    same; a table after a host op (HardSwish after AvgPool) stays on the host."""
+    for g in (GRAPHS["ffn"](), _lut_graph()):
+        qg = quantize_graph(g, inputs(g, 64, 93))
+        x = inputs(g, 8, 94)
+        cfg = plan_config(qg, len(x), rows=4, cols=4)
+        fused = run_graph(qg, x, "golden", config=cfg)
+        host = run_graph(qg, x, dataclasses.replace(Golden(), name="golden-host"),
+                         config=cfg)
+        np.testing.assert_array_equal(fused.output, host.output)
+        where = {r["name"]: r["where"] for r in fused.layers}
+        luts = [la.name for la in qg.layers if la.kind == "lut"]
+        want = {"gelu"} if "gelu" in luts else {"silu", "tanh", "sig"}
+        assert {n for n in luts if where[n] == "fused"} == want
+        assert all(r["where"] != "fused" for r in host.layers)
+        # The table's words on the parameter stream are in the fused layers' model cycles.
+        assert fused.cycles >= host.cycles
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_rtl_equals_golden_on_the_4x4_preset(name):
@@ -186,6 +214,9 @@ def test_rtl_equals_golden_on_the_4x4_preset(name):
     golden = run_graph(qg, x, "golden", config=cfg)
     rtl = run_graph(qg, x, "rtl", config=cfg)
     np.testing.assert_array_equal(rtl.output, golden.output)
+    if name == "ffn":       # the GELU ran in the engine's output stage on both
+        assert [r["where"] for r in rtl.layers] == ["engine", "fused", "engine"]
+        assert [r["where"] for r in golden.layers] == ["engine", "fused", "engine"]
     measured = [r["cycles"] for r in rtl.layers if r["where"] == "engine"]
     model = [r["cycles"] for r in golden.layers if r["where"] == "engine"]
     print(f"{name}: rtl cycles {measured}, model {model}\n{rtl.table()}")

@@ -1,10 +1,12 @@
 """The generated systolic engine under Verilator, every output word against the golden model."""
 
+import math
+
 import numpy as np
 import pytest
 
 from hw.systolic import PRESETS
-from sim.systolic import random_job, run_jobs
+from sim.systolic import GemmJob, model_cycles, random_job, run_jobs
 
 from .cases import all_jobs
 
@@ -67,3 +69,52 @@ def test_16x16_preset():
     cfg = PRESETS["16x16"]
     jobs = all_jobs(cfg, seed=6)
     _check(cfg, jobs, run_jobs(cfg, jobs, stall=0.2))
+
+
+def _table(f, in_scale, out_scale, out_zp):
+    """int8[256]: ``table[q + 128] = quantize(f(q * in_scale))``."""
+    real = f(np.arange(-128, 128) * in_scale)
+    return np.clip(np.round(real / out_scale) + out_zp, -128, 127).astype(np.int64)
+
+
+GELU = _table(lambda x: 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))),
+              0.05, 0.04, -20)
+SIGMOID = _table(lambda x: 1 / (1 + np.exp(-x)), 0.06, 1 / 256, -128)
+
+
+@pytest.mark.parametrize("preset", ["4x4", "8x8"])
+def test_activation_tables_under_random_stalls(preset):
+    """Jobs through a random, a GELU and a sigmoid table, between jobs that bypass it (a
+    table left loaded must not touch them), on stalling streams."""
+    cfg = PRESETS[preset]
+    rng = np.random.default_rng(11)
+    tables = [rng.integers(-128, 128, 256), GELU, SIGMOID]
+    jobs = []
+    for i, (m, k, n) in enumerate([(13, 2 * cfg.rows + 1, 2 * cfg.cols + 3), (5, 7, 3),
+                                   (2 * cfg.rows, cfg.rows, cfg.cols), (1, 1, 1)]):
+        job = random_job(rng, m, k, n)
+        lut = tables[i % len(tables)]
+        jobs += [GemmJob(*list(job.arrays().values()), lut), job]
+    # the clamp applies before the table
+    jobs.append(GemmJob(*list(random_job(rng, 9, 11, 5).arrays().values())[:7], -3, 40,
+                        SIGMOID))
+    runs = run_jobs(cfg, jobs, stall=0.3, seed=8)
+    _check(cfg, jobs, runs)
+    for job, run in zip(jobs[:8:2], runs[:8:2], strict=True):
+        plain = GemmJob(*list(job.arrays().values())[:9]).golden(cfg.rounding)
+        assert (run.output != plain).any()          # the table was applied
+
+
+def test_activation_table_costs_only_its_parameter_words():
+    """The table's words ride the parameter stream: a job that stream bounds takes exactly
+    the model's extra cycles with a table; a weight-bound one the same cycles as without."""
+    cfg = PRESETS["4x4"]
+    rng = np.random.default_rng(12)
+    plain = [random_job(rng, 2, 1, 4), random_job(rng, 3, 5, 9)]
+    jobs = plain + [GemmJob(*list(j.arrays().values()), GELU) for j in plain]
+    runs = run_jobs(cfg, jobs)
+    _check(cfg, jobs, runs)
+    for job, bypass, table in zip(plain, runs[:2], runs[2:], strict=True):
+        extra = model_cycles(cfg, *job.shape, lut=True) - model_cycles(cfg, *job.shape)
+        assert table.cycles - bypass.cycles == extra
+    assert runs[2].cycles > runs[0].cycles and runs[3].cycles == runs[1].cycles
