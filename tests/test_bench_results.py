@@ -5,6 +5,7 @@ import json
 import pytest
 
 from sim.bench import results
+from sim.bench.boards import CASES, RECORD
 
 
 def _systolic_figures(array, cycles):
@@ -65,3 +66,23 @@ def test_check_names_the_refresh_command(monkeypatch, tmp_path):
     start, end = results.HEADLINE_MARKERS
     (tmp_path / "README.md").write_text(f"{start}\n{results.headline({})}\n{end}\n")
     assert results.check({}) == []
+
+
+def test_results_are_rendered_from_the_committed_records():
+    """docs/results.md and the README's headline table are what the records render to.
+
+    Neither is typed by hand: ``make bench`` regenerates docs/results.md, and a stale
+    README table is refreshed from ``python -m sim.bench.results --headline``.
+    """
+    record = json.loads(RECORD.read_text())
+    assert [c["name"] for c in record] == [n for n in CASES if n in {c["name"] for c in record}]
+    assert results.check() == [], "\n".join(results.check())
+    records = results.load()
+    assert results.RESULTS_MD.read_text() == results.render(records)
+    start, end = results.HEADLINE_MARKERS
+    readme = (results.REPO / "README.md").read_text()
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert table == results.headline(records)
+    # The synthesis record's Fmax reaches both files through the renderer.
+    fmax = f"{next(iter(record[0]['fmax_mhz'].values())):.1f}"
+    assert fmax in table and fmax in results.RESULTS_MD.read_text()

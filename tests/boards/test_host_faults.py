@@ -129,7 +129,7 @@ class FakeBoard:
         raise ValueError(f"unknown fault {fault!r}")
 
     def _execute(self, command, payload) -> tuple[int, bytes]:
-        """What FrameLink answers (see boards/link.py, state PLAN)."""
+        """What FrameLink answers (its checks: ``Executor._plan`` in boards/executor.py)."""
         if command == Command.INFO and not payload:
             reply = self.info
         elif command == Command.WRITE:
