@@ -112,8 +112,8 @@ BOARD_CONFIGS = {
     "ice40-eie-1pe": ("eie", ICE40_EIE | {"pes": 1}),
     "ice40-eie-1pe-8bit": ("eie", _ICE40_EIE_8BIT | {"acc_width": 24}),
     "ice40-eie-1pe-8bit-q4": ("eie", _ICE40_EIE_8BIT | {"acc_width": 24, "queue_depth": 4}),
-    # The pipelined PE no longer fits at 8 bits: 32-bit sparse-matrix words (4 entries),
-    # one codebook slot, a 16-bit accumulator and a 2-deep queue.
+    # Smaller still, for room beside the pipelined PE on the iCE40UP5K: 32-bit sparse-matrix
+    # words (4 entries), one codebook slot, a 16-bit accumulator and a 2-deep queue.
     "ice40-eie-1pe-small": ("eie", _ICE40_EIE_8BIT | {"acc_width": 16, "queue_depth": 2,
                                                       "word_bits": 32, "max_layers": 1}),
 }

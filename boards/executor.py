@@ -85,8 +85,8 @@ class Executor(wiring.Component):
         word_index, word, byte_index = Signal(16), Signal(32), Signal(2)
         cycles, bus_space, bus_addr = Signal(32), Signal(8), Signal(24)
         # The address fans out to every adapter's decoder, so it counts from a copy of its
-        # own: the bus register's fanout put its own increment 4.3 ns of routing away on
-        # the ECP5 (123.7 MHz).
+        # own: the bus register's fanout would pull it away from its own increment on the
+        # ECP5.
         addr_count = Signal(24, name="bus_addr_copy_count", attrs=keep_copy(platform))
 
         def next_addr(value):
@@ -104,7 +104,7 @@ class Executor(wiring.Component):
         m.d.sync += [length_m1.eq(frame.length - 1), reply_words_m1.eq(reply_words - 1),
                      at_end.eq(index == length_m1), last_word.eq(word_index == reply_words_m1)]
         # Block-RAM reads land in a register next to the RAM (a read straight into logic
-        # costs the RAM's 5.8 ns clock-to-output and more on the ECP5).
+        # puts the RAM's slow clock-to-output in front of that logic on the ECP5).
         buf_q = Signal(8, reset_less=True)
         info_q = Signal(32, reset_less=True)
         m.d.sync += [buf_q.eq(self.buffer.data), info_q.eq(info_r.data)]
@@ -184,8 +184,8 @@ class Executor(wiring.Component):
             with m.State("WAIT"):       # the bus's read latency is two cycles; info_q loads
                 m.next = "LATCH"
             with m.State("LATCH"):
-                # (an AND-OR of the sources with registered one-hot selects: decoding a
-                # 2-bit source in front of the mux took 7.9 ns)
+                # (an AND-OR of the sources with registered one-hot selects: a 2-bit source
+                # decoded in front of the mux adds its logic to the bus read's path)
                 m.d.sync += word.eq(Mux(from_info, info_q, 0) | Mux(from_bus, bus.r_data, 0) |
                                     Mux(from_cycles, cycles, 0))
                 m.next = "WORD"

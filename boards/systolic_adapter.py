@@ -115,7 +115,7 @@ class SystolicAdapter(wiring.Component):
         with m.If(self.start):
             m.d.sync += [stored.eq(0), room.eq(1), flags.eq(0)]
         # The write goes to the block RAM from registers, a cycle after the beat (the
-        # enable from `room` straight into the RAMs took 7.1 ns on the ECP5); results are
+        # enable from `room` straight into the RAMs is a long route on the ECP5); results are
         # read only after `done`, which the link sees cycles later.
         wr_en = Signal()
         wr_addr = Signal.like(out_wr.addr, reset_less=True)

@@ -61,7 +61,7 @@ class BoardTop(Elaboratable):
         if self._board.family == "ecp5":
             # The synchronous reset reaches most flip-flops of the design: it is
             # synchronised in the `por` domain and distributed on a global network (DCCA);
-            # from an ordinary flip-flop it took up to 7 ns of routing across the chip.
+            # from an ordinary flip-flop it would be a long route across the chip.
             hold = Signal(2, init=3)
             m.d.por += hold.eq(Cat(~locked | (por_count != settle), hold[0]))
             m.submodules.reset_buffer = Instance("DCCA", i_CLKI=hold[1], i_CE=Const(1),

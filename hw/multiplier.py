@@ -13,9 +13,9 @@ class Multiplier(wiring.Component):
     Three register stages: the operands, the product, the product again. On an ECP5
     (``platform.family == "ecp5"``) with operands of at most 18 bits this is a
     ``MULT18X18D`` with its input and output registers, followed by one fabric register
-    that takes up the routing out of the DSP row: a DSP used without its registers costs
-    about 4 ns of multiplier plus the routing into and out of it, which alone limits a
-    design to about 100 MHz there. Elsewhere (simulation, iCE40, Xilinx) the same
+    that takes up the routing out of the DSP row: a DSP used without its registers puts its
+    multiplier's delay and the routing into and out of it on one path, which alone keeps a
+    design well short of its clock target there. Elsewhere (simulation, iCE40, Xilinx) the same
     registers surround ``a * b`` and the synthesis tool places them (Yosys packs them into
     the iCE40's ``SB_MAC16``). The registers have no reset, like a DSP's.
 

@@ -87,8 +87,8 @@ class Accumulator(wiring.Component):
         # The selects are decided once a cycle before their copies are made: near two
         # cycles before the sums (the row one ahead), far three before (the rows two to
         # four ahead); the address compares a cycle before that, on the same rows one tap
-        # earlier: compares and select in one cycle took 7.6 ns.
-        # (without reset: with one, Yosys 0.70's ABC9 stopped on its rtlil.cc:3091 assertion
+        # earlier: compares and select together are too deep for one cycle.
+        # (without reset: with one, Yosys 0.70's ABC9 stops on its rtlil.cc:3091 assertion
         # in a 2x3 ECP5 build; the taps' valid bits are reset, so these follow a cycle on)
         w1, w2, w3, w4 = (Signal(name=f"acc_writes_{j}", reset_less=True) for j in range(1, 5))
         m.d.sync += [w1.eq(writes(taps[1], taps[2]))]

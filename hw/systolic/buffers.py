@@ -16,8 +16,9 @@ class Buffers(wiring.Component):
     """Activation, weight and parameter memories, written by addressed streams and read by
     the engine at addresses of its own.
 
-    The parameter buffer is one memory per column, each read at an address of its own (a
-    single address register reaching the block RAMs of all columns took 8.3 ns). Every
+    The parameter buffer is one memory per column, each read at an address of its own (the
+    columns' block RAMs sit next to their columns, across the array's width: a single
+    address register reaching all of them is a long route). Every
     memory is marked :func:`~hw.synthesis.no_collision`: the host loads a buffer before the
     command that reads it. Read data follows its address by :attr:`latency` cycle.
 

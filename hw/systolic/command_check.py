@@ -16,10 +16,10 @@ class CommandCheck(wiring.Component):
 
     The payload is registered every cycle and copied into ``cmd`` a cycle after the
     handshake, so the copy's enable is a register (the handshake's own logic in front of the
-    enable of every command bit took 8.9 ns on the ECP5). The clamp bounds' order is
-    compared as the payload is registered (``cmd``'s bounds also drive every requantizer:
-    their register sits far from the check). ``start`` fans out to every control register
-    and counter of the engine, hence the stages.
+    enable of every command bit, a wide fan-out, is too long a path on the ECP5). The clamp
+    bounds' order is compared as the payload is registered (``cmd``'s bounds also drive
+    every requantizer: their register sits far from the check). ``start`` fans out to every
+    control register and counter of the engine, hence the stages.
 
     A command is good when ``1 <= m <= max_m``, ``1 <= k <= max_k``, ``1 <= n <= max_n``
     and ``act_min <= act_max``.

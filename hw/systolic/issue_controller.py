@@ -183,7 +183,8 @@ class IssueController(wiring.Component):
             m.d.sync += counters.output_stall.eq(counters.output_stall + 1)
 
         # The next row's last-row/tile flags come from down-counters compared with
-        # constants (an add and a compare with the command's fields took 8.6 ns).
+        # constants (an add and then a compare with the command's fields, in one cycle, is
+        # a carry chain too many).
         with m.If(issue):                # the decision's own state
             with m.If(last_m):
                 m.d.comb += tile_issued.eq(1)

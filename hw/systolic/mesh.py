@@ -77,8 +77,8 @@ class Mesh(wiring.Component):
         rows, cols = self._rows, self._cols
         pes = [[ProcessingElement(self._acc_width) for _ in range(cols)] for _ in range(rows)]
         # The weight controls fan out to every PE of the array: one registered copy per
-        # column and group of GROUP rows (a copy per column drove the weight registers of
-        # 8 PEs in 7.1 ns).
+        # column and group of GROUP rows (a copy per column would reach the weight
+        # registers of a whole column of PEs, spread over the DSP rows).
         groups = range((rows + self.GROUP - 1) // self.GROUP)
         keep = keep_copy(platform)
         shift = [[Signal(name=f"shift_copy_{c}_{g}", attrs=keep) for g in groups]

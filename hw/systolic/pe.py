@@ -82,15 +82,15 @@ class ProcessingElement(wiring.Component):
         w = Signal(signed(8), reset_less=True)
         m.d.sync += w.eq(Mux(self.bank_in, weight[1], weight[0]))
         # Both operands pass one more register on their way to the DSP: in a DSP-dense
-        # array the DSP sites are rows apart from the logic that feeds them, and the
-        # single hop from `a`/`w` took up to 7.4 ns of routing on the ECP5.
+        # array the DSP sites are rows apart from the logic that feeds them, and a single
+        # hop from `a`/`w` is most of a cycle's routing on the ECP5.
         a_mul = Signal(signed(9), name="a_mul_copy_0", reset_less=True, attrs=keep)
         w_mul = Signal(signed(8), name="w_mul_copy_0", reset_less=True, attrs=keep)
         m.d.sync += [a_mul.eq(a), w_mul.eq(w)]
         m.submodules.multiplier = mul = Multiplier(signed(9), signed(8))
         m.d.comb += [mul.a.eq(a_mul), mul.b.eq(w_mul)]
-        # One more register after the multiplier's: in a DSP-dense array the placer put the
-        # multiplier's fabric register up to 9 ns of routing away from its DSP.
+        # One more register after the multiplier's: in a DSP-dense array the placer puts
+        # the multiplier's fabric register far from its DSP, a hop of its own.
         product = Signal.like(mul.p, reset_less=True)
         m.d.sync += [product.eq(mul.p), psum.eq(self.psum_in + product)]
         return m

@@ -135,7 +135,7 @@ class Requantizer(wiring.Component):
         above = Signal(unsigned(32), reset_less=True)
         above_neg = Signal(unsigned(32), reset_less=True)
         # (each of the three from a copy of the shift of its own: one register fanning out
-        # to all 96 compares took 8.9 ns on the ECP5)
+        # to all 96 compares is too wide a fan-out on the ECP5)
         r_mask, r_above, r_neg = (Signal.like(right_p3, name=f"right_copy_{n}", reset_less=True,
                                               attrs=keep) for n in ("mask", "above", "neg"))
         m.d.sync += [r.eq(right_p3_in) for r in (r_mask, r_above, r_neg)]
@@ -175,9 +175,10 @@ class Requantizer(wiring.Component):
             m.d.sync += shifted.eq(Mux(wide > _INT32_MAX, _INT32_MAX,
                                        Mux(wide < _INT32_MIN, _INT32_MIN, wide)))
         # P+7: rounded; P+8: plus the zero point; P+9: whether it fits int8, and its low
-        # byte compared with the clamp bounds; P+10: clamped. (Two 35-bit compares and the
-        # select in one cycle took 9.6 ns; 35-bit compares alone 9.2.) A value outside int8
-        # is beyond both bounds (int8 themselves): its sign picks the bound.
+        # byte compared with the clamp bounds; P+10: clamped. (A 35-bit compare is a long
+        # carry chain: two of them and the select, or the two alone, do not fit one
+        # cycle.) A value outside int8 is beyond both bounds (int8 themselves): its
+        # sign picks the bound.
         scaled = Signal(signed(34), reset_less=True)
         m.d.sync += scaled.eq(shifted + round_up)
         with_zp = Signal(signed(35), reset_less=True)
@@ -198,7 +199,7 @@ class Requantizer(wiring.Component):
             Signal(name="low_below", reset_less=True)
         low = Signal(signed(8), reset_less=True)
         # The bound compares as the sign of a 9-bit difference: one carry chain whose top
-        # sum bit is the answer (as `>` Yosys made two chains and a LUT, 3.3 ns of logic).
+        # sum bit is the answer (from `>` Yosys makes two chains and a LUT).
         m.d.sync += [fits.eq((with_zp[7:] == 0) | (with_zp[7:] == (1 << 28) - 1)),
                      negative.eq(with_zp[-1]), low.eq(with_zp[:8]),
                      low_above.eq((act_max - low_zp)[8]), low_below.eq((low_zp - act_min)[8])]

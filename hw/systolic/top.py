@@ -238,8 +238,9 @@ class SystolicTop(wiring.Component):
             ]
             outs.append(rq)
         # The requantizers' outputs (one per column, spread over the array's width) meet in
-        # two registers before the FIFO (one hop took up to 10 ns of routing): the
-        # activation table's, which a command without ``lut`` passes through unchanged.
+        # two registers before the FIFO (one hop across the array's width is too long a
+        # route): the activation table's, which a command without ``lut`` passes through
+        # unchanged.
         m.submodules.lut = lut = ActivationLut(cols=cols, entries=lut_entries(cfg))
         chunk = lut_chunk(cfg)(self.i_param.payload.data.as_value()[:lut_chunk(cfg).size])
         lut_enable = Signal(name="lut_enable", reset_less=True)

@@ -15,10 +15,11 @@ class WideMultiplier(wiring.Component):
 
     The operands split at bit 17 (``a = ah 2^17 + al``, ``b = bh 2^17 + bl``) into four
     partial products of at most 18 × 18 bits, a :class:`Multiplier` (one DSP with its
-    registers) each; each multiplier reads an operand register of its own (one register
-    feeding two DSPs rows apart took up to 8.5 ns of routing on the ECP5), and its product
-    passes one more register (see :class:`ProcessingElement`). The cross terms are summed
-    while the outer ones, which do not overlap, are joined; then the final add.
+    registers) each; each multiplier reads an operand register of its own (the four DSPs
+    can sit rows apart, and one register feeding two of them is a long route on the ECP5),
+    and its product passes one more register (see :class:`ProcessingElement`). The cross
+    terms are summed while the outer ones, which do not overlap, are joined; then the final
+    add.
 
     Members
     -------
