@@ -66,7 +66,17 @@ def _run(name, board, engine, options, out_dir: Path, clock_mhz=None) -> dict:
         return {"name": name, "board": board, "engine": engine, "options": options,
                 "fits": False, "error": str(e), "seconds": time.monotonic() - start}
     return {"name": name, "board": board, "engine": engine, "options": options,
-            "fits": True, **r.to_json()}
+            "fits": True, **_relative(r.to_json())}
+
+
+def _relative(report: dict) -> dict:
+    """Build paths inside the checkout as relative paths: the record is committed."""
+    repo = RECORD.parents[2]
+    for key in ("build_dir", "bitstream"):
+        path = report.get(key)
+        if path and Path(path).is_absolute() and Path(path).is_relative_to(repo):
+            report[key] = Path(path).relative_to(repo).as_posix()
+    return report
 
 
 def _config_text(case) -> str:
