@@ -283,7 +283,11 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                                                         jobs, progress)
     report.seconds = time.monotonic() - start
     pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
-    full_log = log_path.read_text() + pnr_log
+    # Yosys writes its own errors (a failed assertion, say) into its report, not the log.
+    rpt = build_dir / "top.rpt"
+    yosys_errors = "\n".join(line for line in rpt.read_text(errors="replace").splitlines()
+                             if line.startswith("ERROR")) if rpt.exists() else ""
+    full_log = "\n".join([log_path.read_text(), pnr_log, yosys_errors])
     if done.returncode:
         over = parse_overflow(full_log)
         if over:
