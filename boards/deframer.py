@@ -6,8 +6,6 @@ from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.synthesis import one_hot
-
 from .protocol import CRC, REQUEST_SYNC, Status
 
 __all__ = ["FrameLayout", "Deframer"]
@@ -120,7 +118,7 @@ class Deframer(wiring.Component):
             m.d.sync += [held.eq(status), hdr_pos.eq(0)]
             m.next = "HELD"
 
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("HUNT"):
                 with m.If(rx_valid & rx_sync):
                     m.d.comb += crc.start.eq(1)
@@ -174,5 +172,4 @@ class Deframer(wiring.Component):
                 m.d.comb += [self.frame.valid.eq(1), out.status.eq(held)]
                 with m.If(self.frame.ready):
                     m.next = "HUNT"
-        one_hot(fsm)
         return m

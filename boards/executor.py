@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.synthesis import keep_copy, one_hot
+from hw.synthesis import keep_copy
 
 from .bus import EngineSignature
 from .deframer import FrameLayout
@@ -130,7 +130,7 @@ class Executor(wiring.Component):
                          from_cycles.eq(src == 3)]              # 1 info, 2 bus, 3 cycles
             m.next = "REPLY"
 
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     with m.If(frame.status == Status.OK):
@@ -200,7 +200,6 @@ class Executor(wiring.Component):
                 m.d.comb += self.frame.ready.eq(self.sent)
                 with m.If(self.sent):
                     m.next = "IDLE"
-        one_hot(fsm)
         return m
 
     def _plan(self, m):

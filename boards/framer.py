@@ -4,8 +4,6 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.synthesis import one_hot
-
 from .protocol import CRC, REPLY_SYNC
 
 __all__ = ["ReplyLayout", "WordLayout", "Framer"]
@@ -71,7 +69,7 @@ class Framer(wiring.Component):
                 if next_state is not None:
                     m.next = next_state
 
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("SYNC"):
                 m.d.comb += crc.start.eq(1)
                 with m.If(self.reply.valid):
@@ -104,5 +102,4 @@ class Framer(wiring.Component):
             with m.State("CRC1"):
                 send(crc.crc[8:], "SYNC", update_crc=False)
                 m.d.comb += self.sent.eq(tx_free)
-        one_hot(fsm)
         return m

@@ -120,7 +120,8 @@ def plan_config(qgraph, batch: int, rows: int = 8, cols: int = 8, base=None,
         gemms.append((m, lw.k, n))
     if not gemms:
         gemms = [(1, 1, 1)]
-    fields = {} if base is not None else {"rows": rows, "cols": cols}
+    fields = {} if base is not None else {"rows": rows, "cols": cols,
+                                          "act_lut": bool(lut_fusions(qgraph))}
     return SystolicConfig.fit(gemms, base=base, **fields)
 
 
@@ -253,7 +254,7 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
     cfg = config or plan_config(qgraph, len(x), rows, cols, max_m=max_m)
     values = {qgraph.graph.input_name: qgraph.quantize_input(x)}
     last = {v: i for i, layer in enumerate(qgraph.layers) for v in layer.inputs}
-    fusions = lut_fusions(qgraph) if engine.name in LUT_BACKENDS else {}
+    fusions = lut_fusions(qgraph) if engine.name in LUT_BACKENDS and cfg.act_lut else {}
     fused = {id(la): i for i, la in fusions.items()}
     table = []
     for i, layer in enumerate(qgraph.layers):

@@ -31,6 +31,9 @@ class ActivationLut(wiring.Component):
         Output columns.
     entries : int
         Table entries per write beat, a power of two from 1 to 256.
+    tables : bool
+        Without tables (``False``) the stage is the two registers alone: ``o_y = i_y``
+        two cycles later whatever ``enable`` says, and writes are ignored.
 
     Members
     -------
@@ -45,14 +48,14 @@ class ActivationLut(wiring.Component):
     #: Cycles from ``i_y`` to ``o_y``, on either path.
     LATENCY = 2
 
-    def __init__(self, *, cols: int, entries: int):
+    def __init__(self, *, cols: int, entries: int, tables: bool = True):
         if not isinstance(cols, int) or cols < 1:
             raise ValueError(f"ActivationLut cols={cols!r}: use a positive integer")
         if (not isinstance(entries, int) or not 1 <= entries <= LUT_SIZE
                 or entries & (entries - 1)):
             raise ValueError(f"ActivationLut entries={entries!r}: use a power of two from 1 "
                              f"to {LUT_SIZE}")
-        self._cols, self._entries = cols, entries
+        self._cols, self._entries, self._tables = cols, entries, tables
         super().__init__({
             "w_en": In(1),
             "w_chunk": In(range(LUT_SIZE // entries)),
@@ -71,6 +74,10 @@ class ActivationLut(wiring.Component):
         entries = self._entries
         lane_bits = (entries - 1).bit_length()
         for c in range(self._cols):
+            if not self._tables:
+                bypass = Signal(signed(8), name=f"bypass_{c}", reset_less=True)
+                m.d.sync += [bypass.eq(self.i_y[c]), self.o_y[c].eq(bypass)]
+                continue
             mem = runtime_memory(data.ArrayLayout(signed(8), entries), LUT_SIZE // entries,
                                  attrs=no_collision())
             m.submodules[f"table_{c}"] = mem

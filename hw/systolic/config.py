@@ -50,6 +50,11 @@ class SystolicConfig(EngineConfig):
         (the default, and what older manifests without the field mean) leaves K to the
         buffers. :meth:`fit` sets it to the workload's largest K, so power-of-two buffer
         depths do not demand a wider accumulator than the GEMMs themselves.
+    act_lut:
+        Build the 256-entry activation table after the requantizers (GELU, sigmoid, … on
+        chip). Off by default: the table's per-column memories sit in the output stage's
+        routing and cost Fmax on the ECP5 (docs/fpga-timing.md); without it a job with a
+        table is refused.
     """
 
     rows: int = 8
@@ -62,8 +67,11 @@ class SystolicConfig(EngineConfig):
     param_depth: int = 64
     rounding: str = "double"
     k_limit: int = 0
+    act_lut: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.act_lut, bool):
+            raise ValueError(f"SystolicConfig.act_lut={self.act_lut!r}: use true or false")
         for name in ("rows", "cols"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 256:

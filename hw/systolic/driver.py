@@ -131,6 +131,9 @@ def pack(cfg: SystolicConfig, job: GemmJob) -> PackedGemm:
     activation table, :func:`lut_entries` entries each."""
     m, k, n = job.shape
     cfg.check_gemm(m, k, n)
+    if job.lut is not None and not cfg.act_lut:
+        raise ValueError("the job has an activation table but the config has none: build "
+                         "the engine with act_lut=True")
     rows, cols = cfg.rows, cfg.cols
     kt, nt = -(-k // rows), -(-n // cols)
     a = np.zeros((m, kt * rows), np.int64)

@@ -241,7 +241,8 @@ class SystolicTop(wiring.Component):
         # two registers before the FIFO (one hop across the array's width is too long a
         # route): the activation table's, which a command without ``lut`` passes through
         # unchanged.
-        m.submodules.lut = lut = ActivationLut(cols=cols, entries=lut_entries(cfg))
+        m.submodules.lut = lut = ActivationLut(cols=cols, entries=lut_entries(cfg),
+                                                 tables=cfg.act_lut)
         chunk = lut_chunk(cfg)(self.i_param.payload.data.as_value()[:lut_chunk(cfg).size])
         lut_enable = Signal(name="lut_enable", reset_less=True)
         m.d.sync += lut_enable.eq(cmd.lut)

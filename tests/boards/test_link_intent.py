@@ -1,6 +1,6 @@
 """The host link states its synthesis intent on its declarations, and the board flow finds it
-in the netlist: the frame buffer without collision logic, the state machines one-hot, the
-bus address copy kept (ECP5)."""
+in the netlist: the frame buffer without collision logic and the bus address copy kept
+(ECP5)."""
 
 import re
 
@@ -47,23 +47,20 @@ def test_frame_buffer_has_no_collision_logic(ulx3s_rtlil):
     assert not [c for c in commands if "info_rom" in c]
 
 
-@pytest.mark.parametrize("part", ["deframer", "executor", "framer"])
-def test_link_state_machines_are_one_hot(ulx3s_rtlil, part):
-    attrs = _wire_attrs(ulx3s_rtlil)
-    assert attrs.get((f"{LINK}.{part}", "fsm_state"), {}).get("fsm_encoding") == '"one-hot"'
-
-
-def test_every_link_state_machine_is_marked(ulx3s_rtlil):
-    """No state wire in the link's hierarchy is left to Yosys's choice."""
+def test_link_state_machines_are_left_binary(ulx3s_rtlil):
+    """No state wire in the link's hierarchy asks for one-hot: with the three one-hot, the
+    8-PE EIE board build stops in Yosys's ABC9 (an assertion at rtlil.cc:3091)."""
     states = re.findall(r"^module \\(\S+)$|^\s*wire .*\\(fsm_state\S*)$", ulx3s_rtlil, re.M)
-    module, unmarked = None, []
+    module, marked, seen = None, [], 0
     attrs = _wire_attrs(ulx3s_rtlil)
     for mod, wire in states:
         if mod:
             module = mod
-        elif module.startswith(LINK) and "fsm_encoding" not in attrs.get((module, wire), {}):
-            unmarked.append((module, wire))
-    assert not unmarked
+        elif module.startswith(LINK):
+            seen += 1
+            if "fsm_encoding" in attrs.get((module, wire), {}):
+                marked.append((module, wire))
+    assert seen >= 3 and not marked
 
 
 def test_bus_address_copy_is_kept_on_ecp5(ulx3s_rtlil):

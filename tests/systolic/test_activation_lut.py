@@ -7,11 +7,11 @@ from amaranth.sim import Simulator
 from hw.systolic.activation_lut import LUT_SIZE, ActivationLut
 
 
-def _run(cols, entries, table, stream, enables):
+def _run(cols, entries, table, stream, enables, tables=True):
     """Write ``table`` chunk by chunk, then feed ``stream`` (rows of ``cols`` int8) with
     ``enables`` (one per row, held while that row's result comes out); the outputs seen
     ``LATENCY`` cycles after each row."""
-    dut = ActivationLut(cols=cols, entries=entries)
+    dut = ActivationLut(cols=cols, entries=entries, tables=tables)
     got = []
 
     async def bench(ctx):
@@ -53,3 +53,12 @@ def test_lookup_and_bypass_match_the_table(cols, entries):
     # The bypass is not a table that happens to be the identity.
     assert (table[stream + 128] != stream)[enables == 1].any()
 
+
+def test_without_tables_the_stage_is_two_registers():
+    """Built without tables, a written table and ``enable`` change nothing: every row
+    comes out as it went in, the same two cycles later."""
+    rng = np.random.default_rng(5)
+    stream = rng.integers(-128, 128, (50, 3))
+    got = _run(3, 16, rng.integers(-128, 128, LUT_SIZE), stream, np.ones(50, int),
+               tables=False)
+    np.testing.assert_array_equal(got, stream)

@@ -22,6 +22,7 @@ def test_presets_are_valid_and_derive_sizes():
     ({"acc_width": 20}, "too narrow for K up to 2048"),
     ({"weight_depth": 4}, "cannot hold one 8-row weight tile"),
     ({"act_depth": 0}, "act_depth=0"),
+    ({"act_lut": 1}, "act_lut=1"),
 ])
 def test_bad_configs_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -63,6 +64,10 @@ def test_bad_job_inputs():
     with pytest.raises(ValueError, match="weight buffer"):
         pack(SystolicConfig(rows=4, cols=4, act_depth=64, weight_depth=8),
              random_job(rng, 1, 16, 4))
+    with_table = GemmJob(*list(job.arrays().values()), np.zeros(256, np.int64))
+    with pytest.raises(ValueError, match="config has none: build the engine with act_lut=True"):
+        pack(PRESETS["4x4"], with_table)
+    assert pack(PRESETS["4x4"].replace(act_lut=True), with_table).command
 
 
 # VGG-16 conv4_x and conv5_x as im2col GEMMs (M = H*W, K = 3*3*C_in, N = C_out).

@@ -86,7 +86,7 @@ SIGMOID = _table(lambda x: 1 / (1 + np.exp(-x)), 0.06, 1 / 256, -128)
 def test_activation_tables_under_random_stalls(preset):
     """Jobs through a random, a GELU and a sigmoid table, between jobs that bypass it (a
     table left loaded must not touch them), on stalling streams."""
-    cfg = PRESETS[preset]
+    cfg = PRESETS[preset].replace(act_lut=True)
     rng = np.random.default_rng(11)
     tables = [rng.integers(-128, 128, 256), GELU, SIGMOID]
     jobs = []
@@ -108,7 +108,7 @@ def test_activation_tables_under_random_stalls(preset):
 def test_activation_table_costs_only_its_parameter_words():
     """The table's words ride the parameter stream: a job that stream bounds takes exactly
     the model's extra cycles with a table; a weight-bound one the same cycles as without."""
-    cfg = PRESETS["4x4"]
+    cfg = PRESETS["4x4"].replace(act_lut=True)
     rng = np.random.default_rng(12)
     plain = [random_job(rng, 2, 1, 4), random_job(rng, 3, 5, 9)]
     jobs = plain + [GemmJob(*list(j.arrays().values()), GELU) for j in plain]
