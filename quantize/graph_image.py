@@ -31,8 +31,7 @@ from .graph import Graph, Node
 from .graph_quant import QLayer, QParams, QuantGraph
 from .graph_run import _tiles, plan_config
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
-from .manifest import digest, expect_file, read_file, write_file
-from .storage import totals
+from .manifest import compression_section, digest, expect_file, read_file, write_file
 
 __all__ = ["GRAPH_FORMAT_VERSION", "GraphImage", "graph_config", "write_graph_image",
            "load_graph"]
@@ -159,8 +158,6 @@ def write_graph_image(compressed, qgraph: QuantGraph, config: SystolicConfig, ou
     ``activation``: what the user stated between the layers of a weight-only file."""
     with image_folder(out_dir, force=force) as out:
         nodes, image_bytes = _node_entries(qgraph, out)
-        table = totals(compressed.storage)
-        dense_bytes = table["dense_bits"] // 8
         g = qgraph.graph
         manifest = {
             "format": "nnaccel-image", "format_version": GRAPH_FORMAT_VERSION,
@@ -171,17 +168,8 @@ def write_graph_image(compressed, qgraph: QuantGraph, config: SystolicConfig, ou
                       "activation": activation, "nodes": nodes},
             "input": {"format": "int8", **_quant(qgraph.input_params)},
             "output": {"format": "int8", **_quant(qgraph.output_params)},
-            "compression": {
-                "accounting": "Deep Compression (weights: codebook-index bits + relative-"
-                              "index bits + codebooks vs 32-bit dense; no biases)",
-                "layers": [dict(r.as_dict(), op=compressed.ops[r.name])
-                           for r in compressed.storage],
-                "totals": table,
-                "compression_ratio": table["ratio_huffman"],
-                "image_bytes": image_bytes,
-                "dense_weight_bytes": dense_bytes,
-                "image_compression_ratio": dense_bytes / image_bytes,
-            },
+            "compression": compression_section(compressed.storage, image_bytes,
+                                               excluded="biases", ops=compressed.ops),
             "log": compressed.log,
         }
         manifest = _jsonable(json.loads(json.dumps(_jsonable(manifest))))

@@ -29,8 +29,7 @@ from sim import engines
 from .atomic import image_folder
 from .engines import image_engine
 from .graph_image import GRAPH_FORMAT_VERSION, GraphImage, load_graph
-from .manifest import check_layers, digest, read_file, read_manifest
-from .storage import totals
+from .manifest import check_layers, compression_section, digest, read_file, read_manifest
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "GRAPH_FORMAT_VERSION", "Image", "GraphImage",
            "write_image", "load_image", "load_report_weights", "config_from_dict", "is_graph"]
@@ -76,22 +75,12 @@ def write_image(compressed, engine: str, config, out_dir, calibration=None,
 def _write_image(compressed, engine, config, out: Path, calibration, source) -> dict:
     layers, image_bytes, io = image_engine(engine).write_layers(compressed, config, out,
                                                                 calibration)
-    table = totals(compressed.storage)
-    dense_bytes = table["dense_bits"] // 8
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "engine": engine,
         "config": dataclasses.asdict(config), "source": source,
         "layers": layers, **io,
-        "compression": {
-            "accounting": "Deep Compression (weights: codebook-index bits + relative-index "
-                          "bits + codebooks vs 32-bit dense; no biases or pointers)",
-            "layers": [r.as_dict() for r in compressed.storage],
-            "totals": table,
-            "compression_ratio": table["ratio_huffman"],
-            "image_bytes": image_bytes,
-            "dense_weight_bytes": dense_bytes,
-            "image_compression_ratio": dense_bytes / image_bytes,
-        },
+        "compression": compression_section(compressed.storage, image_bytes,
+                                           excluded="biases or pointers"),
         "log": compressed.log,
     }
     np.savez(out / REPORT_FILE, **{

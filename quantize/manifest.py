@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .storage import totals
+
 __all__ = ["MAX_MANIFEST_BYTES", "schema", "digest", "read_manifest", "read_file",
-           "write_file", "expect_file", "check_layers"]
+           "write_file", "expect_file", "check_layers", "compression_section"]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 64 << 20
@@ -184,3 +186,26 @@ def check_layers(manifest: dict, config, contract) -> None:
             raise ValueError(f"layer {b['name']} takes {b['in']} inputs but layer {a['name']} "
                              f"gives {a['out']}")
     contract(manifest, config)
+
+
+def compression_section(storage, image_bytes: int, *, excluded: str, ops=None) -> dict:
+    """The manifest's ``compression`` section: the per-layer Deep Compression accounting of
+    ``storage`` (:class:`~quantize.storage.LayerStorage` records), its totals and ratios, and
+    the real bytes of the image beside the dense 32-bit weights.
+
+    ``excluded`` names what the paper accounting leaves out (e.g. ``"biases"``); ``ops``
+    maps a layer name to its graph op, added to that layer's record."""
+    table = totals(storage)
+    dense_bytes = table["dense_bits"] // 8
+    layers = [r.as_dict() if ops is None else dict(r.as_dict(), op=ops[r.name])
+              for r in storage]
+    return {
+        "accounting": "Deep Compression (weights: codebook-index bits + relative-index bits + "
+                      f"codebooks vs 32-bit dense; no {excluded})",
+        "layers": layers,
+        "totals": table,
+        "compression_ratio": table["ratio_huffman"],
+        "image_bytes": image_bytes,
+        "dense_weight_bytes": dense_bytes,
+        "image_compression_ratio": dense_bytes / image_bytes,
+    }
