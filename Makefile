@@ -27,7 +27,7 @@ SUITES ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,fpga,formal]'
+	$(PY) -m pip install --quiet -e '.[dev,fpga,formal,cluster]'
 	touch $@
 
 install: $(STAMP)
