@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from hw.synthesis import no_collision
-from hw.systolic.config import SystolicConfig
+from hw.systolic.config import ROUNDING_MODES, SystolicConfig
 from hw.systolic.layouts import act_word, gemm_command, param_word, weight_word
 from hw.systolic.top import SystolicTop
 
@@ -72,7 +72,7 @@ class SystolicAdapter(wiring.Component):
     def info(self):
         c = self._cfg
         return (ENGINE_IDS["systolic"], c.rows, c.cols, c.act_depth, c.weight_depth,
-                c.acc_depth, c.param_depth, ["double", "single"].index(c.rounding),
+                c.acc_depth, c.param_depth, ROUNDING_MODES.index(c.rounding),
                 self._out_depth)
 
     def elaborate(self, platform):

@@ -199,8 +199,8 @@ CASES = [
     ("run gimg --input x32.npy -o y.npy", "inputs must have shape \\(N, 1, 8, 8\\)"),
     ("run gimg --input xnan.npy -o y.npy", "NaN or Inf"),
     ("run gimg --input xc.npy -o y.npy --max-memory 1K", "over the 1.0 KiB memory budget"),
-    ("board run gimg --board ulx3s --port /dev/null --input xc.npy -o y.npy",
-     "a graph image runs with nnaccel run"),
+    ("board run gimg --board ulx3s --port /dev/nonexistent --input xc.npy -o y.npy",
+     "cannot open serial port"),
     ("report m.npz", "no such image folder"),
     # spmv / gemm / verilog / synth / board
     ("spmv --in-features 1000000000 --engine golden", "memory budget"),

@@ -12,7 +12,7 @@ from boards.platforms import BOARDS, board
 from boards.synth import parse_seeds, synthesize
 from quantize.atomic import check_outputs, output_file
 from quantize.board import run_image_on_board
-from quantize.image import is_graph, load_image
+from quantize.image import load_image
 from quantize.loaders import load_array
 from sim import budget
 
@@ -74,9 +74,6 @@ def _board_run(args):
                          f"it *.npy")
     check_outputs([("-o", args.output)], [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
-    if is_graph(image):
-        raise ValueError(f"{args.image}: a graph image runs with nnaccel run (golden or rtl); "
-                         f"the board link runs MLP images")
     x = load_array(args.input, "--input")
     transport = host.SerialTransport(args.port, args.baud, timeout=args.timeout)
     try:

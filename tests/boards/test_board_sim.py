@@ -95,6 +95,43 @@ def test_board_run_image(tmp_path):
 
 
 @pytest.mark.rtl
+def test_board_run_graph_image(tmp_path):
+    """A compressed CNN's graph image (conv, ReLU, max pool, residual-free FC) through the
+    host driver on the simulated systolic board (the build of the tests above): engine
+    layers on the board, host ops between, every int8 output equal to the golden run."""
+    from quantize.compress_graph import compress_graph
+    from quantize.graph import Graph, Node
+    from quantize.graph_image import write_graph_image
+    from quantize.graph_quant import quantize_graph
+    from quantize.graph_run import plan_config
+    from quantize.image import load_image
+    from quantize.run import run_graph_image
+    config = engine_config("systolic", SYSTOLIC_2X2)
+    rng = np.random.default_rng(5)
+    graph = Graph("x", (1, 6, 6), [
+        Node("conv", "Conv2d", ("x",), "c", {"pads": (1, 1, 1, 1)},
+             {"weight": rng.normal(0, 0.5, (3, 1, 3, 3)), "bias": rng.normal(0, 0.1, 3)}),
+        Node("relu", "Relu", ("c",), "r"),
+        Node("pool", "MaxPool2d", ("r",), "p", {"kernel": (2, 2), "stride": (2, 2)}),
+        Node("flat", "Flatten", ("p",), "f"),
+        Node("fc", "Linear", ("f",), "y", {},
+             {"weight": rng.normal(0, 0.3, (5, 27)), "bias": rng.normal(0, 0.1, 5)}),
+    ])
+    cg = compress_graph(graph, {"conv": 0.3, "fc": 0.5}, 4)
+    x = rng.normal(0, 1, (2, 1, 6, 6))
+    qg = quantize_graph(cg.graph, rng.normal(0, 1, (32, 1, 6, 6)))
+    assert plan_config(qg, len(x), base=config) == config      # the board build holds it
+    write_graph_image(cg, qg, config, tmp_path / "img")
+    np.save(tmp_path / "x.npy", x)
+    result = _run("systolic", config, {}, testcase="test_image",
+                  image=str(tmp_path / "img"), x=str(tmp_path / "x.npy"))
+    golden = run_graph_image(load_image(tmp_path / "img"), x, "golden")
+    np.testing.assert_array_equal(np.asarray(result["raw"]), golden.output)
+    assert len(result["layer_cycles"]) == 2 and all(c > 0 for c in result["layer_cycles"])
+    assert result["cycles"] == sum(result["layer_cycles"])
+
+
+@pytest.mark.rtl
 @pytest.mark.slow       # its Verilator build alone is ~3 min on a loaded 2-core machine
 def test_eie_board_end_to_end():
     from hw.eie.driver import build_image, cmd_payload, load_beats
