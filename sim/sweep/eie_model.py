@@ -19,7 +19,8 @@ broadcast stalls, which is the effect EIE's Fig. 8 shows.
 
 import numpy as np
 
-from hw.eie.driver import EieImage
+from hw.eie.config import EieConfig
+from hw.eie.csc import CscLayer
 
 __all__ = ["column_work", "queue_cycles", "useful_macs", "ACTIVATION_LATENCY", "BUFFER_SLOTS"]
 
@@ -29,22 +30,20 @@ ACTIVATION_LATENCY = 3
 BUFFER_SLOTS = 2
 
 
-def column_work(image: EieImage, activations, layer: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per PE and non-zero activation of ``layer``: the MAC-stage cycles of that column.
+def column_work(csc: CscLayer, config: EieConfig, activations) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """Per PE and non-zero activation: the MAC-stage cycles of that column of ``csc``
+    (encoded for ``config``), counted as :func:`hw.eie.driver.work_cycles` counts them.
 
     Returns ``(columns, work)``: the non-zero columns in broadcast order and an int64 array
     of shape ``(pes, len(columns))`` (0 where the PE has no entry in the column).
     """
-    c = image.config
-    csc, cmd = image.layers[layer], image.commands[layer]
-    epw, mask = c.entries_per_word, (1 << c.index_bits) - 1
+    epw, mask = config.entries_per_word, (1 << config.index_bits) - 1
     cols = np.nonzero(np.asarray(activations))[0]
-    work = np.zeros((c.pes, len(cols)), dtype=np.int64)
-    for p in range(c.pes):
-        real = np.concatenate([(x.pe_entries(p) & mask) != 0 for x in image.layers])
-        cum = np.concatenate([[0], np.cumsum(real)])
-        ptr = image.pointers[p, cmd["ptr_base"]:cmd["ptr_base"] + csc.cols + 1]
-        s, e = ptr[cols], ptr[cols + 1]
+    work = np.zeros((csc.pes, len(cols)), dtype=np.int64)
+    for p in range(csc.pes):
+        cum = np.concatenate([[0], np.cumsum((csc.pe_entries(p) & mask) != 0)])
+        s, e = csc.pointers[p, cols], csc.pointers[p, cols + 1]
         where = np.nonzero(e > s)[0]
         s, e = s[where], e[where]
         if not len(s):
@@ -89,15 +88,13 @@ def queue_cycles(work: np.ndarray, queue_depth: int) -> int:
     return int(finish.max()) if columns else 0
 
 
-def useful_macs(work_image: EieImage, activations, layer: int = 0) -> int:
+def useful_macs(csc: CscLayer, config: EieConfig, activations) -> int:
     """Real (non-padding) weights in the columns of the non-zero activations: the MACs the
     layer needs."""
-    csc = work_image.layers[layer]
-    mask = (1 << work_image.config.index_bits) - 1
+    mask = (1 << config.index_bits) - 1
     cols = np.nonzero(np.asarray(activations))[0]
     total = 0
     for p in range(csc.pes):
-        real = (csc.pe_entries(p) & mask) != 0
-        cum = np.concatenate([[0], np.cumsum(real)])
+        cum = np.concatenate([[0], np.cumsum((csc.pe_entries(p) & mask) != 0)])
         total += int((cum[csc.pointers[p, cols + 1]] - cum[csc.pointers[p, cols]]).sum())
     return total
