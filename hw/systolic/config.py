@@ -6,8 +6,9 @@ from ..config import EngineConfig
 
 __all__ = ["SystolicConfig", "ROUNDING_MODES", "PRESETS"]
 
-#: TFLite's two requantization rounding paths (see ``sim/golden/systolic.py``).
-ROUNDING_MODES = ("double", "single")
+#: The requantization rounding paths, each named after the LiteRT kernels it matches bit for
+#: bit (definitions in ``sim/golden/systolic.py``; which kernel runs which: docs/systolic.md).
+ROUNDING_MODES = ("double", "single", "ruy_x86")
 
 #: Largest |x - zp_x| times largest |w| for int8 x, int8 zero point and int8 w in [-128, 127].
 _MAX_PRODUCT = 255 * 128
@@ -43,8 +44,19 @@ class SystolicConfig(EngineConfig):
         Output-channel parameter memory depth in words of ``cols`` channels: a GEMM
         needs ``ceil(N/cols)`` words.
     rounding:
-        ``"double"`` (TFLite's default ``SaturatingRoundingDoublingHighMul`` +
-        ``RoundingDivideByPOT``) or ``"single"`` (``TFLITE_SINGLE_ROUNDING``).
+        How the requantizers round, one of :data:`ROUNDING_MODES`:
+
+        * ``"double"``: ``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``
+          (ties away from zero). LiteRT's reference CONV_2D and DEPTHWISE_CONV_2D
+          (``OpResolverType.BUILTIN_REF``).
+        * ``"single"``: ``TFLITE_SINGLE_ROUNDING``, one rounding shift of the 64-bit
+          product. LiteRT's reference FULLY_CONNECTED.
+        * ``"ruy_x86"``: the same high multiply, then a rounding shift with ties upward.
+          LiteRT's optimized CONV_2D and FULLY_CONNECTED on x86 with AVX or later
+          (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``; ruy's AVX, AVX2-FMA and AVX-512 kernels).
+
+        LiteRT's default resolver hands int8 CONV_2D and FULLY_CONNECTED to XNNPACK, which
+        requantizes in float32: no mode matches it bit for bit (docs/systolic.md).
     k_limit:
         Largest K a command may carry, when smaller than what the buffers admit; ``0``
         (the default, and what older manifests without the field mean) leaves K to the

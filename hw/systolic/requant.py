@@ -12,6 +12,7 @@ __all__ = ["Requantizer"]
 
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
+_ROUNDINGS = ("double", "single", "ruy_x86")
 
 
 class Requantizer(wiring.Component):
@@ -19,8 +20,10 @@ class Requantizer(wiring.Component):
 
     ``rounding="double"``: ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
     x << left, multiplier), right)``; ``rounding="single"``: ``TFLITE_SINGLE_ROUNDING``
-    (one rounding right shift by ``31 - shift`` of the 64-bit product, saturated to int32).
-    Then ``+ zero_point`` and clamp to ``[act_min, act_max]``. The definition is in
+    (one rounding right shift by ``31 - shift`` of the 64-bit product, saturated to int32);
+    ``rounding="ruy_x86"``: as "double" but the right shift breaks ties upward instead of
+    away from zero (ruy's x86 kernels). Then ``+ zero_point`` and clamp to
+    ``[act_min, act_max]``. The definition is in
     ``sim/golden/systolic.py``; this is an implementation of it, cut into short stages
     for FPGA timing: the 32 × 31 product as four 18 × 18 partial products (a
     :class:`Multiplier`, one DSP with its registers, each), then each wide add, shift and
@@ -29,7 +32,7 @@ class Requantizer(wiring.Component):
     Parameters
     ----------
     rounding : str
-        ``"double"`` or ``"single"``.
+        ``"double"``, ``"single"`` or ``"ruy_x86"``.
 
     Members
     -------
@@ -49,8 +52,8 @@ class Requantizer(wiring.Component):
     LATENCY = 5 + Multiplier.LATENCY + 10
 
     def __init__(self, rounding: str = "double"):
-        if rounding not in ("double", "single"):
-            raise ValueError(f"rounding={rounding!r}: use 'double' or 'single'")
+        if rounding not in _ROUNDINGS:
+            raise ValueError(f"rounding={rounding!r}: use one of {', '.join(_ROUNDINGS)}")
         self._rounding = rounding
         super().__init__({
             "valid": In(1), "x": In(signed(32)), "multiplier": In(unsigned(31)),
@@ -64,7 +67,10 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        double = self._rounding == "double"
+        # "ruy_x86" shares the two-rounding datapath of "double"; only the final shift's
+        # round-up threshold differs (ties upward for either sign).
+        double = self._rounding in ("double", "ruy_x86")
+        ties_up = self._rounding == "ruy_x86"
         keep = keep_copy(platform)
         valid = [Signal(name=f"valid_{i}") for i in range(self.LATENCY)]
         m.d.sync += valid[0].eq(self.valid)
@@ -114,17 +120,22 @@ class Requantizer(wiring.Component):
         m.d.sync += round_p2.eq(Const(1, 64) << (right_p1 - 1)[:6])
         # P+3: add the nudge (double) or rounding bit (single).
         nudged = Signal(signed(66), reset_less=True)
-        if double:
+        if ties_up:
+            m.d.sync += nudged.eq(product + (1 << 30))
+        elif double:
             # SaturatingRoundingDoublingHighMul: the multiplier is >= 0, so it never saturates.
             m.d.sync += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
         else:
             m.d.sync += nudged.eq(product + round_p2)
-        # P+4: double: C division by 2^31 (truncates toward zero); single: the rounding shift.
+        # P+4: double: C division by 2^31 (truncates toward zero; ruy_x86 floors after a
+        # constant nudge, which for a multiplier >= 0 is the same); single: the rounding shift.
         # Each right shift by a run-time amount is cut in two: the multiple of 8 first, the
         # rest in the next stage (one 64-way shift is too deep for a cycle).
         high = Signal(signed(33), reset_less=True)
         wide_coarse = Signal(signed(66), reset_less=True)
-        if double:
+        if ties_up:
+            m.d.sync += high.eq(nudged >> 31)
+        elif double:
             m.d.sync += high.eq((nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31)
         else:
             m.d.sync += wide_coarse.eq(nudged >> Cat(Const(0, 3), right_p3[3:]))
@@ -159,7 +170,7 @@ class Requantizer(wiring.Component):
         if double:
             m.d.sync += [coarse.eq(high >> Cat(Const(0, 3), right_p4[3:])),
                          remainder.eq(high.as_unsigned()[:32] & mask),
-                         threshold.eq(Mux(high < 0, above_neg, above))]
+                         threshold.eq(above if ties_up else Mux(high < 0, above_neg, above))]
         else:
             m.d.sync += wide.eq(wide_coarse >> right_p4[:3])
         right_p5 = delayed(right_p4, 1, "right_s")

@@ -16,8 +16,21 @@ int64, independent of the engine's tiling and pipeline:
 
       x = (acc * multiplier + 2**(30 - shift)) >> (31 - shift)   (int64, saturated to int32)
 
+* ``rounding="ruy_x86"`` (ruy's x86 SIMD kernels, AVX / AVX2-FMA / AVX-512, which LiteRT's
+  optimized int8 CONV_2D and FULLY_CONNECTED call on x86)::
+
+      x = acc << max(shift, 0)             (int32, wraps)
+      x = (x * multiplier + 2**30) >> 31   (int64: the doubling high multiply, ties upward)
+      r = max(-shift, 0)
+      x = (x + (2**r >> 1)) >> r           (rounding right shift, ties upward)
+
+  The high multiply equals ``SaturatingRoundingDoublingHighMul`` for a non-negative
+  multiplier (its nudge also rounds a negative half up); only the final shift differs from
+  "double", whose ``RoundingDivideByPOT`` breaks ties away from zero.
+
 then ``y = clamp(x + output_zero_point, act_min, act_max)`` as int8 (the addition is exact;
-in C it could only overflow where the C code is undefined).
+in C it could only overflow where the C code is undefined; ruy's SIMD add wraps there,
+which takes a scaled ``x`` within ``|output_zero_point|`` of the int32 limits).
 
 ``multiplier`` is a non-negative int32 (TFLite: Q0.31 in [2^30, 2^31)); ``shift`` is in
 [-31, 30], positive meaning a left shift, as TFLite's ``QuantizeMultiplier`` returns it.
@@ -25,11 +38,14 @@ in C it could only overflow where the C code is undefined).
 
 import numpy as np
 
-__all__ = ["gemm", "requantize", "saturating_rounding_doubling_high_mul",
+__all__ = ["gemm", "requantize", "ROUNDINGS", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "accumulate", "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
+
+#: The requantization rounding paths :func:`requantize` implements.
+ROUNDINGS = ("double", "single", "ruy_x86")
 
 
 def _wrap32(x):
@@ -72,6 +88,8 @@ def requantize(acc, multiplier, shift, output_zero_point=0, act_min=-128, act_ma
         raise ValueError("shift must be in [-31, 30]")
     if not -128 <= act_min <= act_max <= 127:
         raise ValueError(f"need -128 <= act_min <= act_max <= 127, got {act_min}, {act_max}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r}: use one of {', '.join(ROUNDINGS)}")
     if rounding == "double":
         left = np.maximum(shift, 0)
         right = np.maximum(-shift, 0)
@@ -84,7 +102,12 @@ def requantize(acc, multiplier, shift, output_zero_point=0, act_min=-128, act_ma
         x = (acc * multiplier + (np.int64(1) << (total - 1))) >> total
         x = np.clip(x, INT32_MIN, INT32_MAX)
     else:
-        raise ValueError(f"rounding={rounding!r}: use 'double' or 'single'")
+        left = np.maximum(shift, 0)
+        right = np.maximum(-shift, 0)
+        x = _wrap32(acc << left)
+        # |x * multiplier| < 2^62: exact in int64; the high part fits int32.
+        x = (x * multiplier + (1 << 30)) >> 31
+        x = (x + ((np.int64(1) << right) >> 1)) >> right
     y = np.clip(x + int(output_zero_point), act_min, act_max)
     return y.astype(np.int8)
 

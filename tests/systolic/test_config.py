@@ -29,6 +29,17 @@ def test_bad_configs_name_the_field(changes, message):
         SystolicConfig(**changes)
 
 
+@pytest.mark.parametrize("rounding", ["double", "single", "ruy_x86"])
+def test_every_rounding_mode_is_a_config_and_survives_its_dict(rounding):
+    cfg = PRESETS["4x4"].replace(rounding=rounding)
+    assert SystolicConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bad_rounding_lists_the_modes():
+    with pytest.raises(ValueError, match="use one of double, single, ruy_x86"):
+        SystolicConfig(rounding="ruy")
+
+
 def test_narrow_accumulator_is_fine_for_small_buffers():
     cfg = SystolicConfig(rows=4, cols=4, act_depth=16, weight_depth=16, acc_width=22)
     assert cfg.max_k == 16
