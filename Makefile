@@ -22,7 +22,7 @@ SEEDS ?= 1
 # make bench SUITES="eie eie_pes" runs some suites only (default: all).
 SUITES ?=
 
-.PHONY: install demo test test-slow sim soak verilog bench lint synth formal clean
+.PHONY: install demo test test-slow sim soak verilog bench lint synth formal clean tflite-fixtures
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,16 @@ ifeq ($(ENGINE),eie)
 else
 	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS) --seed $(SEEDS)
 endif
+
+# The fully-integer .tflite fixtures of tests/quantize/test_tflite_conformance.py, trained and
+# converted in their own venv (TensorFlow is no project dependency); the fixtures are
+# committed, so make test never runs this. tensorflow-cpu 2.21.0: the converter the committed
+# fixtures came from.
+TF_VENV := build/tf-venv
+tflite-fixtures:
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet tensorflow-cpu==2.21.0 scikit-learn
+	$(TF_VENV)/bin/python tests/fixtures/tflite/generate.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
