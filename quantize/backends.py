@@ -15,7 +15,8 @@ engine's buffers); ``eie(layers, image, inputs)`` runs EIE inputs through a buil
 ``cycles`` ``None`` on the golden model. ``builds``: the backend elaborates the engine.
 """
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,17 +63,34 @@ class Golden:
 
 @dataclass
 class Verilator:
-    """The generated RTL under Verilator: cycle-accurate, one simulation per call."""
+    """The generated RTL under Verilator: cycle-accurate, one simulation per call.
+
+    ``stall`` is the probability (``0 <= stall < 1``) that a systolic stream source idles
+    or the result sink refuses in any cycle, as the engine tests drive it; ``seed`` makes
+    the pattern repeatable, and each later :meth:`gemms` call draws from ``seed + calls``
+    so that the layers of a graph do not all stall alike. Measured cycles then include
+    the stalls.
+    """
 
     name: str = "rtl"
     timed: bool = True
     builds: bool = True
     chunked: bool = True        # jobs that fit the engine's buffers
+    stall: float = 0.0
+    seed: int = 0
+    calls: int = field(default=0, compare=False)
+
+    def __post_init__(self):
+        if not 0.0 <= self.stall < 1.0:
+            raise ValueError(f"stall probability {self.stall}: use 0 <= p < 1")
 
     def gemms(self, config, jobs: list[GemmJob], label: str, progress=None) -> list[dict]:
         if progress:
-            progress(f"{label} GEMM on RTL ({len(jobs)} jobs)")
-        runs = systolic_rtl.run_jobs(config, jobs)
+            progress(f"{label} GEMM on RTL ({len(jobs)} jobs"
+                     + (f", stall {self.stall}" if self.stall else "") + ")")
+        runs = systolic_rtl.run_jobs(config, jobs, stall=self.stall,
+                                     seed=self.seed + self.calls)
+        self.calls += 1
         return [{"output": np.asarray(r.output), "cycles": int(r.cycles)} for r in runs]
 
     def eie(self, layers, image, inputs, progress=None) -> list[dict]:
@@ -120,12 +138,23 @@ class Board:
         return out
 
 
-def backend(engine) -> object:
-    """``"golden"``, ``"rtl"`` or a backend object, as a backend object."""
+def backend(engine, stall: float = 0.0, seed: int = 0) -> object:
+    """``"golden"``, ``"rtl"`` or a backend object, as a backend object.
+
+    ``stall`` > 0 (random idle and backpressure cycles, ``seed`` for their pattern) applies
+    to a Verilator backend only: the golden model has no handshakes and a board's link
+    paces itself.
+    """
     if isinstance(engine, str):
         if engine == "golden":
-            return Golden()
-        if engine == "rtl":
-            return Verilator()
-        raise ValueError(f"--engine {engine!r}: use golden or rtl")
+            engine = Golden()
+        elif engine == "rtl":
+            return Verilator(stall=stall, seed=seed)
+        else:
+            raise ValueError(f"--engine {engine!r}: use golden or rtl")
+    if stall:
+        if not isinstance(engine, Verilator):
+            raise ValueError(f"stall={stall}: random stalls apply to the rtl backend only, "
+                             f"not {engine.name}")
+        return dataclasses.replace(engine, stall=stall, seed=seed, calls=0)
     return engine

@@ -233,12 +233,15 @@ def _host_layer(layer, values):
 
 
 def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
-              rows: int = 8, cols: int = 8, max_m: int = 256, progress=None) -> GraphRun:
+              rows: int = 8, cols: int = 8, max_m: int = 256, progress=None,
+              stall: float = 0.0, seed: int = 0) -> GraphRun:
     """Run float inputs ``x[batch, *input_shape]`` through the int8 graph ``qgraph``.
 
     ``engine`` is ``"golden"``, ``"rtl"`` or a backend object (:mod:`quantize.backends`).
     ``config`` is the engine's configuration; without one, :func:`plan_config` sizes one
-    for ``rows × cols`` (the RTL is built once per distinct configuration).
+    for ``rows × cols`` (the RTL is built once per distinct configuration). ``stall``
+    (rtl only) is the probability of a random idle or backpressure cycle on every engine
+    stream, ``seed`` its pattern; the measured cycles then include the stalls.
 
     Raises
     ------
@@ -250,7 +253,7 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
     if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
         raise ValueError(f"inputs must have shape (batch, {', '.join(map(str, shape))}) with "
                          f"batch >= 1, got {x.shape}")
-    engine = backend_of(engine)
+    engine = backend_of(engine, stall, seed)
     cfg = config or plan_config(qgraph, len(x), rows, cols, max_m=max_m)
     values = {qgraph.graph.input_name: qgraph.quantize_input(x)}
     last = {v: i for i, layer in enumerate(qgraph.layers) for v in layer.inputs}

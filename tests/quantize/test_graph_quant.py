@@ -86,6 +86,16 @@ def ffn(seed=0) -> Graph:
     ])
 
 
+def minilm_ffn(seed=0, tokens=8) -> Graph:
+    """MiniLM-L6's feed-forward block: 384 → 1536 → GELU (erf) → 384 over ``tokens``."""
+    rng = np.random.default_rng(seed)
+    return Graph("x", (tokens, 384), [
+        _linear(rng, "fc1", "x", "h", 1536, 384),
+        Node("gelu", "Gelu", ("h",), "g"),
+        _linear(rng, "fc2", "g", "y", 384, 1536),
+    ])
+
+
 GRAPHS = {"lenet": lenet, "resnet_block": resnet_block, "mobilenet_block": mobilenet_block,
           "ffn": ffn}
 
