@@ -1,5 +1,6 @@
 """``nnaccel compress``, ``nnaccel report`` and ``nnaccel run``."""
 
+import dataclasses
 import json
 import sys
 import time
@@ -10,7 +11,7 @@ import numpy as np
 from sim import budget
 
 from .atomic import check_outputs, output_file
-from .compress import CompressSpec, compress, parse_sparsity
+from .compress import CompressSpec, compress, parse_bits, parse_sparsity
 from .compress_graph import compress_graph, weight_nodes
 from .engines import ENGINES, image_engine
 from .graph_image import graph_config, write_graph_image
@@ -20,6 +21,9 @@ from .loaders import load_array, load_model
 from .onnx_import import load_onnx_graph
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
 from .run import run_graph_image, run_image
+from .sensitivity import Metric as ValMetric
+from .sensitivity import bits_scan, pick_bits, prune_scan, search, validation_split
+from .share import MAX_BITS, MIN_BITS
 from .weight_only import ACTIVATIONS, LinearChain, is_mlp_chain, mlp_graph
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
@@ -55,9 +59,12 @@ def register(subparsers) -> None:
     g.add_argument("--quality", type=float, help="Han's threshold: prune |w| < Q * std(w)")
     p.add_argument("--global", dest="global_prune", action="store_true",
                    help="one magnitude threshold over all layers")
-    p.add_argument("--bits", type=int, default=4, help="weight-sharing bits, 2..8 "
-                   "(EIE: 4, the codebook index width of its entries, entry 0 reserved for "
-                   "0; default 4)")
+    p.add_argument("--bits", help="weight-sharing bits, 2..8: one width, or per "
+                   "layer fc1=4,fc2=3,fc3=5 (a bare number sets the layers not named). EIE: "
+                   "2..4; its entries hold one 4-bit codebook index for every layer, so a "
+                   "layer at b < 4 bits uses 2**b of its 16 codebook entries; the accounting "
+                   "counts it at its true b bits (default 4; with --max-loss the widest "
+                   "allowed, default 4 on EIE, 8 on systolic)")
     p.add_argument("--init", choices=("linear", "density", "random"), default="linear",
                    help="k-means centroid initialization (default linear)")
     p.add_argument("--index-bits", type=int, default=5,
@@ -74,7 +81,33 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, help="retraining epochs per prune step, with "
                                               "--train (default 30)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True,
+    p.add_argument("--max-loss", type=float, metavar="P",
+                   help="accuracy budget in points: carve a seeded validation split out of "
+                        "--train (or --calibration: agreement with the float model's answers "
+                        "is the accuracy), scan each layer's sensitivity to pruning and to "
+                        "codebook bits, and choose per-layer --sparsity and --bits that "
+                        "compress most within P points on that split (replaces --sparsity, "
+                        "--quality and --bits)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training (or calibration) inputs held out for "
+                        "--max-loss/--sensitivity (default 0.2, seeded by --seed)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="print each layer's accuracy drop at 2..8 bits and over a grid of "
+                        "sparsities on the validation split, and the smallest bits per layer "
+                        "within --max-loss (default 0.5); with --max-loss and -o the image is "
+                        "written too")
+    p.add_argument("--test", help="test inputs X.npy: accuracy reported after compressing, "
+                                  "never used to choose anything")
+    p.add_argument("--test-labels", help="test labels y.npy for --test")
+    p.add_argument("--distill", action="store_true",
+                   help="retrain towards a mix of the labels and the float model's softened "
+                        "outputs (Hinton); needs --train/--labels")
+    p.add_argument("--temperature", type=float,
+                   help="softmax temperature of --distill (default 4)")
+    p.add_argument("--distill-weight", type=float,
+                   help="weight of the softened outputs in --distill's targets, 0..1 "
+                        "(default 0.5)")
+    p.add_argument("-o", "--output",
                    help="image folder: new, empty, or an image to replace")
     p.add_argument("--force", action="store_true",
                    help="replace -o even if it is a non-empty folder that is not an image")
@@ -100,13 +133,14 @@ def register(subparsers) -> None:
 
 def compress_to_image(model, engine: str, spec, out_dir, *, x_train=None, y_train=None,
                       calibration=None, source=None, progress=None, config=None, force=False,
-                      **options) -> tuple:
+                      compressed=None, **options) -> tuple:
     """Compress ``model`` and write the image; returns ``(compressed, manifest)``.
 
     ``options``: sizing options of the engines (``pes=``, ``rows=``, ``cols=``); the engine
     reads its own, at its defaults where not given. ``config`` (an engine config) replaces
     the one sized and tuned for the model, e.g. to reuse an already built engine; its number
-    formats then apply as they are."""
+    formats then apply as they are. ``compressed``: an already compressed model (e.g. from
+    :func:`quantize.sensitivity.search`) to write instead of compressing ``model``."""
     entry = image_engine(engine)
     unknown = sorted(set(options) - {name for e in ENGINES.values() for name in e.options})
     if unknown:
@@ -114,7 +148,8 @@ def compress_to_image(model, engine: str, spec, out_dir, *, x_train=None, y_trai
     options = {name: default if options.get(name) is None else options[name]
                for name, default in entry.options.items()}
     say = progress or (lambda msg: None)
-    compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
+    if compressed is None:
+        compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
     if not any(s.mask.any() for s in compressed.shared):
         raise ValueError("pruning removed every weight of every layer; lower --sparsity or "
                          "--quality")
@@ -139,9 +174,15 @@ def _check_flags(args) -> None:
     for name, default in entry.options.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    args.bits_text = "4" if args.bits is None else str(args.bits)
+    args.bits_given = args.bits is not None
+    args.bits = _bits_flag(args.bits_text)
+    widths = args.bits.values() if isinstance(args.bits, dict) else [args.bits]
+    for width in widths:
+        if not MIN_BITS <= width <= MAX_BITS:
+            raise ValueError(f"--bits {width}: use {MIN_BITS} to {MAX_BITS} weight-sharing bits")
     entry.check_options(args)
-    if not 2 <= args.bits <= 8:
-        raise ValueError(f"--bits {args.bits}: use 2 to 8 weight-sharing bits")
+    _check_budget_flags(args)
     if not 1 <= args.index_bits <= 16:
         raise ValueError(f"--index-bits {args.index_bits}: use 1 to 16 relative-index bits")
     if args.seed < 0:
@@ -158,6 +199,70 @@ def _check_flags(args) -> None:
         raise ValueError("--global spreads one --sparsity over all layers; give --sparsity")
     # The engine config's own validation says what is wrong with a size (one line).
     entry.engine.config(**{name: getattr(args, name) for name in entry.options})
+
+
+def _bits_flag(text: str):
+    """``--bits``: an int, or ``{layer: bits}`` (a bare number under the key ``""``); the
+    layer names are checked once the model is loaded."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.strip().rpartition("=")
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--bits {text!r}: use an integer or layer=bits pairs, e.g. "
+                             f"fc1=4,fc2=3") from None
+    return out
+
+
+def _check_budget_flags(args) -> None:
+    """--max-loss, --sensitivity, --distill and --test: what goes with what, in range."""
+    budgeted = args.max_loss is not None or args.sensitivity
+    data = args.train is not None or args.calibration is not None
+    if args.max_loss is not None and not (np.isfinite(args.max_loss) and args.max_loss >= 0):
+        raise ValueError(f"--max-loss {args.max_loss}: use a non-negative number of accuracy "
+                         f"points")
+    if budgeted and not data:
+        raise ValueError(f"{'--max-loss' if args.max_loss is not None else '--sensitivity'} "
+                         f"measures accuracy on a split of the data: give --train/--labels or "
+                         f"--calibration")
+    if args.max_loss is not None:
+        for flag, given in (("--sparsity", args.sparsity is not None),
+                            ("--quality", args.quality is not None),
+                            ("--global", args.global_prune)):
+            if given:
+                raise ValueError(f"--max-loss chooses each layer's sparsity; drop {flag}")
+        if isinstance(args.bits, dict):
+            raise ValueError("--max-loss chooses each layer's bits; give one --bits (the "
+                             "widest allowed) or none")
+    if args.val_fraction is not None:
+        if not budgeted:
+            raise ValueError("--val-fraction sizes the split of --max-loss/--sensitivity; "
+                             "give one of them")
+        if not 0 < args.val_fraction < 1:
+            raise ValueError(f"--val-fraction {args.val_fraction}: use a number between 0 "
+                             f"and 1")
+    if args.output is None and not args.sensitivity:
+        raise ValueError("-o/--output is required: the image folder to write")
+    if args.distill and args.train is None:
+        raise ValueError("--distill retrains towards the float model's outputs: give --train "
+                         "and --labels")
+    for flag, value in (("--temperature", args.temperature),
+                        ("--distill-weight", args.distill_weight)):
+        if value is not None and not args.distill:
+            raise ValueError(f"{flag} sets --distill; add --distill")
+    if args.temperature is not None and not (np.isfinite(args.temperature)
+                                             and args.temperature > 0):
+        raise ValueError(f"--temperature {args.temperature}: use a positive number")
+    if args.distill_weight is not None and not (np.isfinite(args.distill_weight)
+                                                and 0 <= args.distill_weight <= 1):
+        raise ValueError(f"--distill-weight {args.distill_weight}: use a number in [0, 1]")
+    if (args.test is None) != (args.test_labels is None):
+        raise ValueError("--test and --test-labels go together")
 
 
 def _check_data(model, x_train, y_train, calibration, args) -> None:
@@ -249,7 +354,11 @@ def _graph_inputs(graph, x, flag):
 def _compress_graph(args, graph, activation, say) -> dict:
     """The graph path: Deep Compression of the weight nodes, int8, a graph image."""
     for flag, given in (("--quality", args.quality is not None), ("--global", args.global_prune),
-                        ("--layers", args.layers is not None)):
+                        ("--layers", args.layers is not None),
+                        ("--max-loss", args.max_loss is not None),
+                        ("--sensitivity", args.sensitivity), ("--distill", args.distill),
+                        ("--test", args.test is not None),
+                        ("per-layer --bits", isinstance(args.bits, dict))):
         if given:
             raise ValueError(f"{flag} is for MLP images; a graph takes --sparsity (one figure "
                              f"or per node: conv1=0.5,fc=0.8)")
@@ -293,9 +402,10 @@ def _compress_graph(args, graph, activation, say) -> dict:
 
 def cmd_compress(args) -> int:
     _check_flags(args)
-    check_outputs([("-o", args.output)],
+    check_outputs([("-o", args.output)] if args.output else [],
                   [("model", args.model), ("--train", args.train), ("--labels", args.labels),
-                   ("--calibration", args.calibration)])
+                   ("--calibration", args.calibration), ("--test", args.test),
+                   ("--test-labels", args.test_labels)])
     say = _progress("compress")
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
@@ -334,18 +444,109 @@ def cmd_compress(args) -> int:
     calibration = load_array(args.calibration, "--calibration") if args.calibration else None
     _check_data(model, x_train, y_train, calibration, args)
     entry = image_engine(args.engine)
-    spec = CompressSpec(bits=args.bits, sparsity=args.sparsity, quality=args.quality,
-                        global_prune=args.global_prune,
+    layer_names = [layer.name for layer in model.layers]
+    spec = CompressSpec(bits=parse_bits(args.bits_text, layer_names), sparsity=args.sparsity,
+                        quality=args.quality, global_prune=args.global_prune,
                         reserve_zero=entry.engine.zero_codebook_entry,
                         init=args.init, index_bits=args.index_bits,
                         retrain_epochs=30 if args.epochs is None else args.epochs,
-                        seed=args.seed)
-    _, manifest = compress_to_image(model, args.engine, spec, args.output, x_train=x_train,
-                                    y_train=y_train, calibration=calibration,
-                                    source=str(args.model), progress=say, force=args.force,
-                                    **{name: getattr(args, name) for name in entry.options})
+                        seed=args.seed, distill=args.distill,
+                        temperature=4.0 if args.temperature is None else args.temperature,
+                        distill_weight=0.5 if args.distill_weight is None
+                        else args.distill_weight)
+    test = _load_test(args, model)
+    max_bits = args.bits if args.bits_given and isinstance(args.bits, int) else \
+        (4 if entry.engine.zero_codebook_entry else MAX_BITS)
+    fraction = 0.2 if args.val_fraction is None else args.val_fraction
+    found = None
+    if args.max_loss is not None:
+        found = search(model, spec, args.max_loss, x_train, y_train, calibration,
+                       val_fraction=fraction, max_bits=max_bits, progress=say)
+        if args.sensitivity:
+            _print_scans(found.prune_curves, found.bits_drops, found.bits, args.max_loss,
+                         "of the chosen pruned model")
+        spec = dataclasses.replace(spec, sparsity=found.sparsity, bits=found.bits)
+        if x_train is not None:
+            fit, _ = validation_split(len(x_train), fraction, args.seed, y_train)
+            x_train, y_train = x_train[fit], y_train[fit]
+        else:
+            fit, _ = validation_split(len(calibration), fraction, args.seed)
+            calibration = calibration[fit]
+    elif args.sensitivity:
+        picks = _sensitivity(model, spec, x_train, y_train, calibration, fraction, max_bits)
+        if args.output is None:
+            return 0
+        spec = dataclasses.replace(spec, bits=picks)
+    compressed, manifest = compress_to_image(
+        model, args.engine, spec, args.output, x_train=x_train, y_train=y_train,
+        calibration=calibration, source=str(args.model), progress=say, force=args.force,
+        compressed=None if found is None else found.compressed,
+        **{name: getattr(args, name) for name in entry.options})
     _print_written(args.output, manifest)
+    if found is not None:
+        print(f"chosen: sparsity {_pairs(found.sparsity)}, bits {_pairs(found.bits)}")
+        print(f"validation split ({found.val_size} of {found.val_size + found.fit_size} "
+              f"{'training' if x_train is not None else 'calibration'} inputs, seed "
+              f"{args.seed}, never retrained on): float {found.float_val:.2f} %, compressed "
+              f"{found.final_val:.2f} % {found.metric} (budget {args.max_loss:g} points: "
+              f"{'kept' if found.within_budget else 'MISSED'})")
+    if test is not None:
+        x_test, y_test = test
+        golden = run_image(load_image(args.output), x_test).outputs.argmax(1)
+        print(f"test ({len(x_test)} inputs): float {100 * model.accuracy(x_test, y_test):.2f} "
+              f"%, compressed {100 * compressed.final.accuracy(x_test, y_test):.2f} %, "
+              f"{args.engine} golden {100 * float(np.mean(golden == y_test)):.2f} %")
     return 0
+
+
+def _pairs(d: dict) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in d.items())
+
+
+def _load_test(args, model):
+    if args.test is None:
+        return None
+    x = load_array(args.test, "--test")
+    y = load_array(args.test_labels, "--test-labels")
+    n_in, n_out = model.sizes[0], model.sizes[-1]
+    if x.ndim != 2 or x.shape[1] != n_in or len(x) == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"--test: inputs must be finite with shape (N, {n_in}), got {x.shape}")
+    if (not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),) or y.min() < 0
+            or y.max() >= n_out):
+        raise ValueError(f"--test-labels: need one integer class 0..{n_out - 1} per --test row")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _sensitivity(model, spec, x_train, y_train, calibration, fraction, max_bits) -> dict:
+    """Scans of the float model on the validation split, printed; the picked bits."""
+    data = x_train if x_train is not None else calibration
+    labels = y_train if x_train is not None else None
+    _, val = validation_split(len(data), fraction, spec.seed, labels)
+    metric = ValMetric(np.asarray(data[val], np.float32),
+                       None if labels is None else labels[val],
+                       model if labels is None else None)
+    budget_points = 0.5
+    curves = prune_scan(model, metric)
+    drops = bits_scan(model, metric, spec.reserve_zero, init=spec.init, seed=spec.seed)
+    picks = pick_bits(drops, budget_points, max_bits)
+    print(f"validation split: {len(val)} of {len(data)} inputs (seed {spec.seed}); float "
+          f"{metric.kind} {metric(model):.2f} %")
+    _print_scans(curves, drops, picks, budget_points, "of the float model")
+    return picks
+
+
+def _print_scans(curves, drops, picks, budget_points, what) -> None:
+    names = list(curves)
+    sparsities = list(next(iter(curves.values())))
+    print(f"accuracy drop (points) {what}, one layer pruned at a time:")
+    print("  sparsity " + "".join(f"{n:>9}" for n in names))
+    for s in sparsities:
+        print(f"  {s:8.2f} " + "".join(f"{curves[n][s]:9.2f}" for n in names))
+    print(f"accuracy drop (points) {what}, one layer shared at a time:")
+    print("  bits     " + "".join(f"{n:>9}" for n in names))
+    for b in next(iter(drops.values())):
+        print(f"  {b:8d} " + "".join(f"{drops[n][b]:9.2f}" for n in names))
+    print(f"smallest bits within {budget_points:g} points: {_pairs(picks)}")
 
 
 def _print_written(output, manifest) -> None:

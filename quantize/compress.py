@@ -22,11 +22,48 @@ import numpy as np
 
 from .model import Mlp
 from .prune import apply_masks, prune_activation_aware, prune_global, prune_quality, prune_sparsity
-from .share import SharedLayer, share_weights
+from .share import MAX_BITS, MIN_BITS, SharedLayer, share_weights
 from .storage import LayerStorage, layer_storage
-from .train import finetune_centroids, train
+from .train import Distill, finetune_centroids, train
 
-__all__ = ["CompressSpec", "Compressed", "compress", "parse_sparsity"]
+__all__ = ["CompressSpec", "Compressed", "compress", "parse_sparsity", "parse_bits"]
+
+
+def parse_bits(text: str | int | dict, names: list[str], max_bits: int = MAX_BITS) -> dict:
+    """``4`` (every layer) or ``fc1=4,fc2=3,fc3=5`` (a bare number sets the layers not
+    named) → ``{layer: bits}``; each in ``MIN_BITS .. max_bits``. One-line ``ValueError``."""
+    if isinstance(text, dict):
+        out = dict(text)
+    elif isinstance(text, int | np.integer) and not isinstance(text, bool):
+        out = {n: int(text) for n in names}
+    else:
+        out, default = {}, None
+        for part in str(text).split(","):
+            part = part.strip()
+            if "=" in part:
+                k, v = part.split("=", 1)
+                out[k.strip()] = v.strip()
+            elif part:
+                default = part
+        if default is not None:
+            out = {n: out.get(n, default) for n in names}
+        try:
+            out = {k: int(v) for k, v in out.items()}
+        except ValueError:
+            raise ValueError(f"--bits {text!r}: use an integer or layer=bits pairs, e.g. "
+                             f"fc1=4,fc2=3") from None
+    unknown = sorted(set(out) - set(names))
+    if unknown:
+        raise ValueError(f"--bits names unknown layers {', '.join(unknown)} "
+                         f"(layers: {', '.join(names)})")
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise ValueError(f"--bits gives no width for {', '.join(missing)}: name every layer "
+                         f"or add a bare number for the rest (e.g. 4,fc1=3)")
+    for k, v in out.items():
+        if isinstance(v, bool) or not MIN_BITS <= v <= max_bits:
+            raise ValueError(f"--bits for {k} is {v}: use {MIN_BITS} to {max_bits}")
+    return {n: int(out[n]) for n in names}
 
 
 def parse_sparsity(text: str | float | dict | None, names: list[str]) -> dict | None:
@@ -70,9 +107,12 @@ class CompressSpec:
     threshold factor (exclusive with ``sparsity``); ``reserve_zero``: codebook entry 0 is
     0.0 (EIE). ``index_bits``: relative-index bits of the paper's storage accounting.
     ``score``: ``magnitude`` (|w|) or ``activation`` (|w| · rms of the layer's input over
-    the training inputs) for pruning with retraining."""
+    the training inputs) for pruning with retraining. ``bits``: one width for every layer
+    or ``{layer: bits}`` / ``"fc1=4,fc2=3"``. ``distill``: retraining and centroid
+    fine-tuning also follow the float model's outputs softened at ``temperature``, mixed
+    with the labels at ``distill_weight`` (Hinton et al.)."""
 
-    bits: int = 4
+    bits: int | dict | str = 4
     sparsity: float | dict | None = None
     quality: float | None = None
     global_prune: bool = False
@@ -86,6 +126,13 @@ class CompressSpec:
     finetune_epochs: int = 20
     finetune_lr: float = 1e-4
     seed: int = 0
+    distill: bool = False
+    temperature: float = 4.0
+    distill_weight: float = 0.5
+
+    def layer_bits(self, names: list[str]) -> dict:
+        """``{layer: bits}`` for the layers ``names``."""
+        return parse_bits(self.bits, names)
 
     def __post_init__(self):
         if self.sparsity is not None and self.quality is not None:
@@ -168,15 +215,28 @@ def _refit(weight, bias, mask, x_in, target, ridge=1e-3):
 
 
 def _share_all(model: Mlp, spec: CompressSpec) -> list[SharedLayer]:
-    return [share_weights(layer.weight, layer.mask, spec.bits, init=spec.init,
+    bits = spec.layer_bits([layer.name for layer in model.layers])
+    return [share_weights(layer.weight, layer.mask, bits[layer.name], init=spec.init,
                           reserve_zero=spec.reserve_zero, seed=spec.seed)
             for layer in model.layers]
 
 
+def _bits_text(model: Mlp, spec: CompressSpec) -> str:
+    bits = spec.layer_bits([layer.name for layer in model.layers])
+    if len(set(bits.values())) == 1:
+        return f"{next(iter(bits.values()))} bits"
+    return "bits " + ",".join(f"{k}={v}" for k, v in bits.items())
+
+
 def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibration=None,
-             progress=None) -> Compressed:
-    """Compress ``model`` (not modified); see the module docstring for the paths."""
+             progress=None, pruned: Mlp | None = None) -> Compressed:
+    """Compress ``model`` (not modified); see the module docstring for the paths.
+
+    ``pruned``: with training data, an already pruned and retrained copy of ``model``
+    (masks on its layers), e.g. from an earlier call; pruning is skipped and sharing
+    starts from it."""
     say = progress or (lambda msg: None)
+    spec.layer_bits([layer.name for layer in model.layers])  # a bad width fails first
     original = model.copy()
     work = model.copy()
     log = {}
@@ -193,7 +253,16 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
         if y_train.min() < 0 or y_train.max() >= classes:
             raise ValueError(f"labels must be class numbers 0..{classes - 1}")
         log["float_train_accuracy"] = work.accuracy(x_train, y_train)
-        steps = spec.prune_steps if pruning else 0
+        distill = None
+        if spec.distill:
+            distill = Distill(original.forward(x_train), spec.temperature, spec.distill_weight)
+            say(f"distillation: targets mix the labels and the float model's outputs at "
+                f"T={spec.temperature:g}, weight {spec.distill_weight:g}")
+        steps = spec.prune_steps if pruning and pruned is None else 0
+        if pruned is not None:
+            if pruned.sizes != model.sizes:
+                raise ValueError(f"pruned model {pruned.sizes} is not the model {model.sizes}")
+            work = pruned.copy()
         for step in range(1, steps + 1):
             fraction = _schedule(steps)[step - 1]
             inputs = work.activations(x_train)[:-1] if spec.score == "activation" else None
@@ -202,10 +271,10 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
             say(f"prune step {step}/{steps}: {kept} weights kept; retraining "
                 f"{spec.retrain_epochs} epochs")
             train(work, x_train, y_train, epochs=spec.retrain_epochs, lr=spec.retrain_lr,
-                  seed=spec.seed + step)
+                  seed=spec.seed + step, distill=distill)
         log["pruned_train_accuracy"] = work.accuracy(x_train, y_train)
         pruned = work.copy()
-        say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
+        say(f"weight sharing: {_bits_text(work, spec)}, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
         for layer, s in zip(work.layers, shared, strict=False):
             layer.weight = s.weight()
@@ -213,8 +282,10 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
         if spec.finetune_epochs:
             say(f"trained quantization: fine-tuning centroids {spec.finetune_epochs} epochs")
             finetune_centroids(work, shared, x_train, y_train, epochs=spec.finetune_epochs,
-                               lr=spec.finetune_lr, seed=spec.seed)
+                               lr=spec.finetune_lr, seed=spec.seed, distill=distill)
         log["final_train_accuracy"] = work.accuracy(x_train, y_train)
+    elif pruned is not None or spec.distill:
+        raise ValueError("a pruned start and --distill need --train and --labels")
     elif calibration is not None:
         calibration = np.asarray(calibration, np.float32)
         _check_inputs(calibration, model, "calibration inputs")
@@ -233,7 +304,7 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
             h = x_in @ layer.weight.T + layer.bias
             x_in = np.maximum(h, 0) if i < len(work.layers) - 1 else h
         pruned = work.copy()
-        say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
+        say(f"weight sharing: {_bits_text(work, spec)}, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
         x_in = calibration
         for i, (layer, s) in enumerate(zip(work.layers, shared, strict=False)):
@@ -248,11 +319,11 @@ def compress(model: Mlp, spec: CompressSpec, x_train=None, y_train=None, calibra
             say("magnitude pruning (no data given)")
             apply_masks(work, _masks(work, spec, 1.0))
         pruned = work.copy()
-        say(f"weight sharing: {spec.bits} bits, k-means ({spec.init} init) per layer")
+        say(f"weight sharing: {_bits_text(work, spec)}, k-means ({spec.init} init) per layer")
         shared = _share_all(work, spec)
         for layer, s in zip(work.layers, shared, strict=False):
             layer.weight = s.weight()
-    storage = [layer_storage(layer.name, s.mask, s.index, spec.bits, spec.index_bits)
+    storage = [layer_storage(layer.name, s.mask, s.index, s.bits, spec.index_bits)
                for layer, s in zip(work.layers, shared, strict=False)]
     return Compressed(original, pruned, work, shared, storage, log)
 

@@ -30,11 +30,19 @@ OPTIONS = {"pes": 8}
 _ACT_MARGIN = 1.25
 
 
+#: Codebook index width of the engine's entries: one per config (with a 4-bit zero run, eight
+#: entries fill a 64-bit word). A layer shared at fewer bits uses ``2**bits`` of its entries.
+INDEX_BITS = 4
+
+
 def check_options(args) -> None:
-    """``nnaccel compress`` flags the engine fixes."""
-    if args.bits != 4:
-        raise ValueError(f"--bits {args.bits}: the EIE engine's entries hold a 4-bit codebook "
-                         f"index (and a 4-bit zero run); use --bits 4 with --engine eie")
+    """``nnaccel compress`` flags the engine fixes (``args.bits``: an int or
+    ``{layer: bits}``)."""
+    widths = args.bits.values() if isinstance(args.bits, dict) else [args.bits]
+    if max(widths) > INDEX_BITS:
+        raise ValueError(f"--bits {max(widths)}: the EIE engine's entries hold a {INDEX_BITS}-bit "
+                         f"codebook index (and a 4-bit zero run); use 2 to {INDEX_BITS} bits "
+                         f"per layer with --engine eie")
 
 
 def choose_eie_fracs(compressed, inputs=None, width: int = 16) -> tuple[int, int]:
@@ -83,7 +91,7 @@ def config_for(compressed, inputs, spec, options: dict, say) -> EieConfig:
     say(f"EIE fixed point: activations Q{15 - act_frac}.{act_frac}, "
         f"weights Q{15 - weight_frac}.{weight_frac}")
     return eie_config_for(compressed, options["pes"], act_frac, weight_frac,
-                          index_bits=spec.bits)
+                          index_bits=INDEX_BITS)
 
 
 def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]:
@@ -96,10 +104,13 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
     relu = getattr(compressed.final, "relu", True)     # False for --activation none
     ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
     for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
-        if not s.reserve_zero or s.bits != config.index_bits:
-            raise ValueError(f"layer {layer.name}: the EIE engine needs {config.index_bits}-bit "
-                             f"sharing with codebook entry 0 reserved for 0")
-        codebook = to_fixed(s.codebook, config.weight_frac, config.weight_width)
+        if not s.reserve_zero or s.bits > config.index_bits:
+            raise ValueError(f"layer {layer.name}: the EIE engine needs sharing at up to "
+                             f"{config.index_bits} bits with codebook entry 0 reserved for 0")
+        # A narrower layer's codebook fills the first 2**bits entries; the rest stay 0, unused.
+        codebook = np.zeros(config.codebook_size, np.int64)
+        codebook[:s.codebook.size] = to_fixed(s.codebook, config.weight_frac,
+                                              config.weight_width)
         codebook[0] = 0
         enc = csc.encode(s.index, config, codebook)
         words = [csc.pack_words(enc.pe_entries(p), config) for p in range(config.pes)]

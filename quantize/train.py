@@ -7,12 +7,62 @@ codebook entry moves by the summed gradient of the weights in its cluster (Han e
 2016, §3.1); a reserved zero entry never moves.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .model import Layer, Mlp
 
-__all__ = ["init_mlp", "train", "finetune_centroids", "gradients"]
+__all__ = ["init_mlp", "train", "finetune_centroids", "gradients", "Distill",
+           "loss_and_logit_grad"]
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Distillation targets: ``logits`` (float[N, classes]) of the teacher for the training
+    inputs, row for row; ``temperature`` T > 0; ``weight`` a in [0, 1] of the soft term."""
+
+    logits: np.ndarray
+    temperature: float = 4.0
+    weight: float = 0.5
+
+    def __post_init__(self):
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"--temperature {self.temperature}: use a positive number")
+        if not (np.isfinite(self.weight) and 0.0 <= self.weight <= 1.0):
+            raise ValueError(f"--distill-weight {self.weight}: use a number in [0, 1]")
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def loss_and_logit_grad(logits, y, teacher=None, temperature: float = 1.0,
+                        weight: float = 0.0):
+    """Mean loss over the batch and its gradient with respect to ``logits``.
+
+    Without ``teacher`` (its logits) the loss is cross-entropy with the labels ``y``;
+    with it, ``(1 - weight) · CE + weight · T² · KL(softmax(teacher/T) ‖ softmax(logits/T))``.
+    """
+    logits = np.asarray(logits)
+    n = logits.shape[0]
+    p = _softmax(logits)
+    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
+    g = p.copy()
+    g[np.arange(n), y] -= 1
+    if teacher is None or weight == 0.0:
+        return loss, g / n
+    t = temperature
+    q = _softmax(np.asarray(teacher, np.float64) / t)
+    pt = _softmax(logits.astype(np.float64) / t)
+    kl = float(np.mean(np.sum(q * (np.log(q + 1e-300) - np.log(pt + 1e-300)), axis=1)))
+    loss = (1 - weight) * loss + weight * t * t * kl
+    # d/dz of T² · KL(q ‖ softmax(z/T)) is T · (softmax(z/T) − q).
+    g = (1 - weight) * g + weight * t * (pt - q)
+    return loss, g / n
 
 
 def init_mlp(sizes: list[int], seed: int = 0, names=None) -> Mlp:
@@ -25,18 +75,13 @@ def init_mlp(sizes: list[int], seed: int = 0, names=None) -> Mlp:
     return Mlp(layers)
 
 
-def gradients(model: Mlp, x: np.ndarray, y: np.ndarray):
-    """Mean cross-entropy loss and ``[(dW, db)]`` per layer for one batch."""
+def gradients(model: Mlp, x: np.ndarray, y: np.ndarray, teacher=None,
+              temperature: float = 1.0, weight: float = 0.0):
+    """Mean loss and ``[(dW, db)]`` per layer for one batch; ``teacher`` (the teacher's
+    logits for ``x``) adds the distillation term (:func:`loss_and_logit_grad`)."""
     acts = model.activations(x)
-    logits = acts[-1]
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    n = x.shape[0]
-    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
-    g = p
-    g[np.arange(n), y] -= 1
-    g /= n
+    loss, g = loss_and_logit_grad(acts[-1], y, teacher, temperature, weight)
+    g = g.astype(np.float32)
     grads = [None] * len(model.layers)
     for i in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[i]
@@ -71,13 +116,29 @@ def _batches(n, batch, rng):
 
 
 def train(model: Mlp, x, y, epochs: int = 60, lr: float = 1e-3, batch: int = 64,
-          seed: int = 0, weight_decay: float = 0.0, progress=None) -> Mlp:
-    """Train ``model`` in place; layers with a ``mask`` keep pruned weights at 0."""
+          seed: int = 0, weight_decay: float = 0.0, progress=None,
+          distill: Distill | None = None) -> Mlp:
+    """Train ``model`` in place; layers with a ``mask`` keep pruned weights at 0.
+    ``distill``: mix the teacher's softened outputs into the targets."""
     with threadpool_limits(1):  # small matrices; one thread is faster and reproducible
-        return _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress)
+        return _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress, distill)
 
 
-def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress):
+def _teacher(distill, idx):
+    if distill is None:
+        return {}
+    return {"teacher": distill.logits[idx], "temperature": distill.temperature,
+            "weight": distill.weight}
+
+
+def _check_distill(distill, x):
+    if distill is not None and np.shape(distill.logits)[0] != len(x):
+        raise ValueError(f"distillation: {np.shape(distill.logits)[0]} teacher outputs for "
+                         f"{len(x)} training inputs")
+
+
+def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress, distill):
+    _check_distill(distill, x)
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)
@@ -85,7 +146,7 @@ def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress):
     opt = _Adam(params, lr)
     for epoch in range(epochs):
         for idx in _batches(len(x), batch, rng):
-            _, grads = gradients(model, x[idx], y[idx])
+            _, grads = gradients(model, x[idx], y[idx], **_teacher(distill, idx))
             flat = []
             for layer, (dw, db) in zip(model.layers, grads, strict=False):
                 if weight_decay:
@@ -103,14 +164,16 @@ def _train(model, x, y, epochs, lr, batch, seed, weight_decay, progress):
 
 
 def finetune_centroids(model: Mlp, shared: list, x, y, epochs: int = 20, lr: float = 1e-4,
-                       batch: int = 64, seed: int = 0, progress=None) -> Mlp:
+                       batch: int = 64, seed: int = 0, progress=None,
+                       distill: Distill | None = None) -> Mlp:
     """Trained quantization: update every layer's codebook by its clusters' summed
     gradients (biases train too); ``model``'s weights track the codebooks."""
     with threadpool_limits(1):
-        return _finetune(model, shared, x, y, epochs, lr, batch, seed, progress)
+        return _finetune(model, shared, x, y, epochs, lr, batch, seed, progress, distill)
 
 
-def _finetune(model, shared, x, y, epochs, lr, batch, seed, progress):
+def _finetune(model, shared, x, y, epochs, lr, batch, seed, progress, distill):
+    _check_distill(distill, x)
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)
@@ -123,7 +186,7 @@ def _finetune(model, shared, x, y, epochs, lr, batch, seed, progress):
     opt = _Adam(params, lr)
     for epoch in range(epochs):
         for idx in _batches(len(x), batch, rng):
-            _, grads = gradients(model, x[idx], y[idx])
+            _, grads = gradients(model, x[idx], y[idx], **_teacher(distill, idx))
             flat = []
             for s, k, lab, (dw, db) in zip(shared, kept, labels, grads, strict=True):
                 dc = np.bincount(lab, weights=dw.reshape(-1)[k], minlength=s.codebook.size)
