@@ -18,7 +18,7 @@ __all__ = ["main", "COMMAND_MODULES"]
 
 #: In data-flow order: compression front end, engines, simulation, boards.
 COMMAND_MODULES = ["quantize.commands", "nnaccel.commands.verilog", "nnaccel.commands.gemm",
-                   "nnaccel.commands.spmv", "nnaccel.commands.board"]
+                   "nnaccel.commands.spmv", "nnaccel.commands.board", "nnaccel.commands.sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -128,7 +128,8 @@ def run_sweep(points, results, *, scheduler: str | None = None, workers: int | N
             finish(point, key, measure_task(point.to_dict()))
     elif todo:
         _run_dask(todo, finish, scheduler, workers)
-    bar.update("", final=True)
+    if todo:
+        bar.update("", final=True)
     return SweepRun(len(keyed), len(keyed) - len(todo), bar.done, bar.failed,
                     time.monotonic() - start)
 

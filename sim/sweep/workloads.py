@@ -20,8 +20,6 @@ EIE engine (each workload is one sparse layer with one input vector):
 import re
 from functools import cache
 
-import numpy as np
-
 from hw.eie import EieConfig
 from sim.bench.convs import LAYERS as CONV_LAYERS
 from sim.bench.convs import gemm as conv_gemm
@@ -29,7 +27,7 @@ from sim.bench.eie import EIE_LAYERS
 from sim.bench.eie import SEED as EIE_SEED
 from sim.eie import random_layer
 
-__all__ = ["ENGINE_OF", "expand", "gemms", "eie_layer", "describe"]
+__all__ = ["ENGINE_OF", "expand", "gemms", "eie_layer"]
 
 #: Workload kind -> the engine that runs it.
 ENGINE_OF = {"gemm": "systolic", "conv": "systolic", "eie": "eie", "layer": "eie"}
@@ -110,11 +108,3 @@ def eie_layer(text: str, config: EieConfig):
         seed = LAYER_SEED
     return random_layer(config, i, o, d, ad, seed=seed)
 
-
-def describe(text: str) -> dict:
-    """Shape facts of a workload for tables: GEMM count or layer size."""
-    kind = text.split(":", 1)[0]
-    if ENGINE_OF.get(kind) == "systolic":
-        g = gemms(text)
-        return {"gemms": len(g), "dense_macs": int(np.sum([m * k * n for m, k, n in g]))}
-    return {}
