@@ -28,6 +28,7 @@ import numpy as np
 from hw.systolic.config import SystolicConfig
 from hw.systolic.driver import GemmJob, model_cycles
 from sim.golden import host_ops
+from sim.golden.softmax import int8_softmax
 
 from .backends import backend as backend_of
 from .graph_kernels import KERNELS
@@ -162,6 +163,8 @@ def _gemm_layer(layer, x, cfg, engine, progress, lut=None):
     """Run one engine layer on int8 input ``x`` (batch first), through the activation
     table ``lut`` if given; ``(y, record)``."""
     p = layer.p
+    if p.get("rounding", cfg.rounding) != cfg.rounding:   # an imported kernel's own rounding
+        cfg = cfg.replace(rounding=p["rounding"])
     batch = x.shape[0]
     lw = lower(layer.node, layer.in_shape, batch)
     if lw.kind == "linear":
@@ -229,6 +232,8 @@ def _host_layer(layer, values):
         return host_ops.lut(x, p["table"])
     if kind == "reshape":
         return x.reshape(x.shape[0], *layer.shape)
+    if kind == "int8_softmax":
+        return int8_softmax(x, **p)
     raise ValueError(f"node {layer.name!r} ({layer.op}): no host op {kind!r}")
 
 
