@@ -102,6 +102,7 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
     acts = None if calibration is None else compressed.final.activations(calibration)
     n = len(compressed.shared)
     relu = getattr(compressed.final, "relu", True)     # False for --activation none
+    flags = getattr(compressed.final, "relu_flags", None)  # per layer (low-rank factors)
     ptr_dtype = "<u2" if config.ptr_bits <= 16 else "<u4"
     for i, (layer, s) in enumerate(zip(compressed.final.layers, compressed.shared, strict=False)):
         if not s.reserve_zero or s.bits > config.index_bits:
@@ -125,7 +126,7 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
         total += sum(f["bytes"] for f in files.values() if f["memory"])
         layers.append({
             "name": layer.name, "in": layer.shape[1], "out": layer.shape[0],
-            "relu": relu and i < n - 1, "files": files,
+            "relu": relu and i < n - 1 if flags is None else flags[i], "files": files,
             "pe_entries": enc.entry_counts.tolist(),
             "pe_words": [int(len(w)) for w in words],
             "padding_entries": int(enc.padding_counts.sum()),

@@ -55,10 +55,11 @@ def write_layers(compressed, config, out, calibration) -> tuple[list, int, dict]
     acts = compressed.final.activations(np.asarray(calibration, np.float32))
     layers, total = [], 0
     n = len(compressed.shared)
+    flags = getattr(compressed.final, "relu_flags", None)  # per layer (low-rank factors)
     params = [activation_params(a.min(), a.max()) for a in acts]
     for i, layer in enumerate(compressed.final.layers):
         (s_in, zp_in), (s_out, zp_out) = params[i], params[i + 1]
-        relu = i < n - 1
+        relu = i < n - 1 if flags is None else flags[i]
         if relu:  # ReLU outputs: range [0, max], zero point at the bottom
             s_out, zp_out = activation_params(0.0, acts[i + 1].max())
             params[i + 1] = (s_out, zp_out)

@@ -1,0 +1,268 @@
+"""Low-rank factorization of FC layers: ``W ≈ U·V`` as two layers with no activation between.
+
+With the SVD ``W = P·diag(s)·Qᵀ`` (``s`` descending), the rank-``r`` truncation
+``W_r = P_r·diag(s_r)·Q_rᵀ`` is the best rank-``r`` approximation in the Frobenius norm
+(Eckart-Young) and ``||W - W_r||²_F = Σ_{i > r} s_i²``. The layer becomes
+``V = diag(√s_r)·Q_rᵀ`` (``r × in``, no bias, **no activation after it**) followed by
+``U = P_r·diag(√s_r)`` (``out × r``, the original bias and activation); the square roots
+split the scale evenly so both factors quantize alike. A layer is factored only if
+``r·(in + out) < in·out``.
+
+The rank comes from a target (``{"fc1": 32}``), a compression of the layer's parameters
+(:func:`rank_for_compression`) or the fraction of ``Σ s²`` kept (:func:`rank_for_energy`).
+The factors are ordinary layers: they can be fine-tuned, pruned
+(:func:`quantize.prune.prune_sparsity`) and shared (:func:`quantize.share.share_weights`),
+which :func:`compress_factored` does, ending in a :class:`~quantize.compress.Compressed`
+that the image writers take. A :class:`FactoredMlp` carries a ReLU flag per layer
+(``relu_flags``), which both engines' image writers read: EIE writes the linear layer back
+without ReLU and the systolic engine clamps it to the full int8 range.
+"""
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .compress import Compressed, parse_sparsity
+from .model import Layer, Mlp
+from .prune import prune_sparsity
+from .share import SharedLayer, share_weights
+from .storage import layer_storage
+from .ternary import Adam
+
+__all__ = ["FactoredMlp", "svd_factor", "truncation_error", "rank_for_energy",
+           "rank_for_compression", "parse_ranks", "factorize", "gradients", "finetune",
+           "compress_factored"]
+
+#: Suffixes of a factored layer's two halves: ``fc1.v`` (r × in) then ``fc1.u`` (out × r).
+FIRST, SECOND = ".v", ".u"
+
+
+class FactoredMlp(Mlp):
+    """An :class:`~quantize.model.Mlp` with a ReLU flag per layer (``relu_flags[i]``: a ReLU
+    after layer ``i``; the last layer has none)."""
+
+    def __init__(self, layers: list[Layer], relu_flags=None):
+        super().__init__(layers)
+        n = len(self.layers)
+        flags = [i < n - 1 for i in range(n)] if relu_flags is None else list(relu_flags)
+        if len(flags) != n:
+            raise ValueError(f"{len(flags)} ReLU flags for {n} layers")
+        if flags[-1]:
+            raise ValueError("the last layer has no activation after it (its outputs are the "
+                             "logits)")
+        self.relu_flags = [bool(f) for f in flags]
+
+    def copy(self) -> "FactoredMlp":
+        return FactoredMlp([layer.copy() for layer in self.layers], self.relu_flags)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.activations(x)[-1]
+
+    def activations(self, x: np.ndarray) -> list[np.ndarray]:
+        h = np.asarray(x, dtype=np.float32)
+        if h.ndim != 2 or h.shape[1] != self.sizes[0]:
+            raise ValueError(f"inputs must have shape (batch, {self.sizes[0]}), got {h.shape}")
+        out = [h]
+        for layer, relu in zip(self.layers, self.relu_flags, strict=True):
+            h = h @ layer.weight.T + layer.bias
+            if relu:
+                h = np.maximum(h, 0)
+            out.append(h)
+        return out
+
+
+def svd_factor(weight: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(u, v, s)``: ``u`` (out × rank) and ``v`` (rank × in) with ``u @ v`` the rank-``rank``
+    truncation of ``weight``, and all singular values ``s`` (descending)."""
+    w = np.asarray(weight, np.float64)
+    if not 1 <= rank <= min(w.shape):
+        raise ValueError(f"rank {rank}: use 1 to {min(w.shape)} for a {w.shape[0]} x "
+                         f"{w.shape[1]} layer")
+    p, s, qt = np.linalg.svd(w, full_matrices=False)
+    root = np.sqrt(s[:rank])
+    return (p[:, :rank] * root).astype(np.float32), (root[:, None] * qt[:rank]).astype(
+        np.float32), s
+
+
+def truncation_error(s: np.ndarray, rank: int) -> float:
+    """``Σ_{i > rank} s_i²``: the squared Frobenius error of the rank-``rank`` truncation."""
+    return float(np.sum(np.square(np.asarray(s, np.float64)[rank:])))
+
+
+def rank_for_energy(s: np.ndarray, energy: float) -> int:
+    """The smallest rank whose singular values keep at least ``energy`` of ``Σ s²``."""
+    if not 0.0 < energy <= 1.0:
+        raise ValueError(f"retained energy {energy}: use a fraction in (0, 1]")
+    e = np.square(np.asarray(s, np.float64))
+    kept = np.cumsum(e) / e.sum()
+    return int(min(np.searchsorted(kept, energy * (1 - 1e-12)) + 1, e.size))
+
+
+def rank_for_compression(shape: tuple[int, int], ratio: float) -> int:
+    """The largest rank whose two factors hold at most ``in·out / ratio`` weights (>= 1)."""
+    if ratio <= 1.0:
+        raise ValueError(f"low-rank compression {ratio}: use a ratio above 1")
+    out_f, in_f = shape
+    return max(1, int(out_f * in_f / (ratio * (out_f + in_f))))
+
+
+def parse_ranks(text: str | dict, names: list[str]) -> dict:
+    """``fc1=64,fc2=32`` → ``{"fc1": 64, "fc2": 32}`` (layers not named stay whole)."""
+    if isinstance(text, dict):
+        out = dict(text)
+    else:
+        out = {}
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            name, eq, value = part.partition("=")
+            if not eq or not value.strip().isdigit():
+                raise ValueError(f"--low-rank {text!r}: use layer=rank pairs, e.g. fc1=32")
+            out[name.strip()] = int(value)
+    unknown = sorted(set(out) - set(names))
+    if unknown:
+        raise ValueError(f"--low-rank names unknown layers {', '.join(unknown)} "
+                         f"(layers: {', '.join(names)})")
+    return out
+
+
+def factorize(model: Mlp, ranks: dict | str | None = None, energy: float | None = None,
+              ratio: float | None = None) -> tuple[FactoredMlp, dict]:
+    """``(factored model, {layer: {"rank", "error2", "discarded2", "energy"}})``.
+
+    Exactly one of ``ranks`` (layer → rank), ``energy`` (retained fraction of ``Σ s²``, every
+    layer) or ``ratio`` (parameter compression of every layer) chooses the ranks; a layer
+    whose factors would not be smaller stays whole."""
+    if sum(a is not None for a in (ranks, energy, ratio)) != 1:
+        raise ValueError("give one of ranks, energy or ratio")
+    names = [layer.name for layer in model.layers]
+    wanted = parse_ranks(ranks, names) if ranks is not None else {}
+    relu = getattr(model, "relu_flags", [i < len(names) - 1 for i in range(len(names))])
+    layers, flags, info = [], [], {}
+    for layer, act in zip(model.layers, relu, strict=True):
+        out_f, in_f = layer.shape
+        s = np.linalg.svd(np.asarray(layer.weight, np.float64), compute_uv=False)
+        if energy is not None:
+            rank = rank_for_energy(s, energy)
+        elif ratio is not None:
+            rank = rank_for_compression(layer.shape, ratio)
+        else:
+            rank = wanted.get(layer.name)
+        if rank is None or rank * (in_f + out_f) >= in_f * out_f:
+            layers.append(layer.copy())
+            flags.append(act)
+            continue
+        u, v, s = svd_factor(layer.weight, rank)
+        err = float(np.sum((np.asarray(layer.weight, np.float64) - u.astype(np.float64)
+                            @ v.astype(np.float64)) ** 2))
+        layers += [Layer(layer.name + FIRST, v, np.zeros(rank)),
+                   Layer(layer.name + SECOND, u, layer.bias.copy())]
+        flags += [False, act]
+        info[layer.name] = {"rank": rank, "error2": err, "discarded2": truncation_error(s, rank),
+                            "energy": 1 - truncation_error(s, rank) / float(np.sum(s * s))}
+    return FactoredMlp(layers, flags), info
+
+
+def gradients(model: FactoredMlp, x: np.ndarray, y: np.ndarray):
+    """Mean softmax cross-entropy and ``[(dW, db)]`` per layer; a ReLU's derivative only
+    where the model has one."""
+    acts = model.activations(x)
+    z = acts[-1] - acts[-1].max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = x.shape[0]
+    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
+    g = p
+    g[np.arange(n), y] -= 1
+    g /= n
+    grads = [None] * len(model.layers)
+    for i in range(len(model.layers) - 1, -1, -1):
+        grads[i] = (g.T @ acts[i], g.sum(axis=0))
+        if i:
+            g = g @ model.layers[i].weight
+            if model.relu_flags[i - 1]:
+                g = g * (acts[i] > 0)
+    return loss, grads
+
+
+def finetune(model: FactoredMlp, x, y, epochs: int = 20, lr: float = 5e-4, batch: int = 64,
+             seed: int = 0, shared: list[SharedLayer] | None = None) -> FactoredMlp:
+    """Train ``model`` in place (Adam, seeded batches). Masked layers keep pruned weights at
+    0; with ``shared`` the codebooks train instead (each entry by its cluster's summed
+    gradient, a reserved zero fixed) and the weights follow them."""
+    with threadpool_limits(1):
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.int64)
+        rng = np.random.default_rng(seed)
+        if shared is not None:
+            for layer, s in zip(model.layers, shared, strict=True):
+                layer.weight = s.weight()
+            params = [p for s, layer in zip(shared, model.layers, strict=True)
+                      for p in (s.codebook, layer.bias)]
+        else:
+            params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
+        opt = Adam(params, [lr] * len(params))
+        for _ in range(epochs):
+            order = rng.permutation(len(x))
+            for start in range(0, len(x), batch):
+                idx = order[start:start + batch]
+                _, grads = gradients(model, x[idx], y[idx])
+                flat = []
+                for i, (layer, (dw, db)) in enumerate(zip(model.layers, grads, strict=True)):
+                    if shared is not None:
+                        s = shared[i]
+                        dc = np.bincount(s.index[s.mask], weights=dw[s.mask],
+                                         minlength=s.codebook.size)
+                        if s.reserve_zero:
+                            dc[0] = 0.0
+                        flat += [dc, db]
+                    else:
+                        flat += [dw if layer.mask is None else dw * layer.mask, db]
+                opt.step(params, flat)
+                for i, layer in enumerate(model.layers):
+                    if shared is not None:
+                        if shared[i].reserve_zero:
+                            shared[i].codebook[0] = 0.0
+                        layer.weight = shared[i].weight()
+                    elif layer.mask is not None:
+                        layer.weight *= layer.mask
+    return model
+
+
+def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsity=None,
+                      bits: int = 4, reserve_zero: bool = True, x_train=None, y_train=None,
+                      epochs: int = 20, lr: float = 5e-4, finetune_epochs: int = 10,
+                      finetune_lr: float = 1e-4, index_bits: int = 5, seed: int = 0,
+                      progress=None) -> Compressed:
+    """Factor (:func:`factorize`), fine-tune, prune the factors to ``sparsity`` (a number or
+    ``{layer: sparsity}`` over the factored layers' names, e.g. ``fc1.v``) and retrain,
+    share ``bits``-bit codebooks and fine-tune them; without ``x_train``/``y_train`` no
+    training (magnitude pruning and plain sharing)."""
+    say = progress or (lambda msg: None)
+    work, info = factorize(model, ranks, energy, ratio)
+    log = {"method": "low-rank", "factors": info}
+    trained = x_train is not None
+    if trained:
+        if y_train is None:
+            raise ValueError("training needs labels (y_train)")
+        say(f"low-rank: fine-tuning the factors {epochs} epochs")
+        finetune(work, x_train, y_train, epochs, lr, seed=seed)
+        log["factored_train_accuracy"] = work.accuracy(x_train, y_train)
+    if sparsity is not None:
+        targets = parse_sparsity(sparsity, [layer.name for layer in work.layers])
+        for layer in work.layers:
+            layer.mask = prune_sparsity(layer.weight, targets[layer.name])
+            layer.weight = np.where(layer.mask, layer.weight, np.float32(0))
+        if trained:
+            say(f"low-rank: retraining the pruned factors {epochs} epochs")
+            finetune(work, x_train, y_train, epochs, lr, seed=seed + 1)
+    pruned = work.copy()
+    shared = [share_weights(layer.weight, layer.mask, bits, reserve_zero=reserve_zero,
+                            seed=seed) for layer in work.layers]
+    for layer, s in zip(work.layers, shared, strict=True):
+        layer.weight = s.weight()
+    if trained and finetune_epochs:
+        say(f"low-rank: fine-tuning the codebooks {finetune_epochs} epochs")
+        finetune(work, x_train, y_train, finetune_epochs, finetune_lr, seed=seed + 2,
+                 shared=shared)
+        log["final_train_accuracy"] = work.accuracy(x_train, y_train)
+    storage = [layer_storage(layer.name, s.mask, s.index, bits, index_bits)
+               for layer, s in zip(work.layers, shared, strict=True)]
+    return Compressed(model.copy(), pruned, work, shared, storage, log)
