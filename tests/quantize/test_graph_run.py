@@ -13,6 +13,7 @@ from quantize.graph_quant import quantize_graph
 from quantize.graph_run import plan_config, run_graph
 from sim.golden.systolic import accumulate, requantize
 
+from .test_graph_blocks import RTL_CONFIG, STALL
 from .test_graph_quant import GRAPHS, _conv, _linear, inputs, lenet
 
 
@@ -201,11 +202,22 @@ def test_table_activations_after_a_gemm_run_in_the_engine():
         assert fused.cycles >= host.cycles
 
 
+def test_stalls_go_to_the_rtl_backend_only():
+    g = lenet()
+    qg = quantize_graph(g, inputs(g, 8, 75))
+    with pytest.raises(ValueError, match=r"^stall=0.2: random stalls apply to the rtl "
+                                         r"backend only, not golden$"):
+        run_graph(qg, inputs(g, 1, 76), "golden", stall=0.2)
+    with pytest.raises(ValueError, match=r"^stall probability 1.0: use 0 <= p < 1$"):
+        run_graph(qg, inputs(g, 1, 76), "rtl", stall=1.0)
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_rtl_equals_golden_on_the_4x4_preset(name):
-    """Every output word; the preset's buffers hold every layer in M chunks and N groups,
-    so one (cached) Verilator build serves all graphs."""
+    """Every output word, with random idle and backpressure cycles on every stream; the
+    preset's buffers hold every layer in M chunks and N groups, so one (cached) Verilator
+    build serves all graphs."""
     g = GRAPHS[name]()
     qg = quantize_graph(g, inputs(g, 64, 80))
     x = inputs(g, 3 if name == "lenet" else 2, 81)
@@ -213,14 +225,15 @@ def test_rtl_equals_golden_on_the_4x4_preset(name):
     cfg = plan_config(qg, len(x), base=base)
     assert cfg == base
     golden = run_graph(qg, x, "golden", config=cfg)
-    rtl = run_graph(qg, x, "rtl", config=cfg)
+    rtl = run_graph(qg, x, "rtl", config=cfg, stall=STALL, seed=1)
     np.testing.assert_array_equal(rtl.output, golden.output)
     if name == "ffn":       # the GELU ran in the engine's output stage on both
         assert [r["where"] for r in rtl.layers] == ["engine", "fused", "engine"]
         assert [r["where"] for r in golden.layers] == ["engine", "fused", "engine"]
     measured = [r["cycles"] for r in rtl.layers if r["where"] == "engine"]
     model = [r["cycles"] for r in golden.layers if r["where"] == "engine"]
-    print(f"{name}: rtl cycles {measured}, model {model}\n{rtl.table()}")
+    print(f"{name}, stall {STALL}: rtl cycles {measured}, model (no stalls) {model}\n"
+          f"{rtl.table()}")
     assert all(c > 0 for c in measured)
 
 
@@ -247,9 +260,12 @@ def test_trained_digits_cnn_keeps_its_accuracy_in_int8(digits_cnn):
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_trained_digits_cnn_rtl_equals_golden_on_the_8x8_preset(digits_cnn):
+    """Every output word under random stalls, on the 8×8 engine the block tests build."""
     g, xtr, xte, _ = digits_cnn
     qg = quantize_graph(g, xtr[:500])
-    cfg = plan_config(qg, 8, base=PRESETS["8x8"])
+    cfg = plan_config(qg, 8, base=RTL_CONFIG)
+    assert cfg == RTL_CONFIG
     golden = run_graph(qg, xte[:8], "golden", config=cfg)
-    rtl = run_graph(qg, xte[:8], "rtl", config=cfg)
+    rtl = run_graph(qg, xte[:8], "rtl", config=cfg, stall=STALL, seed=2)
     np.testing.assert_array_equal(rtl.output, golden.output)
+    print(f"digits CNN, 8 images, stall {STALL}:\n{rtl.table()}")
