@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.eie import EieConfig
-from hw.systolic import SystolicConfig
+from hw.systolic import ROUNDING_MODES, SystolicConfig
 from quantize.atomic import output_file
 from sim import budget
 from sim.engines import ENGINES, engine
@@ -25,8 +25,9 @@ def add_systolic_arguments(parser, *, depths_default=None):
                         help="accumulator words (max M)")
     parser.add_argument("--param-depth", type=int, default=depths_default,
                         help="parameter words (max N / cols)")
-    parser.add_argument("--rounding", choices=["double", "single"], default="double",
-                        help="TFLite requantization rounding path")
+    parser.add_argument("--rounding", choices=list(ROUNDING_MODES), default="double",
+                        help="requantization rounding: the LiteRT kernels each matches are "
+                             "in docs/systolic.md")
 
 
 def systolic_config_from_args(args, **defaults):
