@@ -20,7 +20,7 @@ from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
 from .onnx_import import load_onnx_graph
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
-from .run import run_graph_image, run_image
+from .run import cycles_path, read_cycles, record_cycles, run_graph_image, run_image
 from .sensitivity import Metric as ValMetric
 from .sensitivity import bits_scan, pick_bits, prune_scan, search, validation_split
 from .share import MAX_BITS, MIN_BITS
@@ -117,8 +117,12 @@ def register(subparsers) -> None:
                                              "of an image")
     p.add_argument("image", help="directory written by nnaccel compress")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
-    p.add_argument("--batch", type=int, default=1,
-                   help="inputs per run for the cycle estimates (default 1)")
+    p.add_argument("--batch", type=int,
+                   help="inputs per run for the cycle estimates (default 1, or the run's "
+                        "with --cycles)")
+    p.add_argument("--cycles", metavar="FILE",
+                   help="cycles a run measured (Y.cycles.json beside nnaccel run's -o Y.npy "
+                        "on rtl), shown beside the cost model")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("run", help="run a compressed network on golden models or RTL")
@@ -464,7 +468,7 @@ def cmd_compress(args) -> int:
                        val_fraction=fraction, max_bits=max_bits, progress=say)
         if args.sensitivity:
             _print_scans(found.prune_curves, found.bits_drops, found.bits, args.max_loss,
-                         "of the chosen pruned model")
+                         ("of the float model", "of the chosen pruned model"))
         spec = dataclasses.replace(spec, sparsity=found.sparsity, bits=found.bits)
         if x_train is not None:
             fit, _ = validation_split(len(x_train), fraction, args.seed, y_train)
@@ -531,18 +535,18 @@ def _sensitivity(model, spec, x_train, y_train, calibration, fraction, max_bits)
     picks = pick_bits(drops, budget_points, max_bits)
     print(f"validation split: {len(val)} of {len(data)} inputs (seed {spec.seed}); float "
           f"{metric.kind} {metric(model):.2f} %")
-    _print_scans(curves, drops, picks, budget_points, "of the float model")
+    _print_scans(curves, drops, picks, budget_points, ("of the float model",) * 2)
     return picks
 
 
 def _print_scans(curves, drops, picks, budget_points, what) -> None:
     names = list(curves)
     sparsities = list(next(iter(curves.values())))
-    print(f"accuracy drop (points) {what}, one layer pruned at a time:")
+    print(f"accuracy drop (points) {what[0]}, one layer pruned at a time:")
     print("  sparsity " + "".join(f"{n:>9}" for n in names))
     for s in sparsities:
         print(f"  {s:8.2f} " + "".join(f"{curves[n][s]:9.2f}" for n in names))
-    print(f"accuracy drop (points) {what}, one layer shared at a time:")
+    print(f"accuracy drop (points) {what[1]}, one layer shared at a time:")
     print("  bits     " + "".join(f"{n:>9}" for n in names))
     for b in next(iter(drops.values())):
         print(f"  {b:8d} " + "".join(f"{drops[n][b]:9.2f}" for n in names))
@@ -557,16 +561,23 @@ def _print_written(output, manifest) -> None:
 
 
 def cmd_report(args) -> int:
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch {args.batch}: give 1 or more inputs")
     image = load_image(args.image)
+    measured = read_cycles(args.cycles, image) if args.cycles else None
+    batch = args.batch or (measured["inputs"] if measured else 1)
+    if measured is not None and batch != measured["inputs"]:
+        raise ValueError(f"--batch {batch}: --cycles {args.cycles} measured a run of "
+                         f"{measured['inputs']} inputs; give that or leave --batch out")
     if args.json:
-        print(json.dumps({**report_json(image), "per_layer": layer_rows(image, args.batch)},
-                         indent=1))
+        extra = {} if measured is None else {"measured": {
+            k: measured[k] for k in ("backend", "inputs", "total_cycles")}}
+        print(json.dumps({**report_json(image), "per_layer": layer_rows(image, batch, measured),
+                          **extra}, indent=1))
         return 0
     print(format_table(image))
     print()
-    print(format_layers(image, args.batch))
+    print(format_layers(image, batch, measured))
     for path in write_plots(image, Path(args.image)):
         print(f"wrote {path}")
     return 0
@@ -577,7 +588,8 @@ def cmd_run(args) -> int:
     out = Path(args.output)
     if out.suffix != ".npy":
         raise ValueError(f"-o {out}: outputs are written as a NumPy .npy file; name it *.npy")
-    check_outputs([("-o", out)], [("--input", args.input), ("the image", args.image)])
+    check_outputs([("-o", out), ("-o", cycles_path(out))],
+                  [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
     x = load_array(args.input, "--input")
     say = _progress("run")
@@ -595,7 +607,9 @@ def cmd_run(args) -> int:
           f"{args.engine} model"
     if result.cycles is not None:
         msg += f", {result.cycles} cycles ({result.cycles / len(result.outputs):.0f} per input)"
-    print(msg)
+    sidecar = record_cycles(out, image, args.engine, len(result.outputs), result.cycles,
+                            result.info.get("layer_cycles"))
+    print(msg + (f"; cycles in {sidecar}" if sidecar else ""))
     return 0
 
 
@@ -608,7 +622,9 @@ def _run_graph(image, x, out: Path, engine: str, say) -> int:
             np.save(f, run.float_output, allow_pickle=False)
     print(run.table())
     n = len(run.float_output)
+    sidecar = record_cycles(out, image, engine, n, run.cycles if engine == "rtl" else None,
+                            [r["cycles"] for r in run.layers if r["where"] == "engine"])
     print(f"{out}: {n} outputs from the systolic {engine} model "
           f"({'measured' if engine == 'rtl' else 'cost model'}), {run.cycles} engine cycles "
-          f"({run.cycles / n:.0f} per input)")
+          f"({run.cycles / n:.0f} per input)" + (f"; cycles in {sidecar}" if sidecar else ""))
     return 0

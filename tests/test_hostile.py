@@ -85,7 +85,7 @@ CASES = [
     ("compress m.npz --engine eie --pes 8 --sparsity 0.9999 -o c7", "removed every weight"),
     ("compress m.npz --engine eie --quality 1e9 -o c7", "removed every weight"),
     # compress: flags
-    ("compress m.npz --engine eie --bits 3 -o c", "use --bits 4 with --engine eie"),
+    ("compress m.npz --engine eie --bits 5 -o c", "use 2 to 4 bits per layer with --engine eie"),
     ("compress m.npz --engine systolic --bits 9 --calibration x.npy -o c", "use 2 to 8"),
     ("compress m.npz --engine systolic --rows 0 --calibration x.npy -o c", "rows=0"),
     ("compress m.npz --engine systolic --cols -3 --calibration x.npy -o c", "cols=-3"),

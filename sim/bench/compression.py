@@ -7,7 +7,12 @@
 * a 25088 × 4096 layer (VGG-6's size): prune to 4 % + 4-bit sharing + interleaved-CSC
   encoding for 64 PEs, wall time per step and peak memory (in a subprocess);
 * 1-D k-means on 10 M weights against ``sklearn.cluster.KMeans`` from the same initial
-  centroids, time and inertia side by side.
+  centroids, time and inertia side by side;
+* an accuracy budget on a net the project did not train: scikit-learn's
+  ``MLPClassifier((300, 100))`` on a 1,400/397 digits split, compressed for EIE with
+  16 PEs by ``--max-loss 0.5`` (per-layer sparsity and bits chosen on a validation split
+  of the training data), test accuracy on the golden model and the RTL, two splits, with
+  and without distillation, beside the README's uniform recipe.
 """
 
 import json
@@ -23,7 +28,9 @@ from quantize.compress import CompressSpec, compress
 from quantize.digits import BITS, SPARSITY, load_digits_split, train_digits_mlp
 from quantize.image import load_image
 from quantize.kmeans import inertia, init_centroids, kmeans_1d
+from quantize.model import Layer, Mlp
 from quantize.run import run_image
+from quantize.sensitivity import search, validation_split
 from quantize.share import share_weights
 from quantize.storage import layer_storage, totals
 from sim import engines
@@ -125,6 +132,82 @@ def _digits(out_dir: Path) -> dict:
     return res
 
 
+def sklearn_digits(split_seed: int):
+    """``(model, x_train, y_train, x_test, y_test)``: scikit-learn's
+    ``MLPClassifier((300, 100), max_iter=300, random_state=0)`` trained on 1,400 of the
+    digits (pixels / 16; stratified split seeded by ``split_seed``), tested on 397."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    xtr, xte, ytr, yte = train_test_split(x, data.target.astype(np.int64), test_size=397,
+                                          random_state=split_seed, stratify=data.target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((300, 100), max_iter=300, random_state=0).fit(xtr, ytr)
+    model = Mlp([Layer(f"fc{i + 1}", w.T, b)
+                 for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True))])
+    return model, xtr, ytr, xte, yte
+
+
+def _budget_run(out_dir: Path, split_seed: int, distill: bool, rtl: bool) -> dict:
+    model, xtr, ytr, xte, yte = sklearn_digits(split_seed)
+    spec = CompressSpec(bits=4, reserve_zero=True, distill=distill)
+    start = time.monotonic()
+    found = search(model, spec, 0.5, xtr, ytr, max_bits=4)
+    fit, _ = validation_split(len(xtr), 0.2, spec.seed, ytr)
+    name = f"sklearn_split{split_seed}{'_distill' if distill else ''}"
+    _, manifest = compress_to_image(model, "eie", spec, out_dir / name, x_train=xtr[fit],
+                                    y_train=ytr[fit], compressed=found.compressed, pes=16)
+    image = load_image(out_dir / name)
+    golden = run_image(image, xte).outputs
+    row = {"split_seed": split_seed, "distill": distill, "seconds": time.monotonic() - start,
+           **{k: v for k, v in found.as_dict().items() if k not in ("prune_curves", "tried")},
+           "candidates_tried": len(found.tried),
+           "compression_ratio": manifest["compression"]["compression_ratio"],
+           "image_bytes": manifest["compression"]["image_bytes"],
+           "float_test_accuracy": model.accuracy(xte, yte),
+           "compressed_float_test_accuracy": found.compressed.final.accuracy(xte, yte),
+           "golden_test_accuracy": float(np.mean(golden.argmax(1) == yte))}
+    if rtl:
+        start = time.monotonic()
+        run = run_image(image, xte, "rtl")
+        row["rtl_test_accuracy"] = float(np.mean(run.outputs.argmax(1) == yte))
+        row["rtl_equals_golden"] = bool(np.array_equal(run.outputs, golden))
+        row["rtl_cycles_per_input"] = run.cycles / len(xte)
+        row["rtl_seconds"] = time.monotonic() - start
+    return row
+
+
+def budget_figure(out_dir: Path, rtl: bool = True) -> dict:
+    """The accuracy-budget figure (see the module docstring); ``rtl`` runs the test images
+    on the EIE RTL (one Verilator build per image config)."""
+    out_dir = Path(out_dir)
+    res = {"target": "compression >= 45x (paper accounting), <= 0.5 point test loss on the "
+                     "RTL, EIE 16 PEs", "max_loss": 0.5, "runs": [], "recipe": []}
+    for split_seed in (0, 1):
+        model, xtr, ytr, xte, yte = sklearn_digits(split_seed)
+        c, manifest = compress_to_image(
+            model, "eie", CompressSpec(bits=4, sparsity=0.92, reserve_zero=True),
+            out_dir / f"sklearn_recipe{split_seed}", x_train=xtr, y_train=ytr, pes=16)
+        golden = run_image(load_image(out_dir / f"sklearn_recipe{split_seed}"), xte).outputs
+        res["recipe"].append({
+            "split_seed": split_seed, "sparsity": 0.92, "bits": 4,
+            "compression_ratio": manifest["compression"]["compression_ratio"],
+            "float_test_accuracy": model.accuracy(xte, yte),
+            "golden_test_accuracy": float(np.mean(golden.argmax(1) == yte))})
+        print(f"[compression] sklearn recipe split {split_seed}: {res['recipe'][-1]}", flush=True)
+        for distill in (False, True):
+            res["runs"].append(_budget_run(out_dir, split_seed, distill, rtl and not distill))
+            print(f"[compression] sklearn --max-loss 0.5 split {split_seed} distill {distill}: "
+                  f"{res['runs'][-1]}", flush=True)
+    return res
+
+
 def _vgg() -> dict:
     proc = subprocess.run([sys.executable, "-c", _VGG], capture_output=True, text=True,
                           check=True, cwd=Path(__file__).resolve().parents[2])
@@ -181,6 +264,7 @@ def main(out_dir: Path) -> dict:
     work = out_dir / "compression"
     work.mkdir(parents=True, exist_ok=True)
     res = {"digits": _digits(work)}
+    res["budget"] = budget_figure(work)
     res["vgg6_layer"] = _vgg()
     print(f"[compression] VGG-6 layer: {res['vgg6_layer']}", flush=True)
     res["kmeans_10M"] = _kmeans()
