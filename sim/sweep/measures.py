@@ -88,7 +88,12 @@ def resolve_config(point: dict):
     axes, fit = dict(point["axes"]), list(point["fit"])
     if point["engine"] == "systolic":
         gemms = [g for w in fit for g in wl.gemms(w)]
-        return SystolicConfig.fit(gemms, **axes) if gemms else SystolicConfig(**axes)
+        if not gemms:
+            return SystolicConfig(**axes)
+        config = SystolicConfig.fit(gemms, **axes)
+        for gemm in gemms:
+            config.check_gemm(*gemm)              # depths the spec gives may be too small
+        return config
     if not fit:
         return EieConfig(**{**EIE_BOARD_DEFAULTS, **axes})
     probe = EieConfig().replace(**{"acc_width": 64, **axes})
@@ -97,7 +102,12 @@ def resolve_config(point: dict):
         csc = _encoded(text, _eie_key(probe))[2]
         for name, value in probe.needs([csc]).items():
             needs[name] = max(needs.get(name, 0), value)
-    return EieConfig.fit(needs, **axes)
+    config = EieConfig.fit(needs, **axes)
+    for name, need in needs.items():
+        if getattr(config, name) < need:
+            raise ValueError(f"EieConfig.{name}={getattr(config, name)} is too small for the "
+                             f"workloads (they need {need}): raise it or leave it out")
+    return config
 
 
 def run_point(point: dict) -> dict:

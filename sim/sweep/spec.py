@@ -209,7 +209,9 @@ def _check_config(engine: str, axes: dict, loads: list, where: str) -> None:
         if engine == "systolic":
             gemms = [g for w in loads for g in wl.gemms(w)]
             if gemms:
-                SystolicConfig.fit(gemms, **axes)
+                config = SystolicConfig.fit(gemms, **axes)
+                for gemm in gemms:
+                    config.check_gemm(*gemm)
             else:
                 SystolicConfig(**axes)
         else:

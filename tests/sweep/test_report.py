@@ -1,0 +1,125 @@
+"""The sweep's derived figures, the EIE queue model, source hashes and the report files."""
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from hw.eie import EieConfig
+from hw.eie.csc import encode
+from nnaccel.cli import main
+from sim.eie import build_image, random_layer, work_cycles
+from sim.rtl import REPO
+from sim.sweep.eie_model import column_work, queue_cycles, useful_macs
+from sim.sweep.measures import SOURCES, source_hash
+from sim.sweep.report import perf_rows, synth_rows
+from sim.sweep.store import ResultStore
+
+AXES = {"rows": 8, "cols": 8}
+CONFIG = {"rows": 8, "cols": 8, "act_depth": 64}
+
+
+def _perf_record(workload, cycles, macs):
+    return {"key": workload, "status": "ok", "error": None,
+            "point": {"measure": "model", "engine": "systolic", "axes": AXES, "fit": ["w"],
+                      "workload": workload, "board": "", "clock_mhz": 0.0, "seed": 0},
+            "result": {"config": CONFIG, "cycles": cycles, "macs": macs,
+                       "macs_per_cycle": macs / cycles, "utilization": macs / 64 / cycles}}
+
+
+def _synth_record(seed, fmax, fits=True):
+    result = {"config": CONFIG, "board": "ulx3s", "seed": seed, "fits": fits}
+    if fits:
+        result |= {"fmax_mhz": fmax, "clock_met": False,
+                   "resources": {"lut": 8000, "ff": 9000, "dsp": 64, "bram": 12}}
+    else:
+        result["reason"] = "LUT4 120 % of the device"
+    return {"key": f"s{seed}", "status": "ok", "error": None, "result": result,
+            "point": {"measure": "synth", "engine": "systolic", "axes": AXES, "fit": ["w"],
+                      "workload": "", "board": "ulx3s", "clock_mhz": 0.0, "seed": seed}}
+
+
+def test_derived_figures_use_the_best_seed():
+    records = [_perf_record("gemm:a", 1000, 50_000), _synth_record(1, 120.0),
+               _synth_record(2, 100.0)]
+    (synth,) = synth_rows(records)
+    assert (synth["fmax_best_mhz"], synth["fmax_mean_mhz"], synth["fits"]) == (120, 110, True)
+    (row,) = perf_rows(records, {"boards": ["ulx3s"]})
+    assert row["fmax_source"] == "synth"
+    assert row["latency_us"] == pytest.approx(1000 / 120)          # cycles / MHz = µs
+    gops = 2 * 50_000 / (1000 / 120e6) / 1e9
+    assert row["gops"] == pytest.approx(gops)
+    assert row["gops_per_dsp"] == pytest.approx(gops / 64)
+    assert row["gops_per_klut"] == pytest.approx(gops / 8)
+
+
+def test_unsynthesized_boards_use_their_target_clock_and_no_fit_has_no_throughput():
+    records = [_perf_record("gemm:a", 500, 1000), _synth_record(1, 0, fits=False)]
+    rows = {r["board"]: r for r in perf_rows(records, {"boards": ["ulx3s", "icebreaker"]})}
+    assert rows["ulx3s"]["fits"] is False and "gops" not in rows["ulx3s"]
+    ice = rows["icebreaker"]
+    assert (ice["fmax_source"], ice["fmax_mhz"]) == ("target", 12.0)
+    assert ice["gops"] == pytest.approx(2 * 1000 * 12e6 / 500 / 1e9)
+
+
+def test_queue_model_by_hand():
+    # PE 0 has four 4-cycle columns, PE 1 one 10-cycle column last. Queues of 1 (3 slots
+    # with the column buffer): the fifth broadcast waits for PE 0 to start its second
+    # column (cycle 7), so PE 1 starts at 8 + 3 and ends at 21; deep queues let it start at
+    # 4 + 3 and PE 0's 3 + 16 = 19 is the end.
+    work = np.array([[4, 4, 4, 4, 0], [0, 0, 0, 0, 10]])
+    assert queue_cycles(work, 1) == 21
+    assert queue_cycles(work, 16) == 19
+
+
+def test_queue_model_against_the_work_bound():
+    config = EieConfig(pes=8, spmat_depth=1024, ptr_depth=2048, act_depth=64, bias_depth=64)
+    layer, acts = random_layer(config, 400, 300, 0.2, 0.6, seed=3)
+    csc = encode(layer["indices"], config)
+    cols, work = column_work(csc, config, acts)
+    image = build_image(config, [layer])
+    assert np.array_equal(work.sum(axis=1), work_cycles(image, [acts]))
+    assert list(cols) == list(np.nonzero(acts)[0])
+    dense = (layer["indices"][:, cols] != 0).sum()
+    assert useful_macs(csc, config, acts) == dense
+    cycles = [queue_cycles(work, q) for q in (1, 2, 4, 8, 16, 64)]
+    assert cycles == sorted(cycles, reverse=True)                # deeper never slower
+    assert cycles[-1] >= work.sum(axis=1).max()
+
+
+def test_source_hash_follows_only_the_measures_sources(tmp_path):
+    names = sorted({n for ns in SOURCES.values() for n in ns})
+    for name in names:
+        src, dst = REPO / name, tmp_path / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    before = {m: source_hash(m, tmp_path) for m in SOURCES}
+    assert before == {m: source_hash(m) for m in SOURCES}
+    with open(tmp_path / "sim/tb/systolic.py", "a") as f:
+        f.write("\n# changed\n")
+    after = {m: source_hash(m, tmp_path) for m in SOURCES}
+    assert after["rtl"] != before["rtl"]
+    assert after["model"] == before["model"] and after["synth"] == before["synth"]
+    with open(tmp_path / "hw/systolic/config.py", "a") as f:
+        f.write("\n# changed\n")
+    assert all(source_hash(m, tmp_path) != after[m] for m in SOURCES)
+
+
+def test_report_command_redraws_from_the_results(tmp_path, capsys):
+    store = ResultStore(tmp_path / "r.jsonl")
+    store.append({"sweep": {"boards": ["ulx3s"], "clock_mhz": []}})
+    for record in (_perf_record("gemm:a", 1000, 50_000), _perf_record("gemm:b", 10, 640),
+                   _synth_record(1, 120.0)):
+        store.append(record)
+    assert main(["sweep", "--report", str(tmp_path / "r.jsonl")]) == 0
+    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+    assert [r["workload"] for r in rows] == ["gemm:a", "gemm:b"]
+    assert float(rows[1]["gops"]) == pytest.approx(2 * 640 * 120e6 / 10 / 1e9)
+    md = (tmp_path / "r.md").read_text()
+    assert "| systolic | 8x8 | gemm:b |" in md
+    for name in ("r-size.png", "r-pareto-ulx3s.png", "r-fmax.png", "r-synth.csv"):
+        assert (tmp_path / name).stat().st_size > 0, name
