@@ -1,4 +1,8 @@
-"""The compression table, per-layer costs and plots of an image (``nnaccel report``)."""
+"""The compression table, per-layer costs and plots of an image (``nnaccel report``).
+
+Cycles come from the engine's cost model; given the cycles a run measured (the sidecar
+:func:`quantize.run.read_cycles` reads), the per-layer table shows them beside it.
+"""
 
 from pathlib import Path
 
@@ -6,7 +10,7 @@ import numpy as np
 
 from hw.systolic.driver import model_cycles
 
-from .graph_run import _tiles
+from .graph_run import _tiles, lut_fusions
 from .image import GraphImage, is_graph, load_report_weights
 from .lower import lower
 
@@ -73,16 +77,21 @@ def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:
     ``batch`` inputs cut into the jobs a run makes) and ``utilization``."""
     cfg = image.config
     storage = {r["name"]: r for r in image.manifest["compression"]["layers"]}
+    # The table activations a run puts into the engine's output stage (their words ride
+    # on the parameter stream of their GEMM's jobs).
+    fusions = lut_fusions(image.qgraph) if cfg.act_lut else {}
+    fused = {id(la) for la in fusions.values()}
     rows = []
-    for layer in image.qgraph.layers:
-        r = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "host",
+    for i, layer in enumerate(image.qgraph.layers):
+        r = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)),
+             "where": "fused" if id(layer) in fused else "host",
              "shape": "x".join(map(str, layer.shape)), "macs": 0, "kept": None,
              "weights": None, "bits": None, "cycles": None, "utilization": None}
         if layer.kind == "gemm":
             lw = lower(layer.node, layer.in_shape, batch)
             m_rows, n_cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
             cycles = lw.count * sum(model_cycles(cfg, rs.stop - rs.start, lw.k,
-                                                 cs.stop - cs.start)
+                                                 cs.stop - cs.start, lut=i in fusions)
                                     for rs in m_rows for cs in n_cols)
             s = storage.get(layer.name, {})
             r.update(where="engine", macs=lw.macs, cycles=cycles,
@@ -121,36 +130,58 @@ def _mlp_rows(image, batch: int) -> list[dict]:
     return rows
 
 
-def layer_rows(image, batch: int = 1) -> list[dict]:
-    """Per layer of any image: ``name``, ``op``, ``where`` (engine or host), ``shape``,
-    ``macs``, ``kept``/``weights``/``bits``, ``cycles`` (cost model, ``batch`` inputs) and
-    ``utilization``."""
-    return graph_rows(image, batch) if is_graph(image) else _mlp_rows(image, batch)
+def layer_rows(image, batch: int = 1, measured: dict | None = None) -> list[dict]:
+    """Per layer of any image: ``name``, ``op``, ``where`` (engine, fused or host),
+    ``shape``, ``macs``, ``kept``/``weights``/``bits``, ``cycles`` (cost model, ``batch``
+    inputs) and ``utilization``; with ``measured`` (a cycles sidecar of a run of ``batch``
+    inputs, :func:`quantize.run.read_cycles`) also ``measured_cycles`` per engine layer
+    (``None`` where the run measured only its total)."""
+    rows = graph_rows(image, batch) if is_graph(image) else _mlp_rows(image, batch)
+    if measured is not None:
+        cycles = {r["name"]: r["cycles"] for r in measured["layers"]}
+        for r in rows:
+            r["measured_cycles"] = cycles.get(r["name"]) if r["where"] == "engine" else None
+    return rows
 
 
-def format_layers(image, batch: int = 1) -> str:
-    """The per-layer cost table (:func:`layer_rows`) as text, with the total."""
-    rows = layer_rows(image, batch)
+def format_layers(image, batch: int = 1, measured: dict | None = None) -> str:
+    """The per-layer cost table (:func:`layer_rows`) as text, with the total; with
+    ``measured`` (a run's cycles sidecar) the measured cycles beside the model's."""
+    rows = layer_rows(image, batch, measured)
     cfg = image.config
     array = f"{cfg.rows}x{cfg.cols}" if image.engine == "systolic" else f"{cfg.pes} PEs"
     head = (f"{'layer':<16}{'op':<18}{'shape':<22}{'MACs':>11}{'kept':>16}{'bits':>5}"
             f"{'engine':>17}{'cycles':>10}{'util':>7}")
-    lines = [f"per layer, {batch} input{'s' if batch > 1 else ''}, cycles from the cost "
-             f"model:", head, "-" * len(head)]
+    source = "cycles from the cost model"
+    if measured is not None:
+        head += f"{'measured':>10}{'ratio':>7}"
+        source += f", measured on {measured['backend']}"
+    lines = [f"per layer, {batch} input{'s' if batch > 1 else ''}, {source}:", head,
+             "-" * len(head)]
+
+    def beside(model, real) -> str:
+        if measured is None:
+            return ""
+        if real is None or not model:
+            return f"{'-' if real is None else real:>10}{'-':>7}"
+        return f"{real:>10}{real / model:>7.2f}"
     for r in rows:
         kept = f"{r['kept']}/{r['weights']}" if r["kept"] is not None else "-"
-        where = f"{image.engine} {array}" if r["where"] == "engine" else "host"
+        where = {"engine": f"{image.engine} {array}", "fused": "engine (table)"}.get(
+            r["where"], "host")
         util = f"{r['utilization']:.1%}" if r["utilization"] is not None else "-"
         cycles = str(r["cycles"]) if r["cycles"] is not None else "-"
         lines.append(f"{r['name'][:15]:<16}{r['op'][:17]:<18}{r['shape'][:21]:<22}"
                      f"{r['macs']:>11}{kept:>16}{r['bits'] or '-':>5}{where:>17}{cycles:>10}"
-                     f"{util:>7}")
+                     f"{util:>7}" + (beside(r["cycles"], r.get("measured_cycles"))
+                                     if r["where"] == "engine" else beside(None, None)))
     total = sum(r["cycles"] or 0 for r in rows)
     macs = sum(r["macs"] for r in rows)
     lanes = cfg.macs if image.engine == "systolic" else cfg.pes
     lines.append("-" * len(head))
     lines.append(f"{'total':<56}{macs:>11}{'':>38}{total:>10}"
-                 f"{(f'{macs / (total * lanes):.1%}' if total else '-'):>7}")
+                 f"{(f'{macs / (total * lanes):.1%}' if total else '-'):>7}"
+                 + (beside(total, measured["total_cycles"]) if measured is not None else ""))
     return "\n".join(lines)
 
 

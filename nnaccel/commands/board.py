@@ -14,6 +14,7 @@ from quantize.atomic import check_outputs, output_file
 from quantize.board import run_image_on_board
 from quantize.image import load_image
 from quantize.loaders import load_array
+from quantize.run import cycles_path, record_cycles
 from sim import budget
 
 __all__ = ["register"]
@@ -72,7 +73,8 @@ def _board_run(args):
     if Path(args.output).suffix != ".npy":
         raise ValueError(f"-o {args.output}: outputs are written as a NumPy .npy file; name "
                          f"it *.npy")
-    check_outputs([("-o", args.output)], [("--input", args.input), ("the image", args.image)])
+    check_outputs([("-o", args.output), ("-o", cycles_path(args.output))],
+                  [("--input", args.input), ("the image", args.image)])
     image = load_image(args.image)
     x = load_array(args.input, "--input")
     transport = host.SerialTransport(args.port, args.baud, timeout=args.timeout)
@@ -84,8 +86,10 @@ def _board_run(args):
     with output_file(args.output) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, result["outputs"], allow_pickle=False)
+    sidecar = record_cycles(args.output, image, "board", len(result["outputs"]),
+                            result["cycles"], result["layer_cycles"])
     print(f"{len(result['outputs'])} outputs -> {args.output}; "
-          f"{result['cycles']} engine cycles")
+          f"{result['cycles']} engine cycles (per layer in {sidecar})")
     return 0
 
 
