@@ -133,3 +133,38 @@ def test_rtl_run_records_the_measured_cycles_per_layer(images, capsys):
     print(cap.out.split("per layer, ", 1)[1])
     for name, cycles in want:
         assert re.search(rf"^{name}\s.*\s{cycles}\s+\d+\.\d\d$", cap.out, re.M), name
+
+
+def test_a_run_that_measured_only_its_total(images, capsys):
+    """EIE on Verilator measures one count per input, not per layer: the sidecar holds the
+    total and the report shows it beside the model's total only."""
+    d, img, _ = images
+    path = record_cycles(d / "t.npy", img, "rtl", 3, 12345)
+    assert [r["cycles"] for r in read_cycles(path, img)["layers"]] == [None, None]
+    status, cap = _run(f"report {d}/ffn --cycles {path}", capsys)
+    assert status == 0, cap.err
+    assert re.search(r"^fc1\s.*%\s+-\s+-$", cap.out, re.M)
+    assert re.search(r"^total\s.*%\s+12345\s+\d+\.\d\d$", cap.out, re.M)
+
+
+@pytest.mark.rtl
+def test_rtl_run_of_an_mlp_image_records_its_layers(tmp_path, capsys):
+    """A systolic MLP image (on the same 8×8 build): one entry per layer, the cycles
+    run_image measured for it."""
+    from quantize.commands import compress_to_image
+    from quantize.compress import CompressSpec
+    from quantize.run import run_image
+    from quantize.train import init_mlp
+    model = init_mlp([16, 12, 5], seed=3)
+    x = np.random.default_rng(4).normal(size=(6, 16))
+    compress_to_image(model, "systolic", CompressSpec(bits=4, sparsity=0.5), tmp_path / "img",
+                      calibration=x, config=RTL_CONFIG)
+    np.save(tmp_path / "x.npy", x)
+    status, cap = _run(f"run {tmp_path}/img --input {tmp_path}/x.npy -o {tmp_path}/y.npy "
+                       f"--engine rtl", capsys)
+    assert status == 0, cap.err
+    image = load_image(tmp_path / "img")
+    rec = read_cycles(tmp_path / "y.cycles.json", image)
+    want = run_image(image, x, "rtl").info["layer_cycles"]
+    assert [r["cycles"] for r in rec["layers"]] == want and rec["inputs"] == 6
+    assert [r["name"] for r in rec["layers"]] == [s["name"] for s in image.manifest["layers"]]
