@@ -48,7 +48,7 @@ from .int8 import quantize_multiplier
 from .loaders import _check_exists
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
 
-__all__ = ["load_tflite", "SUPPORTED_OPS", "PATHS", "ROUNDING"]
+__all__ = ["load_tflite", "raw_inputs", "raw_outputs", "SUPPORTED_OPS", "PATHS", "ROUNDING"]
 
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D",
                  "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "LOGISTIC", "TANH", "SOFTMAX")
@@ -85,6 +85,40 @@ def load_tflite(file, path: str = "reference") -> QuantGraph:
     file = Path(file)
     _check_exists(file)
     return _Importer(file, path).qgraph
+
+
+def raw_inputs(qgraph: QuantGraph, q) -> np.ndarray:
+    """Float inputs for :func:`quantize.graph_run.run_graph` from int8 tensors ``q`` at the
+    graph input's own scale and zero point, so that the run quantizes them back to exactly
+    ``q``. Images may come as TFLite holds them, ``N × H × W × C``, or as the runtime does,
+    ``N × C × H × W`` (when both fit, ``C = H = W``, the runtime's).
+
+    Raises
+    ------
+    ValueError
+        ``q`` is not int8 or fits neither shape (one line).
+    """
+    q = np.asarray(q)
+    if q.size == 0 or not np.issubdtype(q.dtype, np.integer) or q.min() < -128 or q.max() > 127:
+        raise ValueError(f"raw inputs must be a non-empty array of int8 codes (-128..127), got "
+                         f"{q.dtype} {list(q.shape)}")
+    shape = tuple(qgraph.graph.input_shape)
+    if q.shape[1:] != shape:
+        if len(shape) == 3 and q.ndim == 4 and q.shape[1:] == (*shape[1:], shape[0]):
+            q = q.transpose(0, 3, 1, 2)
+        else:
+            nhwc = f" or N x {shape[1]} x {shape[2]} x {shape[0]}" if len(shape) == 3 else ""
+            raise ValueError(f"raw inputs must have shape N x {' x '.join(map(str, shape))}"
+                             f"{nhwc}, got {list(q.shape)}")
+    p = qgraph.input_params
+    return (q.astype(np.float64) - p.zero_point) * p.scale
+
+
+def raw_outputs(y, nhwc: bool = True) -> np.ndarray:
+    """A run's int8 ``output`` as int8; images ``N × H × W × C`` as TFLite holds them when
+    ``nhwc`` (else the runtime's ``N × C × H × W``)."""
+    y = np.asarray(y).astype(np.int8)
+    return y.transpose(0, 2, 3, 1) if y.ndim == 4 and nhwc else y
 
 
 class _Value:
@@ -219,8 +253,11 @@ class _Importer:
         if len(ins) != 1:
             raise ValueError(f"{self.file}: the model has {len(ins)} inputs; expected one")
         i = int(ins[0])
-        self._check_int8(i, f"{self.file}: the model input")
-        where = f"{self.file}: the model input"
+        readers = [k for k in range(self.g.OperatorsLength())
+                   if i in self.g.Operators(k).InputsAsNumpy()]
+        where = f"{self.file}: the model input" + (
+            f" (read by op {readers[0]} ({self.opname(readers[0])}))" if readers else "")
+        self._check_int8(i, where)
         self.input = _Value(self._name(i), self._runtime_shape(i, where),
                             self._qparams(i, where))
         self.values[i] = self.input
