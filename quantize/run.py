@@ -214,7 +214,11 @@ def read_cycles(path, image) -> dict:
     a file that is not one, or that was measured on another image."""
     path = Path(path)
     try:
+        if path.stat().st_size > 1 << 24:
+            raise ValueError(f"--cycles {path}: over 16 MiB, not a cycles file")
         record = json.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"--cycles {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"--cycles {path}: not a cycles file (not text)") from e
     except json.JSONDecodeError as e:

@@ -93,6 +93,8 @@ def test_report_refuses_cycles_of_another_image_in_one_line(images, capsys):
     (d / "text.json").write_text("{")
     with pytest.raises(ValueError, match=r"^--cycles \S+: not a cycles file"):
         read_cycles(d / "text.json", img)
+    with pytest.raises(ValueError, match=r"^--cycles \S+nothere\.json: No such file"):
+        read_cycles(d / "nothere.json", img)
     status, cap = _run(f"report {d}/res --cycles {path} --batch 5", capsys)
     assert status == 2 and "measured a run of 2 inputs" in cap.err
 
