@@ -481,19 +481,16 @@ def cmd_compress(args) -> int:
         if args.output is None:
             return 0
         spec = dataclasses.replace(spec, bits=picks)
+    if args.output is None:
+        _print_found(found, x_train is not None, args)
+        return 0
     compressed, manifest = compress_to_image(
         model, args.engine, spec, args.output, x_train=x_train, y_train=y_train,
         calibration=calibration, source=str(args.model), progress=say, force=args.force,
         compressed=None if found is None else found.compressed,
         **{name: getattr(args, name) for name in entry.options})
     _print_written(args.output, manifest)
-    if found is not None:
-        print(f"chosen: sparsity {_pairs(found.sparsity)}, bits {_pairs(found.bits)}")
-        print(f"validation split ({found.val_size} of {found.val_size + found.fit_size} "
-              f"{'training' if x_train is not None else 'calibration'} inputs, seed "
-              f"{args.seed}, never retrained on): float {found.float_val:.2f} %, compressed "
-              f"{found.final_val:.2f} % {found.metric} (budget {args.max_loss:g} points: "
-              f"{'kept' if found.within_budget else 'MISSED'})")
+    _print_found(found, x_train is not None, args)
     if test is not None:
         x_test, y_test = test
         golden = run_image(load_image(args.output), x_test).outputs.argmax(1)
@@ -501,6 +498,17 @@ def cmd_compress(args) -> int:
               f"%, compressed {100 * compressed.final.accuracy(x_test, y_test):.2f} %, "
               f"{args.engine} golden {100 * float(np.mean(golden == y_test)):.2f} %")
     return 0
+
+
+def _print_found(found, labelled: bool, args) -> None:
+    if found is None:
+        return
+    print(f"chosen: sparsity {_pairs(found.sparsity)}, bits {_pairs(found.bits)}")
+    print(f"validation split ({found.val_size} of {found.val_size + found.fit_size} "
+          f"{'training' if labelled else 'calibration'} inputs, seed {args.seed}, never "
+          f"retrained on): float {found.float_val:.2f} %, compressed {found.final_val:.2f} % "
+          f"{found.metric} (budget {args.max_loss:g} points: "
+          f"{'kept' if found.within_budget else 'MISSED'})")
 
 
 def _pairs(d: dict) -> str:
