@@ -112,18 +112,17 @@ def test_rtl_equals_golden_under_random_stalls(name):
     assert cfg == RTL_CONFIG
     golden = run_graph(qg, x, "golden", config=cfg)
     rtl = run_graph(qg, x, "rtl", config=cfg, stall=STALL, seed=3)
+    steady = run_graph(qg, x, "rtl", config=cfg)
     np.testing.assert_array_equal(rtl.output, golden.output)
+    np.testing.assert_array_equal(steady.output, golden.output)
     if name == "minilm_ffn":        # the GELU ran in the engine's output stage
         assert [r["where"] for r in rtl.layers] == ["engine", "fused", "engine"]
-    lines = [f"{name}, {len(x)} input(s), 8x8 with table, stall {STALL}: cycles per layer"]
-    for r, m in zip(rtl.layers, golden.layers, strict=True):
+    lines = [f"{name}, {len(x)} input(s), 8x8 with table: cycles per layer"]
+    for r, s, m in zip(rtl.layers, steady.layers, golden.layers, strict=True):
         if r["where"] != "engine":
             continue
-        model = m["cycles"]     # the golden backend's are the cost model's
-        lines.append(f"  {r['name']:<6} {r['shape']:<14} {r['jobs']:>3} jobs  measured "
-                     f"{r['cycles']:>7}  model (no stalls) {model:>7}  "
-                     f"x{r['cycles'] / model:.2f}")
-        # A quarter of the cycles idle on every load stream: no layer can keep up with
-        # the unstalled model.
-        assert r["cycles"] > model
+        lines.append(f"  {r['name']:<6} {r['shape']:<14} {r['jobs']:>3} jobs  stall {STALL} "
+                     f"{r['cycles']:>7}  no stalls {s['cycles']:>7}  model {m['cycles']:>7}")
+        # A quarter of the cycles idle on every stream: every layer takes longer.
+        assert r["cycles"] > s["cycles"] > 0
     print("\n".join(lines))
