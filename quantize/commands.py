@@ -24,6 +24,7 @@ from .run import cycles_path, read_cycles, record_cycles, run_graph_image, run_i
 from .sensitivity import Metric as ValMetric
 from .sensitivity import bits_scan, pick_bits, prune_scan, search, validation_split
 from .share import MAX_BITS, MIN_BITS
+from .tflite_import import PATHS, raw_inputs, raw_outputs, write_tflite_image
 from .weight_only import ACTIVATIONS, LinearChain, is_mlp_chain, mlp_graph
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
@@ -107,6 +108,9 @@ def register(subparsers) -> None:
     p.add_argument("--distill-weight", type=float,
                    help="weight of the softened outputs in --distill's targets, 0..1 "
                         "(default 0.5)")
+    p.add_argument("--litert", choices=PATHS, default="reference",
+                   help="a fully-integer .tflite keeps its own quantization with the "
+                        "arithmetic of these LiteRT kernels (default reference)")
     p.add_argument("-o", "--output",
                    help="image folder: new, empty, or an image to replace")
     p.add_argument("--force", action="store_true",
@@ -130,6 +134,9 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, help="float inputs X.npy (N x in)")
     p.add_argument("-o", "--output", required=True, help="dequantized outputs Y.npy")
     p.add_argument("--engine", choices=("golden", "rtl"), default="golden")
+    p.add_argument("--raw", action="store_true",
+                   help="graph images: --input and -o are int8 tensors at the image's own "
+                        "input and output scale and zero point (a .tflite's NHWC images)")
     p.add_argument("--max-memory", help="memory budget, e.g. 8G (default: half the RAM, or "
                                         "NNACCEL_MAX_MEMORY)")
     p.set_defaults(func=cmd_run)
@@ -411,6 +418,8 @@ def cmd_compress(args) -> int:
                    ("--calibration", args.calibration), ("--test", args.test),
                    ("--test-labels", args.test_labels)])
     say = _progress("compress")
+    if Path(args.model).suffix.lower() == ".tflite":
+        return _compress_tflite(args, say)
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise ValueError(f"--layers {args.layers!r}: give distinct layer names separated by "
@@ -561,6 +570,37 @@ def _print_scans(curves, drops, picks, budget_points, what) -> None:
     print(f"smallest bits within {budget_points:g} points: {_pairs(picks)}")
 
 
+def _compress_tflite(args, say) -> int:
+    """A fully-integer .tflite: its own int8 graph as a graph image, weights pruned or shared
+    only when --sparsity or --bits asks (quantize.tflite_import)."""
+    if args.engine != "systolic":
+        raise ValueError(f"{args.model}: a .tflite graph runs on the systolic engine; use "
+                         f"--engine systolic")
+    for flag, given in (("--calibration", args.calibration), ("--train", args.train),
+                        ("--labels", args.labels), ("--quality", args.quality),
+                        ("--global", args.global_prune), ("--layers", args.layers),
+                        ("--max-loss", args.max_loss), ("--sensitivity", args.sensitivity),
+                        ("--distill", args.distill), ("--test", args.test),
+                        ("--activation", args.activation)):
+        if given not in (None, False):
+            raise ValueError(f"{flag} is not used with a .tflite: it keeps its own "
+                             f"quantization (--sparsity and --bits prune and share it)")
+    if args.output is None:
+        raise ValueError("give the image folder with -o")
+    say(f"importing {args.model} ({args.litert} LiteRT kernels)")
+    manifest = write_tflite_image(
+        args.model, args.output, rows=args.rows, cols=args.cols, path=args.litert,
+        sparsity=args.sparsity, bits=args.bits if args.bits_given else None,
+        index_bits=args.index_bits, force=args.force)
+    _print_written(args.output, manifest)
+    g = manifest["graph"]["nodes"]
+    engine = sum(n["where"] == "engine" for n in g)
+    print(f"graph image: {len(g)} nodes, {engine} on the engine ({args.rows}x{args.cols} "
+          f"systolic), {len(g) - engine} on the host; int8 in/out as the model's "
+          f"(nnaccel run --raw)")
+    return 0
+
+
 def _print_written(output, manifest) -> None:
     c = manifest["compression"]
     print(f"{output}: compression {c['compression_ratio']:.1f}x (Deep Compression "
@@ -601,8 +641,11 @@ def cmd_run(args) -> int:
     image = load_image(args.image)
     x = load_array(args.input, "--input")
     say = _progress("run")
+    if args.raw and not is_graph(image):
+        raise ValueError(f"--raw is for graph images (int8 in and out); {args.image} is an "
+                         f"MLP image: give float inputs")
     if is_graph(image):
-        return _run_graph(image, x, out, args.engine, say)
+        return _run_graph(image, x, out, args.engine, say, args.raw)
     result = run_image(image, x, args.engine, progress=say)
     saturated = result.info.get("saturated_inputs", 0)
     if saturated:
@@ -621,13 +664,17 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_graph(image, x, out: Path, engine: str, say) -> int:
+def _run_graph(image, x, out: Path, engine: str, say, raw: bool = False) -> int:
     if engine == "rtl":
         budget.check_generator(image.config)
+    if raw:
+        x = raw_inputs(image.qgraph, x)
     run = run_graph_image(image, x, engine, progress=say)
+    nhwc = str(image.manifest.get("source") or "").lower().endswith(".tflite")
     with output_file(out) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, run.float_output, allow_pickle=False)
+            np.save(f, raw_outputs(run.output, nhwc) if raw else run.float_output,
+                    allow_pickle=False)
     print(run.table())
     n = len(run.float_output)
     sidecar = record_cycles(out, image, engine, n, run.cycles if engine == "rtl" else None,

@@ -18,13 +18,15 @@ what :func:`quantize.graph_run.run_graph` gives on the original, word for word
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hw.systolic.config import SystolicConfig
+from hw.systolic.config import ROUNDING_MODES, SystolicConfig
+from sim.golden.softmax import METHODS as SOFTMAX_METHODS
 
 from .atomic import image_folder
 from .graph import Graph, Node
@@ -56,7 +58,11 @@ _KINDS = {
     "reshape": (("Flatten", "Reshape"), {}, ()),
     "fused": (("Relu", "Relu6", "Clip"), {}, ()),
     "softmax": (("Softmax",), {}, ()),
+    "int8_softmax": (("Softmax",), {}, ("method", "input_multiplier", "input_left_shift",
+                                        "diff_min", "input_scale", "beta")),
 }
+#: Parameters a kind may carry beyond its own: a gemm imported with its kernel's rounding.
+_OPTIONAL = {"gemm": ("rounding",)}
 _TUPLES = ("kernel", "stride", "pads")
 #: Largest rows per engine job an image's config is sized for.
 MAX_M = 256
@@ -118,7 +124,7 @@ def _node_entries(qgraph: QuantGraph, out: Path) -> tuple[list, int]:
              "attrs": _jsonable(node.attrs)}
         if node.name in fused:
             e.update(kind="fused", where="host", into=fused[node.name])
-        elif node.op == "Softmax":
+        elif node.op == "Softmax" and node.name not in layers:
             e.update(kind="softmax", where="host")
         else:
             layer = layers[node.name]
@@ -229,7 +235,7 @@ def _check_entry(e: dict, by_name: dict) -> None:
         raise ValueError(f"node {name}: a {kind} node has the files "
                          f"{', '.join(files) or 'none'}, found "
                          f"{', '.join(sorted(e['files'])) or 'none'}")
-    if set(e["params"]) != set(params):
+    if not set(params) <= set(e["params"]) <= set(params) | set(_OPTIONAL.get(kind, ())):
         raise ValueError(f"node {name}: a {kind} node has the parameters "
                          f"{', '.join(params) or 'none'}, found "
                          f"{', '.join(sorted(e['params'])) or 'none'}")
@@ -261,7 +267,19 @@ def _int(v, lo, hi) -> bool:
 def _check_param(e: dict, key: str, value) -> None:
     """One integer parameter of a node: its type and range."""
     n = len(e["inputs"])
-    if key in ("kernel", "stride", "pads"):
+    if key == "rounding":
+        ok = value in ROUNDING_MODES
+    elif key == "method":
+        ok = value in SOFTMAX_METHODS
+    elif key in ("input_scale", "beta"):
+        ok = isinstance(value, float) and math.isfinite(value) and value > 0
+    elif key == "input_multiplier":
+        ok = _int(value, 0, 2**31 - 1)
+    elif key == "input_left_shift":
+        ok = _int(value, 0, 30)
+    elif key == "diff_min":
+        ok = _int(value, -(2**31), 0)
+    elif key in ("kernel", "stride", "pads"):
         size, lo = (4, 0) if key == "pads" else (2, 1)
         ok = isinstance(value, list) and len(value) == size and all(
             _int(v, lo, 1 << 16) for v in value)
@@ -365,7 +383,7 @@ def _load_graph(directory: Path, manifest: dict, config: SystolicConfig) -> Grap
         out = by_name[e["fused"][-1]]["output"] if e["fused"] else node.output
         layers.append(QLayer(node.name, node.op, e["kind"], node.inputs, out, node.shape,
                              graph.shapes[node.inputs[0]], tuple(e["fused"]), node, p))
-    softmax = graph.nodes[-1].op == "Softmax"
+    softmax = entries[-1]["kind"] == "softmax"
     want = graph.nodes[-1].inputs[0] if softmax else (layers[-1].output if layers else None)
     if g["output"] != want or g["softmax"] != softmax:
         raise ValueError(f"graph output {g['output']!r} (softmax {g['softmax']}) is not the "

@@ -36,19 +36,27 @@ FULLY_CONNECTED.
 """
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sim.golden.softmax import softmax_params
 
+from .compress import parse_sparsity
+from .compress_graph import per_node
 from .graph import Graph, Node
+from .graph_image import graph_config, write_graph_image
 from .graph_quant import QLayer, QParams, QuantGraph, add_params, lut_table
-from .int8 import quantize_multiplier
+from .int8 import quantize_multiplier, round_half_away
 from .loaders import _check_exists
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
+from .prune import prune_sparsity
+from .share import share_weights
+from .storage import layer_storage
 
-__all__ = ["load_tflite", "raw_inputs", "raw_outputs", "SUPPORTED_OPS", "PATHS", "ROUNDING"]
+__all__ = ["load_tflite", "raw_inputs", "raw_outputs", "KeptWeights", "compress_tflite",
+           "write_tflite_image", "SUPPORTED_OPS", "PATHS", "ROUNDING"]
 
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D",
                  "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "LOGISTIC", "TANH", "SOFTMAX")
@@ -119,6 +127,76 @@ def raw_outputs(y, nhwc: bool = True) -> np.ndarray:
     ``nhwc`` (else the runtime's ``N × C × H × W``)."""
     y = np.asarray(y).astype(np.int8)
     return y.transpose(0, 2, 3, 1) if y.ndim == 4 and nhwc else y
+
+
+@dataclass
+class KeptWeights:
+    """What :func:`compress_tflite` did to the weight layers, in the shape the graph-image
+    writer reads (``storage``, ``ops``, ``log``): the Deep Compression accounting of each
+    layer's int8 weights (8-bit codes when not shared)."""
+
+    storage: list
+    ops: dict
+    log: dict = field(default_factory=dict)
+
+
+def compress_tflite(qgraph: QuantGraph, sparsity=None, bits=None, *, index_bits: int = 5,
+                    init: str = "linear", seed: int = 0) -> KeptWeights:
+    """Keep the model's int8 weights (``qgraph`` unchanged) or, when asked, prune
+    (``sparsity``: one fraction, per node name, or the text ``0.5`` / ``fc1=0.5,...``) and
+    share (``bits``: codebook bits, one width or per node name) them in place: pruning and
+    k-means run on the dequantized weights and the result is requantized at each channel's
+    own scale, so every scale, zero point, bias and multiplier stays the model's.
+
+    Raises
+    ------
+    ValueError
+        Bad sparsities, bits or node names (one line).
+    """
+    layers = [la for la in qgraph.layers if la.kind == "gemm"]
+    if isinstance(sparsity, str):
+        sparsity = parse_sparsity(sparsity, [la.name for la in layers])
+    targets = per_node(qgraph.graph, 0.0 if sparsity is None else sparsity, "sparsity", 0.0)
+    widths = per_node(qgraph.graph, bits, "bits") if bits is not None else {}
+    storage, ops = [], {}
+    for layer in layers:
+        name, p = layer.name, layer.p
+        q = np.concatenate([np.asarray(w).T for w in p["weights"]], axis=0).astype(np.int64)
+        scale = np.asarray(p["weight_scale"], np.float64)[:, None]
+        w = (q * scale).astype(np.float32)
+        s = targets[name]
+        if isinstance(s, bool) or not isinstance(s, int | float) or not 0 <= s < 1:
+            raise ValueError(f"sparsity for node {name!r} is {s!r}; use a number in [0, 1)")
+        mask = prune_sparsity(w, s) if s else np.ones(q.shape, bool)
+        b = widths.get(name)
+        if b is not None:
+            shared = share_weights(w, mask, b, init=init, reserve_zero=True, seed=seed)
+            q = np.clip(round_half_away(shared.weight() / scale), -127, 127).astype(np.int64)
+            index = shared.index
+        else:
+            q = np.where(mask, q, 0)
+            index = q + 128
+        storage.append(layer_storage(name, mask, index, b or 8, index_bits))
+        groups = layer.node.attrs.get("groups", 1)
+        p["weights"] = (depthwise_weight_matrices(q, layer.in_shape[0]) if groups > 1
+                        else [conv_weight_matrix(q)])
+        ops[name] = layer.op + (" (depthwise)" if groups > 1 else "")
+    log = {"source": "tflite", "pruned": sparsity is not None, "shared": bits is not None}
+    return KeptWeights(storage, ops, log)
+
+
+def write_tflite_image(model, out_dir, *, rows: int = 8, cols: int = 8,
+                       path: str = "reference", sparsity=None, bits=None,
+                       index_bits: int = 5, force: bool = False) -> dict:
+    """Import ``model`` (:func:`load_tflite`), keep or compress its weights
+    (:func:`compress_tflite`) and write the graph image for a ``rows × cols`` systolic
+    engine to ``out_dir``; return the manifest. Its input and output are the model's own
+    int8 tensors (``nnaccel run --raw``)."""
+    qgraph = load_tflite(model, path)
+    kept = compress_tflite(qgraph, sparsity, bits, index_bits=index_bits)
+    kept.log["path"] = path
+    config = graph_config(qgraph, rows, cols)
+    return write_graph_image(kept, qgraph, config, out_dir, source=str(model), force=force)
 
 
 class _Value:
