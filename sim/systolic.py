@@ -98,12 +98,15 @@ def _write_job(cfg: SystolicConfig, job: GemmJob, folder: Path, name: str) -> di
 
 
 def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, seed: int = 0,
-             reset_after: dict | None = None) -> list[GemmRun]:
+             reset_after: dict | None = None, act_stall: float | None = None,
+             act_delay: int = 0) -> list[GemmRun]:
     """Run ``jobs`` back to back in one Verilator simulation.
 
     ``stall`` is the probability that a stream source idles or the result sink refuses in
-    any cycle. ``reset_after`` maps a job index to a cycle count: that job is started,
-    reset after that many cycles, then run again from scratch.
+    any cycle; ``act_stall``, if given, the activation source's instead, and ``act_delay``
+    starts that source so many cycles after the others (each job's command is then taken
+    before its activations arrive). ``reset_after`` maps a job index to a cycle count: that
+    job is started, reset after that many cycles, then run again from scratch.
     """
     build = rtl_build(cfg)
     keep = os.environ.get("WAVES", "0") not in ("", "0")  # keep dump.fst for the user
@@ -115,7 +118,8 @@ def run_jobs(cfg: SystolicConfig, jobs: list[GemmJob], *, stall: float = 0.0, se
             print(f"waveform (dump.fst or dump.vcd) in {tmp / 'sim'}")
         params = {"jobs": [_write_job(cfg, job, tmp, f"job{i}") for i, job in enumerate(jobs)],
                   "streams": {prefix: file for prefix, (_, file) in STREAMS.items()},
-                  "stall": stall, "seed": seed,
+                  "stall": stall, "seed": seed, "act_stall": act_stall,
+                  "act_delay": act_delay,
                   "reset_after": {str(k): v for k, v in (reset_after or {}).items()}}
         result = rtl.run(build, "sim.tb.systolic", params, workdir=tmp / "sim")
         runs = []

@@ -23,10 +23,11 @@ class SystolicHarness(wiring.Component):
 
     The testbench links each stream's file (:data:`STREAMS`, one hex word per line) and
     pulses the sources' ``<prefix>_start`` together; the load streams play at up to a beat
-    a cycle, and the command is held back until all three loads are taken (their ``done``),
-    then offered in the next cycle, as a host sends it. Each source is idle with
-    probability ``<prefix>_stall``/256 a cycle. So a GEMM costs the testbench a few calls,
-    not a Python step per clock cycle. ``o_result``, ``busy``, ``error`` and ``counters``
+    a cycle, and the command is held back until the weight and parameter loads are taken
+    (their ``done``), then offered in the next cycle, while the activations may still be
+    streaming in (the engine issues a row only once its word is written). Each source is
+    idle with probability ``<prefix>_stall``/256 a cycle. So a GEMM costs the testbench a
+    few calls, not a Python step per clock cycle. ``o_result``, ``busy``, ``error`` and ``counters``
     are the engine's own.
     """
 
@@ -49,7 +50,7 @@ class SystolicHarness(wiring.Component):
                      self.counters.eq(engine.counters)]
         depths = {"act": cfg.act_depth, "weight": cfg.weight_depth,
                   "param": cfg.param_depth + lut_words(cfg), "cmd": 1}
-        loaded = self.act_done & self.weight_done & self.param_done
+        loaded = self.weight_done & self.param_done
         for prefix, (port, file) in STREAMS.items():
             sink = getattr(engine, port)
             valid, ready = sink.valid, sink.ready

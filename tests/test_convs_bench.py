@@ -38,19 +38,36 @@ def test_known_shapes(net, name, stride, out, m, k, n):
     assert g["macs"] == m * k * n
 
 
-def test_overlapped_loads_drop_all_but_the_first_activation_tile():
-    g = convs.gemm(_by("VGG-16", "conv1_2"))
+@pytest.mark.parametrize("name", ["conv1_2", "conv5_1"])
+def test_only_weight_and_parameter_loads_come_before_compute(name):
+    g = convs.gemm(_by("VGG-16", name))
     m, k, n = g["m"], g["k"], g["n"]
     f = convs.our_figures(g, 16)
     assert "config_error" not in f
     cfg = SystolicConfig.fit([(m, k, n)], rows=16, cols=16)
     assert f["cycles"] == model_cycles(cfg, m, k, n)
-    kt = -(-k // 16)
-    # Activations are the longest stream here: KT·M words serially, of which the first
-    # tile's M remain before compute once loads overlap.
-    assert f["serial_load_cycles"] == kt * m
-    assert f["cycles"] - f["overlapped_cycles"] == (kt - 1) * m
+    kt, nt = -(-k // 16), -(-n // 16)
+    # The weight stream (KT·NT·rows words) is what the command waits for, even where the
+    # activations (KT·M words, streamed during compute) are far more (conv1_2: 1.8 M).
+    assert f["serial_load_cycles"] == kt * nt * 16 < (kt * m if name == "conv1_2" else 10**9)
+    # Compute alone (every tile's M rows) is all but a few per cent of the cycles.
+    assert kt * nt * m < f["cycles"] < kt * nt * m * 1.02 + f["serial_load_cycles"] + 200
     assert f["utilization"] == pytest.approx(g["macs"] / (256 * f["cycles"]))
+
+
+def test_vgg16_at_or_below_scalesim_with_activation_loads_overlapped():
+    """On 16×16 every VGG-16 conv takes at most SCALE-Sim v3's cycles (the committed
+    record's), loads included, and the mean utilization is at least 90 %."""
+    record = json.loads((results.RECORDS / "convs.json").read_text())
+    ours = []
+    for row in record["layers"]:
+        if row["net"] != "VGG-16":
+            continue
+        f = convs.our_figures(convs.gemm(_by(row["net"], row["layer"])), 16)
+        assert f["cycles"] <= row["arrays"]["16x16"]["scalesim"]["cycles"], row["layer"]
+        ours.append(f["utilization"])
+    assert len(ours) == 13
+    assert sum(ours) / len(ours) >= 0.90
 
 
 def test_refused_config_keeps_its_reason_and_the_model_cycles():
@@ -79,8 +96,7 @@ def test_record_renders(tmp_path, monkeypatch):
             if name == "conv1_1":
                 ss.update(total_cycles=f["cycles"], stall_cycles=0,
                           total_cycles_incl_prefetch=2 * f["cycles"])
-            f.update(scalesim=ss, ratio=1.0, overlapped_ratio=f["overlapped_cycles"]
-                     / f["cycles"])
+            f.update(scalesim=ss, ratio=1.0)
             row["arrays"][f"{rows}x{rows}"] = f
         layers.append(row)
     rtl = {"array": "8x8", "config": {"act_depth": 8}, "seconds": 1, "layers": [

@@ -19,8 +19,10 @@ class Buffers(wiring.Component):
     The parameter buffer is one memory per column, each read at an address of its own (the
     columns' block RAMs sit next to their columns, across the array's width: a single
     address register reaching all of them is a long route). Every
-    memory is marked :func:`~hw.synthesis.no_collision`: the host loads a buffer before the
-    command that reads it. Read data follows its address by :attr:`latency` cycle.
+    memory is marked :func:`~hw.synthesis.no_collision`: the host loads the weights and
+    parameters before the command that reads them, and activations may stream in while it
+    runs, but the issue controller reads a word only two cycles after its write. Read data
+    follows its address by :attr:`latency` cycle.
 
     Parameters
     ----------

@@ -39,7 +39,7 @@ from .requant import Requantizer
 from .top import SystolicTop
 
 __all__ = ["GemmJob", "PackedGemm", "pack", "unpack", "parse_counters", "model_cycles",
-           "INT32_MIN", "INT32_MAX"]
+           "serial_load_cycles", "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -199,8 +199,11 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int, *, lut: bool = Fal
 
     Loads stream one word a cycle on each of three parallel streams (the parameter stream
     carries :func:`lut_words` more with an activation table, ``lut``; the table adds
-    no latency to the output path); each tile then
-    issues ``m`` rows, but a tile cannot start before its weights shifted in
+    no latency to the output path). The command waits for the weights and parameters
+    only: the activations stream in while the GEMM runs, and as they arrive a word a cycle
+    from the first cycle on, well ahead of the rows that read them (which start only after
+    the weights are in and the first tile has shifted in), they never hold issue back.
+    Each tile then issues ``m`` rows, but a tile cannot start before its weights shifted in
     (``SystolicTop.weight_load_cycles`` after the previous latch) nor before the bank it
     reuses has drained from the mesh (``array latency + 3`` cycles after that bank's last
     row). ``make bench`` reports this model's error against the simulated RTL.
@@ -209,7 +212,7 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int, *, lut: bool = Fal
     tiles = kt * nt
     latency = SystolicTop.array_latency_of(cfg)
     load = SystolicTop.weight_load_cycles_of(cfg)
-    loads = max(kt * m, tiles * cfg.rows, nt + (lut_words(cfg) if lut else 0))
+    loads = serial_load_cycles(cfg, m, k, n, lut=lut)
     # A tile's weights shift in over `load` cycles, and it reuses the bank of the tile
     # two before it, which must have left the mesh: start(t+1) - start(t-1) >= m + latency + 3.
     period = max(m, load, (m + latency + 3) / 2)
@@ -217,3 +220,13 @@ def model_cycles(cfg: SystolicConfig, m: int, k: int, n: int, *, lut: bool = Fal
     drain = latency + 2 + Requantizer.LATENCY + 5
     # The first tile: one idle loader cycle, then `load` cycles to its latch.
     return round(loads + 1 + 1 + load + 1 + compute + drain)
+
+
+def serial_load_cycles(cfg: SystolicConfig, m: int, k: int, n: int, *,
+                       lut: bool = False) -> int:
+    """The loads a GEMM's command waits for (:func:`model_cycles`' first term): the longer
+    of the weight stream (``KT·NT·rows`` words) and the parameter stream (``NT`` words,
+    plus the activation table's with ``lut``), a word a cycle. ``m`` does not count: the
+    activations stream in while the GEMM runs."""
+    kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
+    return max(kt * nt * cfg.rows, nt + (lut_words(cfg) if lut else 0))

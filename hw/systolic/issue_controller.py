@@ -33,13 +33,25 @@ def row_layout(config: SystolicConfig) -> data.StructLayout:
 
 class IssueController(wiring.Component):
     """Walks a GEMM's tiles (N tiles outer, K tiles inner, rows ``m`` innermost) and issues
-    one row a cycle while a latched weight tile waits and, for a last-K-tile row, the output
-    has room.
+    one row a cycle while a latched weight tile waits, its activation word has been written
+    and, for a last-K-tile row, the output has room.
 
     A tile counts as ready from the cycle after the loader latches it; its rows use the
     bank it was latched into (banks alternate from 0). The activation buffer is read at
     ``act_addr`` (word ``kt*M + m``) in the cycle a row issues. Issued rows hold their bank
     busy for ``array_latency + 2`` cycles, which the loader sees on ``bank_idle``.
+
+    Activations may still be arriving when the command starts: the host writes them in
+    address order from 0, and a row issues only once its word is in the buffer. The last
+    address written is registered (``act_last``, with ``act_any`` set by any write and
+    cleared as the GEMM's final row issues), and the gate is judged a cycle ahead, off the
+    issue path: the row that may issue next cycle is this one or the next, so the register
+    ``act_ok`` says that both are written (the pass's last row, after which the address
+    wraps to 0, needs only itself). A row thus issues at the earliest two cycles after the
+    write of the word after it, so a word is never read in the cycle it is written. Only the
+    first N tile's pass can wait: every later pass reads words written by then. The first
+    write after a GEMM must be address 0, so a command reads only the activations written
+    since the last GEMM finished; a rejected command leaves them in place.
 
     The issue decision is made twice from copies of its inputs: once for the registers that
     feed it back, once for those that only follow it (the row counters, the buffer
@@ -65,6 +77,8 @@ class IssueController(wiring.Component):
     room : In(1)
         The output FIFO has room for two more words than the rows in flight towards it;
         used a cycle later.
+    act_write, act_write_addr : In(1), In(range(act_depth))
+        An activation word is written at ``act_write_addr`` this cycle.
     row : Out(row_layout(config))
         The row issued this cycle (``valid``) and its metadata.
     act_addr : Out(range(act_depth))
@@ -73,7 +87,8 @@ class IssueController(wiring.Component):
     tiles_full, bank_idle : Out(1), Out(2)
         For the loader: two tiles latched and not yet issued; per bank, no row in flight.
     counters : Out(IssueCounters)
-        Cleared by ``start``; counted a cycle late (``useful_macs`` later still).
+        Cleared by ``start``; counted a cycle late (``useful_macs`` later still). A cycle
+        that waits for a weight tile or an activation word counts in ``weight_stall``.
     """
 
     def __init__(self, config: SystolicConfig, *, array_latency: int):
@@ -88,6 +103,7 @@ class IssueController(wiring.Component):
             "k": In(unsigned(config.max_k.bit_length())),
             "n": In(unsigned(config.max_n.bit_length())),
             "latched": In(1), "room": In(1),
+            "act_write": In(1), "act_write_addr": In(range(config.act_depth)),
             "row": Out(row_layout(config)), "act_addr": Out(range(config.act_depth)),
             "done": Out(1), "tiles_full": Out(1), "bank_idle": Out(2),
             "counters": Out(IssueCounters),
@@ -145,9 +161,21 @@ class IssueController(wiring.Component):
         # off the issue path.
         credit, credit_c = Signal(name="credit"), Signal(name="credit_copy_i", attrs=keep)
         m.d.sync += [credit.eq(self.room), credit_c.eq(self.room)]
+        # Activations written so far (see the class docstring), judged a cycle ahead.
+        act_last = Signal.like(self.act_write_addr, name="act_last")
+        act_any = Signal(name="act_any")
+        act_ok, act_ok_c = Signal(name="act_ok"), Signal(name="act_ok_copy_i", attrs=keep)
+        pass_end = Signal()             # this row is its pass's last: the next is word 0
+        m.d.comb += pass_end.eq(last_m & last_k_c)
+        ahead = Mux(pass_end, a_addr <= act_last, a_addr < act_last) & act_any
+        m.d.sync += [act_ok.eq(ahead), act_ok_c.eq(ahead)]
         issue, issue_dp = Signal(), Signal()         # the same decision, twice
-        m.d.comb += [issue.eq(pending & tile_ready & (~last_k | credit)),
-                     issue_dp.eq(pending_c & tile_ready_c & (~last_k_c | credit_c))]
+        m.d.comb += [issue.eq(pending & tile_ready & act_ok & (~last_k | credit)),
+                     issue_dp.eq(pending_c & tile_ready_c & act_ok_c & (~last_k_c | credit_c))]
+        with m.If(issue_dp & last_m & last_k_c & last_n):
+            m.d.sync += act_any.eq(0)
+        with m.If(self.act_write):
+            m.d.sync += [act_last.eq(self.act_write_addr), act_any.eq(1)]
         row = self.row
         m.d.comb += [row.valid.eq(issue_dp), row.bank.eq(bank), row.first.eq(i_k0 == 0),
                      row.last.eq(last_k_c), row.m.eq(i_m), row.nt.eq(i_nt),
@@ -174,7 +202,8 @@ class IssueController(wiring.Component):
         with m.If(macs_issue[-1]):
             m.d.sync += counters.useful_macs.eq(counters.useful_macs + row_macs.p)
         stalled_w, stalled_o = Signal(), Signal()
-        m.d.sync += [stalled_w.eq(pending & ~tile_ready), stalled_o.eq(pending & ~issue)]
+        m.d.sync += [stalled_w.eq(pending & ~(tile_ready & act_ok)),
+                     stalled_o.eq(pending & ~issue)]
         with m.If(macs_issue[0]):
             m.d.sync += counters.busy.eq(counters.busy + 1)
         with m.If(stalled_w):

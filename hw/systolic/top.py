@@ -34,7 +34,9 @@ class SystolicTop(wiring.Component):
     """C = requantize(A·B) on a weight-stationary int8 mesh, for any M×K×N that fits.
 
     The host writes A, B and the per-channel parameters into on-chip buffers through
-    addressed streams, then sends a GEMM command. Buffer layouts (``KT = ceil(K/rows)``,
+    addressed streams and sends a GEMM command; the activations may still be streaming in
+    (in address order, from 0) while it runs, since a row issues only once its word is
+    written (:class:`IssueController`). Buffer layouts (``KT = ceil(K/rows)``,
     ``NT = ceil(N/cols)``, zero padding past K and N):
 
     * activations: word ``kt*M + m`` = ``A[m, kt*rows : (kt+1)*rows]``;
@@ -62,7 +64,8 @@ class SystolicTop(wiring.Component):
     i_act, i_weight, i_param : In(stream)
         Addressed buffer writes; always ready.
     i_cmd : In(stream(gemm_command))
-        Accepted when the engine is idle.
+        Accepted when the engine is idle, once the weights and parameters are loaded;
+        the activations need not be.
     o_result : Out(stream(result_word))
     busy, error : Out(1)
     counters : Out(Counters)
@@ -190,6 +193,7 @@ class SystolicTop(wiring.Component):
             issue.check.eq(command.checking), issue.start.eq(start), issue.m.eq(cmd.m),
             issue.k.eq(cmd.k), issue.n.eq(cmd.n), issue.latched.eq(loader.latched),
             issue.room.eq(out_credit + fifo_level < self.fifo_depth - 2),
+            issue.act_write.eq(self.i_act.valid), issue.act_write_addr.eq(self.i_act.payload.addr),
             buffers.act_addr.eq(issue.act_addr), meta[0].eq(issue.row),
         ]
 

@@ -5,12 +5,11 @@ downsample projections) at their ImageNet shapes (224×224 input, batch 1), each
 its im2col GEMM by :func:`quantize.lower.lower` (``M`` output pixels, ``K = C·kh·kw``,
 ``N`` output channels). For arrays 16×16 and 32×32:
 
-* **ours**: :func:`hw.systolic.driver.model_cycles` (loads included) on a
-  :meth:`SystolicConfig.fit` config sized for the layer. A layer that config refuses
-  keeps its one-line reason; its cycles are still the model's (the model reads only
-  ``rows`` and ``cols``), marked as such.
-* **overlapped**: the same model with activation loading overlapped with compute
-  (:func:`overlapped_cycles`), the target of double-buffered activation tiles.
+* **ours**: :func:`hw.systolic.driver.model_cycles` (loads included: the weights and
+  parameters before the command, ``serial_load_cycles``; the activations stream in while
+  the GEMM runs) on a :meth:`SystolicConfig.fit` config sized for the layer. A layer that
+  config refuses keeps its one-line reason; its cycles are still the model's (the model
+  reads only ``rows`` and ``cols``), marked as such.
 * **SCALE-Sim v3** (PyPI ``scalesim``, weight stationary, in its own venv since it needs
   numpy < 2): every layer through its compute model (its operand and demand matrices;
   the cycles are the demand rows, which its memory simulation reports as "Total Cycles"
@@ -32,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from hw.systolic import SystolicConfig
-from hw.systolic.driver import model_cycles
+from hw.systolic.driver import model_cycles, serial_load_cycles
 from quantize.graph import Node, infer_shape
 from quantize.lower import lower
 from sim.rtl import BUILD_ROOT
 from sim.systolic import random_job, run_jobs
 
 __all__ = ["ConvLayer", "LAYERS", "RTL_LAYERS", "ARRAYS", "gemm", "our_figures",
-           "overlapped_cycles", "scalesim_venv", "main"]
+           "scalesim_venv", "main"]
 
 ARRAYS = (16, 32)
 #: Layers whose SCALE-Sim demand has at most this many rows also run its full (memory)
@@ -130,26 +129,6 @@ def gemm(layer: ConvLayer) -> dict:
             "macs": low.macs}
 
 
-def _serial_loads(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
-    """``model_cycles``' load term: the longest of the three load streams, one word a cycle."""
-    kt, nt = -(-k // cfg.rows), -(-n // cfg.cols)
-    return max(kt * m, kt * nt * cfg.rows, nt)
-
-
-def overlapped_cycles(cfg: SystolicConfig, m: int, k: int, n: int) -> int:
-    """``model_cycles`` with the loads overlapped with compute.
-
-    The model loads everything before the first tile: ``max(KT·M, KT·NT·rows, NT)``
-    cycles. Overlapped, only the first tile's words come first (``max(M, rows, 1)``: its
-    ``M`` activation words, ``rows`` weight words, one parameter word); each later tile's
-    ``M`` activation and ``rows`` weight words stream in (one a cycle per stream) while the
-    tile before computes, which the model already holds to at least ``max(M, rows + 3)``
-    cycles, so the streams never fall behind.
-    """
-    return (model_cycles(cfg, m, k, n) - _serial_loads(cfg, m, k, n)
-            + max(m, cfg.rows, 1))
-
-
 def our_figures(g: dict, rows: int) -> dict:
     """Cost-model figures of GEMM ``g`` on a ``rows × rows`` array."""
     m, k, n = g["m"], g["k"], g["n"]
@@ -159,10 +138,8 @@ def our_figures(g: dict, rows: int) -> dict:
         # The model reads rows and cols only; any valid config of this array gives it.
         cfg, error = SystolicConfig(rows=rows, cols=rows), str(e)
     cycles = model_cycles(cfg, m, k, n)
-    over = overlapped_cycles(cfg, m, k, n)
     out = {"cycles": cycles, "utilization": g["macs"] / (rows * rows * cycles),
-           "serial_load_cycles": _serial_loads(cfg, m, k, n), "overlapped_cycles": over,
-           "overlapped_utilization": g["macs"] / (rows * rows * over)}
+           "serial_load_cycles": serial_load_cycles(cfg, m, k, n)}
     if error:
         out["config_error"] = error
     else:
@@ -354,11 +331,10 @@ def main(out_dir):
             ss = _scalesim(python, layer, g, rows, work)
             if "cycles" in ss:
                 ours["ratio"] = ours["cycles"] / ss["cycles"]
-                ours["overlapped_ratio"] = ours["overlapped_cycles"] / ss["cycles"]
             row["arrays"][f"{rows}x{rows}"] = {**ours, "scalesim": ss}
             print(f"  {layer.label} {rows}x{rows} {g['m']}x{g['k']}x{g['n']}: ours "
-                  f"{ours['cycles']} ({100 * ours['utilization']:.1f} %), overlapped "
-                  f"{ours['overlapped_cycles']}, SCALE-Sim {ss.get('cycles')}"
+                  f"{ours['cycles']} ({100 * ours['utilization']:.1f} %), serial loads "
+                  f"{ours['serial_load_cycles']}, SCALE-Sim {ss.get('cycles')}"
                   + (f", full sim {ss['total_cycles']} (stalls {ss['stall_cycles']})"
                      if "total_cycles" in ss else "")
                   + (" [config refused]" if "config_error" in ours else ""), flush=True)
@@ -372,8 +348,8 @@ def main(out_dir):
 
 
 def summary(layers: list[dict]) -> dict:
-    """Per array: mean utilization (all layers; configurable ones), refused count, and how
-    many VGG-16 layers are at or below SCALE-Sim's cycles (serial and overlapped loads)."""
+    """Per array: mean utilization (all layers; configurable ones; VGG-16), refused count,
+    and how many VGG-16 layers are at or below SCALE-Sim's cycles."""
     out = {}
     for rows in ARRAYS:
         a = f"{rows}x{rows}"
@@ -385,14 +361,12 @@ def summary(layers: list[dict]) -> dict:
             "mean_utilization": sum(f["utilization"] for f in figs) / len(figs),
             "mean_utilization_configurable": (sum(f["utilization"] for f in ok) / len(ok)
                                               if ok else None),
-            "mean_overlapped_utilization": (sum(f["overlapped_utilization"] for f in figs)
-                                            / len(figs)),
+            "vgg16_mean_utilization": (sum(f["utilization"] for f in vgg) / len(vgg)
+                                       if vgg else None),
             "config_refused": len(figs) - len(ok),
             "vgg16_layers": len(vgg),
             "vgg16_at_or_below_scalesim": sum(1 for f in vgg if f.get("ratio", 2) <= 1),
             "vgg16_at_or_below_scalesim_configurable": sum(
                 1 for f in vgg if f.get("ratio", 2) <= 1 and "config_error" not in f),
-            "vgg16_overlapped_at_or_below_scalesim": sum(
-                1 for f in vgg if f.get("overlapped_ratio", 2) <= 1),
         }
     return out

@@ -423,17 +423,23 @@ def _compression_md(rec) -> list[str]:
 def _convs_md(rec) -> list[str]:
     layers = rec["layers"]
     arrays = list(layers[0]["arrays"]) if layers else []
+    # Records from before activation loads overlapped compute carry that projection.
+    over = bool(layers) and all("overlapped_cycles" in f for r in layers
+                                for f in r["arrays"].values())
     out = [f"The conv layers of AlexNet, VGG-16 and ResNet-18 (224×224 input, batch 1), each "
            f"lowered to its im2col GEMM by `quantize.lower` (M = output pixels, K = C·kh·kw, "
            f"N = output channels). {_when(rec['measured'], True)}.", "",
            "- **ours**: `hw.systolic.driver.model_cycles` (loads included) on "
            "`SystolicConfig.fit` sized for the layer; utilization = MACs / (rows · cols · "
            "cycles). † = `fit` refuses the config (reason below); the cycles are still the "
-           "model's, which reads only rows and cols.",
-           "- **overlapped**: the same model with its serial load term "
-           "`max(KT·M, KT·NT·rows, NT)` replaced by the first tile's `max(M, rows, 1)`: what "
-           "overlapping activation loads with compute (double-buffered activation tiles) "
-           "would give.",
+           "model's, which reads only rows and cols."]
+    out += (["- **overlapped**: the same model with its serial load term "
+             "`max(KT·M, KT·NT·rows, NT)` replaced by the first tile's `max(M, rows, 1)`: "
+             "what overlapping activation loads with compute (double-buffered activation "
+             "tiles) would give."] if over else
+            ["  Activations stream in while the GEMM runs; the weights and parameters "
+             "(`KT·NT·rows` and `NT` words) load before its command."])
+    out += [
            f"- **SCALE-Sim**: {rec.get('scalesim', 'scalesim')} in its own venv "
            f"(`build/scalesim-venv`), weight stationary, square array, "
            f"{_int(rec.get('sram_kb', 0))} kB for each of the ifmap, filter and ofmap SRAMs, "
@@ -445,19 +451,24 @@ def _convs_md(rec) -> list[str]:
            f"counts every word streamed in."]
     for a in arrays:
         label = a.replace("x", "×")
-        out += ["", f"### {label}", "",
-                "| network | layer | M | K | N | MACs | our cycles | utilization | "
-                "overlapped cycles | SCALE-Sim cycles | ours / SCALE-Sim | overlapped / "
-                "SCALE-Sim |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        head = ["network", "layer", "M", "K", "N", "MACs", "our cycles", "utilization"]
+        head += ["overlapped cycles"] * over + ["SCALE-Sim cycles", "ours / SCALE-Sim"]
+        head += ["overlapped / SCALE-Sim"] * over
+        out += ["", f"### {label}", "", "| " + " | ".join(head) + " |",
+                "|" + "---|" * len(head)]
         for r in layers:
             f = r["arrays"][a]
             ss = f["scalesim"].get("cycles")
             mark = " †" if "config_error" in f else ""
-            out.append(f"| {r['net']} | {r['layer']} | {_int(r['m'])} | {_int(r['k'])} | "
-                       f"{_int(r['n'])} | {_int(r['macs'])} | {_int(f['cycles'])}{mark} | "
-                       f"{_pct(f['utilization'])} | {_int(f['overlapped_cycles'])} | "
-                       + (f"{_int(ss)} | {f['ratio']:.3f} | {f['overlapped_ratio']:.3f} |"
-                          if ss is not None else "– | – | – |"))
+            cells = [r["net"], r["layer"], _int(r["m"]), _int(r["k"]), _int(r["n"]),
+                     _int(r["macs"]), f"{_int(f['cycles'])}{mark}", _pct(f["utilization"])]
+            cells += [_int(f["overlapped_cycles"])] if over else []
+            if ss is None:
+                cells += ["–"] * (2 + over)
+            else:
+                cells += [_int(ss), f"{f['ratio']:.3f}"]
+                cells += [f"{f['overlapped_ratio']:.3f}"] if over else []
+            out.append("| " + " | ".join(cells) + " |")
         figs = [r["arrays"][a] for r in layers]
         ok = [f for f in figs if "config_error" not in f]
         vgg = [r["arrays"][a] for r in layers if r["net"] == "VGG-16"]
@@ -468,14 +479,14 @@ def _convs_md(rec) -> list[str]:
 
         out += ["", f"- Mean utilization: {_pct(mean(figs, 'utilization'))} over all "
                     f"{len(figs)} layers ({_pct(mean(ok, 'utilization'))} over the {len(ok)} "
-                    f"that `fit` configures), VGG-16 {_pct(mean(vgg, 'utilization'))}; "
-                    f"overlapped {_pct(mean(figs, 'overlapped_utilization'))}, VGG-16 "
-                    f"{_pct(mean(vgg, 'overlapped_utilization'))}.",
+                    f"that `fit` configures), VGG-16 {_pct(mean(vgg, 'utilization'))}"
+                    + (f"; overlapped {_pct(mean(figs, 'overlapped_utilization'))}, VGG-16 "
+                       f"{_pct(mean(vgg, 'overlapped_utilization'))}" if over else "") + ".",
                 f"- VGG-16 layers at or below SCALE-Sim's cycles: {len(below)} of {len(vgg)} "
                 f"({sum(1 for f in below if 'config_error' not in f)} of the "
-                f"{sum(1 for f in vgg if 'config_error' not in f)} that `fit` configures); "
-                f"overlapped: "
-                f"{sum(1 for f in vgg if f.get('overlapped_ratio', 2) <= 1)} of {len(vgg)}.",
+                f"{sum(1 for f in vgg if 'config_error' not in f)} that `fit` configures)"
+                + (f"; overlapped: {sum(1 for f in vgg if f.get('overlapped_ratio', 2) <= 1)} "
+                   f"of {len(vgg)}" if over else "") + ".",
                 f"- Configs refused by `fit`: {len(figs) - len(ok)} of {len(figs)}."]
     reasons = sorted({f["config_error"] for r in layers for f in r["arrays"].values()
                       if "config_error" in f})

@@ -11,7 +11,9 @@ The model is :class:`sim.systolic_harness.SystolicHarness`: beat sources in the
 simulation play the four streams, so a job costs the testbench one call to start them
 and one Python step per result word (:class:`sim.tb.streams.StreamSink`), nothing per
 clock cycle in between. ``stall`` (a probability per cycle) makes every source idle and
-the result sink refuse at random.
+the result sink refuse at random; ``act_stall`` (if given) is the activation source's own,
+and ``act_delay`` starts it that many cycles after the others, so that the command is
+taken before the activations (a starved activation stream).
 """
 
 import random
@@ -35,13 +37,18 @@ class SystolicTB:
     ``streams`` maps each beat source's prefix to the file name it reads
     (:data:`sim.systolic_harness.STREAMS`). A job is a dict: ``files`` and ``counts`` (the
     hex file and number of beats of each stream), ``result_words`` and ``limit_cycles``
-    (after which the GEMM counts as hung).
+    (after which the GEMM counts as hung). ``act_stalls`` (default ``stalls``) pause the
+    activation source, which starts ``act_delay`` cycles after the others.
     """
 
-    def __init__(self, dut, streams: dict, stalls: Stalls):
+    def __init__(self, dut, streams: dict, stalls: Stalls, act_stalls: Stalls | None = None,
+                 act_delay: int = 0):
         self.dut = dut
         self.stalls = stalls
-        self.sources = {prefix: BeatSource(dut, prefix, file, stalls)
+        self.act_delay = act_delay
+        self.sources = {prefix: BeatSource(dut, prefix, file,
+                                           act_stalls if prefix == "act" and act_stalls
+                                           else stalls)
                         for prefix, file in streams.items()}
         self.sink = StreamSink(dut, "o_result", stalls)
         self._finished = None   # the last run; its counters are read one edge after it
@@ -63,14 +70,21 @@ class SystolicTB:
         """Load, run and collect one GEMM: ``{"words", "cycles"}``; ``"counters"`` (the
         counter word in hex) is added one clock edge later, by the next :meth:`gemm` or
         :meth:`finish`. ``None`` if reset is due after ``abort_after`` cycles."""
+        late = {"act"} if self.act_delay else set()
         for prefix, source in self.sources.items():
-            source.arm(job["files"][prefix], job["counts"][prefix])
+            if prefix not in late:
+                source.arm(job["files"][prefix], job["counts"][prefix])
         await RisingEdge(self.dut.clk)      # the sources start; the cycle count's origin
         self._read_counters()
         start = get_sim_time("ns")
         for source in self.sources.values():
             source.idle()
         receiver = cocotb.start_soon(self.sink.receive(job["result_words"]))
+        for prefix in late:
+            await ClockCycles(self.dut.clk, self.act_delay)
+            self.sources[prefix].arm(job["files"][prefix], job["counts"][prefix])
+            await RisingEdge(self.dut.clk)
+            self.sources[prefix].idle()
         if abort_after is not None:
             await ClockCycles(self.dut.clk, abort_after)
             assert not receiver.done(), "GEMM finished before the reset point"
@@ -101,8 +115,12 @@ class SystolicTB:
 @cocotb.test()
 async def run_jobs(dut):
     params = job_params()
-    stalls = Stalls(params.get("stall", 0.0), random.Random(params.get("seed", 0)))
-    tb = SystolicTB(dut, params["streams"], stalls)
+    rng = random.Random(params.get("seed", 0))
+    stalls = Stalls(params.get("stall", 0.0), rng)
+    act_stall = params.get("act_stall")
+    tb = SystolicTB(dut, params["streams"], stalls,
+                    None if act_stall is None else Stalls(act_stall, rng),
+                    params.get("act_delay", 0))
     await tb.start()
     runs = []
     resets = params.get("reset_after", {})
