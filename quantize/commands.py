@@ -585,8 +585,6 @@ def _compress_tflite(args, say) -> int:
         if given not in (None, False):
             raise ValueError(f"{flag} is not used with a .tflite: it keeps its own "
                              f"quantization (--sparsity and --bits prune and share it)")
-    if args.output is None:
-        raise ValueError("give the image folder with -o")
     say(f"importing {args.model} ({args.litert} LiteRT kernels)")
     manifest = write_tflite_image(
         args.model, args.output, rows=args.rows, cols=args.cols, path=args.litert,
