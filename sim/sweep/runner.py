@@ -146,7 +146,7 @@ def _run_dask(todo, finish, scheduler, workers) -> None:
     else:
         n = workers or os.cpu_count() or 1
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
     try:
         by_future, run = {}, f"{os.getpid()}-{time.time_ns()}"
