@@ -8,7 +8,7 @@ and asserts or covers properties of its outputs and queues. ``docs/formal.md`` l
 from .eie import EieCommandCover, EieQueues, EieResultStream, TreeStreams
 from .link import LinkReplyFrames, LinkTxStream
 from .runner import Proof, Result, ToolMissing, run_proof, tool_path
-from .systolic import SystolicOutputFifo, SystolicResultStream
+from .systolic import SystolicActivationGate, SystolicOutputFifo, SystolicResultStream
 
 __all__ = ["PROOFS", "Proof", "Result", "ToolMissing", "run_proof", "tool_path"]
 
@@ -33,6 +33,9 @@ PROOFS = (
     Proof("systolic_output_fifo", "SystolicTop (1x1)",
           "output FIFO never written while full (credit = rows in flight)",
           SystolicOutputFifo, "prove", 4, fast=False),
+    Proof("systolic_activation_gate", "IssueController (1x1, 8 activation words)",
+          "no row issues before its activation word is written (words in address order)",
+          SystolicActivationGate, "prove", 4),
     Proof("link_tx_stream", "FrameLink", "tx: valid held, byte stable", LinkTxStream,
           "prove", 4),
     Proof("link_reply_frames", "FrameLink", "reply frames: sync, length and CRC consistent",

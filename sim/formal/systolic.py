@@ -1,9 +1,12 @@
-"""Proof wrappers for the systolic engine: its result stream, its output FIFO, and a GEMM
-that runs to its ``last`` result word."""
+"""Proof wrappers for the systolic engine: its result stream, its output FIFO, the gate that
+holds a row until its activation word is written, and a GEMM that runs to its ``last``
+result word."""
 
-from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Signal
+from amaranth.asserts import AnyConst
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Fragment, Module, Mux, Signal
 
 from hw.systolic import SystolicConfig
+from hw.systolic.issue_controller import IssueController
 from hw.systolic.requant import Requantizer
 from hw.systolic.top import SystolicTop
 
@@ -16,7 +19,8 @@ from .contracts import (
     stream_rule,
 )
 
-__all__ = ["TINY", "SystolicResultStream", "SystolicOutputFifo", "SystolicGemmCover"]
+__all__ = ["TINY", "GATE", "SystolicResultStream", "SystolicOutputFifo", "SystolicGemmCover",
+           "SystolicActivationGate"]
 
 #: A 1x1 array with 2-word buffers: two K tiles or two N tiles, every pipeline stage.
 TINY = SystolicConfig(rows=1, cols=1, acc_width=17, act_depth=2, weight_depth=2, acc_depth=2,
@@ -108,4 +112,66 @@ class SystolicGemmCover(Elaboratable):
             m.d.sync += accepted.eq(1)
         m.d.comb += Cover(ok & accepted & top.o_result.valid & top.o_result.ready &
                           top.o_result.payload.last, "GEMM delivered its last result word")
+        return m
+
+
+#: Eight activation words: shapes with several K tiles, several rows and a ragged pass.
+GATE = SystolicConfig(rows=1, cols=1, acc_width=20, act_depth=8, weight_depth=8, acc_depth=4,
+                      param_depth=4)
+
+
+class SystolicActivationGate(Elaboratable):
+    """No row issues before its activation word is written.
+
+    The issue controller alone, with free tile latches, output room and command timing
+    (a start only the cycle after a check at the earliest and only while no GEMM runs),
+    one shape per trace that fits the buffer, and a host that writes activation words in
+    address order from 0 after each GEMM's final row (a write in that very cycle begins
+    the next GEMM's load). The wrapper counts the words written since then; every issued
+    row's address is below that count. For the induction, the engine's own record of the
+    count (the last address and whether any was written) is asserted equal to it, and the
+    copies the issue decision is made from equal their originals.
+    """
+
+    def __init__(self, config: SystolicConfig = GATE):
+        self._cfg = config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        dut = IssueController(cfg, array_latency=3)
+        fragment = Fragment.get(dut, None)
+        m.submodules.dut = fragment
+        free(m, dut.check, dut.start, dut.latched, dut.room, dut.act_write, dut.act_write_addr)
+        for name, most in (("m", cfg.max_m), ("k", cfg.max_k), ("n", cfg.max_n)):
+            value = getattr(dut, name)
+            m.d.comb += [value.eq(AnyConst(len(value))), Assume((value >= 1) & (value <= most))]
+        m.d.comb += Assume(-(-dut.k // cfg.rows) * dut.m <= cfg.act_depth)
+        checked = Signal(name="fv_checked")
+        m.d.sync += checked.eq(dut.check)
+        pending = signal(fragment, "pending")
+        m.d.comb += Assume(~dut.start | (checked & ~pending & ~dut.check))
+
+        final = dut.row.valid & dut.row.final
+        written = Signal(range(cfg.act_depth + 1), name="fv_written")
+        addr = Mux(final, 0, written)
+        m.d.comb += Assume(~dut.act_write | ((dut.act_write_addr == addr) &
+                                             (addr < cfg.act_depth)))
+        with m.If(dut.act_write):
+            m.d.sync += written.eq(addr + 1)
+        with m.Elif(final):
+            m.d.sync += written.eq(0)
+        last, any_ = signal(fragment, "act_last"), signal(fragment, "act_any")
+        # The issue decision is made twice, from copies of its inputs: they agree (the
+        # induction would otherwise start from copies that disagree).
+        for name in ("pending", "tile_ready", "last_k", "credit", "act_ok"):
+            copy = f"{name}_copy_i"
+            m.d.comb += Assert(signal(fragment, name) == signal(fragment, copy),
+                               f"{copy} differs from {name}")
+        m.d.comb += [
+            Assert(Mux(any_, last + 1, 0) == written,
+                   "the engine's activation count differs from the words written"),
+            Assert(~dut.row.valid | (dut.act_addr < written),
+                   "a row issued before its activation word was written"),
+        ]
         return m
