@@ -18,6 +18,8 @@ that the image writers take. A :class:`FactoredMlp` carries a ReLU flag per laye
 without ReLU and the systolic engine clamps it to the full int8 range.
 """
 
+import dataclasses
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -25,7 +27,7 @@ from .compress import Compressed, parse_sparsity
 from .model import Layer, Mlp
 from .prune import prune_sparsity
 from .share import SharedLayer, share_weights
-from .storage import layer_storage
+from .storage import DENSE_BITS, LayerStorage, layer_storage
 from .ternary import Adam
 
 __all__ = ["FactoredMlp", "svd_factor", "truncation_error", "rank_for_energy",
@@ -234,7 +236,9 @@ def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsi
     """Factor (:func:`factorize`), fine-tune, prune the factors to ``sparsity`` (a number or
     ``{layer: sparsity}`` over the factored layers' names, e.g. ``fc1.v``) and retrain,
     share ``bits``-bit codebooks and fine-tune them; without ``x_train``/``y_train`` no
-    training (magnitude pruning and plain sharing)."""
+    training (magnitude pruning and plain sharing). The storage rows of a factor count as
+    dense its share (by weights) of the original layer's 32-bit weights, so the ratios
+    compare with the unfactored model."""
     say = progress or (lambda msg: None)
     work, info = factorize(model, ranks, energy, ratio)
     log = {"method": "low-rank", "factors": info}
@@ -265,4 +269,25 @@ def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsi
         log["final_train_accuracy"] = work.accuracy(x_train, y_train)
     storage = [layer_storage(layer.name, s.mask, s.index, bits, index_bits)
                for layer, s in zip(work.layers, shared, strict=True)]
-    return Compressed(model.copy(), pruned, work, shared, storage, log)
+    return Compressed(model.copy(), pruned, work, shared, _dense_as_original(storage, model),
+                      log)
+
+
+def _dense_as_original(storage: list[LayerStorage], model: Mlp) -> list[LayerStorage]:
+    """The dense size a factor replaces: its share (by weights) of the original layer's
+    32-bit weights, so ratios and totals compare with the unfactored model."""
+    original = {layer.name: layer.weight.size * DENSE_BITS for layer in model.layers}
+    rows = {}
+    for row in storage:
+        base = row.name.removesuffix(FIRST).removesuffix(SECOND)
+        rows.setdefault(base if base in original else row.name, []).append(row)
+    out = []
+    for name, group in rows.items():
+        if len(group) == 1:
+            out += group
+            continue
+        size = sum(r.weights for r in group)
+        shares = [original[name] * r.weights // size for r in group]
+        shares[-1] += original[name] - sum(shares)
+        out += [dataclasses.replace(r, dense_bits=d) for r, d in zip(group, shares, strict=True)]
+    return out

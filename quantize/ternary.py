@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from hw.eie import csc
 from hw.eie.config import EieConfig
 
-from .compress import Compressed
+from .compress import Compressed, parse_sparsity
 from .eie_engine import choose_eie_fracs, eie_config_for
 from .engines import image_engine
 from .image import write_image
@@ -52,6 +52,8 @@ MODES = ("ternary", "binary")
 #: Zero-run widths an EIE entry with a 2-bit index may have in a 64-bit word: 4-bit entries
 #: (16 a word) or 8-bit ones (8 a word); 6-bit entries do not tile the word.
 EIE_ZRUN_BITS = (2, 6)
+#: Trained scales stay at least this fraction of the float layer's ``max|w|``.
+SCALE_FLOOR = 1e-3
 
 
 @dataclass
@@ -64,9 +66,14 @@ class QuantSpec:
         ``ternary`` or ``binary``.
     threshold : float
         Ternary threshold ``t`` as a fraction of each layer's ``max|v|`` (TTQ: 0.05).
-    sparsity : float or None
+    sparsity : float, dict, str or None
         Ternary only: the threshold is this quantile of ``|v|`` instead (TTQ's second
-        scheme), so each layer keeps ``1 - sparsity`` of its weights.
+        scheme), so each layer keeps ``1 - sparsity`` of its weights; per layer as
+        ``{"fc1": 0.9}`` or ``"fc1=0.9,fc3=0.6"`` (:func:`quantize.compress.parse_sparsity`;
+        a layer not named gets 0).
+    ramp_epochs : int
+        With training and ``sparsity``: the sparsity rises linearly to its target over
+        this many epochs (0: the target from the start).
     per_channel : bool
         Binary only: one scale per output channel (systolic only) instead of per layer.
     epochs, lr, scale_lr, batch, seed :
@@ -79,7 +86,8 @@ class QuantSpec:
 
     mode: str = "ternary"
     threshold: float = 0.05
-    sparsity: float | None = None
+    sparsity: float | dict | str | None = None
+    ramp_epochs: int = 0
     per_channel: bool = False
     epochs: int = 30
     lr: float = 5e-4
@@ -94,8 +102,11 @@ class QuantSpec:
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"ternary threshold {self.threshold}: use a fraction in [0, 1) "
                              f"of max |w|")
-        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+        if isinstance(self.sparsity, float | int) and not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"ternary sparsity {self.sparsity}: use a value in [0, 1)")
+        if not 0 <= self.ramp_epochs <= max(self.epochs, 0):
+            raise ValueError(f"ramp_epochs {self.ramp_epochs}: use 0 to epochs "
+                             f"({self.epochs})")
         if self.mode == "ternary" and self.per_channel:
             raise ValueError("per-channel scales are for binary weights; ternary scales are "
                              "per layer (Wp, Wn)")
@@ -105,10 +116,11 @@ class QuantSpec:
 
 def ternary_threshold(v: np.ndarray, threshold: float = 0.05,
                       sparsity: float | None = None) -> float:
-    """``delta``: ``threshold * max|v|``, or the ``sparsity`` quantile of ``|v|``."""
+    """``delta``: ``threshold * max|v|``, or the ``sparsity`` quantile of ``|v|`` (0 for
+    sparsity 0: only exact zeros are 0)."""
     a = np.abs(np.asarray(v, np.float64))
     if sparsity is not None:
-        return float(np.quantile(a, sparsity, method="lower")) if sparsity > 0 else -1.0
+        return float(np.quantile(a, sparsity, method="lower")) if sparsity > 0 else 0.0
     return float(threshold * a.max())
 
 
@@ -188,11 +200,14 @@ class _Layer:
     lo: np.ndarray
     hi: np.ndarray
     clip: float
+    sparsity: float | None = None
+    fraction: float = 1.0
     index: np.ndarray = field(default=None)
 
     def quantize(self, spec: QuantSpec) -> np.ndarray:
         if spec.mode == "ternary":
-            delta = ternary_threshold(self.latent, spec.threshold, spec.sparsity)
+            target = None if self.sparsity is None else self.sparsity * self.fraction
+            delta = ternary_threshold(self.latent, spec.threshold, target)
             self.index, _, _ = ternarize(self.latent, delta, 0.0, 0.0)
             return _levels(self.index, self.lo[0], self.hi[0])
         self.index, _ = binarize(self.latent, spec.per_channel, 0.0)
@@ -207,11 +222,11 @@ class _Layer:
         return latent, np.zeros_like(self.lo), np.atleast_1d(ds)
 
 
-def _init_layer(w: np.ndarray, spec: QuantSpec) -> _Layer:
+def _init_layer(w: np.ndarray, spec: QuantSpec, sparsity: float | None) -> _Layer:
     v = np.array(w, np.float32)
     if spec.mode == "ternary":
-        _, wp, wn = ternarize(v, ternary_threshold(v, spec.threshold, spec.sparsity))
-        return _Layer(v, np.array([wn]), np.array([wp]), float(np.abs(v).max()))
+        _, wp, wn = ternarize(v, ternary_threshold(v, spec.threshold, sparsity))
+        return _Layer(v, np.array([wn]), np.array([wp]), float(np.abs(v).max()), sparsity)
     _, a = binarize(v, spec.per_channel)
     a = np.atleast_1d(np.asarray(a, np.float64))
     return _Layer(v, np.zeros_like(a), a, float(np.abs(v).max()))     # binary: lo unused
@@ -226,6 +241,8 @@ def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress):
                                                     else [])
     opt = Adam(params, lrs)
     for epoch in range(spec.epochs):
+        for st in states:
+            st.fraction = min(1.0, (epoch + 1) / spec.ramp_epochs) if spec.ramp_epochs else 1.0
         order = rng.permutation(len(x))
         for start in range(0, len(x), spec.batch):
             idx = order[start:start + spec.batch]
@@ -239,8 +256,10 @@ def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress):
             opt.step(params, flat)
             for st in states:
                 np.clip(st.latent, -st.clip, st.clip, out=st.latent)
-                np.maximum(st.lo, 0.0, out=st.lo)
-                np.maximum(st.hi, 0.0, out=st.hi)
+                # A scale trained to 0 leaves an int8 weight scale no bias fits under.
+                floor = SCALE_FLOOR * st.clip
+                np.maximum(st.lo, floor if spec.mode == "ternary" else 0.0, out=st.lo)
+                np.maximum(st.hi, floor, out=st.hi)
         if progress:
             progress(f"{spec.mode} training: epoch {epoch + 1}/{spec.epochs}")
 
@@ -252,7 +271,10 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
     work = model.copy()
     for layer in work.layers:
         layer.mask = None
-    states = [_init_layer(layer.weight, spec) for layer in work.layers]
+    names = [layer.name for layer in work.layers]
+    targets = (parse_sparsity(spec.sparsity, names) if spec.sparsity is not None
+               else dict.fromkeys(names))
+    states = [_init_layer(layer.weight, spec, targets[layer.name]) for layer in work.layers]
     log = {"method": spec.mode, "trained": x_train is not None}
     if x_train is not None:
         if y_train is None:
@@ -262,6 +284,8 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
         log["float_train_accuracy"] = model.accuracy(x, y)
         with threadpool_limits(1):
             _train(work, states, spec, x, y, progress)
+    for st in states:
+        st.fraction = 1.0
     shared, pruned = [], work.copy()
     for layer, p, st in zip(work.layers, pruned.layers, states, strict=True):
         layer.weight = st.quantize(spec)

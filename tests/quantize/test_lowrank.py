@@ -21,6 +21,7 @@ from quantize.lowrank import (
 )
 from quantize.model import Layer
 from quantize.run import quantize_input, run_image
+from quantize.storage import totals
 from quantize.ternary import write_method_image
 from quantize.train import init_mlp, train
 from sim.golden import eie as eie_golden
@@ -141,6 +142,11 @@ def test_pruned_shared_factors(digits):
     assert c.shared[2].mask.all()                        # fc2 not pruned
     assert c.final.accuracy(xte, yte) > 0.8
     assert c.log["factors"]["fc1"]["rank"] == 16
+    # Ratios compare with the unfactored model: the factors' dense bits are fc1's.
+    t = totals(c.storage)
+    assert t["dense_bits"] == 32 * sum(layer.weight.size for layer in model.layers)
+    assert t["weights"] == 16 * (64 + 40) + 40 * 10
+    assert [r.dense_bits for r in c.storage][2] == 32 * 400
 
 
 @pytest.mark.rtl

@@ -219,3 +219,18 @@ def test_two_bit_eie_image_golden_matches_float(digits, tmp_path):
     ref = c.final.forward(xte)
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
     assert np.mean(out.argmax(1) == ref.argmax(1)) >= 0.98
+
+
+def test_per_layer_sparsity_with_ramp(digits):
+    model, xtr, ytr, _, _ = digits
+    spec = QuantSpec("ternary", sparsity="fc1=0.9", epochs=4, ramp_epochs=2)
+    c = quantize_mlp(model, spec, xtr, ytr)
+    fc1, fc2 = c.shared
+    # The quantile rule at the end, whatever the ramp did: 10 % of fc1 kept; fc2 (not named,
+    # sparsity 0) keeps every non-zero weight; indices stay within the 2-bit codebook.
+    assert fc1.mask.sum() == pytest.approx(0.1 * fc1.mask.size, abs=1)
+    assert fc2.mask.all() and set(np.unique(fc2.index).tolist()) <= {1, 2}
+    for s in c.shared:
+        assert s.index.max() <= 2 and s.codebook[1] < 0 < s.codebook[2]
+    with pytest.raises(ValueError, match="ramp_epochs"):
+        QuantSpec("ternary", epochs=3, ramp_epochs=4)
