@@ -514,8 +514,8 @@ def _print_found(found, labelled: bool, args) -> None:
         return
     print(f"chosen: sparsity {_pairs(found.sparsity)}, bits {_pairs(found.bits)}")
     print(f"validation split ({found.val_size} of {found.val_size + found.fit_size} "
-          f"{'training' if labelled else 'calibration'} inputs, seed {args.seed}, never "
-          f"retrained on): float {found.float_val:.2f} %, compressed {found.final_val:.2f} % "
+          f"{'training' if labelled else 'calibration'} inputs, seed {args.seed}, held "
+          f"out): float {found.float_val:.2f} %, compressed {found.final_val:.2f} % "
           f"{found.metric} (budget {args.max_loss:g} points: "
           f"{'kept' if found.within_budget else 'MISSED'})")
 
