@@ -36,6 +36,7 @@ FULLY_CONNECTED.
 """
 
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,12 @@ def load_tflite(file, path: str = "reference") -> QuantGraph:
         raise ValueError(f"path={path!r}: use one of {', '.join(PATHS)}")
     file = Path(file)
     _check_exists(file)
-    return _Importer(file, path).qgraph
+    try:
+        return _Importer(file, path).qgraph
+    except (struct.error, TypeError, IndexError, ZeroDivisionError, OverflowError,
+            AttributeError, UnicodeDecodeError) as e:     # a corrupt flatbuffer's offsets
+        raise ValueError(f"{file}: not a readable .tflite model ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def raw_inputs(qgraph: QuantGraph, q) -> np.ndarray:
@@ -609,7 +615,8 @@ class _Importer:
         where = self._where(k)
         opts = self._options(op, "ConcatenationOptions")
         rank = len(self._shape(out_i))
-        if opts.Axis() % rank != rank - 1 or opts.FusedActivationFunction() != 0:
+        if (rank not in (2, 4) or opts.Axis() % rank != rank - 1
+                or opts.FusedActivationFunction() != 0):
             raise ValueError(f"{where}: concatenation on axis {opts.Axis()} (tensor "
                              f"{self._tname(out_i)!r}); only the channel (last) axis, no "
                              f"fused activation")

@@ -102,3 +102,30 @@ def test_raw_inputs_round_trip_and_layouts(tmp_path):
     y = np.arange(24).reshape(1, 2, 3, 4)               # N C H W -> N H W C
     assert raw_outputs(y).shape == (1, 3, 4, 2)
     assert raw_outputs(y, nhwc=False).shape == (1, 2, 3, 4)
+
+
+def test_corrupt_files_are_refused_in_one_line_or_load(tmp_path):
+    """Random byte edits of the CNN fixture: a ValueError of one line, or a model that
+    loads (weights or scales edited) and runs."""
+    from tests.quantize.test_tflite_conformance import FIXTURES
+    buf = (FIXTURES / "cnn.tflite").read_bytes()
+    rng = np.random.default_rng(7)
+    outcomes = {"refused": 0, "ran": 0}
+    for _ in range(120):
+        b = bytearray(buf)
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        path = tmp_path / "c.tflite"
+        path.write_bytes(bytes(b))
+        try:
+            qg = load_tflite(path)
+        except ValueError as e:
+            assert "\n" not in str(e)
+            outcomes["refused"] += 1
+            continue
+        try:
+            run_graph(qg, raw_inputs(qg, np.zeros((1, *qg.graph.input_shape), np.int8)))
+        except ValueError as e:
+            assert "\n" not in str(e)
+        outcomes["ran"] += 1
+    assert outcomes["refused"] > 10 and outcomes["ran"] > 10
