@@ -39,17 +39,17 @@ from .eie_model import column_work, queue_cycles, useful_macs
 
 __all__ = ["run_point", "resolve_config", "source_hash", "SOURCES"]
 
-_OWN = ("sim/sweep/measures.py", "sim/sweep/workloads.py")
+#: What defines the workloads (benchmark layers, convolutions, compressed images).
+_WORKLOADS = ("sim/sweep/measures.py", "sim/sweep/workloads.py", "sim/bench/eie.py",
+              "sim/bench/convs.py", "sim/eie.py", "quantize/lower.py", "quantize/graph.py",
+              "quantize/image.py", "quantize/graph_image.py")
 #: Per measure: the files and folders (``*.py`` in them) its results depend on.
 SOURCES = {
-    "model": ("hw", *_OWN, "sim/sweep/eie_model.py", "sim/bench/eie.py", "sim/bench/convs.py",
-              "sim/eie.py", "quantize/lower.py", "quantize/graph.py"),
-    "rtl": ("hw", *_OWN, "sim/eie.py", "sim/systolic.py", "sim/rtl.py", "sim/verilator.py",
+    "model": ("hw", *_WORKLOADS, "sim/sweep/eie_model.py"),
+    "rtl": ("hw", *_WORKLOADS, "sim/systolic.py", "sim/rtl.py", "sim/verilator.py",
             "sim/golden", "sim/tb", "sim/beat_source.py", "sim/eie_harness.py",
-            "sim/systolic_harness.py", "sim/bench/eie.py", "sim/bench/convs.py",
-            "quantize/lower.py", "quantize/graph.py"),
-    "synth": ("hw", "boards", *_OWN, "sim/bench/eie.py", "sim/bench/convs.py", "sim/eie.py",
-              "quantize/lower.py", "quantize/graph.py"),
+            "sim/systolic_harness.py", "sim/sweep/eie_model.py"),
+    "synth": ("hw", "boards", *_WORKLOADS),
 }
 
 

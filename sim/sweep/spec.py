@@ -28,6 +28,7 @@ A bad spec raises ``ValueError`` in one line that names the key.
 """
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import tomllib
@@ -53,7 +54,8 @@ class Point:
     or a ``board`` at ``clock_mhz`` (0: the board's own) with nextpnr ``seed`` (synth).
 
     ``axes`` are the config fields the spec sets; ``fit`` the workloads its memories are
-    sized for.
+    sized for; ``digest`` what those workloads' files hold (compressed images), so a point
+    is measured anew when they change.
     """
 
     measure: str
@@ -64,6 +66,7 @@ class Point:
     board: str = ""
     clock_mhz: float = 0.0
     seed: int = 0
+    digest: str = ""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -185,6 +188,8 @@ def _engine_points(engine, section, measures, boards, clocks, seeds) -> list[Poi
             raise ValueError(f"{where}{name} = []: an empty axis leaves no point")
         axes[name] = values
     tie = engine == "systolic" and section.get("cols") == "rows"
+    digest = hashlib.sha256("".join(wl.digest(w) for w in loads).encode()).hexdigest()[:16] \
+        if any(w.startswith("image:") for w in loads) else ""
     names = list(axes)
     points = []
     for combo in itertools.product(*axes.values()):
@@ -195,10 +200,11 @@ def _engine_points(engine, section, measures, boards, clocks, seeds) -> list[Poi
         key = tuple(sorted(chosen.items()))
         for measure in measures:
             if measure == "synth":
-                points += [Point(measure, engine, key, tuple(loads), "", b, c, s)
+                points += [Point(measure, engine, key, tuple(loads), "", b, c, s, digest)
                            for b in boards for c in clocks for s in seeds]
             else:
-                points += [Point(measure, engine, key, tuple(loads), w) for w in loads]
+                points += [Point(measure, engine, key, tuple(loads), w, digest=digest)
+                           for w in loads]
     return points
 
 

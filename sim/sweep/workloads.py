@@ -7,6 +7,11 @@ Systolic engine (each workload is a list of GEMMs run one after another; cycles 
 ``conv:NET`` / ``conv:NET/LAYER``
     The convolutions of AlexNet, VGG-16 or ResNet-18 at their ImageNet shapes (batch 1),
     each lowered to its im2col GEMM as suite ``convs`` of ``make bench`` does.
+``image:DIR`` / ``image:DIR:BATCH``
+    The GEMMs of a compressed network (``nnaccel compress``; an MLP or a graph image made
+    for either engine) for a batch of inputs (default 1): an MLP layer is BATCH×in×out, a
+    graph's convolutions and linear layers are lowered as the runtime lowers them (each
+    GEMM whole, not cut into the jobs a run makes).
 
 EIE engine (each workload is one sparse layer with one input vector):
 
@@ -21,6 +26,8 @@ import re
 from functools import cache
 
 from hw.eie import EieConfig
+from quantize.image import is_graph, load_image
+from quantize.lower import lower
 from sim.bench.convs import LAYERS as CONV_LAYERS
 from sim.bench.convs import gemm as conv_gemm
 from sim.bench.eie import EIE_LAYERS
@@ -30,7 +37,8 @@ from sim.eie import random_layer
 __all__ = ["ENGINE_OF", "expand", "gemms", "eie_layer"]
 
 #: Workload kind -> the engine that runs it.
-ENGINE_OF = {"gemm": "systolic", "conv": "systolic", "eie": "eie", "layer": "eie"}
+ENGINE_OF = {"gemm": "systolic", "conv": "systolic", "image": "systolic", "eie": "eie",
+             "layer": "eie"}
 
 #: Seed of the random ``layer:`` workloads (the matrix and its input).
 LAYER_SEED = 7
@@ -60,6 +68,8 @@ def expand(engine: str, text: str) -> list[str]:
             raise ValueError(f"workload {text!r}: use gemm:MxKxN with positive M, K, N")
     elif kind == "conv":
         _conv_layers(text, arg)
+    elif kind == "image":
+        _image(text)
     elif kind == "eie":
         if arg not in EIE_LAYERS:
             raise ValueError(f"workload {text!r}: no such benchmark layer (layers: "
@@ -86,12 +96,42 @@ def _conv_layers(text: str, arg: str):
     return layers
 
 
+def _image(text: str):
+    """``(image, batch)`` of an ``image:`` workload."""
+    arg = text.split(":", 1)[1]
+    path, _, batch = arg.rpartition(":")
+    if not path or not batch.isdigit():
+        path, batch = arg, "1"
+    if int(batch) < 1:
+        raise ValueError(f"workload {text!r}: the batch must be at least 1")
+    try:
+        return load_image(path), int(batch)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"workload {text!r}: {e}") from None
+
+
+def digest(text: str) -> str:
+    """What a workload's results depend on beyond its name: an image's manifest digest
+    (which covers its files), or nothing."""
+    return _image(text)[0].manifest["digest"] if text.startswith("image:") else ""
+
+
 @cache
 def gemms(text: str) -> tuple[tuple[int, int, int], ...]:
     """The M×K×N GEMMs of a systolic workload."""
     kind, arg = text.split(":", 1)
     if kind == "gemm":
         return (tuple(int(x) for x in _GEMM.match(arg).groups()),)
+    if kind == "image":
+        image, batch = _image(text)
+        if not is_graph(image):
+            return tuple((batch, spec["in"], spec["out"]) for spec in image.manifest["layers"])
+        out = []
+        for layer in image.qgraph.layers:
+            if layer.kind == "gemm":
+                low = lower(layer.node, layer.in_shape, batch)
+                out += [(low.m, low.k, low.n)] * low.count
+        return tuple(out)
     return tuple((g["m"], g["k"], g["n"]) for g in map(conv_gemm, _conv_layers(text, arg)))
 
 
