@@ -47,8 +47,8 @@ class IssueController(wiring.Component):
     cleared as the GEMM's final row issues), and the gate is judged a cycle ahead, off the
     issue path: the row that may issue next cycle is this one or the next, so the register
     ``act_ok`` says that both are written (the pass's last row, after which the address
-    wraps to 0, needs only itself). A row thus issues at the earliest two cycles after the
-    write of the word after it, so a word is never read in the cycle it is written. Only the
+    wraps to 0, needs only itself). A row thus issues two cycles after its word's write at
+    the earliest, so a word is never read in the cycle it is written. Only the
     first N tile's pass can wait: every later pass reads words written by then. The first
     write after a GEMM must be address 0, so a command reads only the activations written
     since the last GEMM finished; a rejected command leaves them in place.
