@@ -118,7 +118,7 @@ def _renumber(body: str) -> tuple[str, dict]:
     made_up = {}
 
     def rename(match):
-        return "\\" + made_up.setdefault(match.group(1), f"nn${len(made_up)}") + " "
+        return "\\" + made_up.setdefault(match.group(1), f"$made${len(made_up)}") + " "
 
     body = _MADE_UP.sub(rename, body)
     return body, {f"\\{old} ": f"\\{new} " for old, new in made_up.items()}
