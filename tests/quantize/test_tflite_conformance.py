@@ -95,12 +95,13 @@ def test_import_keeps_the_model_arithmetic(qgraphs):
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("path", ["reference", "optimized"])
 @pytest.mark.parametrize("model", MODELS)
-def test_rtl_equals_litert(model, qgraphs):
-    qgraph = qgraphs[model, "reference"]
+def test_rtl_equals_litert(model, path, qgraphs):
+    qgraph = qgraphs[model, path]
     x, _ = _vectors(model, qgraph, VECTORS)
     x = np.concatenate([x[:4], x[4:5], x[-3:]])         # extremes, zero point, a digit, random
-    want = _litert(model, x, "reference")
+    want = _litert(model, x, path)
     run = run_graph(qgraph, raw_inputs(qgraph, x), "rtl", rows=4, cols=4)
     np.testing.assert_array_equal(raw_outputs(run.output), want)
     assert run.cycles > 0
