@@ -129,3 +129,28 @@ def test_corrupt_files_are_refused_in_one_line_or_load(tmp_path):
             assert "\n" not in str(e)
         outcomes["ran"] += 1
     assert outcomes["refused"] > 10 and outcomes["ran"] > 10
+
+
+@pytest.mark.parametrize("path", ["reference", "optimized"])
+@pytest.mark.parametrize("opcode,out", [(14, QParams(1 / 256, -128)), (28, QParams(1 / 128, 0))])
+def test_logistic_and_tanh_tables_equal_litert_on_all_256_codes(tmp_path, path, opcode, out):
+    """The imported table against LiteRT's int8 LOGISTIC (14) and TANH (28) kernels of
+    either resolver, every input code, several input quantizations."""
+    it = pytest.importorskip("ai_edge_litert.interpreter")
+    resolver = getattr(it.OpResolverType, "BUILTIN_REF" if path == "reference"
+                       else "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+    rng = np.random.default_rng(opcode)
+    codes = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    for _ in range(6):
+        p_in = QParams(float(rng.uniform(0.005, 0.2)), int(rng.integers(-100, 100)))
+        content = _tfl_model(opcode, None, [_t((1, 256), p_in), _t((1, 256), out)], [0], [1])
+        path_file = tmp_path / "a.tflite"
+        path_file.write_bytes(content)
+        qg = load_tflite(path_file, path)
+        interp = it.Interpreter(model_content=content, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], codes)
+        interp.invoke()
+        want = interp.get_tensor(interp.get_output_details()[0]["index"])
+        got = raw_outputs(run_graph(qg, raw_inputs(qg, codes)).output)
+        np.testing.assert_array_equal(got, want)
