@@ -154,3 +154,35 @@ def test_logistic_and_tanh_tables_equal_litert_on_all_256_codes(tmp_path, path, 
         want = interp.get_tensor(interp.get_output_details()[0]["index"])
         got = raw_outputs(run_graph(qg, raw_inputs(qg, codes)).output)
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("path", ["reference", "optimized"])
+def test_int8_softmax_equals_litert(tmp_path, path):
+    """sim/golden/softmax.py through the importer against LiteRT's int8 SOFTMAX (fixed point
+    on the reference resolver, float table on the optimized one): rows of equal codes,
+    extremes, random; input scales 0.005..0.3, beta 1 and 0.5."""
+    it = pytest.importorskip("ai_edge_litert.interpreter")
+    resolver = getattr(it.OpResolverType, "BUILTIN_REF" if path == "reference"
+                       else "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        depth = int(rng.integers(2, 40))
+        p_in = QParams(float(rng.uniform(0.005, 0.3)), int(rng.integers(-100, 100)))
+        beta = 1.0 if trial % 3 else 0.5
+        content = _tfl_model(25, (9, "SoftmaxOptions", {"Beta": beta}),
+                             [_t((1, depth), p_in), _t((1, depth), QParams(1 / 256, -128))],
+                             [0], [1])
+        (tmp_path / "s.tflite").write_bytes(content)
+        qg = load_tflite(tmp_path / "s.tflite", path)
+        x = rng.integers(-128, 128, (200, depth)).astype(np.int8)
+        x[0], x[1], x[2] = 127, -128, p_in.zero_point
+        x[3, :] = -128
+        x[3, 0] = 127
+        interp = it.Interpreter(model_content=content, experimental_op_resolver_type=resolver)
+        interp.resize_tensor_input(0, list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        want = interp.get_tensor(interp.get_output_details()[0]["index"])
+        got = raw_outputs(run_graph(qg, raw_inputs(qg, x)).output)
+        np.testing.assert_array_equal(got, want)
