@@ -35,7 +35,7 @@ from sim.rtl import BUILD_ROOT, REPO
 from sim.systolic import random_job, run_jobs
 
 from . import workloads as wl
-from .eie_model import column_work, queue_cycles, useful_macs
+from .eie_model import column_work, layer_cycles, useful_macs
 
 __all__ = ["run_point", "resolve_config", "source_hash", "SOURCES"]
 
@@ -149,10 +149,10 @@ def _systolic_rtl(point, config: SystolicConfig) -> dict:
 def _eie_model(point, config: EieConfig) -> dict:
     _, acts, csc = _encoded(point["workload"], _eie_key(config))
     _, work = column_work(csc, config, acts)
-    cycles = queue_cycles(work, config.queue_depth)
     bound = int(work.sum(axis=1).max()) if work.size else 0
-    return _perf(config, max(cycles, 1), useful_macs(csc, config, acts), config.pes,
-                 work_cycles=bound, nonzero_inputs=int(work.shape[1]))
+    return _perf(config, layer_cycles(work, config.queue_depth, csc.rows),
+                 useful_macs(csc, config, acts), config.pes, work_cycles=bound,
+                 nonzero_inputs=int(work.shape[1]))
 
 
 def _eie_rtl(point, config: EieConfig) -> dict:
@@ -164,7 +164,8 @@ def _eie_rtl(point, config: EieConfig) -> dict:
     mismatches = int(np.count_nonzero(np.asarray(got["outputs"]) != want))
     _, work = column_work(csc, config, acts)
     return _perf(config, got["cycles"], useful_macs(csc, config, acts), config.pes,
-                 mismatches=mismatches, model_cycles=queue_cycles(work, config.queue_depth))
+                 mismatches=mismatches,
+                 model_cycles=layer_cycles(work, config.queue_depth, csc.rows))
 
 
 def _synth(point, engine: str, config) -> dict:

@@ -11,7 +11,13 @@ from hw.eie.csc import encode
 from nnaccel.cli import main
 from sim.eie import build_image, random_layer, work_cycles
 from sim.rtl import REPO
-from sim.sweep.eie_model import column_work, queue_cycles, useful_macs
+from sim.sweep.eie_model import (
+    LAYER_OVERHEAD,
+    column_work,
+    layer_cycles,
+    queue_cycles,
+    useful_macs,
+)
 from sim.sweep.measures import SOURCES, source_hash
 from sim.sweep.report import perf_rows, synth_rows
 from sim.sweep.store import ResultStore
@@ -64,13 +70,15 @@ def test_unsynthesized_boards_use_their_target_clock_and_no_fit_has_no_throughpu
 
 
 def test_queue_model_by_hand():
-    # PE 0 has four 4-cycle columns, PE 1 one 10-cycle column last. Queues of 1 (3 slots
-    # with the column buffer): the fifth broadcast waits for PE 0 to start its second
-    # column (cycle 7), so PE 1 starts at 8 + 3 and ends at 21; deep queues let it start at
-    # 4 + 3 and PE 0's 3 + 16 = 19 is the end.
+    # PE 0 has four 4-cycle columns, PE 1 one 10-cycle column last. With 2-deep queues a
+    # broadcast needs two free slots counting the one of the cycle before, so the
+    # broadcasts go out at 0, 2, 4, 6, 8 and PE 1 ends at 8 + 3 + 10 = 21. Deep queues
+    # send them at 0 .. 4: PE 1 ends at 17, PE 0 at 3 + 4 * 4 = 19.
     work = np.array([[4, 4, 4, 4, 0], [0, 0, 0, 0, 10]])
-    assert queue_cycles(work, 1) == 21
+    assert queue_cycles(work, 2) == 21
     assert queue_cycles(work, 16) == 19
+    assert queue_cycles(work, 1) >= 21
+    assert layer_cycles(work, 16, 7) == 19 + 4 + LAYER_OVERHEAD     # 7 outputs on 2 PEs
 
 
 def test_queue_model_against_the_work_bound():
