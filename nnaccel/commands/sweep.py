@@ -27,7 +27,7 @@ def _sweep(args):
     sweep = load_spec(spec)
     results = Path(args.results or BUILD_ROOT / "sweep" / f"{spec.stem}.jsonl")
     run = run_sweep(sweep.points, results, scheduler=args.scheduler, workers=args.workers,
-                    serial=args.serial,
+                    serial=args.serial, progress=sys.stderr,
                     context={"spec": str(spec), "boards": list(sweep.boards),
                              "clock_mhz": list(sweep.clock_mhz)})
     print(f"{run.total} points: {run.skipped} already in {results}, {run.ran} run "

@@ -13,7 +13,6 @@ running, ETA) is rewritten as results come back.
 """
 
 import os
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -90,12 +89,13 @@ def _record(point: Point, key: str, source: str, outcome: dict) -> dict:
 
 
 def run_sweep(points, results, *, scheduler: str | None = None, workers: int | None = None,
-              serial: bool = False, context: dict | None = None, progress=sys.stderr,
+              serial: bool = False, context: dict | None = None, progress=None,
               on_record=None) -> SweepRun:
     """Measure the ``points`` (:class:`~sim.sweep.spec.Point`) that ``results`` (a path)
     has no finished record of, appending a record for each.
 
-    ``serial`` runs them in this process, in order (no Dask). ``on_record`` is called with
+    ``serial`` runs them in this process, in order (no Dask). ``progress``: a stream for
+    the progress line (``None``: quiet). ``on_record`` is called with
     each record after it is stored (the tests interrupt a sweep from it).
     """
     store = ResultStore(results)
