@@ -12,6 +12,10 @@ codebooks vs the original model's 32-bit dense weights; plain and Huffman), the
 plain-code ratio for ternary and binary (no relative index), and the real image bytes
 (weights, pointers, codebooks, biases, requantization) against the 32-bit dense weights.
 
+The same methods (:data:`SKLEARN_METHODS`) also run on the accuracy-budget figure's model:
+scikit-learn's ``MLPClassifier((300, 100))`` on 1,400/397 digits splits (seeds 0 and 1),
+EIE with 16 PEs; scans fit their float model with the same classifier.
+
 Written to ``out_dir/methods.json`` and, with the run's provenance, to the committed record
 ``docs/results/compression_methods.json`` (:func:`write_record`). The best method within
 0.5 point of the float model (golden, both engines) then runs on the RTL (Verilator) over
@@ -20,20 +24,25 @@ every test image, every output word compared with golden.
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
 
 from quantize.compress import CompressSpec, compress
-from quantize.digits import SIZES, SPARSITY, load_digits_split, train_digits_mlp
+from quantize.digits import SPARSITY, load_digits_split, train_digits_mlp
 from quantize.image import load_image
 from quantize.lowrank import compress_factored
+from quantize.model import Layer, Mlp
 from quantize.run import run_image
 from quantize.storage import totals
 from quantize.ternary import QuantSpec, dense_code_bits, quantize_mlp, write_method_image
 
 from ..rtl import BUILD_ROOT
+from .compression import sklearn_digits
 from .results import REPO, provenance
 
 __all__ = ["RECORD", "METHODS", "measure", "write_record", "main"]
@@ -102,14 +111,29 @@ SCANS = {
 }
 
 
-def _scan(name, data) -> tuple:
+#: Methods also measured on the issue's scikit-learn model.
+SKLEARN_METHODS = ("prune+share", "ternary-s0.8", "low-rank", "low-rank+prune",
+                   "low-rank+prune-chosen", "ternary-chosen")
+
+
+def _sklearn_fit(x, y) -> Mlp:
+    """The issue's model on ``x``: ``MLPClassifier((300, 100), max_iter=300,
+    random_state=0)`` as an :class:`~quantize.model.Mlp`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((300, 100), max_iter=300, random_state=0).fit(x, y)
+    return Mlp([Layer(f"fc{i + 1}", w.T, b)
+                for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True))])
+
+
+def _scan(name, data, fit=train_digits_mlp) -> tuple:
     """``(label, builder, scan rows)``: the scanned setting with the best ratio whose
     validation accuracy is within :data:`BUDGET` of the float model's, trained on the
     training split minus the validation images (20 %, stratified, seed 0)."""
     xtr, ytr, _, _ = data
     x_fit, x_val, y_fit, y_val = train_test_split(xtr, ytr, test_size=0.2, random_state=0,
                                                   stratify=ytr)
-    model = train_digits_mlp(x_fit, y_fit)
+    model = fit(x_fit, y_fit)
     floor = model.accuracy(x_val, y_val) - BUDGET
     rows = []
     for label, build in SCANS[name][1]:
@@ -126,7 +150,7 @@ def _scan(name, data) -> tuple:
         "chosen": SCANS[name][1][best][0], "within_budget": bool(ok)}
 
 
-def _method(name, model, data, work: Path, method=None) -> dict:
+def _method(name, model, data, work: Path, method=None, pes: int = 8) -> dict:
     xtr, ytr, xte, yte = data
     description, engines, build = method or METHODS[name]
     start = time.monotonic()
@@ -145,7 +169,7 @@ def _method(name, model, data, work: Path, method=None) -> dict:
         row["factors"] = c.log["factors"]
     for engine in engines:
         folder = work / f"{name}_{engine}"
-        manifest = write_method_image(c, engine, folder, xtr)
+        manifest = write_method_image(c, engine, folder, xtr, pes=pes)
         out = run_image(load_image(folder, engine=engine), xte, "golden").outputs
         comp = manifest["compression"]
         row["engines"][engine] = {
@@ -158,29 +182,22 @@ def _method(name, model, data, work: Path, method=None) -> dict:
     return row
 
 
-def measure(work: Path, names=None, rtl: bool = True) -> dict:
-    """Train the digits MLP, run every method (or ``names``), return the figures; with
-    ``rtl`` the best method within the budget also runs on both engines' RTL."""
-    data = load_digits_split()
+def _section(model, data, work: Path, names, fit, pes: int, rtl: bool) -> dict:
+    """Every method of ``names`` on ``model`` (trained by ``fit`` on ``data``'s training
+    split), the best within the budget, and its RTL run."""
     xtr, ytr, xte, yte = data
-    model = train_digits_mlp(xtr, ytr)
-    res = {"model": {"sizes": SIZES, "train_images": int(len(xtr)),
+    work.mkdir(parents=True, exist_ok=True)
+    res = {"model": {"sizes": model.sizes, "train_images": int(len(xtr)),
                      "test_images": int(len(xte)),
-                     "float_accuracy": model.accuracy(xte, yte)},
-           "accounting": "ratio_huffman / ratio_pq: Deep Compression (weights only, "
-                         "5-bit relative index, codebooks at 32 bits); ratio_plain_code: "
-                         "every weight as a 2-bit (ternary) or 1-bit (binary) code plus its "
-                         "scales, no relative index; image_compression_ratio: 32-bit dense "
-                         "weights vs the image's memory bytes",
-           "methods": {}}
-    for name in names or [*METHODS, *SCANS]:
+                     "float_accuracy": model.accuracy(xte, yte)}, "methods": {}}
+    for name in names:
         if name in SCANS:
-            label, build, scan = _scan(name, data)
+            label, build, scan = _scan(name, data, fit)
             method = (f"{SCANS[name][0]}: {label}", ("eie", "systolic"), build)
-            res["methods"][name] = {**_method(name, model, data, work, method),
+            res["methods"][name] = {**_method(name, model, data, work, method, pes),
                                     "selection": scan}
         else:
-            res["methods"][name] = _method(name, model, data, work)
+            res["methods"][name] = _method(name, model, data, work, pes=pes)
     floor = res["model"]["float_accuracy"] - BUDGET
     within = {n: m["ratio_huffman"] for n, m in res["methods"].items()
               if all(e["golden_accuracy"] >= floor for e in m["engines"].values())}
@@ -189,6 +206,32 @@ def measure(work: Path, names=None, rtl: bool = True) -> dict:
     if best and rtl:
         res["methods"][best]["rtl"] = {e: _rtl(work / f"{best}_{e}", xte, yte, e)
                                        for e in res["methods"][best]["engines"]}
+    return res
+
+
+def measure(work: Path, names=None, rtl: bool = True, sklearn: bool = True) -> dict:
+    """Train the digits MLP, run every method (or ``names``), return the figures; with
+    ``rtl`` the best method within the budget also runs on both engines' RTL; with
+    ``sklearn`` :data:`SKLEARN_METHODS` also run on scikit-learn's model on two splits
+    (EIE with 16 PEs)."""
+    data = load_digits_split()
+    res = {"accounting": "ratio_huffman / ratio_pq: Deep Compression (weights only, "
+                         "5-bit relative index, codebooks at 32 bits) vs the original "
+                         "model's 32-bit dense weights; ratio_plain_code: every weight as a "
+                         "2-bit (ternary) or 1-bit (binary) code plus its scales, no "
+                         "relative index; image_compression_ratio: 32-bit dense weights vs "
+                         "the image's memory bytes",
+           **_section(train_digits_mlp(data[0], data[1]), data, work,
+                      names or [*METHODS, *SCANS], train_digits_mlp, 8, rtl)}
+    if sklearn:
+        res["sklearn"] = {}
+        for seed in (0, 1):
+            model, *split = sklearn_digits(seed)
+            res["sklearn"][f"split{seed}"] = {
+                "model_name": "MLPClassifier((300, 100), max_iter=300, random_state=0), "
+                              f"1,400/397 stratified split seed {seed}",
+                **_section(model, tuple(split), work / f"sklearn{seed}", SKLEARN_METHODS,
+                           _sklearn_fit, 16, rtl)}
     return res
 
 
