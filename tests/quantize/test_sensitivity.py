@@ -246,3 +246,13 @@ def test_bad_budget_flags_one_line(files, capsys, flags, match):
     err = [line for line in capsys.readouterr().err.strip().splitlines()
            if not line.startswith("[compress")]        # progress lines, not the error
     assert len(err) == 1 and re.search(match, err[0]), err
+
+
+def test_refinement_only_prunes_further(digits):
+    model, xtr, ytr, *_ = digits
+    spec = CompressSpec(bits=4, reserve_zero=True, **FAST)
+    plain = search(model, spec, 1.0, xtr, ytr, max_bits=4)
+    refined = search(model, spec, 1.0, xtr, ytr, max_bits=4, refine=True)
+    assert refined.within_budget
+    assert all(refined.sparsity[n] >= plain.sparsity[n] for n in plain.sparsity)
+    assert len(refined.tried) >= len(plain.tried)
