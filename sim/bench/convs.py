@@ -37,7 +37,7 @@ from quantize.lower import lower
 from sim.rtl import BUILD_ROOT
 from sim.systolic import random_job, run_jobs
 
-__all__ = ["ConvLayer", "LAYERS", "RTL_LAYERS", "ARRAYS", "gemm", "our_figures",
+__all__ = ["ConvLayer", "LAYERS", "RTL_LAYERS", "RTL_LAYERS_16", "ARRAYS", "gemm", "our_figures",
            "scalesim_venv", "main"]
 
 ARRAYS = (16, 32)
@@ -112,6 +112,11 @@ LAYERS = _alexnet() + _vgg16() + _resnet18()
 RTL_LAYERS = [ConvLayer("ResNet-18", "layer1.0.conv1 @ 8×8", 64, 8, 64, 3, 1, 1),
               ConvLayer("ResNet-18", "layer2.0.downsample @ 16×16", 64, 16, 128, 1, 2, 0),
               ConvLayer("AlexNet", "conv1 @ 35×35", 3, 35, 96, 11, 4, 2)]
+
+
+#: Real shapes on the 16×16 array (one Verilator build sized by ``fit`` for the three).
+RTL_LAYERS_16 = [next(la for la in LAYERS if (la.net, la.name) == key)
+                 for key in (("VGG-16", "conv1_1"), ("AlexNet", "conv1"), ("VGG-16", "conv5_1"))]
 
 
 def gemm(layer: ConvLayer) -> dict:
@@ -293,25 +298,29 @@ def _scalesim(python: Path, layer: ConvLayer, g: dict, rows: int, work: Path) ->
     return out
 
 
-def _rtl_check() -> dict:
-    gemms = [gemm(layer) for layer in RTL_LAYERS]
+def _rtl_check(layers=RTL_LAYERS, size: int = 8) -> dict:
+    """Each of ``layers``' GEMMs on the ``size × size`` RTL with random int8 data: measured
+    cycles against the model and wrong words against the golden model."""
+    gemms = [gemm(layer) for layer in layers]
     shapes = [(g["m"], g["k"], g["n"]) for g in gemms]
-    cfg = SystolicConfig.fit(shapes, rows=8, cols=8)
+    cfg = SystolicConfig.fit(shapes, rows=size, cols=size)
     rng = np.random.default_rng(0)
     jobs = [random_job(rng, *s) for s in shapes]
     start = time.monotonic()
     runs = run_jobs(cfg, jobs)
     rows = []
-    for layer, g, job, run in zip(RTL_LAYERS, gemms, jobs, runs, strict=True):
+    for layer, g, job, run in zip(layers, gemms, jobs, runs, strict=True):
         model = model_cycles(cfg, g["m"], g["k"], g["n"])
         rows.append({"layer": layer.label, "m": g["m"], "k": g["k"], "n": g["n"],
                      "rtl_cycles": run.cycles, "model_cycles": model,
                      "model_error": (model - run.cycles) / run.cycles,
                      "mismatches": int((run.output != job.golden(cfg.rounding)).sum())})
-        print(f"  RTL 8x8 {layer.label} {g['m']}x{g['k']}x{g['n']}: {run.cycles} cycles, "
+        print(f"  RTL {size}x{size} {layer.label} {g['m']}x{g['k']}x{g['n']}: "
+              f"{run.cycles} cycles, "
               f"model {model} ({100 * rows[-1]['model_error']:+.2f} %), "
               f"{rows[-1]['mismatches']} wrong words", flush=True)
-    return {"array": "8x8", "config": {d: getattr(cfg, d) for d in SystolicConfig.DEPTHS},
+    return {"array": f"{size}x{size}",
+            "config": {d: getattr(cfg, d) for d in SystolicConfig.DEPTHS},
             "seconds": round(time.monotonic() - start), "layers": rows}
 
 
@@ -342,6 +351,8 @@ def main(out_dir):
         (out_dir / "convs.json").write_text(json.dumps(figures, indent=2))
     if os.environ.get("NNACCEL_CONVS_RTL", "1") != "0":
         figures["rtl_check"] = _rtl_check()
+        (out_dir / "convs.json").write_text(json.dumps(figures, indent=2))
+        figures["rtl_check_16"] = _rtl_check(RTL_LAYERS_16, 16)
     figures["summary"] = summary(figures["layers"])
     (out_dir / "convs.json").write_text(json.dumps(figures, indent=2))
     return figures["summary"]

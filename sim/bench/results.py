@@ -147,8 +147,9 @@ def _trim_convs(full, old, when):
                "arrays": {a: fig(x) for a, x in r["arrays"].items()}} for r in full["layers"]]
     out = {"measured": when, **{k: v for k, v in full.items() if k != "layers"},
            "layers": layers}
-    if "rtl_check" not in full and old and "rtl_check" in old:
-        out["rtl_check"] = old["rtl_check"]
+    for key in ("rtl_check", "rtl_check_16"):
+        if key not in full and old and key in old:
+            out[key] = old[key]
     return out
 
 
@@ -508,23 +509,30 @@ def _convs_md(rec) -> list[str]:
                        f"{_int(s['total_cycles_incl_prefetch'])} |")
     rtl = rec.get("rtl_check")
     if rtl:
-        out += ["", f"### RTL against the model ({rtl['array'].replace('x', '×')})", "",
-                f"Real channel counts at reduced spatial size, one Verilator build of the "
-                f"{rtl['array'].replace('x', '×')} array sized by `fit` for the three "
-                f"({', '.join(f'{k} {v}' for k, v in rtl['config'].items())}); random int8 "
-                f"data, every output word compared with the golden model.", "",
-                "| layer | M×K×N | RTL cycles | model cycles | model error | wrong words |",
-                "|---|---|---|---|---|---|"]
-        for r in rtl["layers"]:
-            out.append(f"| {r['layer']} | {r['m']}×{r['k']}×{r['n']} | {_int(r['rtl_cycles'])} "
-                       f"| {_int(r['model_cycles'])} | {100 * r['model_error']:+.3f} % | "
-                       f"{r['mismatches']} |")
-        out += ["", "Not done: the same check on 16×16 (its Verilator build takes over 20 "
-                    "minutes here)."]
+        out += _rtl_check_md(rtl, "Real channel counts at reduced spatial size")
+        real = rec.get("rtl_check_16")
+        if real:
+            out += _rtl_check_md(real, "Real shapes (batch 1)")
+        else:
+            out += ["", "Not done: the same check on 16×16 at real shapes."]
     else:
         out += ["", "RTL against the model: not measured in this record."]
     return out
 
+
+def _rtl_check_md(rtl: dict, what: str) -> list[str]:
+    array = rtl["array"].replace("x", "×")
+    out = ["", f"### RTL against the model ({array})", "",
+           f"{what}, one Verilator build of the {array} array sized by `fit` for the three "
+           f"({', '.join(f'{k} {v}' for k, v in rtl['config'].items())}); random int8 "
+           f"data, every output word compared with the golden model.", "",
+           "| layer | M×K×N | RTL cycles | model cycles | model error | wrong words |",
+           "|---|---|---|---|---|---|"]
+    for r in rtl["layers"]:
+        out.append(f"| {r['layer']} | {r['m']}×{r['k']}×{r['n']} | {_int(r['rtl_cycles'])} "
+                   f"| {_int(r['model_cycles'])} | {100 * r['model_error']:+.3f} % | "
+                   f"{r['mismatches']} |")
+    return out
 
 def _boards_md(cases) -> list[str]:
     out = ["Each row is a full yowasp build (Yosys, nextpnr, packing) of a board's top "
