@@ -7,7 +7,11 @@ Every RTL test and every ``--engine rtl`` command goes through :func:`build` and
   text is reproducible).
 * :func:`build` compiles it with Verilator once per distinct design: the build directory
   is ``build/sim/<name>-<key>`` where the key hashes the caller's config and every source
-  file under ``hw/``. A lock file makes concurrent builds of one design safe.
+  file under ``hw/``. A lock file makes concurrent builds of one design safe. Identical
+  modules are merged first and only the top level's ports are public
+  (:mod:`sim.verilator`), which is what keeps large arrays' C++ small; the
+  ``build.json`` beside the model records each step's wall and CPU seconds
+  (docs/verilator-builds.md).
 * :func:`run` runs a cocotb test module on a build; parameters travel as JSON in the
   ``NNACCEL_JOB`` environment variable, results come back as JSON files the test module
   writes (see :func:`job_params` / :func:`write_result`).
@@ -35,8 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("NNACCEL_BUILD", REPO / "build"))
 
 #: Amaranth's output trips WIDTH lint warnings; they are disabled for generated sources only.
+#: ``--output-split-cfuncs``: GCC's time grows faster than linearly with a function's size,
+#: and a large model's eval functions run to thousands of statements (one took 40 of the
+#: 64-PE EIE's 105 compile CPU seconds); split, the compile takes half the CPU and spreads
+#: over ``make -j``.
 VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-                  "--noassert"]
+                  "--noassert", "--output-split-cfuncs", "1000"]
 
 
 def to_verilog(component, name: str) -> str:
