@@ -19,6 +19,7 @@ from .graph_quant import quantize_graph
 from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
 from .onnx_import import load_onnx_graph
+from .onnx_qdq_import import is_quantized_onnx, write_onnx_qdq_image
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
 from .run import cycles_path, read_cycles, record_cycles, run_graph_image, run_image
 from .sensitivity import Metric as ValMetric
@@ -418,7 +419,8 @@ def cmd_compress(args) -> int:
                    ("--calibration", args.calibration), ("--test", args.test),
                    ("--test-labels", args.test_labels)])
     say = _progress("compress")
-    if Path(args.model).suffix.lower() == ".tflite":
+    suffix = Path(args.model).suffix.lower()
+    if suffix == ".tflite" or suffix == ".onnx" and is_quantized_onnx(args.model):
         return _compress_tflite(args, say)
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
@@ -571,10 +573,13 @@ def _print_scans(curves, drops, picks, budget_points, what) -> None:
 
 
 def _compress_tflite(args, say) -> int:
-    """A fully-integer .tflite: its own int8 graph as a graph image, weights pruned or shared
-    only when --sparsity or --bits asks (quantize.tflite_import)."""
+    """A fully-integer .tflite or an onnxruntime-quantized .onnx: its own int8 graph as a
+    graph image, weights pruned or shared only when --sparsity or --bits asks
+    (quantize.tflite_import, quantize.onnx_qdq_import)."""
+    onnx = Path(args.model).suffix.lower() == ".onnx"
+    kind = "a quantized .onnx" if onnx else "a .tflite"
     if args.engine != "systolic":
-        raise ValueError(f"{args.model}: a .tflite graph runs on the systolic engine; use "
+        raise ValueError(f"{args.model}: {kind} graph runs on the systolic engine; use "
                          f"--engine systolic")
     for flag, given in (("--calibration", args.calibration), ("--train", args.train),
                         ("--labels", args.labels), ("--quality", args.quality),
@@ -583,13 +588,19 @@ def _compress_tflite(args, say) -> int:
                         ("--distill", args.distill), ("--test", args.test),
                         ("--activation", args.activation)):
         if given not in (None, False):
-            raise ValueError(f"{flag} is not used with a .tflite: it keeps its own "
+            raise ValueError(f"{flag} is not used with {kind}: it keeps its own "
                              f"quantization (--sparsity and --bits prune and share it)")
-    say(f"importing {args.model} ({args.litert} LiteRT kernels)")
-    manifest = write_tflite_image(
-        args.model, args.output, rows=args.rows, cols=args.cols, path=args.litert,
-        sparsity=args.sparsity, bits=args.bits if args.bits_given else None,
-        index_bits=args.index_bits, force=args.force)
+    bits = args.bits if args.bits_given else None
+    if onnx:
+        say(f"importing {args.model} (onnxruntime quantization)")
+        manifest = write_onnx_qdq_image(
+            args.model, args.output, rows=args.rows, cols=args.cols, sparsity=args.sparsity,
+            bits=bits, index_bits=args.index_bits, force=args.force)
+    else:
+        say(f"importing {args.model} ({args.litert} LiteRT kernels)")
+        manifest = write_tflite_image(
+            args.model, args.output, rows=args.rows, cols=args.cols, path=args.litert,
+            sparsity=args.sparsity, bits=bits, index_bits=args.index_bits, force=args.force)
     _print_written(args.output, manifest)
     g = manifest["graph"]["nodes"]
     engine = sum(n["where"] == "engine" for n in g)
