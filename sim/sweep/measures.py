@@ -184,4 +184,6 @@ def _synth(point, engine: str, config) -> dict:
             "clock_mhz": report.clock_mhz, "clock_met": report.clock_met,
             "resources": report.resources,
             "utilisation": {k: list(v) for k, v in report.utilisation.items()},
-            "synth_seconds": round(report.seconds, 1), "build_dir": str(build_dir)}
+            "synth_seconds": round(report.seconds, 1),
+            "build_dir": str(build_dir.relative_to(REPO) if build_dir.is_relative_to(REPO)
+                             else build_dir)}

@@ -1,5 +1,7 @@
 """Sweep specs: the points they stand for, and one line naming the key of a bad one."""
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,14 @@ def test_repo_specs_load():
     assert sum(p.measure == "model" for p in model.points) >= 60
     for path in sorted((REPO / "docs/sweeps").glob("synth-*.toml")):
         assert any(p.measure == "synth" for p in load_spec(path).points), path
+
+
+def test_docs_example_loads():
+    text = (REPO / "docs/sweep.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    sweep = parse_spec(tomllib.loads(example))
+    # 3 arrays x (1 workload + 2 seeds on 1 board)
+    assert len(sweep.points) == 9
 
 
 def _bad(**changes):
