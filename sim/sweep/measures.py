@@ -18,6 +18,8 @@ it can affect.
 """
 
 import hashlib
+import os
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -116,9 +118,25 @@ def run_point(point: dict) -> dict:
     engine, measure = point["engine"], point["measure"]
     if measure == "synth":
         return _synth(point, engine, config)
-    if engine == "systolic":
-        return (_systolic_model if measure == "model" else _systolic_rtl)(point, config)
-    return (_eie_model if measure == "model" else _eie_rtl)(point, config)
+    if measure == "model":
+        return (_systolic_model if engine == "systolic" else _eie_model)(point, config)
+    with _quiet():
+        return (_systolic_rtl if engine == "systolic" else _eie_rtl)(point, config)
+
+
+@contextmanager
+def _quiet():
+    """Simulator logs into each run's sim.log (:func:`sim.rtl.run`), not over the
+    sweep's progress line."""
+    saved = os.environ.get("NNACCEL_QUIET")
+    os.environ["NNACCEL_QUIET"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["NNACCEL_QUIET"]
+        else:
+            os.environ["NNACCEL_QUIET"] = saved
 
 
 def _perf(config, cycles: int, macs: int, peak: int, **more) -> dict:

@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+from .spec import Point
+
 __all__ = ["ResultStore", "record_key"]
 
 
@@ -67,7 +69,11 @@ class ResultStore:
         newest = {}
         for r in self.read():
             if "point" in r:
-                newest[json.dumps(r["point"], sort_keys=True)] = r
+                try:                             # fields added since default as they did
+                    ident = Point.from_dict(r["point"]).ident()
+                except (TypeError, KeyError):
+                    ident = json.dumps(r["point"], sort_keys=True)
+                newest[ident] = r
         return list(newest.values())
 
     def context(self) -> dict:
