@@ -16,7 +16,8 @@ choice whose accuracy on that split stays within ``max_loss`` points of the floa
    (optionally, ``refine``, then single layers one grid step further while it holds);
 4. on the chosen pruned model, each layer alone shared at ``2..max_bits`` bits; each layer
    takes its smallest width within the budget, then the joint model is shared, fine-tuned
-   and checked, widening the worst layer by one bit until it holds.
+   and checked, widening the worst layer by one bit until it holds (else the next less
+   compressive candidate; the last is no pruning at all).
 
 Without labels the "accuracy" is agreement with the float model's answers on the split.
 """
@@ -142,7 +143,11 @@ def _candidates(model: Mlp, curves: dict, spec: CompressSpec, bits: int) -> list
                                       spec.index_bits))
         out.append({"tolerance": t, "sparsity": choice,
                     "predicted_ratio": totals(rows)["ratio_pq"]})
-    return sorted(out, key=lambda c: -c["predicted_ratio"])
+    out = sorted(out, key=lambda c: -c["predicted_ratio"])
+    dense = dict.fromkeys(curves, 0.0)
+    if tuple(dense.values()) not in seen:      # the last resort: sharing alone
+        out.append({"tolerance": None, "sparsity": dense, "predicted_ratio": None})
+    return out
 
 
 @dataclass
@@ -234,8 +239,8 @@ def search(model: Mlp, spec: CompressSpec, max_loss: float, x_train=None, y_trai
     def passes(sparsity: dict) -> bool:
         return base - attempt(sparsity)[1] <= max_loss
 
-    # Bisection over the candidates, most compressive first; the least (dense when a layer
-    # drops at every sparsity) is the fallback.
+    # Bisection over the candidates, most compressive first; the last (no pruning) is the
+    # fallback.
     lo, hi = 0, len(cands) - 1
     while lo < hi:
         mid = (lo + hi) // 2
@@ -272,9 +277,15 @@ def search(model: Mlp, spec: CompressSpec, max_loss: float, x_train=None, y_trai
                 break
             worst = max(narrow, key=lambda n: drops[n][bits[n]])
             bits = {**bits, worst: bits[worst] + 1}
-        # Sharing cost more than pruning left: step back to the previous sparsities.
-        if base - acc <= max_loss or not chain:
+        if base - acc <= max_loss:
             break
+        # Sharing cost more than pruning left: step back to the previous sparsities, then
+        # to the next less compressive candidate.
+        if not chain:
+            if lo == len(cands) - 1:
+                break
+            lo += 1
+            chain = [cands[lo]["sparsity"]]
     return Search(len(fit), len(val), metric.kind, base, max_loss, chosen, bits, final, acc,
                   curves, drops, tried)
 
