@@ -11,8 +11,8 @@ tensor's scale and zero point, the int8 weights, the int32 biases. Both formats:
   ``QuantizeLinear`` of its output is one int8 layer; a ``Relu``/``Clip`` in between
   becomes its output clamp.
 * **QOperator**: ``QLinearConv``, ``QLinearMatMul``, ``QGemm``, ``QLinearAdd``,
-  ``QLinearAveragePool``, ``QLinearGlobalAveragePool`` (the last four ``com.microsoft``),
-  and ``MaxPool``/``Flatten``/``Reshape`` on int8 tensors.
+  ``QLinearGlobalAveragePool`` (the last three ``com.microsoft``), and
+  ``MaxPool``/``Flatten``/``Reshape`` on int8 tensors.
 
 =======================  ==================  ===========================================
 ONNX (QDQ / QOperator)   runs                arithmetic
@@ -24,24 +24,25 @@ Relu, Clip               the layer's clamp   (or a host clamp after a non-GEMM o
 MaxPool, Flatten,        host                codes unchanged (input and output quantized
 Reshape (flattening)                         alike)
 Add / QLinearAdd         host                TFLite's int8 ADD
-GlobalAveragePool /      host                TFLite's int8 MEAN
-QLinearGlobalAveragePool
-AveragePool /            host                TFLite's int8 average pool (output
-QLinearAveragePool                           quantized like the input)
+GlobalAveragePool /      host                TFLite's int8 MEAN, parameters chosen so
+QLinearGlobalAveragePool                     that it rounds once (:func:`_mean_params`)
 =======================  ==================  ===========================================
 
 onnxruntime requantizes in float (MLAS: ``float(acc) · (s_x·s_w/s_y)`` in float32, rounded
-half to even); the engine uses a Q0.31 multiplier and a shift
-(:func:`quantize.int8.quantize_multiplier` of the same ratio in double). They differ only
-where the exact result lies within float32 error of a rounding boundary: measured in
-docs/onnx-qdq.md (tests/quantize/test_onnx_qdq.py).
+half to even); the engine multiplies by a Q0.31 multiplier (:func:`quantize.int8.
+quantize_multiplier` of the same ratio in double) and rounds once, ties upward (``single``).
+The two differ where the exact value lies within float32 error of a half step, or on an
+exact tie: on the test models at most 8 of 27,970 output bytes, never by more than one step
+(docs/onnx-qdq.md; the ``double`` and ``ruy_x86`` modes, which round twice, 76 to 1,544).
 
 Refused, in one ``ValueError`` line naming the node and its op: any op outside the table,
-uint8 activations (quantize with ``activation_type=QuantType.QInt8``), int16/int4 types,
-weights that are not symmetric int8 per tensor or per output channel, a float bias or one at
-a scale other than ``s_x · s_w``, a float op whose output is not requantized, a pool or
-reshape that changes the quantization, and the attributes the float importer refuses
-(dilations, ``ceil_mode``, ``auto_pad``, ``transA``, ``alpha``/``beta`` ≠ 1).
+``AveragePool``/``QLinearAveragePool`` (onnxruntime rounds the window mean half to even,
+the runtime's int8 pool is TFLite's), uint8 activations (quantize with
+``activation_type=QuantType.QInt8``), int16/int4 types, weights that are not symmetric int8
+per tensor or per output channel, a float bias or one at a scale other than ``s_x · s_w``,
+a float op whose output is not requantized, a pool or reshape that changes the
+quantization, and the attributes the float importer refuses (dilations, ``ceil_mode``,
+``auto_pad``, ``transA``, ``alpha``/``beta`` ≠ 1).
 """
 
 import math
