@@ -15,7 +15,7 @@ import time
 from ..rtl import BUILD_ROOT
 from . import results
 
-SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "boards"]
+SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "boards"]
 
 
 def main(argv=None) -> int:

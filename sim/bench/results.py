@@ -43,7 +43,7 @@ HEADLINE_MARKERS = (
 )
 _ENGINE_NAMES = {"eie": "EIE", "systolic": "systolic"}
 #: Suites whose record this module writes (``boards`` writes its own).
-SUITES = ("systolic", "eie", "eie_pes", "compression", "convs")
+SUITES = ("systolic", "eie", "eie_pes", "compression", "convs", "tflite")
 NOT_MEASURED = "_Not measured in this record._"
 
 
@@ -153,8 +153,12 @@ def _trim_convs(full, old, when):
     return out
 
 
+def _trim_tflite(full, old, when):
+    return {"measured": when, **full}
+
+
 _TRIM = {"systolic": _trim_systolic, "eie": _trim_eie, "eie_pes": _trim_eie_pes,
-         "compression": _trim_compression, "convs": _trim_convs}
+         "compression": _trim_compression, "convs": _trim_convs, "tflite": _trim_tflite}
 
 
 def record(suite: str, out_dir, seconds=None, started: dict | None = None) -> Path | None:
@@ -193,6 +197,9 @@ def load() -> dict:
             records[suite] = json.loads(path.read_text())
     if BOARDS_RECORD.exists():
         records["boards"] = json.loads(BOARDS_RECORD.read_text())
+    methods = RECORDS / "compression_methods.json"      # the suite writes its own record
+    if methods.exists():
+        records["methods"] = json.loads(methods.read_text())
     return records
 
 
@@ -551,12 +558,70 @@ def _boards_md(cases) -> list[str]:
     return out
 
 
+
+def _methods_table(methods: dict) -> list[str]:
+    out = ["| method | what | ratio (paper) | test accuracy | engines |", "|---|---|---|---|---|"]
+    for name, m in methods.items():
+        plain = (f" ({m['ratio_plain_code']:.1f}× as a plain code)"
+                 if "ratio_plain_code" in m else "")
+        engines = ", ".join(_ENGINE_NAMES.get(e, e) for e in m.get("engines", []))
+        rtl = m.get("rtl")
+        if rtl:
+            engines += f"; RTL == golden on {', '.join(_ENGINE_NAMES.get(e, e) for e in rtl)}"
+        what = m["description"].replace("|", "\\|")
+        out.append(f"| {name} | {what} | {m['ratio_huffman']:.1f}×{plain} | "
+                   f"{_pct(m['accuracy'], 2)} | {engines} |")
+    return out
+
+
+def _methods_md(rec) -> list[str]:
+    model = rec["model"]
+    out = [f"The project's digits 64-300-100-10 MLP ({model['train_images']} training, "
+           f"{model['test_images']} test images, float accuracy "
+           f"{_pct(model['float_accuracy'], 2)}), golden model on every test image. "
+           f"{_when(rec['measured'], True)}. Accounting: {rec['accounting']}.", ""]
+    out += _methods_table(rec["methods"])
+    out += ["", f"Best within 0.5 point: {rec.get('best_within_0.5_points') or 'none'}."]
+    for s in rec.get("sklearn", {}).values():
+        out += ["", f"### {s['model_name']}", "",
+                f"Float accuracy {_pct(s['model']['float_accuracy'], 2)} on "
+                f"{s['model']['test_images']} test images.", ""]
+        out += _methods_table(s["methods"])
+        out += ["", f"Best within 0.5 point: {s.get('best_within_0.5_points') or 'none'}."]
+    return out
+
+def _tflite_md(rec) -> list[str]:
+    out = [f"The committed fully-integer fixtures (`tests/fixtures/tflite`: a 64-32-10 MLP; a "
+           f"CNN with depthwise conv, residual add, pools, concatenation, logistic, tanh and "
+           f"softmax) imported with `quantize.tflite_import` for each LiteRT kernel path and "
+           f"run on the golden model over {_int(rec['vectors'])} int8 vectors per model "
+           f"(extremes, zero point, the digits, random codes), and a batch of "
+           f"{rec['rtl_batch']} on the systolic {rec['rtl_array'].replace('x', '×')} RTL. "
+           f"{_when(rec['measured'], True)}.", "",
+           "| model | LiteRT path (op resolver) | vectors | bytes differing, golden | "
+           "bytes differing, RTL | RTL cycles per inference |", "|---|---|---|---|---|---|"]
+    for r in rec["models"]:
+        g, t = r["golden"], r["rtl"]
+        out.append(f"| {r['model']} | {r['path']} (`{r['resolver']}`) | {_int(r['vectors'])} | "
+                   f"{_int(g['bytes_differ'])} of {_int(g['bytes'])} | {t['bytes_differ']} of "
+                   f"{t['bytes']} | {_int(round(t['cycles_per_inference']))} |")
+    xnn = [r for r in rec["models"] if "xnnpack" in r]
+    if xnn:
+        out += ["", "Not claimed: LiteRT's default path hands these ops to XNNPACK, which "
+                    "requantizes in float32; against the reference-path import: " + "; ".join(
+                        f"{r['model']} {_int(r['xnnpack']['bytes_differ'])} of "
+                        f"{_int(r['xnnpack']['bytes'])} bytes differ (at most "
+                        f"{r['xnnpack']['max_steps']} steps)" for r in xnn) + "."]
+    return out
+
 _SECTIONS = (
     ("systolic", "Systolic engine (suite `systolic`)", _systolic_md),
     ("eie", "EIE engine (suite `eie`)", _eie_md),
     ("eie_pes", "EIE PE-count sweep on the RTL (suite `eie_pes`)", _eie_pes_md),
     ("compression", "Compression front end (suite `compression`)", _compression_md),
     ("convs", "CNN conv layers against SCALE-Sim (suite `convs`)", _convs_md),
+    ("methods", "Compression methods on the digits MLP (suite `methods`)", _methods_md),
+    ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
 )
 
