@@ -425,6 +425,23 @@ def _compression_md(rec) -> list[str]:
             out.append(f"| {k[1:]} | {r['ours_s']:.1f} | {r['sklearn_s']:.1f} | "
                        f"{r['speedup']:.1f}× | {r['ours_inertia']:.2f} | "
                        f"{r['sklearn_inertia']:.2f} |")
+    budget = rec.get("budget")
+    if budget:
+        out += ["", f"`--max-loss {budget['max_loss']}` on scikit-learn's MLPClassifier((300, "
+                    f"100)) (1,400/397 splits; target: {budget['target']}); sparsity and "
+                    f"bits chosen on a validation split held out of the training data:", "",
+                "| split | distill | validation | sparsity | bits | ratio | float test | "
+                "golden test | RTL test (== golden) |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in budget["runs"]:
+            def per(d):
+                return ", ".join(f"{k} {v}" for k, v in d.items())
+            same = "yes" if r.get("rtl_equals_golden") else "no"
+            rtl = (f"{_pct(r['rtl_test_accuracy'], 2)} ({same})" if "rtl_test_accuracy" in r
+                   else "–")
+            out.append(f"| {r['split_seed']} | {'yes' if r['distill'] else 'no'} | "
+                       f"{r['val_size']} images | {per(r['sparsity'])} | {per(r['bits'])} | "
+                       f"{r['compression_ratio']:.1f}× | {_pct(r['float_test_accuracy'], 2)} | "
+                       f"{_pct(r['golden_test_accuracy'], 2)} | {rtl} |")
     return out
 
 
