@@ -12,6 +12,15 @@ The paper's figures count, per layer, only what the weights need:
 * **+ Huffman**: the codebook-index stream and the relative-index stream Huffman coded,
   plus the codebook and the code-length tables (8 bits per symbol).
 
+A layer that keeps most of its weights at a few bits each (ternary, binary) is smaller
+stored **dense**: every weight's ``b``-bit codebook index in order, no relative index
+(``index_bits = 0`` in its row). ``layer_storage(..., dense=True)`` accounts that row kind
+too and keeps whichever kind has the smaller Huffman figure; a dense row counts
+``n·32`` pruned, ``n·b`` + codebook P+Q and the Huffman-coded indices of all ``n`` weights +
+codebook + table. Pruning + sharing rows stay sparse (the paper's format): only the
+ternary/binary quantizer asks for the dense kind, so a binary layer counts 1 bit a weight
+plus its two 32-bit scales.
+
 Biases, column pointers and an engine's padding are *not* in these figures (as in the
 paper); the real bytes of the engine images are reported next to them under their own name.
 """
@@ -115,10 +124,12 @@ class LayerStorage:
 
 
 def layer_storage(name: str, mask: np.ndarray, index: np.ndarray, bits: int,
-                  index_bits: int = 5) -> LayerStorage:
+                  index_bits: int = 5, dense: bool = False) -> LayerStorage:
     """Account one shared layer (``mask`` kept weights, ``index`` codebook indices).
 
-    Raises ``ValueError`` for ``bits < 1`` or an invalid ``index_bits``.
+    With ``dense``, the dense row kind (every weight's index, no relative index) is used
+    when its Huffman figure is smaller than the sparse one's. Raises ``ValueError`` for
+    ``bits < 1`` or an invalid ``index_bits``.
     """
     if not isinstance(bits, int | np.integer) or bits < 1:
         raise ValueError(f"codebook bits must be a positive integer, got {bits}")
@@ -129,13 +140,23 @@ def layer_storage(name: str, mask: np.ndarray, index: np.ndarray, bits: int,
     huff = (huffman_bits(symbols, k) + huffman_bits(runs, 2 ** index_bits) + codebook
             + (k + 2 ** index_bits) * TABLE_BITS_PER_SYMBOL)
     kept = int(np.count_nonzero(mask))
-    return LayerStorage(
+    sparse = LayerStorage(
         name=name, shape=tuple(int(s) for s in mask.shape), weights=int(mask.size),
         kept=kept, fillers=entries - kept, bits=bits, index_bits=index_bits,
         dense_bits=DENSE_BITS * int(mask.size),
         pruned_bits=entries * (DENSE_BITS + index_bits),
         pq_bits=entries * (bits + index_bits) + codebook,
         huffman_bits=huff)
+    if not dense:
+        return sparse
+    n = int(mask.size)
+    codes = np.where(np.asarray(mask, bool), np.asarray(index), 0).reshape(-1)
+    flat = LayerStorage(
+        name=name, shape=sparse.shape, weights=n, kept=kept, fillers=0, bits=bits,
+        index_bits=0, dense_bits=DENSE_BITS * n, pruned_bits=DENSE_BITS * n,
+        pq_bits=n * bits + codebook,
+        huffman_bits=huffman_bits(codes, k) + codebook + k * TABLE_BITS_PER_SYMBOL)
+    return flat if flat.huffman_bits < sparse.huffman_bits else sparse
 
 
 def totals(rows: list[LayerStorage]) -> dict:

@@ -276,6 +276,13 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
                else dict.fromkeys(names))
     states = [_init_layer(layer.weight, spec, targets[layer.name]) for layer in work.layers]
     log = {"method": spec.mode, "trained": x_train is not None}
+    if spec.mode == "ternary":
+        log.update({"threshold": spec.threshold} if spec.sparsity is None
+                   else {"sparsity": targets})
+    else:
+        log["per_channel"] = spec.per_channel
+    if x_train is not None:
+        log["epochs"] = spec.epochs
     if x_train is not None:
         if y_train is None:
             raise ValueError("training needs labels (y_train)")
@@ -312,19 +319,20 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
 
 def _storage(name: str, s: SharedLayer, spec: QuantSpec) -> LayerStorage:
     """The paper's accounting at the true bits: ternary 2-bit codes (3 levels), binary
-    1-bit codes (index 1, 2 stored as 0, 1), each with the relative index the accounting
-    always counts."""
+    1-bit codes (index 1, 2 stored as 0, 1); a layer is counted as a dense row (no relative
+    index) when that is smaller, as it always is for a binary layer."""
     if spec.mode == "binary":
         return layer_storage(name, s.mask, (s.index == 2).astype(np.uint8), 1,
-                             spec.index_bits)
-    return layer_storage(name, s.mask, s.index, 2, spec.index_bits)
+                             spec.index_bits, dense=True)
+    return layer_storage(name, s.mask, s.index, 2, spec.index_bits, dense=True)
 
 
 def dense_code_bits(compressed: Compressed) -> int:
     """Bits of every weight as a plain code with no relative index: 2 bits a ternary weight
     (3 levels), 1 bit a binary one, plus 32 bits per non-zero level (per row for a
-    per-channel binary layer). The paper's accounting has no such format: binary weights,
-    all kept, pay a relative index on top of their 1 bit there."""
+    per-channel binary layer), without Huffman coding. The paper's accounting
+    (:func:`quantize.storage.layer_storage` with ``dense=True``) Huffman-codes the same
+    stream and counts one pair of scales per layer."""
     binary = compressed.log.get("method") == "binary"
     total = 0
     for layer, s in zip(compressed.final.layers, compressed.shared, strict=True):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from quantize.digits import load_digits_split
+from quantize.huffman import huffman_bits
 from quantize.image import load_image, write_image
 from quantize.run import run_image
 from quantize.storage import relative_indices
@@ -144,10 +145,26 @@ def test_quantized_model_and_storage(digits, mode):
         else:
             assert levels == {float(cb[1]), float(cb[2])} and cb[1] == -cb[2]
             assert s.mask.all() and row.bits == 1
-            # All kept: every relative index is 0, one entry per weight, 1 + r bits each.
-            assert row.pq_bits == layer.weight.size * (1 + spec.index_bits) + 2 * 32
-        runs, _ = relative_indices(s.mask, spec.index_bits, s.index)
-        assert row.pq_bits == runs.size * (row.bits + spec.index_bits) + 2 ** row.bits * 32
+            # Every weight kept: the dense row kind, 1 bit a weight (two symbols, each a
+            # 1-bit Huffman code) plus the 2-entry codebook and its code-length table.
+            n = layer.weight.size
+            assert row.index_bits == 0 and row.fillers == 0
+            assert row.pq_bits == n + 2 * 32
+            assert row.huffman_bits == n + 2 * 32 + 2 * 8
+        # Both row kinds from their definitions; the row is the one with fewer Huffman bits.
+        k = 2 ** row.bits
+        codes = s.index if mode == "ternary" else (s.index == 2).astype(np.int64)
+        runs, symbols = relative_indices(s.mask, spec.index_bits, codes)
+        sparse_pq = runs.size * (row.bits + spec.index_bits) + k * 32
+        sparse_huff = (huffman_bits(symbols, k) + huffman_bits(runs, 2 ** spec.index_bits)
+                       + k * 32 + (k + 2 ** spec.index_bits) * 8)
+        dense_pq = codes.size * row.bits + k * 32
+        dense_huff = huffman_bits(np.where(s.mask, codes, 0), k) + k * 32 + k * 8
+        if dense_huff < sparse_huff:
+            assert (row.index_bits, row.pq_bits, row.huffman_bits) == (0, dense_pq, dense_huff)
+        else:
+            assert (row.index_bits, row.pq_bits, row.huffman_bits) == (
+                spec.index_bits, sparse_pq, sparse_huff)
     per_weight = 1 if mode == "binary" else 2
     assert dense_code_bits(trained) == sum(layer.weight.size * per_weight + 64
                                            for layer in model.layers)
