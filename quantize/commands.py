@@ -18,6 +18,7 @@ from .graph_image import graph_config, write_graph_image
 from .graph_quant import quantize_graph
 from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
+from .lowrank import LowRankSpec, compress_low_rank, parse_ranks
 from .onnx_import import load_onnx_graph
 from .onnx_qdq_import import is_quantized_onnx, write_onnx_qdq_image
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
@@ -25,6 +26,7 @@ from .run import cycles_path, read_cycles, record_cycles, run_graph_image, run_i
 from .sensitivity import Metric as ValMetric
 from .sensitivity import bits_scan, pick_bits, prune_scan, search, validation_split
 from .share import MAX_BITS, MIN_BITS
+from .ternary import QuantSpec, eie_config, quantize_mlp
 from .tflite_import import PATHS, raw_inputs, raw_outputs, write_tflite_image
 from .weight_only import ACTIVATIONS, LinearChain, is_mlp_chain, mlp_graph
 
@@ -109,6 +111,28 @@ def register(subparsers) -> None:
     p.add_argument("--distill-weight", type=float,
                    help="weight of the softened outputs in --distill's targets, 0..1 "
                         "(default 0.5)")
+    m = p.add_argument_group(
+        "ternary, binary and low-rank weights (one of them; docs/compression-methods.md)")
+    m.add_argument("--ternary", action="store_true",
+                   help="trained ternary quantization (TTQ): each layer 0, -Wn and +Wp with "
+                        "learned scales; trained with --train/--labels, post-training "
+                        "otherwise. Zero below --ternary-threshold T * max|w|, or the "
+                        "--sparsity quantile of |w| per layer. EIE: 2-bit codebooks")
+    m.add_argument("--ternary-threshold", type=float, metavar="T",
+                   help="--ternary threshold as a fraction of each layer's max|w| (default "
+                        "0.05)")
+    m.add_argument("--binary", action="store_true",
+                   help="binary weights: sign(w) times a per-layer scale, trained with "
+                        "--train/--labels (straight-through), post-training otherwise")
+    m.add_argument("--per-channel", action="store_true",
+                   help="--binary with one scale per output channel (systolic only)")
+    m.add_argument("--low-rank", metavar="LAYER=RANK,...",
+                   help="SVD factorization W = U V of the named layers at these ranks, e.g. "
+                        "fc1=64,fc2=32; --sparsity and --bits apply to the factors (fc1 "
+                        "stands for fc1.v and fc1.u)")
+    m.add_argument("--low-rank-energy", type=float, metavar="E",
+                   help="like --low-rank, every layer at the smallest rank keeping E of its "
+                        "squared singular values (e.g. 0.95)")
     p.add_argument("--litert", choices=PATHS, default="reference",
                    help="a fully-integer .tflite keeps its own quantization with the "
                         "arithmetic of these LiteRT kernels (default reference)")
@@ -145,14 +169,18 @@ def register(subparsers) -> None:
 
 def compress_to_image(model, engine: str, spec, out_dir, *, x_train=None, y_train=None,
                       calibration=None, source=None, progress=None, config=None, force=False,
-                      compressed=None, **options) -> tuple:
+                      compressed=None, method=None, **options) -> tuple:
     """Compress ``model`` and write the image; returns ``(compressed, manifest)``.
 
     ``options``: sizing options of the engines (``pes=``, ``rows=``, ``cols=``); the engine
     reads its own, at its defaults where not given. ``config`` (an engine config) replaces
     the one sized and tuned for the model, e.g. to reuse an already built engine; its number
     formats then apply as they are. ``compressed``: an already compressed model (e.g. from
-    :func:`quantize.sensitivity.search`) to write instead of compressing ``model``."""
+    :func:`quantize.sensitivity.search`) to write instead of compressing ``model``.
+    ``method``: a :class:`~quantize.ternary.QuantSpec` (ternary or binary weights) or a
+    :class:`~quantize.lowrank.LowRankSpec` to run in place of pruning + sharing (``spec``);
+    on EIE, ternary and binary layers get the 2-bit config of
+    :func:`quantize.ternary.eie_config`."""
     entry = image_engine(engine)
     unknown = sorted(set(options) - {name for e in ENGINES.values() for name in e.options})
     if unknown:
@@ -160,18 +188,35 @@ def compress_to_image(model, engine: str, spec, out_dir, *, x_train=None, y_trai
     options = {name: default if options.get(name) is None else options[name]
                for name, default in entry.options.items()}
     say = progress or (lambda msg: None)
+    if isinstance(method, QuantSpec) and method.per_channel and engine == "eie":
+        raise ValueError("--binary --per-channel: a scale per output channel does not fit "
+                         "EIE's one codebook per layer; use --engine systolic")
     if compressed is None:
-        compressed = compress(model, spec, x_train, y_train, calibration, progress=say)
+        compressed = _compress(model, spec, method, entry.engine.zero_codebook_entry,
+                               x_train, y_train, calibration, say)
     if not any(s.mask.any() for s in compressed.shared):
         raise ValueError("pruning removed every weight of every layer; lower --sparsity or "
                          "--quality")
     inputs = calibration if calibration is not None else x_train
-    if config is None:
+    if config is None and engine == "eie" and isinstance(method, QuantSpec):
+        config = eie_config(compressed, options["pes"], inputs)
+    elif config is None:
         config = entry.config_for(compressed, inputs, spec, options, say)
     say(f"writing {engine} images to {out_dir}")
     manifest = write_image(compressed, engine, config, out_dir, calibration=inputs,
                            source=source, force=force)
     return compressed, manifest
+
+
+def _compress(model, spec, method, reserve_zero: bool, x_train, y_train, calibration, say):
+    """Pruning + sharing by ``spec``, or the ternary/binary/low-rank ``method``."""
+    if method is None:
+        return compress(model, spec, x_train, y_train, calibration, progress=say)
+    if isinstance(method, QuantSpec):
+        return quantize_mlp(model, method, x_train, y_train, progress=say)
+    if isinstance(method, LowRankSpec):
+        return compress_low_rank(model, method, reserve_zero, x_train, y_train, progress=say)
+    raise TypeError(f"method {method!r}: give a QuantSpec or a LowRankSpec")
 
 
 def _check_flags(args) -> None:
@@ -195,6 +240,7 @@ def _check_flags(args) -> None:
             raise ValueError(f"--bits {width}: use {MIN_BITS} to {MAX_BITS} weight-sharing bits")
     entry.check_options(args)
     _check_budget_flags(args)
+    _check_method_flags(args)
     if not 1 <= args.index_bits <= 16:
         raise ValueError(f"--index-bits {args.index_bits}: use 1 to 16 relative-index bits")
     if args.seed < 0:
@@ -275,6 +321,82 @@ def _check_budget_flags(args) -> None:
         raise ValueError(f"--distill-weight {args.distill_weight}: use a number in [0, 1]")
     if (args.test is None) != (args.test_labels is None):
         raise ValueError("--test and --test-labels go together")
+
+
+def _method_flags(args) -> list[str]:
+    return [flag for flag, given in (("--ternary", args.ternary), ("--binary", args.binary),
+                                     ("--low-rank", args.low_rank is not None),
+                                     ("--low-rank-energy", args.low_rank_energy is not None))
+            if given]
+
+
+def _check_method_flags(args) -> None:
+    """--ternary, --binary, --low-rank(-energy): one of them, with the flags it takes."""
+    if args.ternary_threshold is not None and not args.ternary:
+        raise ValueError("--ternary-threshold sets the --ternary threshold; add --ternary")
+    if args.per_channel and not args.binary:
+        raise ValueError("--per-channel gives --binary weights a scale per output channel; "
+                         "add --binary")
+    methods = _method_flags(args)
+    if not methods:
+        return
+    if len(methods) > 1:
+        raise ValueError(f"{methods[0]} and {methods[1]} are different methods; give one")
+    method = methods[0]
+    for flag, given in (("--max-loss", args.max_loss is not None),
+                        ("--sensitivity", args.sensitivity),
+                        ("--quality", args.quality is not None),
+                        ("--global", args.global_prune), ("--distill", args.distill)):
+        if given:
+            raise ValueError(f"{flag} is for pruning + sharing; {method} does not take it")
+    if args.activation not in (None, "relu"):
+        raise ValueError(f"{method} is for MLPs with ReLU between layers; drop --activation "
+                         f"{args.activation}")
+    if method in ("--ternary", "--binary") and args.bits_given:
+        raise ValueError(f"{method} weights are 2-bit codebooks (0 and two scales); drop --bits")
+    if args.binary and args.sparsity is not None:
+        raise ValueError("--binary keeps every weight; drop --sparsity (--ternary takes it)")
+    if args.ternary_threshold is not None:
+        if args.sparsity is not None:
+            raise ValueError("--ternary-threshold and --sparsity both set the ternary zeros; "
+                             "give one")
+        if not 0 <= args.ternary_threshold < 1:
+            raise ValueError(f"--ternary-threshold {args.ternary_threshold}: use a fraction "
+                             f"in [0, 1) of max|w|")
+    if args.per_channel and args.engine == "eie":
+        raise ValueError("--binary --per-channel: a scale per output channel does not fit "
+                         "EIE's one codebook per layer; use --engine systolic")
+    if args.low_rank_energy is not None and not 0 < args.low_rank_energy <= 1:
+        raise ValueError(f"--low-rank-energy {args.low_rank_energy}: use a fraction in (0, 1]")
+
+
+def _method_spec(args, names: list[str]):
+    """The QuantSpec or LowRankSpec the method flags ask for, or ``None``."""
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.ternary or args.binary:
+        threshold = 0.05 if args.ternary_threshold is None else args.ternary_threshold
+        sparsity = (None if args.sparsity is None
+                    else parse_sparsity(args.sparsity, names))
+        return QuantSpec("ternary" if args.ternary else "binary", threshold=threshold,
+                         sparsity=sparsity, per_channel=args.per_channel, seed=args.seed,
+                         index_bits=args.index_bits, **epochs)
+    if args.low_rank is not None or args.low_rank_energy is not None:
+        ranks = None if args.low_rank is None else parse_ranks(args.low_rank, names)
+        return LowRankSpec(ranks=ranks, energy=args.low_rank_energy, sparsity=args.sparsity,
+                           bits=args.bits_text, seed=args.seed, index_bits=args.index_bits,
+                           **epochs)
+    return None
+
+
+def _print_method(log: dict) -> None:
+    method = log.get("method")
+    if method in ("ternary", "binary"):
+        how = "trained" if log["trained"] else "post-training"
+        extra = ", per channel" if log.get("per_channel") else ""
+        print(f"method: {method} weights ({how}{extra})")
+    elif method == "low-rank":
+        ranks = ",".join(f"{k}={v['rank']}" for k, v in log["factors"].items())
+        print(f"method: low rank {ranks} ({'fine-tuned' if log['trained'] else 'no training'})")
 
 
 def _check_data(model, x_train, y_train, calibration, args) -> None:
@@ -365,6 +487,9 @@ def _graph_inputs(graph, x, flag):
 
 def _compress_graph(args, graph, activation, say) -> dict:
     """The graph path: Deep Compression of the weight nodes, int8, a graph image."""
+    methods = _method_flags(args)
+    if methods:
+        raise ValueError(f"{methods[0]} is for MLP images; {args.model} is a graph")
     for flag, given in (("--quality", args.quality is not None), ("--global", args.global_prune),
                         ("--layers", args.layers is not None),
                         ("--max-loss", args.max_loss is not None),
@@ -470,6 +595,7 @@ def cmd_compress(args) -> int:
                         distill_weight=0.5 if args.distill_weight is None
                         else args.distill_weight)
     test = _load_test(args, model)
+    method = _method_spec(args, layer_names)
     max_bits = args.bits if args.bits_given and isinstance(args.bits, int) else \
         (4 if entry.engine.zero_codebook_entry else MAX_BITS)
     fraction = 0.2 if args.val_fraction is None else args.val_fraction
@@ -498,9 +624,10 @@ def cmd_compress(args) -> int:
     compressed, manifest = compress_to_image(
         model, args.engine, spec, args.output, x_train=x_train, y_train=y_train,
         calibration=calibration, source=str(args.model), progress=say, force=args.force,
-        compressed=None if found is None else found.compressed,
+        compressed=None if found is None else found.compressed, method=method,
         **{name: getattr(args, name) for name in entry.options})
     _print_written(args.output, manifest)
+    _print_method(compressed.log)
     _print_found(found, x_train is not None, args)
     if test is not None:
         x_test, y_test = test
@@ -586,7 +713,8 @@ def _compress_tflite(args, say) -> int:
                         ("--global", args.global_prune), ("--layers", args.layers),
                         ("--max-loss", args.max_loss), ("--sensitivity", args.sensitivity),
                         ("--distill", args.distill), ("--test", args.test),
-                        ("--activation", args.activation)):
+                        ("--activation", args.activation),
+                        *((flag, True) for flag in _method_flags(args))):
         if given not in (None, False):
             raise ValueError(f"{flag} is not used with {kind}: it keeps its own "
                              f"quantization (--sparsity and --bits prune and share it)")

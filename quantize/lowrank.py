@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .compress import Compressed, parse_sparsity
+from .compress import Compressed, parse_bits, parse_sparsity
 from .model import Layer, Mlp
 from .prune import prune_sparsity
 from .share import SharedLayer, share_weights
@@ -32,7 +32,7 @@ from .ternary import Adam
 
 __all__ = ["FactoredMlp", "svd_factor", "truncation_error", "rank_for_energy",
            "rank_for_compression", "parse_ranks", "factorize", "gradients", "finetune",
-           "compress_factored"]
+           "compress_factored", "per_factor", "LowRankSpec", "compress_low_rank"]
 
 #: Suffixes of a factored layer's two halves: ``fc1.v`` (r × in) then ``fc1.u`` (out × r).
 FIRST, SECOND = ".v", ".u"
@@ -228,20 +228,52 @@ def finetune(model: FactoredMlp, x, y, epochs: int = 20, lr: float = 5e-4, batch
     return model
 
 
+def per_factor(values, names: list[str]):
+    """``values`` (``"fc1=0.6,fc3=0.5"``, a dict, or a bare number) with every name of a
+    factored layer standing for both its factors: ``fc1=0.6`` → ``fc1.v=0.6,fc1.u=0.6``
+    when ``names`` (the factored model's layers) hold ``fc1.v`` and ``fc1.u``. A factor
+    named itself keeps its own value."""
+    if values is None or isinstance(values, int | float | np.integer | np.floating):
+        return values
+    factored = {n.removesuffix(SECOND) for n in names if n.endswith(SECOND)}
+    pairs = (list(values.items()) if isinstance(values, dict)
+             else [p.strip().partition("=")[::2] if "=" in p else ("", p.strip())
+                   for p in str(values).split(",") if p.strip()])
+    explicit = {k.strip() for k, _ in pairs}
+    out = []
+    for k, v in pairs:
+        k = k.strip()
+        if k in factored:
+            out += [(k + f, v) for f in (FIRST, SECOND) if k + f not in explicit]
+        else:
+            out.append((k, v))
+    if isinstance(values, dict):
+        return dict(out)
+    return ",".join(f"{k}={v}" if k else str(v) for k, v in out)
+
+
 def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsity=None,
-                      bits: int = 4, reserve_zero: bool = True, x_train=None, y_train=None,
+                      bits: int | dict | str = 4, reserve_zero: bool = True, x_train=None,
+                      y_train=None,
                       epochs: int = 20, lr: float = 5e-4, finetune_epochs: int = 10,
                       finetune_lr: float = 1e-4, index_bits: int = 5, seed: int = 0,
                       progress=None) -> Compressed:
     """Factor (:func:`factorize`), fine-tune, prune the factors to ``sparsity`` (a number or
-    ``{layer: sparsity}`` over the factored layers' names, e.g. ``fc1.v``) and retrain,
-    share ``bits``-bit codebooks and fine-tune them; without ``x_train``/``y_train`` no
+    ``{layer: sparsity}`` / ``"fc1=0.6"`` over the factored layers' names, e.g. ``fc1.v``, a
+    factored layer's own name standing for both factors, :func:`per_factor`) and retrain,
+    share ``bits``-bit codebooks (one width or per layer, named alike) and fine-tune them;
+    without ``x_train``/``y_train`` no
     training (magnitude pruning and plain sharing). The storage rows of a factor count as
     dense its share (by weights) of the original layer's 32-bit weights, so the ratios
     compare with the unfactored model."""
     say = progress or (lambda msg: None)
     work, info = factorize(model, ranks, energy, ratio)
-    log = {"method": "low-rank", "factors": info}
+    names = [layer.name for layer in work.layers]
+    widths = parse_bits(per_factor(bits, names), names)
+    log = {"method": "low-rank", "factors": info, "trained": x_train is not None}
+    if sparsity is not None:
+        log["sparsity"] = parse_sparsity(per_factor(sparsity, names), names)
+    log["bits"] = widths
     trained = x_train is not None
     if trained:
         if y_train is None:
@@ -250,7 +282,7 @@ def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsi
         finetune(work, x_train, y_train, epochs, lr, seed=seed)
         log["factored_train_accuracy"] = work.accuracy(x_train, y_train)
     if sparsity is not None:
-        targets = parse_sparsity(sparsity, [layer.name for layer in work.layers])
+        targets = log["sparsity"]
         for layer in work.layers:
             layer.mask = prune_sparsity(layer.weight, targets[layer.name])
             layer.weight = np.where(layer.mask, layer.weight, np.float32(0))
@@ -258,8 +290,8 @@ def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsi
             say(f"low-rank: retraining the pruned factors {epochs} epochs")
             finetune(work, x_train, y_train, epochs, lr, seed=seed + 1)
     pruned = work.copy()
-    shared = [share_weights(layer.weight, layer.mask, bits, reserve_zero=reserve_zero,
-                            seed=seed) for layer in work.layers]
+    shared = [share_weights(layer.weight, layer.mask, widths[layer.name],
+                            reserve_zero=reserve_zero, seed=seed) for layer in work.layers]
     for layer, s in zip(work.layers, shared, strict=True):
         layer.weight = s.weight()
     if trained and finetune_epochs:
@@ -267,10 +299,69 @@ def compress_factored(model: Mlp, *, ranks=None, energy=None, ratio=None, sparsi
         finetune(work, x_train, y_train, finetune_epochs, finetune_lr, seed=seed + 2,
                  shared=shared)
         log["final_train_accuracy"] = work.accuracy(x_train, y_train)
-    storage = [layer_storage(layer.name, s.mask, s.index, bits, index_bits)
+    storage = [layer_storage(layer.name, s.mask, s.index, s.bits, index_bits)
                for layer, s in zip(work.layers, shared, strict=True)]
     return Compressed(model.copy(), pruned, work, shared, _dense_as_original(storage, model),
                       log)
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRankSpec:
+    """What :func:`compress_low_rank` does (``nnaccel compress --low-rank`` /
+    ``--low-rank-energy``).
+
+    Parameters
+    ----------
+    ranks : dict or str or None
+        Rank per layer (``{"fc1": 64}`` or ``"fc1=64,fc2=32"``); layers not named stay whole.
+    energy : float or None
+        Instead of ``ranks``: every layer at the smallest rank keeping this fraction of
+        ``sum s**2``.
+    sparsity, bits :
+        Pruning and sharing of the factors (:func:`compress_factored`).
+    epochs, finetune_epochs, seed, index_bits :
+        Training with labels, and the paper accounting's relative-index bits.
+
+    Raises
+    ------
+    ValueError
+        Unless exactly one of ``ranks`` and ``energy`` is given, ``energy`` in (0, 1].
+    """
+
+    ranks: dict | str | None = None
+    energy: float | None = None
+    sparsity: float | dict | str | None = None
+    bits: int | dict | str = 4
+    epochs: int = 20
+    finetune_epochs: int = 10
+    seed: int = 0
+    index_bits: int = 5
+
+    def __post_init__(self):
+        if (self.ranks is None) == (self.energy is None):
+            raise ValueError("low rank: give ranks per layer (--low-rank fc1=64) or a "
+                             "retained energy (--low-rank-energy 0.95), one of them")
+        if self.energy is not None and not 0.0 < self.energy <= 1.0:
+            raise ValueError(f"--low-rank-energy {self.energy}: use a fraction in (0, 1]")
+        if self.epochs < 0:
+            raise ValueError(f"low-rank epochs {self.epochs}: use 0 or more")
+
+
+def compress_low_rank(model: Mlp, spec: LowRankSpec, reserve_zero: bool = True, x_train=None,
+                      y_train=None, progress=None) -> Compressed:
+    """:func:`compress_factored` as ``spec`` says; ``ValueError`` when no layer would be
+    factored (every rank asked for stores no fewer weights than the layer)."""
+    c = compress_factored(model, ranks=spec.ranks, energy=spec.energy, sparsity=spec.sparsity,
+                          bits=spec.bits, reserve_zero=reserve_zero, x_train=x_train,
+                          y_train=y_train, epochs=spec.epochs,
+                          finetune_epochs=spec.finetune_epochs, index_bits=spec.index_bits,
+                          seed=spec.seed, progress=progress)
+    if not c.log["factors"]:
+        shapes = ", ".join(f"{layer.name} {layer.shape[0]}x{layer.shape[1]}"
+                           for layer in model.layers)
+        raise ValueError(f"low rank: no layer gets smaller at these ranks (a rank r pays "
+                         f"r*(in+out) weights; {shapes})")
+    return c
 
 
 def _dense_as_original(storage: list[LayerStorage], model: Mlp) -> list[LayerStorage]:

@@ -27,7 +27,7 @@ row that a layer codebook cannot hold: it is written with ``reserve_zero=False``
 EIE writer refuses, and runs on the systolic engine only.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -319,11 +319,18 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
 
 def _storage(name: str, s: SharedLayer, spec: QuantSpec) -> LayerStorage:
     """The paper's accounting at the true bits: ternary 2-bit codes (3 levels), binary
-    1-bit codes (index 1, 2 stored as 0, 1); a layer is counted as a dense row (no relative
-    index) when that is smaller, as it always is for a binary layer."""
+    1-bit codes (index 1, 2 stored as 0, 1), per-channel binary with a 32-bit scale per
+    row; a layer is counted as a dense row (no relative index) when that is smaller, as it
+    always is for a binary layer."""
     if spec.mode == "binary":
-        return layer_storage(name, s.mask, (s.index == 2).astype(np.uint8), 1,
-                             spec.index_bits, dense=True)
+        row = layer_storage(name, s.mask, (s.index == 2).astype(np.uint8), 1,
+                            spec.index_bits, dense=True)
+        if spec.per_channel:
+            # One 32-bit scale per output channel in place of the 2-entry codebook.
+            extra = (s.mask.shape[0] - 2) * DENSE_BITS
+            row = replace(row, pq_bits=row.pq_bits + extra,
+                          huffman_bits=row.huffman_bits + extra)
+        return row
     return layer_storage(name, s.mask, s.index, 2, spec.index_bits, dense=True)
 
 
