@@ -221,14 +221,19 @@ class WinogradConv:
         v = input_transform(t)
         return v, t.shape[:3], (oh, ow)
 
-    def calibrate(self, a) -> "WinogradConv":
-        """Set the ``V`` and ``P`` int8 ranges from inputs ``a[N, C, H, W]``; returns self."""
+    def calibrate(self, a, headroom: float = 1.0) -> "WinogradConv":
+        """Set the ``V`` and ``P`` int8 ranges from inputs ``a[N, C, H, W]``, each widened
+        by ``headroom`` (≥ 1: coarser steps, fewer clipped values on unseen inputs);
+        returns self."""
+        if headroom < 1:
+            raise ValueError(f"headroom={headroom}: must be at least 1")
         v, _, _ = self._exact_products(a)
-        vq = [_affine(x.min(initial=0), x.max(initial=0)) for x in v]
+        vq = [_affine(headroom * x.min(initial=0), headroom * x.max(initial=0)) for x in v]
         self.v_scale = np.array([s for s, _ in vq])
         self.v_zero = np.array([z for _, z in vq], np.int64)
         p = np.einsum("xtc,xco->xto", v, self.u)
-        lo, hi = np.minimum(p.min(axis=1), 0), np.maximum(p.max(axis=1), 0)
+        lo = headroom * np.minimum(p.min(axis=1), 0)
+        hi = headroom * np.maximum(p.max(axis=1), 0)
         # Unlike V, P may take a step below 1: the engine's requantization is fractional.
         self.p_scale = np.where(hi > lo, (hi - lo) / 255.0, 1.0)
         self.p_zero = np.clip(round_half_away(-128 - lo / self.p_scale), -128, 127
