@@ -162,7 +162,8 @@ class WinogradConv:
     """A quantized 3×3 stride-1 convolution run as Winograd GEMMs (see the module doc).
 
     Build with :meth:`from_layer` (a :class:`~quantize.graph_quant.QuantGraph` Conv2d
-    layer) or :meth:`from_params`, then :meth:`calibrate` on representative int8 inputs.
+    layer) or from the int8 weights and the layer's requantization, then :meth:`calibrate`
+    on representative int8 inputs; :meth:`run` gives the int8 output.
 
     Members
     -------

@@ -19,6 +19,7 @@ from quantize.winograd import (
     weight_transform,
 )
 from sim.golden.systolic import gemm
+from sim.systolic import GemmJob, run_jobs
 
 
 def direct_conv(a, zp, g, pads):
@@ -169,7 +170,6 @@ def test_refuses_what_is_not_3x3_stride_1():
 def test_rtl_runs_the_16_gemms_of_a_64_channel_layer_word_for_word():
     """ResNet-18 layer1.0.conv1's channels (64 → 64) at 8×8 on the 8×8 engine: the 16
     Winograd GEMMs (16×64×64) and the im2col GEMM (64×576×64) in one simulation."""
-    from sim.systolic import GemmJob, run_jobs
     rng = np.random.default_rng(5)
     wc = _layer(rng, 64, 64, -128)
     a = _inputs(rng, (1, 64, 8, 8), -128, True)
