@@ -15,7 +15,8 @@ import time
 from ..rtl import BUILD_ROOT
 from . import results
 
-SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "boards"]
+SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "winograd",
+          "boards"]
 
 
 def main(argv=None) -> int:

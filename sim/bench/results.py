@@ -200,6 +200,9 @@ def load() -> dict:
     methods = RECORDS / "compression_methods.json"      # the suite writes its own record
     if methods.exists():
         records["methods"] = json.loads(methods.read_text())
+    winograd = RECORDS / "winograd.json"                # the suite writes its own record
+    if winograd.exists():
+        records["winograd"] = json.loads(winograd.read_text())
     return records
 
 
@@ -631,6 +634,45 @@ def _tflite_md(rec) -> list[str]:
                         f"{r['xnnpack']['max_steps']} steps)" for r in xnn) + "."]
     return out
 
+def _winograd_md(rec) -> list[str]:
+    t = rec["vgg16_total"]
+    out = [f"F(2×2, 3×3) as 16 GEMMs over channels against the im2col GEMM "
+           f"([docs/winograd.md](winograd.md)): VGG-16's 3×3 layers, batch 1, "
+           f"{rec['array'].replace('x', '×')} array, cost model. {_when(rec['measured'], True)}.",
+           "", "| layer | im2col cycles | Winograd cycles | ratio |", "|---|---|---|---|"]
+    for r in rec["vgg16"]:
+        out.append(f"| {r['layer']} ({r['c']}→{r['o']}, {r['h']}²) | {_int(r['im2col_cycles'])} "
+                   f"| {_int(r['winograd_cycles'])} | {r['cycles_ratio']:.2f}× |")
+    out.append(f"| **all** | **{_int(t['im2col_cycles'])}** | **{_int(t['winograd_cycles'])}** "
+               f"| **{t['cycles_ratio']:.2f}×** |")
+    out += ["", f"Multiplies {t['macs_ratio']:.2f}× fewer; {t['cycles_ratio_where_faster']:.2f}× "
+                f"with Winograd only where it is faster; host transforms "
+                f"{_int(t['host_adds'])} additions."]
+    d = rec["digits_cnn"]
+    out += ["", "Accuracy against im2col (golden; int8 steps; calibrated ranges widened by "
+                "the headroom):", "", "| layer | headroom | equal | within 1 step | max steps "
+                "| cosine |", "|---|---|---|---|---|---|"]
+    for r in rec["random"]:
+        out.append(f"| random {r['c']}→{r['o']} @{r['hw']}² {r['inputs']} | {r['headroom']} | "
+                   f"{_pct(r['equal'])} | {_pct(r['within_1'])} | {r['max_steps']} | "
+                   f"{r['cosine']:.5f} |")
+    for h, v in d["headrooms"].items():
+        for name, r in v["layers"].items():
+            out.append(f"| digits CNN {name} | {h} | {_pct(r['equal'])} | {_pct(r['within_1'])} "
+                       f"| {r['max_steps']} | {r['cosine']:.5f} |")
+    out += ["", "Digits CNN, both convolutions on Winograd: test accuracy " + ", ".join(
+        f"{_pct(v['accuracy_winograd'], 2)} at headroom {h}" for h, v in d["headrooms"].items())
+        + f" (im2col {_pct(d['accuracy_im2col'], 2)}, {d['test_images']} images)."]
+    r = rec.get("rtl")
+    if r:
+        out += ["", f"RTL {r['array'].replace('x', '×')}, 64→64 at 8×8: 16 Winograd GEMMs "
+                    f"{_int(r['winograd_rtl_cycles'])} cycles (model "
+                    f"{_int(r['winograd_model_cycles'])}), im2col {_int(r['im2col_rtl_cycles'])} "
+                    f"(model {_int(r['im2col_model_cycles'])}), {r['wrong_words']} of "
+                    f"{_int(r['words'])} words differ from the golden model."]
+    return out
+
+
 _SECTIONS = (
     ("systolic", "Systolic engine (suite `systolic`)", _systolic_md),
     ("eie", "EIE engine (suite `eie`)", _eie_md),
@@ -639,6 +681,7 @@ _SECTIONS = (
     ("convs", "CNN conv layers against SCALE-Sim (suite `convs`)", _convs_md),
     ("methods", "Compression methods on the digits MLP (suite `methods`)", _methods_md),
     ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
+    ("winograd", "Winograd F(2×2, 3×3) against im2col (suite `winograd`)", _winograd_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
 )
 
