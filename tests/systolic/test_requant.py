@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Requantization: the golden model against each rounding path's definition, and the
 Requantizer (Amaranth simulator) against the golden model."""
 
