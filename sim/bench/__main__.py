@@ -15,7 +15,8 @@ import time
 from ..rtl import BUILD_ROOT
 from . import results
 
-SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "winograd",
+SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "cnn_methods",
+          "winograd",
           "boards"]
 
 

@@ -25,7 +25,7 @@ The Tucker-2 (16, 8) graph with pruning also runs on the 8×8 systolic RTL (Veri
 every test image under random stalls, every output word compared with golden.
 
 ``python -m sim.bench.cnn_methods`` writes ``build/bench/cnn_methods.json`` and the
-committed record ``docs/results/cnn_methods.json``; :func:`markdown` renders the record.
+committed record ``docs/results/cnn_methods.json``, rendered by :mod:`sim.bench.results`.
 """
 
 import json
@@ -51,7 +51,7 @@ from quantize.tucker import SUFFIXES, tucker_graph
 from ..rtl import BUILD_ROOT
 from .results import REPO, provenance
 
-__all__ = ["RECORD", "measure", "markdown", "main"]
+__all__ = ["RECORD", "measure", "main"]
 
 RECORD = REPO / "docs" / "results" / "cnn_methods.json"
 #: Per-layer pruning and codebook bits of the demo's digits CNN (sim.demo).
@@ -237,33 +237,6 @@ def measure(rtl: bool = True) -> dict:
         if rtl and r == RTL_RANKS:
             row["rtl"] = _rtl(cg.graph, data)
     return res
-
-
-def markdown(rec: dict) -> list[str]:
-    """The record as Markdown lines (a table with one row per method)."""
-    model = rec["model"]
-    out = [f"The digits CNN ({model['weights']:,} weights; {model['train_images']:,} training, "
-           f"{model['test_images']} test images; float {100 * model['float_accuracy']:.2f} %, "
-           f"int8 golden {100 * model['int8_golden_accuracy']:.2f} %). Accounting: "
-           f"{rec['accounting']}.", "",
-           "| method | what | ratio (paper) | float accuracy | int8 golden accuracy |",
-           "|---|---|---|---|---|"]
-    for name, r in rec["methods"].items():
-        plain = (f" ({r['ratio_plain_code']:.1f}× as a plain code)"
-                 if "ratio_plain_code" in r else "")
-        what = r["description"].replace("|", "\\|")
-        out.append(f"| {name} | {what} | {r['ratio_huffman']:.1f}×{plain} | "
-                   f"{100 * r['float_accuracy']:.2f} % | "
-                   f"{100 * r['int8_golden_accuracy']:.2f} % |")
-    for name, r in rec["methods"].items():
-        if "rtl" in r:
-            t = r["rtl"]
-            out += ["", f"{name} on the {t['array'].replace('x', '×')} systolic RTL, all "
-                        f"{rec['model']['test_images']} test images, random stalls "
-                        f"{t['stall']}: {t['wrong_words']} of {t['words']:,} output words "
-                        f"differ from golden, accuracy {100 * t['accuracy']:.2f} %, "
-                        f"{t['cycles']:,} cycles."]
-    return out
 
 
 def main(out_dir: Path) -> dict:

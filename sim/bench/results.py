@@ -197,9 +197,11 @@ def load() -> dict:
             records[suite] = json.loads(path.read_text())
     if BOARDS_RECORD.exists():
         records["boards"] = json.loads(BOARDS_RECORD.read_text())
-    methods = RECORDS / "compression_methods.json"      # the suite writes its own record
-    if methods.exists():
-        records["methods"] = json.loads(methods.read_text())
+    # These suites write their own records.
+    for suite, name in (("methods", "compression_methods"), ("cnn_methods", "cnn_methods")):
+        path = RECORDS / f"{name}.json"
+        if path.exists():
+            records[suite] = json.loads(path.read_text())
     winograd = RECORDS / "winograd.json"                # the suite writes its own record
     if winograd.exists():
         records["winograd"] = json.loads(winograd.read_text())
@@ -610,6 +612,32 @@ def _methods_md(rec) -> list[str]:
         out += ["", f"Best within 0.5 point: {s.get('best_within_0.5_points') or 'none'}."]
     return out
 
+def _cnn_methods_md(rec: dict) -> list[str]:
+    """The record as Markdown lines (a table with one row per method)."""
+    model = rec["model"]
+    out = [f"The digits CNN ({model['weights']:,} weights; {model['train_images']:,} training, "
+           f"{model['test_images']} test images; float {100 * model['float_accuracy']:.2f} %, "
+           f"int8 golden {100 * model['int8_golden_accuracy']:.2f} %). Accounting: "
+           f"{rec['accounting']}.", "",
+           "| method | what | ratio (paper) | float accuracy | int8 golden accuracy |",
+           "|---|---|---|---|---|"]
+    for name, r in rec["methods"].items():
+        plain = (f" ({r['ratio_plain_code']:.1f}× as a plain code)"
+                 if "ratio_plain_code" in r else "")
+        what = r["description"].replace("|", "\\|")
+        out.append(f"| {name} | {what} | {r['ratio_huffman']:.1f}×{plain} | "
+                   f"{100 * r['float_accuracy']:.2f} % | "
+                   f"{100 * r['int8_golden_accuracy']:.2f} % |")
+    for name, r in rec["methods"].items():
+        if "rtl" in r:
+            t = r["rtl"]
+            out += ["", f"{name} on the {t['array'].replace('x', '×')} systolic RTL, all "
+                        f"{rec['model']['test_images']} test images, random stalls "
+                        f"{t['stall']}: {t['wrong_words']} of {t['words']:,} output words "
+                        f"differ from golden, accuracy {100 * t['accuracy']:.2f} %, "
+                        f"{t['cycles']:,} cycles."]
+    return out
+
 def _tflite_md(rec) -> list[str]:
     out = [f"The committed fully-integer fixtures (`tests/fixtures/tflite`: a 64-32-10 MLP; a "
            f"CNN with depthwise conv, residual add, pools, concatenation, logistic, tanh and "
@@ -680,6 +708,8 @@ _SECTIONS = (
     ("compression", "Compression front end (suite `compression`)", _compression_md),
     ("convs", "CNN conv layers against SCALE-Sim (suite `convs`)", _convs_md),
     ("methods", "Compression methods on the digits MLP (suite `methods`)", _methods_md),
+    ("cnn_methods", "Compression methods on the digits CNN (suite `cnn_methods`)",
+     _cnn_methods_md),
     ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
     ("winograd", "Winograd F(2×2, 3×3) against im2col (suite `winograd`)", _winograd_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
