@@ -4,12 +4,10 @@ activation; every refusal one line, exit 2."""
 
 import json
 import re
-import shlex
 
 import numpy as np
 import pytest
 
-from nnaccel.cli import main
 from quantize.compress_graph import compress_graph
 from quantize.graph import Graph, Node
 from quantize.graph_image import graph_config
@@ -22,6 +20,8 @@ from quantize.onnx_export import save_onnx
 from quantize.onnx_import import load_onnx_graph
 from quantize.train_cnn import init_cnn
 from quantize.weight_only import mlp_graph
+from tests.cli import refused as _refused
+from tests.cli import run_cli as _run
 
 
 def _resblock() -> Graph:
@@ -52,22 +52,6 @@ def _resblock() -> Graph:
 
 
 GRAPHS = {"cnn": lambda: init_cnn((1, 8, 8), (4, 8), 10, seed=1), "resblock": _resblock}
-
-
-def _run(line: str, capsys):
-    try:
-        status = main(shlex.split(line))
-    except SystemExit as e:
-        status = e.code
-    return status, capsys.readouterr()
-
-
-def _refused(line: str, capsys, pattern: str) -> None:
-    status, cap = _run(line, capsys)
-    errors = [ln for ln in cap.err.splitlines() if not ln.startswith("[")]
-    assert status == 2, cap.out + cap.err
-    assert len(errors) == 1 and errors[0].startswith("nnaccel: error: "), cap.err
-    assert re.search(pattern, errors[0]), errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ shows them per layer and refuses a file measured on another image."""
 
 import json
 import re
-import shlex
 
 import numpy as np
 import pytest
 
-from nnaccel.cli import main
 from quantize.compress_graph import compress_graph
 from quantize.graph_image import write_graph_image
 from quantize.graph_quant import quantize_graph
@@ -17,17 +15,10 @@ from quantize.graph_run import run_graph
 from quantize.image import load_image
 from quantize.report import layer_rows
 from quantize.run import CYCLES_FORMAT, cycles_path, read_cycles, record_cycles
+from tests.cli import run_cli as _run
 
 from .test_graph_blocks import RTL_CONFIG
 from .test_graph_quant import ffn, inputs, resnet_block
-
-
-def _run(line: str, capsys):
-    try:
-        status = main(shlex.split(line))
-    except SystemExit as e:
-        status = e.code
-    return status, capsys.readouterr()
 
 
 def _image(graph, out, seed):

@@ -10,7 +10,6 @@ requantizes in float, the engine in fixed point: the claims are the bounds measu
 """
 
 import re
-import shlex
 
 import numpy as np
 import pytest
@@ -28,7 +27,6 @@ from onnxruntime.quantization import (  # noqa: E402
 )
 
 from hw.systolic.config import PRESETS, ROUNDING_MODES  # noqa: E402
-from nnaccel.cli import main  # noqa: E402
 from quantize.digits import load_digits_split  # noqa: E402
 from quantize.graph import Graph, Node  # noqa: E402
 from quantize.graph_run import run_graph  # noqa: E402
@@ -39,6 +37,7 @@ from quantize.tflite_import import raw_inputs  # noqa: E402
 from quantize.train import init_mlp, train  # noqa: E402
 from quantize.train_cnn import train as train_cnn  # noqa: E402
 from quantize.weight_only import mlp_graph  # noqa: E402
+from tests.cli import run_cli as _run
 
 MODELS = ("mlp", "cnn", "res", "matmul")
 FORMATS = ("QDQ", "QOperator")
@@ -262,14 +261,6 @@ def test_refusals(models, digits, tmp_path):
     m.graph.output[0].name = last_q.input[0]
     onnx.save(m, tmp_path / "float_out.onnx")
     _refused(tmp_path / "float_out.onnx", r"\(Gemm\): output .* is never requantized")
-
-
-def _run(line: str, capsys):
-    try:
-        status = main(shlex.split(line))
-    except SystemExit as e:
-        status = e.code
-    return status, capsys.readouterr()
 
 
 def test_compress_and_run_raw(models, digits, tmp_path, capsys):

@@ -1,30 +1,13 @@
 """nnaccel compress MODEL.tflite and nnaccel run --raw: the model's own int8 in and out."""
 
-import re
-import shlex
 
 import numpy as np
 import pytest
 
-from nnaccel.cli import main
 from quantize.image import load_image
+from tests.cli import refused as _refused
+from tests.cli import run_cli as _run
 from tests.quantize.test_tflite_conformance import FIXTURES, _litert, _vectors
-
-
-def _run(line: str, capsys):
-    try:
-        status = main(shlex.split(line))
-    except SystemExit as e:
-        status = e.code
-    return status, capsys.readouterr()
-
-
-def _refused(line: str, capsys, pattern: str) -> None:
-    status, cap = _run(line, capsys)
-    errors = [ln for ln in cap.err.splitlines() if not ln.startswith("[")]
-    assert status == 2, cap.out + cap.err
-    assert len(errors) == 1 and errors[0].startswith("nnaccel: error: "), cap.err
-    assert re.search(pattern, errors[0]), errors[0]
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])

@@ -4,15 +4,14 @@ and run by the int8 runtime give every output byte LiteRT gives, on 10,000+ inpu
 per model and kernel path (reference op resolver; optimized builtin kernels without the
 XNNPACK delegate), and on the systolic RTL for a small batch."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from quantize.graph_run import run_graph
 from quantize.tflite_import import load_tflite, raw_inputs, raw_outputs
+from sim.bench.tflite import FIXTURES, PATHS, litert, vectors
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"
 MODELS = ("mlp", "cnn")
 VECTORS = 10_000
 
@@ -22,35 +21,17 @@ def _interpreter():
 
 
 def _litert(model: str, x: np.ndarray, path: str) -> np.ndarray:
-    """LiteRT's int8 outputs for a batch ``x`` in the model's layout (the input resized)."""
-    it = _interpreter()
-    kind = ("BUILTIN_REF" if path == "reference" else "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
-    interp = it.Interpreter(model_path=str(FIXTURES / f"{model}.tflite"),
-                            experimental_op_resolver_type=getattr(it.OpResolverType, kind))
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    interp.resize_tensor_input(inp["index"], list(x.shape))
-    interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    return interp.get_tensor(out["index"])
+    """LiteRT's int8 outputs for a batch ``x`` on kernel ``path`` (the bench's runner)."""
+    _interpreter()
+    return litert(model, x, PATHS[path])
 
 
-def _vectors(model: str, qgraph, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` int8 inputs in the model's layout: the extremes and the zero point everywhere,
-    the digits at the input's own quantization, elements drawn from {-128, zp, 127}, and
-    uniform random codes."""
+def _vectors(model: str, qgraph, n: int, seed: int = 0):
+    """The bench's ``n`` int8 inputs (extremes and the zero point everywhere, the digits at
+    the input's own quantization, elements from {-128, zp, 127}, uniform random codes) and
+    the digits' labels."""
     from sklearn.datasets import load_digits
-    rng = np.random.default_rng(seed)
-    p = qgraph.input_params
-    shape = (8, 8, 1) if model == "cnn" else (64,)
-    size = int(np.prod(shape))
-    digits = load_digits().data / 16.0
-    q_digits = np.clip(np.floor(digits / p.scale + 0.5) + p.zero_point, -128, 127)
-    corners = rng.choice([-128, p.zero_point, 127], (1000, size))
-    fixed = np.array([np.full(size, v) for v in (-128, 127, p.zero_point, p.zero_point + 1)])
-    rest = rng.integers(-128, 128, (n - len(fixed) - len(q_digits) - len(corners), size))
-    x = np.concatenate([fixed, q_digits, corners, rest]).astype(np.int8)
-    return x.reshape(-1, *shape), load_digits().target
+    return vectors(model, qgraph, n, seed), load_digits().target
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +53,7 @@ def test_golden_equals_litert_on_every_byte(model, path, qgraphs):
     assert differ == 0, f"{differ} of {want.size} output bytes differ from LiteRT"
     # the vectors exercise the model: many distinct outputs, and the digits are classified
     assert len(np.unique(want)) > 100
-    digits = got[4:4 + len(labels)]
+    digits = got[3:3 + len(labels)]     # after the three constant vectors
     assert np.mean(digits.argmax(axis=1) == labels) > 0.9
 
 
