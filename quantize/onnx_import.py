@@ -19,7 +19,7 @@ import numpy as np
 from .graph import Graph, Node, fold_batchnorm, infer_shape
 from .loaders import _check_exists, _onnx_tensor
 
-__all__ = ["load_onnx_graph", "SUPPORTED_OPS", "MIN_OPSET"]
+__all__ = ["load_onnx_graph", "read_onnx", "SUPPORTED_OPS", "MIN_OPSET"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Conv", "BatchNormalization", "Relu", "Clip", "MaxPool",
                  "AveragePool", "GlobalAveragePool", "Add", "Flatten", "Reshape", "Concat",
@@ -48,17 +48,23 @@ def load_onnx_graph(path) -> Graph:
     return _Importer(path).graph
 
 
+def read_onnx(path: Path):
+    """The ``onnx.ModelProto`` in ``path`` (external data left on disk); a file onnx cannot
+    parse is a one-line ``ValueError``."""
+    import onnx
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable ONNX model "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None
+
+
 class _Importer:
     def __init__(self, path: Path):
-        import onnx
         from onnx import numpy_helper
         self.path = path
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:
-            raise ValueError(f"{path}: not a readable ONNX model "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-                             ) from None
+        model = read_onnx(path)
         versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
         if not versions or versions[0] < MIN_OPSET:
             raise ValueError(f"{path}: ONNX opset {versions[0] if versions else 'missing'}; "

@@ -56,6 +56,7 @@ from .graph_quant import QLayer, QParams, QuantGraph, add_params
 from .int8 import quantize_multiplier
 from .loaders import _check_exists, _onnx_tensor
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
+from .onnx_import import read_onnx
 from .tflite_import import compress_tflite
 
 __all__ = ["load_onnx_qdq", "is_quantized_onnx", "write_onnx_qdq_image", "SUPPORTED_OPS",
@@ -155,12 +156,7 @@ class _Importer:
         import onnx
         from onnx import numpy_helper
         self.path = path
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:
-            raise ValueError(f"{path}: not a readable ONNX model "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-                             ) from None
+        model = read_onnx(path)
         g = model.graph
         self.consts = {t.name: _onnx_tensor(path, t, numpy_helper) for t in g.initializer}
         for n in g.node:
