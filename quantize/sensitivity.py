@@ -189,7 +189,7 @@ def search(model: Mlp, spec: CompressSpec, max_loss: float, x_train=None, y_trai
     """Per-layer sparsity and bits within ``max_loss`` points on a validation split of
     ``x_train`` (labels ``y_train``) or, without them, of ``calibration``; ``spec`` gives
     everything else (seed, retraining, distillation, reserved zero, accounting).
-    ``refine``: after the bisection, push single layers further (step 3's second half). Off
+    ``refine``: after the bisection, push single layers one candidate further each. Off
     by default: each extra comparison on a small split is another chance to pass by luck
     (on the scikit-learn digits MLP it reached 51.7x holding the split, and lost 2 points
     on the test set; the bisection alone lost 0.25)."""

@@ -37,7 +37,7 @@ from .layouts import Mem, cmd_layout, counter_layout, load_layout, result_layout
 __all__ = ["EieImage", "build_image", "load_beats", "act_beats", "cmd_payload",
            "layer_program", "parse_result", "parse_results", "parse_counters",
            "counter_delta", "balance_layers", "unpermute", "ideal_cycles", "work_cycles",
-           "padding_processed", "COUNTER_MODULUS"]
+           "span_work", "padding_processed", "COUNTER_MODULUS"]
 
 #: The counters are 32 bits wide and wrap; differences are taken modulo this.
 COUNTER_MODULUS = 1 << 32
@@ -321,20 +321,29 @@ def work_cycles(image: EieImage, layer_inputs) -> np.ndarray:
         for cmd, csc, a in zip(image.commands, image.layers, layer_inputs, strict=True):
             cols = np.nonzero(np.asarray(a))[0]
             ptr = image.pointers[p, cmd["ptr_base"]:cmd["ptr_base"] + csc.cols + 1]
-            s, e = ptr[cols], ptr[cols + 1]
-            keep = e > s
-            s, e = s[keep], e[keep]
-            if not len(s):
-                continue
-            ws, we = s // epw, (e - 1) // epw
-            nw = we - ws + 1
-            piece = np.repeat(np.arange(len(s)), nw)
-            offset = np.arange(int(nw.sum())) - np.repeat(np.cumsum(nw) - nw, nw)
-            word = ws[piece] + offset
-            lo = np.maximum(s[piece], word * epw)
-            hi = np.minimum(e[piece], word * epw + epw)
-            total[p] += int(np.maximum(cum[hi] - cum[lo], 1).sum())
+            total[p] += int(span_work(ptr[cols], ptr[cols + 1], cum, epw).sum())
     return total
+
+
+def span_work(start: np.ndarray, end: np.ndarray, cum: np.ndarray, epw: int) -> np.ndarray:
+    """The MAC-stage cycles of each column span ``[start, end)`` of one PE's entries: per
+    sparse-matrix word of ``epw`` entries it touches, its real entries (``cum`` is the
+    running count of real entries, ``cum[i]`` before entry ``i``), or one cycle for a word
+    holding only padding. Empty spans take 0."""
+    work = np.zeros(len(start), dtype=np.int64)
+    where = np.nonzero(end > start)[0]
+    if not len(where):
+        return work
+    s, e = start[where], end[where]
+    ws, we = s // epw, (e - 1) // epw
+    nw = we - ws + 1
+    piece = np.repeat(np.arange(len(s)), nw)
+    offset = np.arange(int(nw.sum())) - np.repeat(np.cumsum(nw) - nw, nw)
+    word = ws[piece] + offset
+    lo = np.maximum(s[piece], word * epw)
+    hi = np.minimum(e[piece], word * epw + epw)
+    work[where] = np.bincount(piece, np.maximum(cum[hi] - cum[lo], 1), minlength=len(s))
+    return work
 
 
 def padding_processed(image: EieImage, inputs) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 
 from hw.eie.config import EieConfig
 from hw.eie.csc import CscLayer
+from hw.eie.driver import span_work
 
 __all__ = ["column_work", "queue_cycles", "layer_cycles", "useful_macs", "ACTIVATION_LATENCY",
            "BUFFER_SLOTS", "LAYER_OVERHEAD"]
@@ -56,20 +57,7 @@ def column_work(csc: CscLayer, config: EieConfig, activations) -> tuple[np.ndarr
     work = np.zeros((csc.pes, len(cols)), dtype=np.int64)
     for p in range(csc.pes):
         cum = np.concatenate([[0], np.cumsum((csc.pe_entries(p) & mask) != 0)])
-        s, e = csc.pointers[p, cols], csc.pointers[p, cols + 1]
-        where = np.nonzero(e > s)[0]
-        s, e = s[where], e[where]
-        if not len(s):
-            continue
-        ws, we = s // epw, (e - 1) // epw
-        nw = we - ws + 1
-        piece = np.repeat(np.arange(len(s)), nw)
-        offset = np.arange(int(nw.sum())) - np.repeat(np.cumsum(nw) - nw, nw)
-        word = ws[piece] + offset
-        lo = np.maximum(s[piece], word * epw)
-        hi = np.minimum(e[piece], word * epw + epw)
-        work[p, where] = np.bincount(piece, np.maximum(cum[hi] - cum[lo], 1),
-                                     minlength=len(s)).astype(np.int64)
+        work[p] = span_work(csc.pointers[p, cols], csc.pointers[p, cols + 1], cum, epw)
     return cols, work
 
 
