@@ -55,13 +55,22 @@ SOURCES = {
 }
 
 
-def source_hash(measure: str, root: Path = REPO) -> str:
-    """SHA-256 (16 hex digits) of the sources :data:`SOURCES` names for ``measure``."""
+#: Each engine's own package under ``hw/``: a point of one engine does not depend on the
+#: other's.
+_ENGINE_PACKAGES = {"systolic": "hw/systolic", "eie": "hw/eie"}
+
+
+def source_hash(measure: str, root: Path = REPO, engine: str | None = None) -> str:
+    """SHA-256 (16 hex digits) of the sources :data:`SOURCES` names for ``measure``; with
+    ``engine``, without the other engines' packages."""
+    skip = [root / d for e, d in _ENGINE_PACKAGES.items() if engine not in (None, e)]
     digest = hashlib.sha256()
     for name in SOURCES[measure]:
         path = root / name
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
+            if any(f.is_relative_to(d) for d in skip):
+                continue
             digest.update(str(f.relative_to(root)).encode() + b"\0")
             digest.update(f.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

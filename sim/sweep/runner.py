@@ -100,15 +100,19 @@ def run_sweep(points, results, *, scheduler: str | None = None, workers: int | N
     """
     store = ResultStore(results)
     start = time.monotonic()
-    sources = {m: source_hash(m) for m in {p.measure for p in points}}
+    sources = {(p.measure, p.engine): source_hash(p.measure, engine=p.engine)
+               for p in {(p.measure, p.engine): p for p in points}.values()}
     keyed, seen = [], set()
     for p in points:
-        key = record_key(p.ident(), sources[p.measure])
+        key = record_key(p.ident(), sources[p.measure, p.engine])
         if key not in seen:
             seen.add(key)
             keyed.append((p, key))
     done = store.finished()
-    todo = [(p, k) for p, k in keyed if k not in done]
+    # The first seed of every synthesis before any second one: a sweep cut short already
+    # knows what fits and how fast.
+    todo = sorted(((p, k) for p, k in keyed if k not in done),
+                  key=lambda pk: (pk[0].measure == "synth", pk[0].seed))
     if context is not None:
         store.append({"sweep": context})
     bar = _Progress(len(todo), progress)
@@ -117,7 +121,7 @@ def run_sweep(points, results, *, scheduler: str | None = None, workers: int | N
                        f"finished, {len(todo)} to run\n")
 
     def finish(point, key, outcome):
-        record = _record(point, key, sources[point.measure], outcome)
+        record = _record(point, key, sources[point.measure, point.engine], outcome)
         store.append(record)
         bar.update(record["status"])
         if on_record is not None:

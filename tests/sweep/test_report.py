@@ -115,6 +115,13 @@ def test_source_hash_follows_only_the_measures_sources(tmp_path):
     with open(tmp_path / "hw/systolic/config.py", "a") as f:
         f.write("\n# changed\n")
     assert all(source_hash(m, tmp_path) != after[m] for m in SOURCES)
+    # One engine's package is not a source of the other engine's points.
+    systolic = {m: source_hash(m, tmp_path, "systolic") for m in SOURCES}
+    eie = {m: source_hash(m, tmp_path, "eie") for m in SOURCES}
+    with open(tmp_path / "hw/eie/config.py", "a") as f:
+        f.write("\n# changed\n")
+    assert systolic == {m: source_hash(m, tmp_path, "systolic") for m in SOURCES}
+    assert all(source_hash(m, tmp_path, "eie") != eie[m] for m in SOURCES)
 
 
 def test_report_command_redraws_from_the_results(tmp_path, capsys):
