@@ -93,7 +93,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_outputs(outputs, inputs) -> None:
-    """Refuse a command whose output file or folder is, or contains, one of its inputs."""
+    """Refuse a command whose output file or folder is, contains, or lies inside one of its
+    inputs (a file written into an image folder would be a stray file in the image)."""
     for out_flag, out in outputs:
         for in_flag, path in inputs:
             if path is None:
@@ -101,6 +102,9 @@ def check_outputs(outputs, inputs) -> None:
             if os.path.realpath(path) == os.path.realpath(out) or _inside(path, out):
                 raise ValueError(f"{out_flag} {out} would overwrite {in_flag} {path}: "
                                  f"choose another output")
+            if os.path.isdir(path) and _inside(out, path):
+                raise ValueError(f"{out_flag} {out} lies inside {in_flag} {path}: write it "
+                                 f"outside that folder")
 
 
 @contextlib.contextmanager

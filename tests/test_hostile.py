@@ -182,6 +182,7 @@ CASES = [
     ("run notes --input x.npy -o y.npy", "no manifest.json"),
     ("run img --input x.npy -o y.dat", "name it \\*.npy"),
     ("run img --input x.npy -o x.npy", "would overwrite --input"),
+    ("run img --input x.npy -o img/y.npy", "lies inside the image img"),
     ("run img --input x32.npy -o y.npy", "shape \\(N, 64\\)"),
     ("run img --input xnan.npy -o y.npy", "NaN or Inf"),
     ("run img --input xempty.npy -o y.npy", "N >= 1"),
