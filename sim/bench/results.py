@@ -23,6 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from sim.sweep.report import makespan, summary_markdown, wall_seconds
+from sim.sweep.spec import load_spec
+from sim.sweep.store import ResultStore
+
 from .boards import table
 
 __all__ = ["RECORDS", "RESULTS_MD", "HEADLINE_MARKERS", "load", "provenance", "record",
@@ -34,6 +38,8 @@ RECORDS = REPO / "docs" / "results"
 #: The synthesis suite's committed record (every case's latest build).
 BOARDS_RECORD = REPO / "sim" / "bench" / "boards_record.json"
 RESULTS_MD = REPO / "docs" / "results.md"
+#: Synthesis sweeps' results files (``nnaccel sweep``), with their specs.
+SWEEPS = REPO / "docs" / "sweeps"
 README = REPO / "README.md"
 #: The two comment lines around the README's generated headline table.
 HEADLINE_MARKERS = (
@@ -202,6 +208,10 @@ def load() -> dict:
         path = RECORDS / f"{name}.json"
         if path.exists():
             records[suite] = json.loads(path.read_text())
+    sweeps = {p.stem: ResultStore(p) for p in sorted(SWEEPS.glob("synth-*.jsonl"))}
+    if sweeps:
+        records["sweeps"] = {name: {"records": st.latest(), "context": st.context()}
+                             for name, st in sweeps.items()}
     winograd = RECORDS / "winograd.json"                # the suite writes its own record
     if winograd.exists():
         records["winograd"] = json.loads(winograd.read_text())
@@ -701,6 +711,36 @@ def _winograd_md(rec) -> list[str]:
     return out
 
 
+def _sweeps_md(sweeps: dict) -> list[str]:
+    out = ["Results files `docs/sweeps/synth-*.jsonl`, written by `nnaccel sweep "
+           "docs/sweeps/SPEC.toml --results docs/sweeps/SPEC.jsonl` (a rerun resumes them); "
+           "throughput is the spec's model workloads at the best seed's Fmax. See "
+           "[docs/sweep.md](sweep.md).", ""]
+    for name, sweep in sweeps.items():
+        spec = SWEEPS / f"{name}.toml"
+        if not spec.exists():
+            continue
+        expected = sum(p.measure == "synth" for p in load_spec(spec).points)
+        out += [f"### {name}", ""]
+        out += summary_markdown(f"docs/sweeps/{name}.toml", sweep["records"],
+                                sweep["context"], expected)
+        out.append("")
+    workers = {n: sweeps.get(f"synth-workers-{n}") for n in (1, 2)}
+    if all(workers.values()):
+        walls = {n: wall_seconds(w["records"]) for n, w in workers.items()}
+        tasks = {n: [r["seconds"] for r in w["records"] if r["point"]["measure"] == "synth"]
+                 for n, w in workers.items()}
+        out += ["### 1 against 2 local workers", "",
+                f"`docs/sweeps/synth-workers.toml` ({len(tasks[1])} synthesis tasks) on a "
+                f"LocalCluster: 1 worker {walls[1]:.0f} s, 2 workers {walls[2]:.0f} s, a "
+                f"ratio of {walls[1] / walls[2]:.2f}. Longest-first list scheduling of each "
+                f"run's own task times predicts {makespan(tasks[1], 1):.0f} s and "
+                f"{makespan(tasks[2], 2):.0f} s: the estimates for more workers above rest "
+                f"on the same model, which holds while tasks are independent and each worker "
+                f"has a core of its own.", ""]
+    return out[:-1] if out and out[-1] == "" else out
+
+
 _SECTIONS = (
     ("systolic", "Systolic engine (suite `systolic`)", _systolic_md),
     ("eie", "EIE engine (suite `eie`)", _eie_md),
@@ -713,6 +753,7 @@ _SECTIONS = (
     ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
     ("winograd", "Winograd F(2×2, 3×3) against im2col (suite `winograd`)", _winograd_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
+    ("sweeps", "Synthesis sweeps (`nnaccel sweep`, docs/sweeps/)", _sweeps_md),
 )
 
 

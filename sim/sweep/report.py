@@ -18,13 +18,15 @@ import csv
 import json
 import math
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from boards.platforms import BOARDS
 
 from .store import ResultStore
 
-__all__ = ["write_report", "perf_rows", "synth_rows", "PERF_COLUMNS", "SYNTH_COLUMNS"]
+__all__ = ["write_report", "perf_rows", "synth_rows", "largest_fitting", "makespan",
+           "wall_seconds", "PERF_COLUMNS", "SYNTH_COLUMNS"]
 
 PERF_COLUMNS = ["engine", "config", "workload", "measure", "status", "cycles", "macs",
                 "macs_per_cycle", "utilization", "mismatches", "model_cycles", "board",
@@ -129,6 +131,50 @@ def perf_rows(records, context: dict | None = None) -> list[dict]:
     for row in rows:
         _derive(row)
     return rows
+
+
+def largest_fitting(records, context: dict | None = None) -> list[dict]:
+    """Per board and engine, the largest synthesized config that fits (array size or PE
+    count), with its best-seed row of :func:`synth_rows` and its :func:`perf_rows` on that
+    board at that Fmax (one per workload); the largest config that did not fit beside it."""
+    synth = [s for s in synth_rows(records) if s["_config"] is not None]
+    perf = perf_rows(records, context)
+    out = []
+    for board, engine in sorted({(s["board"], s["engine"]) for s in synth}):
+        mine = [s for s in synth if (s["board"], s["engine"]) == (board, engine)]
+        fits = [s for s in mine if s.get("fits")]
+        best = max(fits, key=lambda s: _size(engine, s["_config"])) if fits else None
+        over = [s for s in mine if s.get("fits") is False
+                and (best is None or _size(engine, s["_config"]) > _size(engine, best["_config"]))]
+        first_over = min(over, key=lambda s: _size(engine, s["_config"])) if over else None
+        runs = [] if best is None else [
+            r for r in perf if r.get("board") == board and r["engine"] == engine
+            and r["config"] == best["config"] and r.get("fmax_source") == "synth"]
+        out.append({"board": board, "engine": engine, "largest": best, "perf": runs,
+                    "next_too_large": first_over})
+    return out
+
+
+def makespan(seconds, workers: int) -> float:
+    """Wall time of tasks taking ``seconds`` on ``workers`` identical workers, longest
+    first onto the least loaded worker (list scheduling, as a cluster hands out tasks)."""
+    loads = [0.0] * max(1, workers)
+    for t in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += t
+    return max(loads)
+
+
+def wall_seconds(records) -> float | None:
+    """First task's start to last task's end over point records (each record's ``finished``
+    time less its ``seconds``), to the second."""
+    spans = []
+    for r in records:
+        if r.get("finished") and r.get("seconds") is not None:
+            end = datetime.fromisoformat(r["finished"]).timestamp()
+            spans.append((end - r["seconds"], end))
+    if not spans:
+        return None
+    return max(e for _, e in spans) - min(s for s, _ in spans)
 
 
 def _derive(row: dict) -> None:
@@ -325,3 +371,69 @@ def _pareto(ax, rows, key: str, name: str) -> None:
             label="Pareto front")
     ax.set_xlabel(name)
     ax.legend(fontsize=7)
+
+
+def summary_markdown(spec: str, records, context: dict | None = None,
+                     expected: int | None = None) -> list[str]:
+    """Markdown lines for one synthesis sweep in ``docs/results.md``: per config its
+    resources and Fmax over the seeds run, the largest config per engine that fits with its
+    throughput, and the measured task times with what they predict on more workers.
+    ``expected``: the spec's synthesis task count (to say how much has run)."""
+    synth_recs = [r for r in records if r["point"]["measure"] == "synth"]
+    done = [r for r in synth_recs if r["status"] == "ok"]
+    out = [f"`{spec}`: {len(done)}"
+           + (f" of {expected}" if expected is not None else "")
+           + " synthesis tasks finished"
+           + (f", {len(synth_recs) - len(done)} failed" if len(synth_recs) > len(done) else "")
+           + ". Fmax: best and mean over the seeds run; resources of the best seed.", "",
+           "| engine | config | seeds | LUT | FF | DSP | BRAM | Fmax best MHz | Fmax mean MHz "
+           "| fits |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = synth_rows(records)
+    shared = {}                      # axes every config of an engine has: said once, above
+    for s in rows:
+        words = set(s["config"].split()[1:])
+        shared[s["engine"]] = shared.get(s["engine"], words) & words
+
+    def name(engine, config):
+        return " ".join(w for w in config.split() if w not in shared.get(engine, ()))
+
+    for engine, words in sorted(shared.items()):
+        if words:
+            out.insert(1, f"Every {engine} config: {', '.join(sorted(words))}.")
+    for s in sorted(rows, key=lambda s: (s["engine"], s["_config"] is None,
+                                         _size(s["engine"], s["_config"] or {"pes": 0}),
+                                         s["config"])):
+        fits = {True: "yes", False: "no"}.get(s.get("fits"), s["status"])
+        if s.get("fits") is False and s.get("error"):
+            fits += f": {s['error'][:90]}"
+        cells = [s["engine"], name(s["engine"], s["config"]), s["seeds"],
+                 *(_fmt(s.get(k)) for k in ("lut", "ff", "dsp", "bram", "fmax_best_mhz",
+                                            "fmax_mean_mhz")), fits]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    so_far = " so far" if expected is not None and len(done) < expected else ""
+    for f in largest_fitting(records, context):
+        best = f["largest"]
+        if best is None:
+            out.append(f"- {f['board']}, {f['engine']}: no config synthesized{so_far} fits.")
+            continue
+        runs = "; ".join(f"{r['workload']} {r['gops']:.2f} GOP/s "
+                         f"({r['utilization'] * 100:.1f} % of peak)"
+                         for r in f["perf"] if r.get("gops"))
+        nxt = f["next_too_large"]
+        out.append(f"- {f['board']}, {f['engine']}: the largest that fits{so_far} is "
+                   f"**{name(f['engine'], best['config'])}**"
+                   f" at {best['fmax_best_mhz']:.1f} MHz"
+                   + (f": {runs}" if runs else "")
+                   + (f". {name(f['engine'], nxt['config'])} does not fit" if nxt else "")
+                   + ".")
+    seconds = [r["seconds"] for r in done if r.get("seconds")]
+    if seconds:
+        total = sum(seconds)
+        est = ", ".join(f"{n} worker{'s' if n > 1 else ''} {makespan(seconds, n) / 3600:.2f} h"
+                        for n in (1, 2, 32))
+        out += ["", f"Tasks finished: {len(seconds)}, {total / 3600:.2f} h of task time (mean "
+                    f"{total / len(seconds) / 60:.1f} min, longest {max(seconds) / 60:.1f} "
+                    f"min). Longest-first list scheduling of these measured times: {est} "
+                    f"(32 workers are bounded by the longest task)."]
+    return out

@@ -19,7 +19,14 @@ from sim.sweep.eie_model import (
     useful_macs,
 )
 from sim.sweep.measures import SOURCES, source_hash
-from sim.sweep.report import perf_rows, synth_rows
+from sim.sweep.report import (
+    largest_fitting,
+    makespan,
+    perf_rows,
+    summary_markdown,
+    synth_rows,
+    wall_seconds,
+)
 from sim.sweep.store import ResultStore
 
 AXES = {"rows": 8, "cols": 8}
@@ -44,6 +51,49 @@ def _synth_record(seed, fmax, fits=True):
     return {"key": f"s{seed}", "status": "ok", "error": None, "result": result,
             "point": {"measure": "synth", "engine": "systolic", "axes": AXES, "fit": ["w"],
                       "workload": "", "board": "ulx3s", "clock_mhz": 0.0, "seed": seed}}
+
+
+def _sized(record, rows, fmax=None, fits=True, seconds=60.0, finished=None):
+    """``record`` moved to a rows x rows array (axes and config), synthesized at ``fmax``."""
+    axes = {"rows": rows, "cols": rows}
+    record = {**record, "key": f"{record['key']}-{rows}", "seconds": seconds,
+              "finished": finished,
+              "point": {**record["point"], "axes": axes},
+              "result": {**record["result"], "config": {**CONFIG, **axes}}}
+    if fmax is not None and fits:
+        record["result"]["fmax_mhz"] = fmax
+    return record
+
+
+def test_largest_fitting_config_and_its_throughput():
+    records = [_sized(_perf_record("gemm:a", 1000, 50_000), 4),
+               _sized(_perf_record("gemm:a", 500, 50_000), 6),
+               _sized(_synth_record(1, 0), 4, fmax=140.0),
+               _sized(_synth_record(1, 0), 6, fmax=120.0),
+               _sized(_synth_record(2, 0), 6, fmax=100.0),
+               _sized(_synth_record(1, 0, fits=False), 10),
+               _sized(_synth_record(1, 0, fits=False), 8)]
+    (found,) = largest_fitting(records, {"boards": ["ulx3s"]})
+    assert found["largest"]["config"] == "6x6"
+    assert found["largest"]["fmax_best_mhz"] == 120.0
+    assert found["next_too_large"]["config"] == "8x8"             # the smallest that fails
+    (run,) = found["perf"]
+    assert run["gops"] == pytest.approx(2 * 50_000 / (500 / 120e6) / 1e9)
+    text = "\n".join(summary_markdown("s.toml", records, {"boards": ["ulx3s"]}, expected=9))
+    assert "5 of 9 synthesis tasks finished" in text
+    assert "the largest that fits so far is **6x6** at 120.0 MHz" in text
+    assert "8x8 does not fit" in text
+
+
+def test_makespan_and_wall_time():
+    assert makespan([3, 3, 2, 2, 2], 1) == 12
+    assert makespan([3, 3, 2, 2, 2], 2) == 7                      # 3+2+2 | 3+2
+    assert makespan([5, 1, 1], 32) == 5                            # bounded by the longest
+    records = [{"finished": "2026-01-01T00:01:40", "seconds": 100.0},
+               {"finished": "2026-01-01T00:03:00", "seconds": 90.0},
+               {"finished": None, "seconds": 5.0}]
+    assert wall_seconds(records) == pytest.approx(180.0)
+    assert wall_seconds([]) is None
 
 
 def test_derived_figures_use_the_best_seed():
