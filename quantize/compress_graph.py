@@ -174,7 +174,7 @@ def compress_graph(graph: Graph, sparsity=None, bits=4, x_train=None, y_train=No
                    index_bits: int = 5, prune_steps: int = 4, retrain_epochs: int = 10,
                    retrain_lr: float = 1e-3, finetune_epochs: int = 0,
                    finetune_lr: float = 1e-4, init: str = "linear", seed: int = 0,
-                   progress=None) -> CompressedGraph:
+                   progress=None, distill=None) -> CompressedGraph:
     """Deep Compression of ``graph``'s Conv2d and Linear weights (``graph`` is not modified).
 
     Parameters
@@ -196,6 +196,9 @@ def compress_graph(graph: Graph, sparsity=None, bits=4, x_train=None, y_train=No
         k-means initialisation (``linear``, ``density``, ``random``).
     progress : callable, optional
         Called with one line of text per stage.
+    distill : quantize.train.Distill, optional
+        A teacher's logits for ``x_train`` mixed into the retraining and fine-tuning
+        targets (:func:`quantize.train_cnn.teacher`).
 
     Raises
     ------
@@ -241,7 +244,7 @@ def compress_graph(graph: Graph, sparsity=None, bits=4, x_train=None, y_train=No
                 f"{sum(int(m.sum()) for m in masks.values())} weights kept; retraining "
                 f"{retrain_epochs} epochs")
             work = retrain(work, masks, x_train, y_train, epochs=retrain_epochs, lr=retrain_lr,
-                           seed=seed + step)
+                           seed=seed + step, distill=distill)
     pruned = work
     if x_train is not None:
         log["pruned_train_accuracy"] = accuracy(work, x_train, y_train)
@@ -255,14 +258,14 @@ def compress_graph(graph: Graph, sparsity=None, bits=4, x_train=None, y_train=No
         if finetune_epochs:
             say(f"trained quantization: fine-tuning centroids {finetune_epochs} epochs")
             work = _finetune(work, shared, x_train, y_train, finetune_epochs, finetune_lr,
-                             seed)
+                             seed, distill)
             log["final_train_accuracy"] = accuracy(work, x_train, y_train)
     storage = [layer_storage(name, s.mask, s.index, s.bits, index_bits)
                for name, s in shared.items()]
     return CompressedGraph(graph, pruned, work, masks, shared, storage, ops, log)
 
 
-def _finetune(graph: Graph, shared: dict, x, y, epochs, lr, seed) -> Graph:
+def _finetune(graph: Graph, shared: dict, x, y, epochs, lr, seed, distill=None) -> Graph:
     """Trained quantization: each codebook entry (but entry 0, the pruned 0.0) moves by its
     cluster's summed weight gradient; biases train too."""
     rng = np.random.default_rng(seed)
@@ -277,7 +280,10 @@ def _finetune(graph: Graph, shared: dict, x, y, epochs, lr, seed) -> Graph:
         for _ in range(epochs):
             for idx in _batches(len(x), 32, rng):
                 params = {k: [shared[k].weight().reshape(shapes[k]), biases[k]] for k in names}
-                _, grads = gradients(graph, x[idx], y[idx], params)
+                soft = ({} if distill is None else
+                        {"teacher": distill.logits[idx], "temperature": distill.temperature,
+                         "weight": distill.weight})
+                _, grads = gradients(graph, x[idx], y[idx], params, **soft)
                 steps = []
                 for k in names:
                     dw, db = grads[k]

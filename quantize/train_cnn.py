@@ -12,6 +12,12 @@ the same weights bit for bit. Weights stay in the IR's conventions throughout (`
 
 In masked retraining a mask per weight tensor (1 keeps, 0 prunes) zeroes the gradient of
 pruned weights and the weights themselves, so they stay exactly 0.
+
+Distillation (Hinton et al. 2015): with a :class:`quantize.train.Distill` (a teacher's
+logits for the training inputs, row for row, a temperature ``T`` and a weight ``a``) the
+loss is ``(1 - a) · CE + a · T² · KL(softmax(teacher/T) ‖ softmax(logits/T))``, the MLP
+trainer's :func:`quantize.train.loss_and_logit_grad`; :func:`teacher` makes the targets
+from a float graph.
 """
 
 import numpy as np
@@ -20,10 +26,10 @@ from threadpoolctl import threadpool_limits
 
 from .digits import SEED
 from .graph import Graph, Node
-from .train import _Adam, _batches
+from .train import Distill, _Adam, _batches, loss_and_logit_grad
 
 __all__ = ["CHANNELS", "TRAINABLE_OPS", "init_cnn", "gradients", "train", "retrain",
-           "train_digits_cnn", "accuracy"]
+           "train_digits_cnn", "accuracy", "teacher"]
 
 #: Output channels of the digits CNN's two 3×3 convolutions.
 CHANNELS = (16, 32)
@@ -186,17 +192,33 @@ def _forward(graph, params, x):
     return x, cache
 
 
-def _loss_and_grads(graph, params, x, y):
+def _log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _loss_and_grads(graph, params, x, y, soft=None):
+    """``soft``: ``(teacher logits for x, T, weight)`` adds the distillation term."""
     logits, cache = _forward(graph, params, x)
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    total = p.sum(axis=1, keepdims=True)
     n = x.shape[0]
-    loss = float(np.mean(np.log(total[:, 0]) - z[np.arange(n), y]))
-    p /= total
-    g = p
-    g[np.arange(n), y] -= 1
-    g /= n
+    if soft is not None and soft[2] > 0:
+        teacher, t, a = soft
+        _, g = loss_and_logit_grad(logits, y, teacher, t, a)
+        g = g.astype(logits.dtype)
+        # The loss in log-softmax form: exact where a class's probability underflows.
+        log_q = _log_softmax(np.asarray(teacher, np.float64) / t)
+        kl = np.sum(np.exp(log_q) * (log_q - _log_softmax(logits.astype(np.float64) / t)), 1)
+        ce = -_log_softmax(logits.astype(np.float64))[np.arange(n), y]
+        loss = float(np.mean((1 - a) * ce + a * t * t * kl))
+    else:
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        total = p.sum(axis=1, keepdims=True)
+        loss = float(np.mean(np.log(total[:, 0]) - z[np.arange(n), y]))
+        p /= total
+        g = p
+        g[np.arange(n), y] -= 1
+        g /= n
     grads = {}
     for k in range(len(graph.nodes) - 1, -1, -1):
         node, c = graph.nodes[k], cache[k]
@@ -215,8 +237,10 @@ def _loss_and_grads(graph, params, x, y):
     return loss, grads
 
 
-def gradients(graph: Graph, x, y, params=None):
-    """Mean softmax cross-entropy of ``graph``'s logits and its gradients for one batch.
+def gradients(graph: Graph, x, y, params=None, teacher=None, temperature: float = 1.0,
+              weight: float = 0.0):
+    """Mean loss of ``graph``'s logits and its gradients for one batch: softmax
+    cross-entropy, mixed with the distillation term when ``teacher`` is given.
 
     Parameters
     ----------
@@ -227,6 +251,9 @@ def gradients(graph: Graph, x, y, params=None):
         Class labels.
     params : dict of str to (weight, bias), optional
         Replaces the graph's parameters (any float dtype; the computation runs in it).
+    teacher : array[batch, classes], optional
+        A teacher's logits for ``x``; the loss becomes
+        ``(1 - weight) · CE + weight · temperature² · KL`` of the softened outputs.
 
     Returns
     -------
@@ -238,8 +265,10 @@ def gradients(graph: Graph, x, y, params=None):
     if params is None:
         params = _params(graph, np.float64)
     dtype = np.result_type(*[a for wb in params.values() for a in wb])
+    soft = None if teacher is None else (np.asarray(teacher), temperature, weight)
     with threadpool_limits(1):
-        return _loss_and_grads(graph, params, np.asarray(x, dtype), np.asarray(y, np.int64))
+        return _loss_and_grads(graph, params, np.asarray(x, dtype), np.asarray(y, np.int64),
+                               soft)
 
 
 def _check_masks(graph: Graph, masks) -> dict:
@@ -256,18 +285,20 @@ def _check_masks(graph: Graph, masks) -> dict:
 
 
 def train(graph: Graph, x, y, epochs: int = 30, lr: float = 3e-3, batch: int = 32,
-          seed: int = SEED, weight_decay: float = 0.0, masks=None, progress=None) -> Graph:
+          seed: int = SEED, weight_decay: float = 0.0, masks=None, progress=None,
+          distill: Distill | None = None) -> Graph:
     """``graph`` trained on ``x[batch, *input_shape]``, ``y`` (a new Graph).
 
     Adam on float32 parameters, mini-batches in an order drawn from ``seed``. ``masks``
     (node name to a 0/1 array of that node's weight shape) keeps pruned weights at exactly
-    0. ``progress(epoch, epochs)`` is called after every epoch.
+    0. ``distill``: the teacher's logits for ``x`` (row for row) mixed into the targets.
+    ``progress(epoch, epochs)`` is called after every epoch.
 
     Raises
     ------
     ValueError
         The graph is not a trainable chain, a mask names no weight or has the wrong shape,
-        or ``x`` does not fit the graph's input.
+        ``x`` does not fit the graph's input, or ``distill`` has not one row per input.
     """
     _check_chain(graph)
     masks = _check_masks(graph, masks)
@@ -275,13 +306,16 @@ def train(graph: Graph, x, y, epochs: int = 30, lr: float = 3e-3, batch: int = 3
     if x.shape[1:] != graph.input_shape:
         raise ValueError(f"inputs have shape {x.shape}; the graph takes (batch, "
                          f"{', '.join(map(str, graph.input_shape))})")
+    if distill is not None and np.shape(distill.logits)[0] != len(x):
+        raise ValueError(f"distillation: {np.shape(distill.logits)[0]} teacher outputs for "
+                         f"{len(x)} training inputs")
     with threadpool_limits(1):  # small matrices; one thread is faster and reproducible
         params = _train(graph, x, np.asarray(y, np.int64), epochs, lr, batch, seed,
-                        weight_decay, masks, progress)
+                        weight_decay, masks, progress, distill)
     return _rebuild(graph, params)
 
 
-def _train(graph, x, y, epochs, lr, batch, seed, weight_decay, masks, progress):
+def _train(graph, x, y, epochs, lr, batch, seed, weight_decay, masks, progress, distill):
     rng = np.random.default_rng(seed)
     params = _params(graph, np.float32)
     for name, m in masks.items():
@@ -291,7 +325,9 @@ def _train(graph, x, y, epochs, lr, batch, seed, weight_decay, masks, progress):
     opt = _Adam(flat, lr)
     for epoch in range(epochs):
         for idx in _batches(len(x), batch, rng):
-            _, grads = _loss_and_grads(graph, params, x[idx], y[idx])
+            soft = (None if distill is None else
+                    (distill.logits[idx], distill.temperature, distill.weight))
+            _, grads = _loss_and_grads(graph, params, x[idx], y[idx], soft)
             steps = []
             for name in names:
                 dw, db = grads[name]
@@ -309,11 +345,19 @@ def _train(graph, x, y, epochs, lr, batch, seed, weight_decay, masks, progress):
 
 
 def retrain(graph: Graph, masks, x, y, epochs: int = 10, lr: float = 1e-3, batch: int = 32,
-            seed: int = SEED, weight_decay: float = 0.0, progress=None) -> Graph:
+            seed: int = SEED, weight_decay: float = 0.0, progress=None,
+            distill: Distill | None = None) -> Graph:
     """Masked retraining after pruning: :func:`train` with ``masks`` (node name to a 0/1
     array of the weight's shape; nodes without a mask train densely) and a lower rate."""
     return train(graph, x, y, epochs=epochs, lr=lr, batch=batch, seed=seed,
-                 weight_decay=weight_decay, masks=masks, progress=progress)
+                 weight_decay=weight_decay, masks=masks, progress=progress, distill=distill)
+
+
+def teacher(graph: Graph, x, temperature: float = 4.0, weight: float = 0.5) -> Distill:
+    """Distillation targets: ``graph``'s float logits (``graph.forward``) for the training
+    inputs ``x``, to pass as ``distill`` to :func:`train` / :func:`retrain`."""
+    x = np.asarray(x, np.float32).reshape(-1, *graph.input_shape)
+    return Distill(np.asarray(graph.forward(x), np.float64), temperature, weight)
 
 
 def accuracy(graph: Graph, x, y) -> float:
