@@ -64,7 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--global", dest="global_prune", action="store_true",
                    help="one magnitude threshold over all layers")
     p.add_argument("--bits", help="weight-sharing bits, 2..8: one width, or per "
-                   "layer fc1=4,fc2=3,fc3=5 (a bare number sets the layers not named). EIE: "
+                   "layer fc1=4,fc2=3,fc3=5 or per graph node conv1=6,fc=3 (a bare number sets the "
+                   "layers not named). EIE: "
                    "2..4; its entries hold one 4-bit codebook index for every layer, so a "
                    "layer at b < 4 bits uses 2**b of its 16 codebook entries; the accounting "
                    "counts it at its true b bits (default 4; with --max-loss the widest "
@@ -494,8 +495,7 @@ def _compress_graph(args, graph, activation, say) -> dict:
                         ("--layers", args.layers is not None),
                         ("--max-loss", args.max_loss is not None),
                         ("--sensitivity", args.sensitivity), ("--distill", args.distill),
-                        ("--test", args.test is not None),
-                        ("per-layer --bits", isinstance(args.bits, dict))):
+                        ("--test", args.test is not None)):
         if given:
             raise ValueError(f"{flag} is for MLP images; a graph takes --sparsity (one figure "
                              f"or per node: conv1=0.5,fc=0.8)")
@@ -524,8 +524,11 @@ def _compress_graph(args, graph, activation, say) -> dict:
     if not names:
         raise ValueError(f"{args.model}: the graph has no Conv or Gemm/MatMul layer")
     sparsity = parse_sparsity(args.sparsity, names) if args.sparsity is not None else None
+    bits = args.bits
+    if isinstance(bits, dict):                     # a bare number: every node not named
+        bits = {**dict.fromkeys(names, bits.get("")), **{k: v for k, v in bits.items() if k}}
     say(f"graph: {len(graph.nodes)} nodes, weight layers {', '.join(names)}")
-    cg = compress_graph(graph, sparsity, args.bits, x_train, y_train,
+    cg = compress_graph(graph, sparsity, bits, x_train, y_train,
                         index_bits=args.index_bits, init=args.init, seed=args.seed,
                         retrain_epochs=10 if args.epochs is None else args.epochs,
                         progress=say)

@@ -280,3 +280,16 @@ def test_refusals_are_one_line(work, bad_onnx, capsys):
     _edit(img, d / "t6", missing_param, redigest=True)
     _refused(f"run {d}/t6 --input {d}/cnn_x.npy -o {d}/o.npy", capsys,
              r"node conv1: a gemm node has the parameters")
+
+
+def test_per_node_bits(work, capsys):
+    """--bits node=b,... widens or narrows each layer's codebook; a bare number is every
+    other node's; a node left without one, not in the graph or without weights: one line."""
+    d = work
+    m = _compress(d, "cnn", capsys, "--bits conv1=5,fc=2,3")
+    bits = {r["name"]: r["bits"] for r in m["compression"]["layers"]}
+    assert bits == {"conv1": 5, "conv2": 3, "fc": 2}
+    base = f"compress {d}/cnn.onnx --engine systolic --calibration {d}/cnn_cal.npy -o {d}/o"
+    _refused(f"{base} --bits conv1=5", capsys, r"no codebook width for node 'conv2'")
+    _refused(f"{base} --bits conv9=4,3", capsys, r"node 'conv9', which is not in the graph")
+    _refused(f"{base} --bits relu1=3,4", capsys, r"'relu1' \(Relu\), which has no weights")
