@@ -27,15 +27,21 @@ A layer is factored only if ``C·r_in + r_out·r_in·k² + r_out·O < O·C·k²`
 nodes are ordinary ``Conv2d`` nodes: :mod:`quantize.train_cnn` fine-tunes them and
 :func:`quantize.compress_graph.compress_graph` prunes and shares them; the int8 runtime
 runs them as three GEMMs, the first two with the full int8 range as their clamp.
+
+:func:`choose_ranks` picks a layer's ranks on held-out data: each candidate is factored,
+fine-tuned briefly on the fitting images and scored on validation images, and the one with
+the fewest weights whose validation accuracy is within a budget of the unfactored graph's
+wins.
 """
 
 import numpy as np
 
 from .graph import Graph, Node
 from .lowrank import rank_for_energy
+from .train_cnn import accuracy, train
 
 __all__ = ["tucker2", "reconstruct", "tucker_params", "ranks_for_energy",
-           "ranks_for_compression", "tucker_graph", "SUFFIXES"]
+           "ranks_for_compression", "tucker_graph", "choose_ranks", "rank_grid", "SUFFIXES"]
 
 #: Names of the three nodes a factored ``Conv2d`` becomes, appended to its name.
 SUFFIXES = (".in", ".core", ".out")
@@ -192,3 +198,84 @@ def tucker_graph(graph: Graph, ranks: dict | None = None, energy: float | None =
         info[n.name] = {"ranks": list(r), "params": params, "original": int(n.weight.size),
                         **{k: t[k] for k in ("error2", "discarded2", "energy2")}}
     return Graph(graph.input_name, graph.input_shape, nodes), info
+
+
+def rank_grid(shape, fractions=(0.125, 0.25, 0.375, 0.5, 0.75)) -> list[tuple[int, int]]:
+    """Candidate ``(r_out, r_in)``: every pair of ``fractions`` of ``O`` and of ``C`` (at
+    least 1), fewer weights than the layer, most compressive first."""
+    o, c = shape[:2]
+    outs = sorted({max(1, round(f * o)) for f in fractions})
+    ins = sorted({max(1, round(f * c)) for f in fractions})
+    grid = [(a, b) for a in outs for b in ins
+            if tucker_params(shape, a, b) < int(np.prod(shape))]
+    return sorted(grid, key=lambda r: (tucker_params(shape, *r), r))
+
+
+def choose_ranks(graph: Graph, name: str, x_fit, y_fit, x_val, y_val, candidates=None,
+                 budget: float = 0.005, epochs: int = 5, lr: float = 1e-3, hooi: int = 0,
+                 seed: int = 0, distill=None) -> dict:
+    """Ranks for node ``name`` chosen on validation data.
+
+    Each candidate ``(r_out, r_in)`` is factored (:func:`tucker_graph`), fine-tuned
+    ``epochs`` on ``x_fit``/``y_fit`` (:func:`quantize.train_cnn.train`, every weight
+    trainable) and scored on ``x_val``/``y_val``; the candidate with the fewest weights whose
+    validation accuracy is at least the unfactored graph's minus ``budget`` (a fraction:
+    0.005 is half a point) is chosen, ties going to the higher accuracy.
+
+    Parameters
+    ----------
+    graph : Graph
+        A trainable chain (:mod:`quantize.train_cnn`), already trained on ``x_fit``.
+    name : str
+        A ``groups=1`` ``Conv2d`` of ``graph``.
+    x_fit, y_fit, x_val, y_val : arrays
+        Fitting and validation inputs (``[batch, *input_shape]``) and labels; the
+        validation images take no part in training.
+    candidates : list of (int, int), optional
+        ``(r_out, r_in)`` pairs; default :func:`rank_grid` of the weight's shape.
+    budget : float
+        Allowed validation accuracy loss, as a fraction.
+    distill : quantize.train.Distill, optional
+        Teacher logits for ``x_fit`` mixed into the fine-tuning targets.
+
+    Returns
+    -------
+    dict
+        ``ranks`` (the chosen pair, or ``None`` when no candidate is within the budget:
+        keep the layer whole), ``reference_accuracy`` (the unfactored graph's validation
+        accuracy), ``floor``, ``validation_images`` and ``scan``: per candidate its
+        ``ranks``, ``params``, ``original`` weights, ``relative_error`` of the factors,
+        ``factored_accuracy`` (before fine-tuning) and ``validation_accuracy``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a ``groups=1`` ``Conv2d`` of ``graph``, or no candidates.
+    """
+    node = {n.name: n for n in graph.nodes}.get(name)
+    if node is None or node.op != "Conv2d" or node.attrs["groups"] != 1:
+        raise ValueError(f"choose_ranks: {name!r} is not a groups=1 Conv2d of the graph")
+    cands = [tuple(int(v) for v in r) for r in
+             (rank_grid(node.weight.shape) if candidates is None else candidates)]
+    if not cands:
+        raise ValueError(f"choose_ranks: no candidate ranks for {name!r}")
+    reference = accuracy(graph, x_val, y_val)
+    floor = reference - budget
+    scan = []
+    for r in cands:
+        tg, info = tucker_graph(graph, {name: r}, hooi=hooi)
+        if name not in info:        # factors no smaller than the layer
+            continue
+        row = {"ranks": list(r), "params": info[name]["params"],
+               "original": info[name]["original"],
+               "relative_error": float(np.sqrt(info[name]["error2"] / info[name]["energy2"])),
+               "factored_accuracy": accuracy(tg, x_val, y_val)}
+        tg = train(tg, x_fit, y_fit, epochs=epochs, lr=lr, seed=seed, distill=distill)
+        row["validation_accuracy"] = accuracy(tg, x_val, y_val)
+        scan.append(row)
+    ok = [row for row in scan if row["validation_accuracy"] >= floor - 1e-12]
+    best = min(ok, key=lambda row: (row["params"], -row["validation_accuracy"]),
+               default=None)
+    return {"ranks": None if best is None else tuple(best["ranks"]),
+            "reference_accuracy": reference, "floor": floor,
+            "validation_images": int(len(y_val)), "scan": scan}
