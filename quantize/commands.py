@@ -16,6 +16,7 @@ from .compress_graph import compress_graph, weight_nodes
 from .engines import ENGINES, image_engine
 from .graph_image import graph_config, write_graph_image
 from .graph_quant import quantize_graph
+from .graph_run import add_winograd
 from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
 from .lowrank import LowRankSpec, compress_low_rank, parse_ranks
@@ -134,6 +135,9 @@ def register(subparsers) -> None:
     m.add_argument("--low-rank-energy", type=float, metavar="E",
                    help="like --low-rank, every layer at the smallest rank keeping E of its "
                         "squared singular values (e.g. 0.95)")
+    p.add_argument("--winograd", nargs="?", const="all", metavar="LAYERS",
+                   help="graph images: run 3x3 stride-1 convolutions as Winograd F(2x2,3x3), "
+                        "16 GEMMs on the engine (all of them, or LAYERS: conv1,conv2)")
     p.add_argument("--litert", choices=PATHS, default="reference",
                    help="a fully-integer .tflite keeps its own quantization with the "
                         "arithmetic of these LiteRT kernels (default reference)")
@@ -534,6 +538,13 @@ def _compress_graph(args, graph, activation, say) -> dict:
                         progress=say)
     say("int8 quantization from the calibration inputs")
     qg = quantize_graph(cg.graph, calibration)
+    if args.winograd is not None:
+        names = None if args.winograd == "all" else [n.strip() for n in args.winograd.split(",")]
+        try:
+            qg = add_winograd(qg, calibration, names)
+        except ValueError as e:
+            raise ValueError(f"--winograd {args.winograd}: {e}") from None
+        say(f"Winograd F(2x2,3x3) for {', '.join(qg.winograd)}, calibrated on the same inputs")
     config = graph_config(qg, args.rows, args.cols)
     say(f"writing the graph image to {args.output}")
     return write_graph_image(cg, qg, config, args.output, source=str(args.model),
@@ -548,7 +559,13 @@ def cmd_compress(args) -> int:
                    ("--test-labels", args.test_labels)])
     say = _progress("compress")
     suffix = Path(args.model).suffix.lower()
+    if args.winograd is not None and args.engine != "systolic":
+        raise ValueError(f"--winograd: Winograd convolutions run on the systolic engine, not "
+                         f"{args.engine}")
     if suffix == ".tflite" or suffix == ".onnx" and is_quantized_onnx(args.model):
+        if args.winograd is not None:
+            raise ValueError(f"--winograd: {args.model} keeps its own int8 graph; Winograd is "
+                             f"for float CNNs quantized with --calibration")
         return _compress_tflite(args, say)
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
@@ -567,6 +584,9 @@ def cmd_compress(args) -> int:
             model = LinearChain(model.layers)
     if note is not None:
         print(f"activation between layers: {note}")
+    if args.winograd is not None and graph is None:
+        raise ValueError(f"--winograd: {args.model} is an MLP (Linear layers only); Winograd "
+                         f"runs a CNN's 3x3 stride-1 convolutions")
     if graph is not None:
         manifest = _compress_graph(args, graph, activation, say)
         _print_written(args.output, manifest)

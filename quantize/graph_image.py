@@ -14,6 +14,13 @@ formats that chain) into a :class:`GraphImage` whose ``qgraph`` is the
 :class:`~quantize.graph_quant.QuantGraph` that was written, so :func:`run_graph_image` gives
 what :func:`quantize.graph_run.run_graph` gives on the original, word for word
 (:func:`quantize.run.run_graph_image`).
+
+A convolution that runs as Winograd F(2×2, 3×3) (``qgraph.winograd``,
+:func:`quantize.graph_run.add_winograd`) says so in its parameters (``"winograd":``
+:data:`WINOGRAD_SCHEDULE`) and carries six more files (:data:`WINOGRAD_FILES`): the
+transformed int8 weights ``u[16, C, O]`` and their scales, and the calibrated int8
+quantization of the input transform ``V`` and of the products ``P``. The loader checks
+that ``u`` is the transform of the node's own weights.
 """
 
 import dataclasses
@@ -31,12 +38,13 @@ from sim.golden.softmax import METHODS as SOFTMAX_METHODS
 from .atomic import image_folder
 from .graph import Graph, Node
 from .graph_quant import QLayer, QParams, QuantGraph
-from .graph_run import _tiles, plan_config
+from .graph_run import _tiles, plan_config, winograd_gemm, winograd_unfit
 from .lower import conv_weight_matrix, depthwise_weight_matrices, lower
 from .manifest import compression_section, digest, expect_file, read_file, write_file
+from .winograd import POSITIONS, WinogradConv
 
 __all__ = ["GRAPH_FORMAT_VERSION", "GraphImage", "graph_config", "write_graph_image",
-           "load_graph"]
+           "load_graph", "WINOGRAD_SCHEDULE", "WINOGRAD_FILES"]
 
 GRAPH_FORMAT_VERSION = 3
 
@@ -61,8 +69,20 @@ _KINDS = {
     "int8_softmax": (("Softmax",), {}, ("method", "input_multiplier", "input_left_shift",
                                         "diff_min", "input_scale", "beta")),
 }
-#: Parameters a kind may carry beyond its own: a gemm imported with its kernel's rounding.
-_OPTIONAL = {"gemm": ("rounding",)}
+#: Parameters a kind may carry beyond its own: a gemm imported with its kernel's rounding,
+#: a convolution run as Winograd.
+_OPTIONAL = {"gemm": ("rounding", "winograd")}
+#: The ``"winograd"`` parameter of a convolution run as Winograd.
+WINOGRAD_SCHEDULE = {"schedule": "F(2x2,3x3)", "gemms": POSITIONS}
+#: A Winograd convolution's files: key -> (dtype, shape in C and O, WinogradConv member).
+WINOGRAD_FILES = {
+    "winograd_u": ("|i1", lambda c, o: (POSITIONS, c, o), "u_q"),
+    "winograd_u_scale": ("<f8", lambda c, o: (POSITIONS, o), "u_scale"),
+    "winograd_v_scale": ("<f8", lambda c, o: (POSITIONS,), "v_scale"),
+    "winograd_v_zero": ("|i1", lambda c, o: (POSITIONS,), "v_zero"),
+    "winograd_p_scale": ("<f8", lambda c, o: (POSITIONS, o), "p_scale"),
+    "winograd_p_zero": ("|i1", lambda c, o: (POSITIONS, o), "p_zero"),
+}
 _TUPLES = ("kernel", "stride", "pads")
 #: Largest rows per engine job an image's config is sized for.
 MAX_M = 256
@@ -135,8 +155,11 @@ def _node_entries(qgraph: QuantGraph, out: Path) -> tuple[list, int]:
             if layer.kind == "gemm":
                 e["weight_shape"] = list(node.weight.shape)
                 n = _stem(node.name, stems)
+                wc = qgraph.winograd.get(layer.name)
                 files = {
-                    "weight": write_file(out, f"{n}.weight.bin", _gemm_q(p["weights"]), "<i1"),
+                    # A Winograd layer's engine loads its transform (u) instead.
+                    "weight": write_file(out, f"{n}.weight.bin", _gemm_q(p["weights"]), "<i1",
+                                         memory=wc is None),
                     "bias": write_file(out, f"{n}.bias.bin", p["bias"], "<i4"),
                     "multiplier": write_file(out, f"{n}.multiplier.bin", p["multiplier"],
                                              "<i4"),
@@ -144,12 +167,19 @@ def _node_entries(qgraph: QuantGraph, out: Path) -> tuple[list, int]:
                     "weight_scale": write_file(out, f"{n}.weight_scale.bin",
                                                p["weight_scale"], "<f8", memory=False),
                 }
+                if wc is not None:
+                    # The engine loads u (its weights); the rest are host parameters.
+                    files.update({key: write_file(out, f"{n}.{key}.bin", getattr(wc, member),
+                                                  dtype, memory=key == "winograd_u")
+                                  for key, (dtype, _, member) in WINOGRAD_FILES.items()})
             elif layer.kind == "lut":
                 files = {"table": write_file(out, f"{_stem(node.name, stems)}.table.bin",
                                              p["table"], "<i1", memory=False)}
             arrays = {"gemm": ("weights", "bias", "multiplier", "shift", "weight_scale"),
                       "lut": ("table",)}.get(layer.kind, ())
             e["params"] = _jsonable({k: v for k, v in p.items() if k not in arrays})
+            if layer.name in qgraph.winograd:
+                e["params"]["winograd"] = dict(WINOGRAD_SCHEDULE)
             e["files"] = files
             total += sum(f["bytes"] for f in files.values() if f["memory"])
         entries.append(e)
@@ -231,6 +261,8 @@ def _check_entry(e: dict, by_name: dict) -> None:
         if by_name.get(f, {}).get("into") != name:
             raise ValueError(f"node {name}: lists {f!r} as fused, which is not a node fused "
                              f"into it")
+    if kind == "gemm" and "winograd" in e["params"]:
+        files = {**files, **{k: v[0] for k, v in WINOGRAD_FILES.items()}}
     if set(e["files"]) != set(files):
         raise ValueError(f"node {name}: a {kind} node has the files "
                          f"{', '.join(files) or 'none'}, found "
@@ -256,6 +288,11 @@ def _check_entry(e: dict, by_name: dict) -> None:
         expect_file(e, "weight", "|i1", (o, rest))
         for key in ("bias", "multiplier", "shift", "weight_scale"):
             expect_file(e, key, files[key], (o,))
+        if "winograd" in e["params"]:
+            if len(e["weight_shape"]) != 4:
+                raise ValueError(f"node {name}: Winograd runs convolutions, not a {e['op']}")
+            for key, (dtype, shape, _) in WINOGRAD_FILES.items():
+                expect_file(e, key, dtype, shape(e["weight_shape"][1], o))
     if kind == "lut":
         expect_file(e, "table", "|i1", (256,))
 
@@ -269,6 +306,8 @@ def _check_param(e: dict, key: str, value) -> None:
     n = len(e["inputs"])
     if key == "rounding":
         ok = value in ROUNDING_MODES
+    elif key == "winograd":
+        ok = value == WINOGRAD_SCHEDULE
     elif key == "method":
         ok = value in SOFTMAX_METHODS
     elif key in ("input_scale", "beta"):
@@ -391,12 +430,39 @@ def _load_graph(directory: Path, manifest: dict, config: SystolicConfig) -> Grap
     missing = [v for layer in layers for v in layer.inputs if v not in params]
     if missing:
         raise ValueError(f"value {missing[0]!r} has no quantization")
-    qgraph = QuantGraph(graph, layers, params, g["output"], softmax)
+    winograd = {layer.name: _winograd(layer, arrays[layer.name]) for layer in layers
+                if "winograd" in by_name[layer.name]["params"]}
+    qgraph = QuantGraph(graph, layers, params, g["output"], softmax, winograd)
     for key, p in (("input", qgraph.input_params), ("output", qgraph.output_params)):
         if manifest[key] != {"format": "int8", **_quant(p)}:
             raise ValueError(f"'{key}' must be int8 with the graph's {key} scale and zero "
                              f"point, not {manifest[key]}")
     for layer in layers:
-        if layer.kind == "gemm":
+        if layer.name in winograd:
+            _tiles(config, layer, 1, *winograd_gemm(layer, 1)[1:])
+        elif layer.kind == "gemm":
             _tiles(config, layer, 1, *lower(layer.node, layer.in_shape).gemms[0][1:])
     return GraphImage(directory, manifest, "systolic", config, qgraph)
+
+
+def _winograd(layer: QLayer, arrays: dict) -> WinogradConv:
+    """The calibrated :class:`WinogradConv` of a loaded layer, its files checked: ``u``
+    and its scales must be the transform of the layer's own int8 weights, the scales of
+    ``V`` at least 1 (integers) and those of ``P`` positive."""
+    why = winograd_unfit(layer)
+    if why is not None:
+        raise ValueError(f"node {layer.name}: runs as Winograd F(2x2,3x3) but is {why}")
+    wc = WinogradConv.from_layer(layer)
+    if (not np.array_equal(arrays["winograd_u"], wc.u_q)
+            or not np.array_equal(arrays["winograd_u_scale"], wc.u_scale)):
+        raise ValueError(f"node {layer.name}: 'winograd_u' and 'winograd_u_scale' are not the "
+                         f"Winograd transform of the node's weights")
+    v_scale, p_scale = arrays["winograd_v_scale"], arrays["winograd_p_scale"]
+    if not (np.all(np.isfinite(v_scale)) and np.all(v_scale >= 1)):
+        raise ValueError(f"node {layer.name}: 'winograd_v_scale' must be finite and >= 1")
+    if not (np.all(np.isfinite(p_scale)) and np.all(p_scale > 0)):
+        raise ValueError(f"node {layer.name}: 'winograd_p_scale' must be finite and > 0")
+    wc.v_scale, wc.p_scale = v_scale.astype(np.float64), p_scale.astype(np.float64)
+    wc.v_zero = arrays["winograd_v_zero"].astype(np.int64)
+    wc.p_zero = arrays["winograd_p_zero"].astype(np.int64)
+    return wc

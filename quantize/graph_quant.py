@@ -120,6 +120,9 @@ class QuantGraph:
         The int8 output value (the Softmax's input when the graph ends in a Softmax).
     softmax : bool
         The float graph ends in a Softmax, applied on the host in float.
+    winograd : dict of str to WinogradConv
+        The ``Conv2d`` layers that run as Winograd F(2×2, 3×3) GEMMs, calibrated
+        (:func:`quantize.graph_run.add_winograd`); the others run as im2col GEMMs.
     """
 
     graph: Graph
@@ -127,6 +130,7 @@ class QuantGraph:
     params: dict
     output: str
     softmax: bool
+    winograd: dict = field(default_factory=dict)
 
     @property
     def input_params(self) -> QParams:

@@ -19,8 +19,15 @@ only a GEMM layer's output runs on the engine on backends that carry the table
 (:data:`LUT_BACKENDS`): its 256-entry table goes with each of that layer's jobs
 (``GemmJob.lut``) and the engine's output stage applies it after the clamp; its own
 record says ``where="fused"``. Elsewhere it runs on the host.
+
+A 3×3 stride-1 convolution the quantized graph lists in ``qgraph.winograd`` (calibrated
+by :func:`add_winograd`) runs as Winograd F(2×2, 3×3) (:mod:`quantize.winograd`): the host
+transforms its input, the engine runs the 16 GEMMs ``[tiles, C] × [C, O]`` (cut into jobs
+as any GEMM), the host transforms the products back and requantizes them with the layer's
+own parameters. A table activation after it runs on the host.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +40,11 @@ from sim.golden.softmax import int8_softmax
 from .backends import backend as backend_of
 from .graph_kernels import KERNELS
 from .lower import lower
+from .winograd import POSITIONS, WinogradConv
 
 __all__ = ["GraphRun", "run_graph", "plan_config", "engine_gemms", "lut_fusions",
-           "LUT_BACKENDS"]
+           "LUT_BACKENDS", "winograd_unfit", "winograd_names", "add_winograd",
+           "winograd_gemm", "winograd_cycles"]
 
 #: Backends whose GEMM jobs carry an activation table (the board driver sends none).
 LUT_BACKENDS = ("golden", "rtl")
@@ -53,9 +62,11 @@ class GraphRun:
         ``output`` dequantized (and, for a graph ending in Softmax, the softmax of that).
     layers : list of dict
         Per layer: ``name``, ``op``, ``where`` (``"engine"``/``"host"``), ``shape``
-        (``"MxKxN"`` per GEMM and ``count`` of them, or the output shape), ``macs``,
-        ``jobs``, ``cycles`` (model or measured; ``None`` on the host), ``utilization``
-        (MACs / (cycles · rows · cols)) and ``expansion`` (im2col factor).
+        (``"MxKxN"`` per GEMM and ``count`` of them, or the output shape), ``macs``
+        (the engine's multiplies), ``jobs``, ``cycles`` (model or measured; ``None`` on
+        the host), ``utilization`` (MACs / (cycles · rows · cols)), ``expansion``
+        (activation words the engine reads over the layer input's size) and, for a
+        Winograd layer, ``schedule="winograd"``.
     config : SystolicConfig
         The engine configuration every GEMM ran on.
     engine : str
@@ -85,7 +96,8 @@ class GraphRun:
             util = f"{r['utilization']:.1%}" if r["utilization"] is not None else "-"
             exp = f"{r['expansion']:.2f}" if r["expansion"] is not None else "-"
             cyc = str(r["cycles"]) if r["cycles"] is not None else "-"
-            lines.append(f"{r['name']:<14}{r['op']:<18}{r['where']:<7}{r['shape']:<22}"
+            op = r["op"] + (" wino" if r.get("schedule") == "winograd" else "")
+            lines.append(f"{r['name']:<14}{op:<18}{r['where']:<7}{r['shape']:<22}"
                          f"{r['macs']:>10}{cyc:>9}{util:>7}{exp:>8}")
         total = self.macs / (self.cycles * self.config.macs) if self.cycles else None
         lines.append(f"{'total':<61}{self.macs:>10}{self.cycles:>9}"
@@ -111,14 +123,16 @@ def plan_config(qgraph, batch: int, rows: int = 8, cols: int = 8, base=None,
     if max_m < 1:
         raise ValueError(f"max_m={max_m}: must be at least 1")
     gemms = []
-    for _, lw in engine_gemms(qgraph, batch):
-        m, n = min(lw.m, max_m), lw.n
+    shapes = [(lw.m, lw.k, lw.n) if layer.name not in qgraph.winograd
+              else winograd_gemm(layer, batch) for layer, lw in engine_gemms(qgraph, batch)]
+    for m, k, n in shapes:
+        m = min(m, max_m)
         if base is not None:
-            kt = -(-lw.k // base.rows)
+            kt = -(-k // base.rows)
             m = min(m, base.acc_depth, max(1, base.act_depth // kt))
             n = min(n, base.param_depth * base.cols,
                     max(1, base.weight_depth // (kt * base.rows)) * base.cols)
-        gemms.append((m, lw.k, n))
+        gemms.append((m, k, n))
     if not gemms:
         gemms = [(1, 1, 1)]
     fields = {} if base is not None else {"rows": rows, "cols": cols,
@@ -153,7 +167,8 @@ def lut_fusions(qgraph) -> dict:
     fused = {}
     for i, layer in enumerate(qgraph.layers):
         after = readers.get(layer.output, [])
-        if (layer.kind == "gemm" and layer.output != qgraph.output and len(after) == 1
+        if (layer.kind == "gemm" and layer.name not in qgraph.winograd
+                and layer.output != qgraph.output and len(after) == 1
                 and after[0].kind == "lut" and list(after[0].inputs) == [layer.output]):
             fused[i] = after[0]
     return fused
@@ -210,6 +225,126 @@ def _gemm_layer(layer, x, cfg, engine, progress, lut=None):
     return out.astype(np.int8), record
 
 
+def winograd_unfit(layer) -> str | None:
+    """Why ``layer`` cannot run as Winograd F(2×2, 3×3) (one phrase), or ``None``."""
+    if layer.kind != "gemm" or layer.op != "Conv2d":
+        return f"a {layer.op}, not a convolution"
+    a, kernel = layer.node.attrs, tuple(layer.node.weight.shape[2:])
+    if a["groups"] != 1:
+        return f"a grouped convolution (groups={a['groups']})"
+    if kernel != (3, 3) or tuple(a["stride"]) != (1, 1):
+        return f"a {kernel[0]}x{kernel[1]} stride-{a['stride'][0]},{a['stride'][1]} convolution"
+    return None
+
+
+def winograd_names(qgraph, names=None) -> list:
+    """The layers of ``qgraph`` to run as Winograd: ``names`` checked (one-line
+    ``ValueError`` for a node that is not in the graph or is not a 3×3 stride-1, groups=1
+    convolution), or with ``None`` every such convolution (at least one)."""
+    layers = {layer.name: layer for layer in qgraph.layers}
+    fit = [la.name for la in qgraph.layers if winograd_unfit(la) is None]
+    takes = (f"the graph's 3x3 stride-1 convolutions: {', '.join(fit)}" if fit
+             else "the graph has none")
+    if names is None:
+        if not fit:
+            raise ValueError("Winograd F(2x2,3x3) runs 3x3 stride-1 convolutions (groups=1); "
+                             "the graph has none")
+        return fit
+    names = list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"Winograd: give distinct layer names; {takes}")
+    for name in names:
+        if name not in layers:
+            fused = any(name in la.fused for la in qgraph.layers)
+            what = "an activation fused into a layer" if fused else "not a layer of the graph"
+            raise ValueError(f"Winograd: node {name!r} is {what}; {takes}")
+        why = winograd_unfit(layers[name])
+        if why is not None:
+            raise ValueError(f"Winograd F(2x2,3x3): node {name!r} is {why}; it runs 3x3 "
+                             f"stride-1 convolutions ({takes})")
+    return [la.name for la in qgraph.layers if la.name in names]
+
+
+def winograd_gemm(layer, batch: int) -> tuple:
+    """``(M, K, N)`` of each of the 16 Winograd GEMMs of ``layer`` for ``batch`` samples:
+    the 2×2 output tiles, the input channels, the output channels."""
+    o, oh, ow = layer.shape
+    return batch * -(-oh // 2) * -(-ow // 2), layer.in_shape[0], o
+
+
+def winograd_cycles(cfg: SystolicConfig, layer, batch: int) -> tuple:
+    """The cost model of a Winograd layer for ``batch`` samples, cut into the jobs a run
+    makes: ``(jobs, cycles)``."""
+    m, k, n = winograd_gemm(layer, batch)
+    rows, cols = _tiles(cfg, layer, m, k, n)
+    cycles = sum(model_cycles(cfg, r.stop - r.start, k, c.stop - c.start)
+                 for r in rows for c in cols)
+    return POSITIONS * len(rows) * len(cols), POSITIONS * cycles
+
+
+def _winograd_layer(layer, wc, x, cfg, engine, progress):
+    """Run ``layer`` as the 16 Winograd GEMMs of ``wc`` on int8 input ``x``;
+    ``(y, record)``."""
+    rounding = layer.p.get("rounding", cfg.rounding)
+    cfg = cfg.replace(rounding=rounding) if rounding != cfg.rounding else cfg
+    if wc.rounding != rounding:     # the host's final requantization rounds as the engine
+        wc = dataclasses.replace(wc, rounding=rounding)
+    gemms, grid, out = wc.jobs(x)
+    m, k, n = gemms[0].shape
+    rows, cols = _tiles(cfg, layer, m, k, n)
+    jobs, where = [], []
+    for xi, g in enumerate(gemms):
+        for c in cols:
+            args = (g.w[:, c], g.bias[c], g.multiplier[c], g.shift[c], g.input_zero_point,
+                    g.output_zero_point)
+            for r in rows:
+                jobs.append(GemmJob(g.a[r], *args))
+                where.append((xi, r, c))
+    results = engine.gemms(cfg, jobs, f"{layer.name}: Winograd {POSITIONS}x {m}x{k}x{n}",
+                           progress)
+    p = np.zeros((POSITIONS, m, n), np.int64)
+    for (xi, r, c), res in zip(where, results, strict=True):
+        p[xi, r, c] = np.asarray(res["output"])
+    if engine.timed:
+        cycles = sum(int(res["cycles"]) for res in results)
+    else:
+        cycles = sum(model_cycles(cfg, *job.shape) for job in jobs)
+    macs = POSITIONS * m * k * n
+    record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)), "where": "engine",
+              "shape": f"{POSITIONS}x {m}x{k}x{n}", "macs": macs, "jobs": len(jobs),
+              "cycles": cycles, "utilization": macs / (cycles * cfg.macs),
+              "expansion": POSITIONS * m * k / x.size, "schedule": "winograd"}
+    return wc.finish(p, grid, out).astype(np.int8), record
+
+
+def add_winograd(qgraph, x, names=None, headroom: float = 1.0, progress=None):
+    """``qgraph`` with the convolutions ``names`` (:func:`winograd_names`; ``None``: all
+    3×3 stride-1 ones) on Winograd, calibrated on float inputs ``x``: the graph runs on the
+    golden engine, and each such layer's ``V`` and ``P`` ranges come from the int8 inputs it
+    sees there, earlier Winograd layers included (:meth:`WinogradConv.calibrate`, ranges
+    widened by ``headroom``). Returns a new :class:`QuantGraph`; ``qgraph`` is unchanged."""
+    chosen = winograd_names(qgraph, names)
+    x = _check_inputs(qgraph, x)
+    wino = {}
+
+    def calibrate(layer, a):
+        if layer.name in chosen:
+            wino[layer.name] = WinogradConv.from_layer(layer).calibrate(a, headroom)
+    work = dataclasses.replace(qgraph, winograd=wino)
+    engine = backend_of("golden")
+    _walk(work, x, plan_config(qgraph, len(x)), engine, progress, {}, calibrate)
+    return work
+
+
+def _check_inputs(qgraph, x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    shape = qgraph.graph.input_shape
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+        raise ValueError(f"inputs must have shape (batch, {', '.join(map(str, shape))}) with "
+                         f"batch >= 1, got {x.shape}")
+    return x
+
+
 def _host_layer(layer, values):
     p = layer.p
     x = values[layer.inputs[0]]
@@ -253,19 +388,31 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
     ValueError
         Inputs of the wrong shape, or a layer the configuration cannot hold.
     """
-    x = np.asarray(x, dtype=np.float64)
-    shape = qgraph.graph.input_shape
-    if x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
-        raise ValueError(f"inputs must have shape (batch, {', '.join(map(str, shape))}) with "
-                         f"batch >= 1, got {x.shape}")
+    x = _check_inputs(qgraph, x)
     engine = backend_of(engine, stall, seed)
     cfg = config or plan_config(qgraph, len(x), rows, cols, max_m=max_m)
+    fusions = lut_fusions(qgraph) if engine.name in LUT_BACKENDS and cfg.act_lut else {}
+    out, table = _walk(qgraph, x, cfg, engine, progress, fusions)
+    real = qgraph.dequantize_output(out)
+    if qgraph.softmax:
+        last_node = qgraph.graph.nodes[-1]
+        real = KERNELS["Softmax"](last_node, real)
+        table.append({"name": last_node.name, "op": "Softmax (float)", "where": "host",
+                      "shape": "x".join(map(str, last_node.shape)), "macs": 0, "jobs": 0,
+                      "cycles": None, "utilization": None, "expansion": None})
+    return GraphRun(out, real, table, cfg, engine.name)
+
+
+def _walk(qgraph, x, cfg, engine, progress, fusions, before=None):
+    """The int8 graph on float inputs ``x``: ``(int8 output, per-layer records)``.
+    ``before(layer, a)`` sees every engine layer's int8 input before the layer runs."""
     values = {qgraph.graph.input_name: qgraph.quantize_input(x)}
     last = {v: i for i, layer in enumerate(qgraph.layers) for v in layer.inputs}
-    fusions = lut_fusions(qgraph) if engine.name in LUT_BACKENDS and cfg.act_lut else {}
     fused = {id(la): i for i, la in fusions.items()}
     table = []
     for i, layer in enumerate(qgraph.layers):
+        if layer.kind == "gemm" and before is not None:
+            before(layer, values[layer.inputs[0]])
         if layer.kind == "gemm" and i in fusions:
             # The GEMM's own output never exists: the engine writes the table's.
             lut = fusions[i]
@@ -278,6 +425,9 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
             record = {"name": layer.name, "op": "+".join((layer.op, *layer.fused)),
                       "where": "fused", "shape": "x".join(map(str, layer.shape)), "macs": 0,
                       "jobs": 0, "cycles": None, "utilization": None, "expansion": None}
+        elif layer.name in qgraph.winograd:
+            y, record = _winograd_layer(layer, qgraph.winograd[layer.name],
+                                        values[layer.inputs[0]], cfg, engine, progress)
         elif layer.kind == "gemm":
             y, record = _gemm_layer(layer, values[layer.inputs[0]], cfg, engine, progress)
         else:
@@ -291,12 +441,4 @@ def run_graph(qgraph, x, engine="golden", config: SystolicConfig | None = None,
         for v in set(layer.inputs):
             if last[v] == i and v != qgraph.output:
                 values.pop(v, None)     # a fused GEMM's own output was never stored
-    out = values[qgraph.output]
-    real = qgraph.dequantize_output(out)
-    if qgraph.softmax:
-        last_node = qgraph.graph.nodes[-1]
-        real = KERNELS["Softmax"](last_node, real)
-        table.append({"name": last_node.name, "op": "Softmax (float)", "where": "host",
-                      "shape": "x".join(map(str, last_node.shape)), "macs": 0, "jobs": 0,
-                      "cycles": None, "utilization": None, "expansion": None})
-    return GraphRun(out, real, table, cfg, engine.name)
+    return values[qgraph.output], table

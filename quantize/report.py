@@ -10,7 +10,7 @@ import numpy as np
 
 from hw.systolic.driver import model_cycles
 
-from .graph_run import _tiles, lut_fusions
+from .graph_run import _tiles, lut_fusions, winograd_cycles, winograd_gemm
 from .image import GraphImage, is_graph, load_report_weights
 from .lower import lower
 
@@ -87,16 +87,22 @@ def graph_rows(image: GraphImage, batch: int = 1) -> list[dict]:
              "where": "fused" if id(layer) in fused else "host",
              "shape": "x".join(map(str, layer.shape)), "macs": 0, "kept": None,
              "weights": None, "bits": None, "cycles": None, "utilization": None}
-        if layer.kind == "gemm":
+        if layer.name in image.qgraph.winograd:   # the 16 GEMMs a run makes instead
+            m, k, n = winograd_gemm(layer, batch)
+            macs, cycles = 16 * m * k * n, winograd_cycles(cfg, layer, batch)[1]
+            op, shape = r["op"] + " wino", f"16x {m}x{k}x{n}"
+        elif layer.kind == "gemm":
             lw = lower(layer.node, layer.in_shape, batch)
             m_rows, n_cols = _tiles(cfg, layer, lw.m, lw.k, lw.n)
             cycles = lw.count * sum(model_cycles(cfg, rs.stop - rs.start, lw.k,
                                                  cs.stop - cs.start, lut=i in fusions)
                                     for rs in m_rows for cs in n_cols)
+            macs, op = lw.macs, r["op"]
+            shape = (f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}"
+        if layer.kind == "gemm":
             s = storage.get(layer.name, {})
-            r.update(where="engine", macs=lw.macs, cycles=cycles,
-                     utilization=lw.macs / (cycles * cfg.macs),
-                     shape=(f"{lw.count}x " if lw.count > 1 else "") + f"{lw.m}x{lw.k}x{lw.n}",
+            r.update(where="engine", op=op, macs=macs, cycles=cycles,
+                     utilization=macs / (cycles * cfg.macs), shape=shape,
                      kept=s.get("kept"), weights=s.get("weights"), bits=s.get("bits"))
         rows.append(r)
     return rows
