@@ -67,6 +67,12 @@ def reconstruct(core: np.ndarray, u0: np.ndarray, u1: np.ndarray) -> np.ndarray:
                      np.asarray(u0, np.float64), np.asarray(u1, np.float64))
 
 
+def _feasible(shape, r_out: int, r_in: int) -> bool:
+    """A multilinear rank: neither channel rank above the other times ``kh·kw``."""
+    k = shape[2] * shape[3]
+    return r_out <= r_in * k and r_in <= r_out * k
+
+
 def tucker2(weight: np.ndarray, r_out: int, r_in: int, hooi: int = 0) -> dict:
     """Tucker-2 of a ``Conv2d`` weight ``O × C × kh × kw`` at ranks ``(r_out, r_in)``.
 
@@ -90,15 +96,21 @@ def tucker2(weight: np.ndarray, r_out: int, r_in: int, hooi: int = 0) -> dict:
     Raises
     ------
     ValueError
-        A weight that is not 4-D, or a rank outside ``1 .. O`` / ``1 .. C``.
+        A weight that is not 4-D, a rank outside ``1 .. O`` / ``1 .. C``, or one rank above
+        the other times ``kh·kw`` (no core has it).
     """
     w = np.asarray(weight, np.float64)
     if w.ndim != 4:
         raise ValueError(f"Tucker-2 takes a Conv2d weight O x C x kh x kw, got shape {w.shape}")
-    o, c = w.shape[:2]
+    o, c, kh, kw = w.shape
     if not 1 <= r_out <= o or not 1 <= r_in <= c:
         raise ValueError(f"ranks ({r_out}, {r_in}): use 1..{o} output and 1..{c} input "
-                         f"ranks for a {o} x {c} x {w.shape[2]} x {w.shape[3]} weight")
+                         f"ranks for a {o} x {c} x {kh} x {kw} weight")
+    if not _feasible(w.shape, r_out, r_in):
+        raise ValueError(f"ranks ({r_out}, {r_in}): a core of {r_out} x {r_in} x {kh} x {kw} "
+                         f"has mode ranks of at most {min(r_out, r_in * kh * kw)} and "
+                         f"{min(r_in, r_out * kh * kw)}; use r_out <= {kh * kw}*r_in and "
+                         f"r_in <= {kh * kw}*r_out")
     u0, s0 = _leading(_unfold(w, 0), r_out)
     u1, s1 = _leading(_unfold(w, 1), r_in)
     for _ in range(hooi):
@@ -202,12 +214,13 @@ def tucker_graph(graph: Graph, ranks: dict | None = None, energy: float | None =
 
 def rank_grid(shape, fractions=(0.125, 0.25, 0.375, 0.5, 0.75)) -> list[tuple[int, int]]:
     """Candidate ``(r_out, r_in)``: every pair of ``fractions`` of ``O`` and of ``C`` (at
-    least 1), fewer weights than the layer, most compressive first."""
+    least 1) that :func:`tucker2` takes and that has fewer weights than the layer, most
+    compressive first."""
     o, c = shape[:2]
     outs = sorted({max(1, round(f * o)) for f in fractions})
     ins = sorted({max(1, round(f * c)) for f in fractions})
     grid = [(a, b) for a in outs for b in ins
-            if tucker_params(shape, a, b) < int(np.prod(shape))]
+            if tucker_params(shape, a, b) < int(np.prod(shape)) and _feasible(shape, a, b)]
     return sorted(grid, key=lambda r: (tucker_params(shape, *r), r))
 
 

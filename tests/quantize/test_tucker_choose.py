@@ -7,7 +7,7 @@ import pytest
 
 from quantize.digits import load_digits_split
 from quantize.train_cnn import accuracy, init_cnn, train
-from quantize.tucker import choose_ranks, rank_grid, tucker_graph, tucker_params
+from quantize.tucker import choose_ranks, rank_grid, tucker2, tucker_graph, tucker_params
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,10 @@ def test_rank_grid_is_smaller_than_the_layer_and_sorted():
     params = [tucker_params((32, 16, 3, 3), *r) for r in grid]
     assert params == sorted(params) and max(params) < 32 * 16 * 9
     assert (4, 2) in grid and (16, 8) in grid and (24, 12) in grid
+    # (24, 2): a 24 x 2 x 3 x 3 core has output-mode rank at most 18.
+    assert (24, 2) not in grid and (4, 12) in grid and (4, 2) in grid
+    with pytest.raises(ValueError, match=r"r_out <= 9\*r_in"):
+        tucker2(np.ones((32, 16, 3, 3)), 24, 2)
 
 
 def test_choice_honours_the_budget(small):
