@@ -10,6 +10,11 @@
   (both 3×3, padding 1) swapped for Winograd, calibrated on 500 training images, measured
   on the test split: output differences in int8 steps against im2col, cosine, and the
   network's accuracy.
+* **Graph images**: the digits CNN compressed as ``nnaccel compress --bits 8`` does it
+  (calibrated on 500 training images), written as graph images with im2col and with both
+  convolutions on Winograd (``--winograd``, headroom 1 and 1.25), loaded back and run
+  through the graph runtime: golden accuracy on the 360 test images, cost-model cycles,
+  and one test image on the 8×8 RTL (every word against golden, measured cycles).
 * **RTL**: ResNet-18 layer1.0.conv1's channels (64 → 64) at 8×8 on the 8×8 engine: the 16
   Winograd GEMMs and the im2col GEMM in one Verilator run, every word against the golden
   model, measured cycles against the model (``NNACCEL_WINOGRAD_RTL=0`` skips it).
@@ -24,12 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.systolic import SystolicConfig
+from hw.systolic import PRESETS, SystolicConfig
 from hw.systolic.driver import model_cycles
 from quantize.backends import backend
+from quantize.compress_graph import compress_graph
 from quantize.digits import load_digits_split
+from quantize.graph_image import graph_config, write_graph_image
 from quantize.graph_quant import quantize_graph
-from quantize.graph_run import _gemm_layer, _host_layer, run_graph
+from quantize.graph_run import _gemm_layer, _host_layer, add_winograd, plan_config, run_graph
+from quantize.image import load_image
 from quantize.int8 import quantize_multiplier
 from quantize.train_cnn import train_digits_cnn
 from quantize.winograd import WinogradConv, cost
@@ -39,7 +47,7 @@ from sim.systolic import GemmJob, run_jobs
 from .convs import LAYERS
 from .results import RECORDS, provenance
 
-__all__ = ["vgg_costs", "random_accuracy", "digits_cnn", "rtl_check", "main"]
+__all__ = ["vgg_costs", "random_accuracy", "digits_cnn", "digits_images", "rtl_check", "main"]
 
 ARRAY = 16
 #: Calibrated ranges widened by these factors (1: the calibration data's own range).
@@ -174,6 +182,49 @@ def digits_cnn() -> dict:
     return res
 
 
+def _engine_cycles(run) -> dict:
+    return {r["name"]: r["cycles"] for r in run.layers if r["where"] == "engine"}
+
+
+def digits_images(out_dir, rtl: bool = True) -> dict:
+    """The digits CNN as graph images, im2col and Winograd, through the graph runtime."""
+    xtr, ytr, xte, yte = load_digits_split()
+    xtr, xte = xtr.reshape(-1, 1, 8, 8), xte.reshape(-1, 1, 8, 8)
+    cg = compress_graph(train_digits_cnn(xtr, ytr), bits=8)
+    qg = quantize_graph(cg.graph, xtr[:500])
+    base = PRESETS["8x8"].replace(act_lut=True)
+    res, ref = {"test_images": len(yte), "calibration_images": 500, "rtl_array": "8x8"}, None
+    for name, headroom in (("im2col", None), ("winograd", 1.0), ("winograd_1.25", 1.25)):
+        q = qg if headroom is None else add_winograd(qg, xtr[:500], headroom=headroom)
+        folder = Path(out_dir) / "winograd_images" / name
+        write_graph_image(cg, q, graph_config(q, 8, 8), folder, force=True)
+        image = load_image(folder)
+        run = run_graph(image.qgraph, xte, "golden", config=image.config)
+        pred = run.output.argmax(1)
+        ref = pred if ref is None else ref
+        row = {"headroom": headroom, "winograd_layers": list(image.qgraph.winograd),
+               "accuracy": float(np.mean(pred == yte)),
+               "predictions_agree_im2col": float(np.mean(pred == ref)),
+               "image_bytes": image.image_bytes, "model_cycles_360": run.cycles,
+               "model_layer_cycles_360": _engine_cycles(run)}
+        if rtl and headroom != 1.25:
+            assert plan_config(image.qgraph, 1, base=base) == base
+            gold = run_graph(image.qgraph, xte[:1], "golden", config=base)
+            meas = run_graph(image.qgraph, xte[:1], "rtl", config=base)
+            row["rtl_one_image"] = {
+                "words_equal": bool(np.array_equal(meas.output, gold.output)),
+                "cycles": meas.cycles, "model_cycles": gold.cycles,
+                "layer_cycles": _engine_cycles(meas), "model_layer_cycles": _engine_cycles(gold)}
+        res[name] = row
+        print(f"  digits CNN image {name}: accuracy {row['accuracy']:.4f}, agree "
+              f"{row['predictions_agree_im2col']:.4f}, model cycles (360) {run.cycles}"
+              + (f", RTL one image {row['rtl_one_image']['cycles']} cycles (model "
+                 f"{row['rtl_one_image']['model_cycles']}), words equal "
+                 f"{row['rtl_one_image']['words_equal']}" if "rtl_one_image" in row else ""),
+              flush=True)
+    return res
+
+
 def rtl_check(seed: int = 5) -> dict:
     """64 → 64 channels at 8×8 on the 8×8 RTL: both schedules, one simulation."""
     rng = np.random.default_rng(seed)
@@ -231,6 +282,8 @@ def main(out_dir):
                                                for r in figures["vgg16"])}
     figures["random"] = random_accuracy()
     figures["digits_cnn"] = digits_cnn()
+    figures["digits_images"] = digits_images(
+        out_dir, rtl=os.environ.get("NNACCEL_WINOGRAD_RTL", "1") != "0")
     if os.environ.get("NNACCEL_WINOGRAD_RTL", "1") != "0":
         figures["rtl"] = rtl_check()
     figures = {"measured": {**started, "bench_seconds": round(time.monotonic() - start)},
