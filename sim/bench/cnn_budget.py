@@ -18,7 +18,10 @@ images), retraining on the other 1,149; the test images are never passed to it. 
 For each: the chosen sparsities and bits, the paper's ratios (Huffman and codebook +
 relative index, against the 32-bit dense weights), accuracy on the split (float and
 compressed), test accuracy (float, and int8 golden: TFLite-style per-channel int8
-calibrated on 500 training images, :func:`quantize.graph_run.run_graph`) and minutes.
+calibrated on 500 training images, :func:`quantize.graph_run.run_graph`) and minutes; and,
+for comparison, the hand-chosen ``prune+share`` configuration of ``cnn_methods``
+(:data:`sim.bench.cnn_methods.SPARSITY`, :data:`~sim.bench.cnn_methods.BITS`) put through the
+same retraining on the same fitting images and scored the same way.
 
 ``python -m sim.bench.cnn_budget`` writes ``build/bench/cnn_budget.json``.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantize.compress_graph import compress_graph
 from quantize.digits import load_digits_split
 from quantize.graph_quant import quantize_graph
 from quantize.graph_run import run_graph
@@ -37,6 +41,7 @@ from quantize.sensitivity import validation_split
 from quantize.train_cnn import accuracy, train_digits_cnn
 
 from ..rtl import BUILD_ROOT
+from .cnn_methods import BITS, SPARSITY
 
 __all__ = ["MAX_LOSS", "VAL_FRACTION", "SEED", "measure", "main"]
 
@@ -73,6 +78,18 @@ def _budget(graph, xtr, ytr, xte, yte, name: str) -> dict:
            "float_int8_test_accuracy": _int8_accuracy(graph, xtr[fit], xte, yte),
            "test_accuracy": accuracy(cg.graph, xte, yte),
            "int8_golden_test_accuracy": _int8_accuracy(cg.graph, xtr[fit], xte, yte)}
+    hand = compress_graph(graph, SPARSITY, BITS, xtr[fit], ytr[fit], seed=SEED,
+                          finetune_epochs=FINETUNE_EPOCHS)
+    val = found.val
+    t = hand.totals()
+    out["hand_chosen"] = {
+        "sparsity": SPARSITY, "bits": BITS, "ratio_pq": t["ratio_pq"],
+        "ratio_huffman": t["ratio_huffman"],
+        "val": 100.0 * accuracy(hand.graph, xtr[val], ytr[val]),
+        "within_budget": found.float_val - 100.0 * accuracy(hand.graph, xtr[val], ytr[val])
+        <= MAX_LOSS + 1e-9,
+        "test_accuracy": accuracy(hand.graph, xte, yte),
+        "int8_golden_test_accuracy": _int8_accuracy(hand.graph, xtr[fit], xte, yte)}
     print(f"[cnn_budget] {name}: " + json.dumps(
         {k: v for k, v in out.items() if k not in ("prune_curves", "bits_drops", "tried")}),
         flush=True)

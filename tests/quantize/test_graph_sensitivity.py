@@ -1,5 +1,7 @@
 """The accuracy budget for graphs: per-node scans, the search, its refusals."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ from quantize.graph_sensitivity import (
 )
 from quantize.sensitivity import TOLERANCES, validation_split
 from quantize.share import share_weights
-from quantize.train_cnn import init_cnn, train
+from quantize.train_cnn import init_cnn, teacher, train
 
 #: Short schedules: the tests check the contracts, not the accuracy reached.
 FAST = {"prune_steps": 2, "retrain_epochs": 2, "finetune_epochs": 1}
@@ -217,3 +219,42 @@ def test_bad_input_is_a_one_line_value_error(digits, kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
         search_graph(graph, max_loss, **args)
     assert "\n" not in str(err.value)
+
+
+def test_distillation_targets_are_the_float_graph_on_the_fitting_rows(digits, monkeypatch):
+    graph, x, y, *_ = digits
+    calls = []
+    real = gs.compress_graph
+
+    def spy(*args, **kw):
+        calls.append(kw["distill"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gs, "compress_graph", spy)
+    found = search_graph(graph, 100.0, x, y, distill=(4.0, 0.5), **FAST)
+    want = teacher(graph, x[found.fit], 4.0, 0.5)
+    assert calls and all(d is not None and np.array_equal(d.logits, want.logits)
+                         and (d.temperature, d.weight) == (4.0, 0.5) for d in calls)
+    with pytest.raises(ValueError, match="distillation retrains"):
+        search_graph(graph, 1.0, calibration=x[:100], distill=(4.0, 0.5))
+
+
+def test_sharing_reuses_the_pruned_graph_unless_its_masks_differ(digits):
+    graph, *_ = digits
+    sparsity, bits = {"conv1": 0.3, "conv2": 0.5, "fc": 0.5}, {"conv1": 5, "conv2": 4, "fc": 4}
+    opts = {"index_bits": 5, "prune_steps": 1, "retrain_epochs": 0, "init": "linear",
+            "seed": 0, "distill": None}
+    pruned = compress_graph(graph, sparsity, 8)
+    shared = gs._share(graph, pruned, sparsity, bits, None, None, 0, opts)
+    assert shared.original is graph and shared.pruned is pruned.pruned
+    direct = compress_graph(graph, sparsity, bits)
+    for n, m in direct.masks.items():
+        assert np.array_equal(shared.masks[n], m)
+        assert np.array_equal(shared.shared[n].weight(), direct.shared[n].weight())
+    # A kept weight that became exactly 0 would be taken for a pruned one: prune afresh.
+    w = pruned.pruned.nodes[0].weight.copy()
+    w.reshape(-1)[np.flatnonzero(pruned.masks["conv1"])[0]] = 0
+    odd = dataclasses.replace(pruned, pruned=gs._with_weight(pruned.pruned, "conv1", w))
+    again = gs._share(graph, odd, sparsity, bits, None, None, 0, opts)
+    assert again.pruned is not odd.pruned
+    assert all(np.array_equal(again.masks[n], m) for n, m in direct.masks.items())
