@@ -233,6 +233,8 @@ class GraphSearch:
         Per node, the float graph's drop (points) at each sparsity, pruned alone.
     bits_drops : dict
         Per node, the chosen pruned graph's drop at each width, shared alone.
+    picks : dict
+        Per node, its smallest width within the budget alone (before any widening).
     tried : list of dict
         Every pruning candidate retrained, and every sharing checked, in order.
     """
@@ -248,6 +250,7 @@ class GraphSearch:
     final_val: float
     prune_curves: dict
     bits_drops: dict
+    picks: dict
     tried: list = field(default_factory=list)
 
     @property
@@ -278,7 +281,7 @@ class GraphSearch:
         return {"fit_size": self.fit_size, "val_size": self.val_size, "metric": self.metric,
                 "float_val": self.float_val, "final_val": self.final_val,
                 "max_loss": self.max_loss, "within_budget": self.within_budget,
-                "sparsity": self.sparsity, "bits": self.bits,
+                "sparsity": self.sparsity, "bits": self.bits, "picks": self.picks,
                 "ratio_pq": t["ratio_pq"], "ratio_huffman": t["ratio_huffman"],
                 "kept": t["kept"], "weights": t["weights"],
                 "prune_curves": {k: {str(s): d for s, d in v.items()}
@@ -376,7 +379,7 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
         pruned = attempt(chosen)[0]
         drops = bits_scan_graph(pruned.pruned, metric, pruned.masks,
                                 range(MIN_BITS, max_bits + 1), init, seed)
-        bits = pick_bits(drops, max_loss, max_bits)
+        bits = picks = pick_bits(drops, max_loss, max_bits)
         while True:
             say(f"sharing at bits {_pairs(bits)}"
                 + (f", fine-tuning centroids {finetune_epochs} epochs"
@@ -394,7 +397,7 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
             break
         lo += 1
     return GraphSearch(fit, val, metric.kind, base, float(max_loss), chosen, bits, final, acc,
-                       curves, drops, tried)
+                       curves, drops, picks, tried)
 
 
 def _share(graph, pruned: CompressedGraph, sparsity, bits, x_fit, y_fit, finetune_epochs,

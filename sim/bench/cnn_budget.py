@@ -64,7 +64,7 @@ def _budget(graph, xtr, ytr, xte, yte, name: str) -> dict:
                          finetune_epochs=FINETUNE_EPOCHS,
                          progress=lambda msg: print(f"[cnn_budget] {name}: {msg}", flush=True))
     minutes = (time.monotonic() - start) / 60
-    print(format_scans(found.prune_curves, found.bits_drops, found.bits, MAX_LOSS,
+    print(format_scans(found.prune_curves, found.bits_drops, found.picks, MAX_LOSS,
                        ("of the float CNN", "of the chosen pruned CNN")), flush=True)
     print(found.summary(), flush=True)
     cg = found.compressed

@@ -142,6 +142,10 @@ def test_chosen_config_holds_the_budget_when_rebuilt_independently(digits, monke
         assert kept == n.weight.size - round(found.sparsity[n.name] * n.weight.size)
         assert np.unique(n.weight).size <= 2 ** found.bits[n.name]
     assert "MISSED" not in found.summary() and "kept" in found.summary()
+    # Each node starts at its smallest width within the budget alone, and only widens.
+    for n, drops in found.bits_drops.items():
+        ok = [b for b, d in drops.items() if d <= 1.0]
+        assert found.picks[n] == (min(ok) if ok else 8) <= found.bits[n]
 
 
 def test_a_larger_budget_compresses_more(digits):
