@@ -3,6 +3,8 @@
 the arithmetic's bound against the exact im2col sums, image round trips, golden == RTL
 under random stalls, the digits CNN's accuracy on both schedules, one-line refusals."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -14,10 +16,12 @@ from quantize.graph_image import write_graph_image
 from quantize.graph_quant import quantize_graph
 from quantize.graph_run import _walk, add_winograd, plan_config, run_graph
 from quantize.image import load_image
+from quantize.manifest import digest, write_file
 from quantize.onnx_export import save_onnx
 from quantize.report import format_layers, layer_rows
 from quantize.run import read_cycles, record_cycles
 from quantize.winograd import im2col_acc
+from sim.golden import host_ops
 from sim.golden.systolic import gemm
 from tests.cli import refused, run_cli
 
@@ -38,8 +42,8 @@ def _layer_inputs(qgraph, x) -> dict:
 
 def test_winograd_layers_stay_within_the_bound_of_the_exact_sums():
     """Calibrated on the inputs they then run (nothing clips), every accumulator of both
-    Winograd layers lies within ``error_bound`` of the exact im2col sum, and the graph
-    runtime's jobs (cut to the 4×4 preset's buffers) give WinogradConv.run's words."""
+    Winograd layers lies within ``error_bound`` of the exact im2col sum; the run's records
+    say which layers ran as the 16 GEMMs."""
     g = lenet()
     qg = quantize_graph(g, inputs(g, 32, 1))
     x = inputs(g, 6, 2)
@@ -107,14 +111,6 @@ def test_named_layers_only_and_refusals():
         add_winograd(quantize_graph(mlp, inputs(mlp, 8, 5)), inputs(mlp, 8, 5))
 
 
-def _image(tmp_path, g, qg, config=None):
-    cg = compress_graph(g, bits=8)
-    out = tmp_path / "img"
-    cfg = config or plan_config(qg, 256)
-    write_graph_image(cg, qg, cfg, out)
-    return out
-
-
 def test_image_round_trip_and_a_tampered_transform(tmp_path):
     g = lenet()
     cg = compress_graph(g, bits=8)
@@ -139,9 +135,6 @@ def test_image_round_trip_and_a_tampered_transform(tmp_path):
     assert rows["conv2"]["cycles"] == b.layers[2]["cycles"]
     # u must be the transform of the node's own weights: a changed u (its digest
     # recomputed) is refused.
-    import json
-
-    from quantize.manifest import digest, write_file
     m = json.loads((out / "manifest.json").read_text())
     e = next(n for n in m["graph"]["nodes"] if n["name"] == "conv2")
     u = np.fromfile(out / e["files"]["winograd_u"]["path"], np.int8).reshape(16, 4, 8).copy()
@@ -255,3 +248,24 @@ def test_cli_refusals(tmp_path, capsys):
     refused(f"compress {cnn} --engine systolic {cal} --winograd conv9 {out}", capsys,
             r"--winograd conv9: Winograd: node 'conv9' is not a layer of the graph")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_table_activation_after_a_winograd_layer_runs_on_the_host():
+    """The output transform sits between the engine and a GELU after a Winograd layer: the
+    table runs on the host (an im2col layer's runs in the engine's output stage)."""
+    rng = np.random.default_rng(4)
+    g = Graph("x", (4, 6, 6), [_conv(rng, "conv", "x", "c", 8, 4, 3, pads=(1, 1, 1, 1)),
+                               Node("gelu", "Gelu", ("c",), "g"),
+                               Node("flat", "Flatten", ("g",), "f"),
+                               _linear(rng, "fc", "f", "y", 5, 288)])
+    qg = quantize_graph(g, inputs(g, 16, 8))
+    x = inputs(g, 3, 9)
+    wq = add_winograd(qg, x)
+    im2col = run_graph(qg, x, "golden", config=RTL_BASE)
+    wino = run_graph(wq, x, "golden", config=RTL_BASE)
+    assert [r["where"] for r in im2col.layers] == ["engine", "fused", "host", "engine"]
+    assert [r["where"] for r in wino.layers] == ["engine", "host", "host", "engine"]
+    y, _ = wq.winograd["conv"].run(qg.quantize_input(x))
+    fc_input = _layer_inputs(wq, x)["fc"]
+    np.testing.assert_array_equal(fc_input,
+                                  host_ops.lut(y, qg.layers[1].p["table"]).reshape(3, -1))
