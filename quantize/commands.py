@@ -24,8 +24,17 @@ from .onnx_import import load_onnx_graph
 from .onnx_qdq_import import is_quantized_onnx, write_onnx_qdq_image
 from .report import format_layers, format_table, layer_rows, report_json, write_plots
 from .run import cycles_path, read_cycles, record_cycles, run_graph_image, run_image
+from .sensitivity import (
+    METHODS,
+    MethodSearch,
+    bits_scan,
+    pick_bits,
+    prune_scan,
+    search,
+    search_methods,
+    validation_split,
+)
 from .sensitivity import Metric as ValMetric
-from .sensitivity import bits_scan, pick_bits, prune_scan, search, validation_split
 from .share import MAX_BITS, MIN_BITS
 from .ternary import QuantSpec, eie_config, quantize_mlp
 from .tflite_import import PATHS, raw_inputs, raw_outputs, write_tflite_image
@@ -88,15 +97,22 @@ def register(subparsers) -> None:
                                               "--train (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-loss", type=float, metavar="P",
-                   help="accuracy budget in points: carve a seeded validation split out of "
-                        "--train (or --calibration: agreement with the float model's answers "
-                        "is the accuracy), scan each layer's sensitivity to pruning and to "
-                        "codebook bits, and choose per-layer --sparsity and --bits that "
-                        "compress most within P points on that split (replaces --sparsity, "
-                        "--quality and --bits)")
+                   help="accuracy budget in points. With --train/--labels: ternary, "
+                        "pruning + sharing and low-rank + pruning candidates (or only the "
+                        "--ternary / --low-rank ones), each estimated by --folds-fold "
+                        "cross-validation on the training data; the most compressive within "
+                        "P points of the float model there is retrained on all of it. With "
+                        "--calibration only: per-layer --sparsity and --bits from sensitivity "
+                        "scans on a held-out split (agreement with the float model's answers "
+                        "is the accuracy). Replaces --sparsity, --quality and --bits (--bits: "
+                        "the widest allowed)")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="folds of --max-loss's cross-validation with --train/--labels "
+                        "(default 5, seeded by --seed)")
     p.add_argument("--val-fraction", type=float,
-                   help="share of the training (or calibration) inputs held out for "
-                        "--max-loss/--sensitivity (default 0.2, seeded by --seed)")
+                   help="share of the calibration (or, for --sensitivity, training) inputs "
+                        "held out for --max-loss/--sensitivity (default 0.2, seeded by "
+                        "--seed)")
     p.add_argument("--sensitivity", action="store_true",
                    help="print each layer's accuracy drop at 2..8 bits and over a grid of "
                         "sparsities on the validation split, and the smallest bits per layer "
@@ -293,6 +309,12 @@ def _check_budget_flags(args) -> None:
         raise ValueError(f"{'--max-loss' if args.max_loss is not None else '--sensitivity'} "
                          f"measures accuracy on a split of the data: give --train/--labels or "
                          f"--calibration")
+    if args.folds is not None:
+        if args.max_loss is None or args.train is None:
+            raise ValueError("--folds sets the cross-validation of --max-loss with --train/"
+                             "--labels; give both")
+        if args.folds < 2:
+            raise ValueError(f"--folds {args.folds}: use 2 or more")
     if args.max_loss is not None:
         for flag, given in (("--sparsity", args.sparsity is not None),
                             ("--quality", args.quality is not None),
@@ -306,6 +328,9 @@ def _check_budget_flags(args) -> None:
         if not budgeted:
             raise ValueError("--val-fraction sizes the split of --max-loss/--sensitivity; "
                              "give one of them")
+        if args.max_loss is not None and args.train is not None and not args.sensitivity:
+            raise ValueError("--max-loss with --train/--labels estimates by cross-validation; "
+                             "drop --val-fraction (--folds sets it)")
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction {args.val_fraction}: use a number between 0 "
                              f"and 1")
@@ -348,10 +373,17 @@ def _check_method_flags(args) -> None:
     if len(methods) > 1:
         raise ValueError(f"{methods[0]} and {methods[1]} are different methods; give one")
     method = methods[0]
-    for flag, given in (("--max-loss", args.max_loss is not None),
-                        ("--sensitivity", args.sensitivity),
+    budgeted = args.max_loss is not None
+    if budgeted and method in ("--binary", "--low-rank-energy"):
+        raise ValueError(f"--max-loss chooses --ternary sparsities or the factor sparsity of "
+                         f"--low-rank ranks; {method} leaves nothing to choose")
+    if budgeted and args.train is None:
+        raise ValueError(f"--max-loss with {method} trains its candidates: give --train and "
+                         f"--labels")
+    for flag, given in (("--sensitivity", args.sensitivity),
                         ("--quality", args.quality is not None),
-                        ("--global", args.global_prune), ("--distill", args.distill)):
+                        ("--global", args.global_prune),
+                        ("--distill", args.distill and not budgeted)):
         if given:
             raise ValueError(f"{flag} is for pruning + sharing; {method} does not take it")
     if args.activation not in (None, "relu"):
@@ -623,19 +655,27 @@ def cmd_compress(args) -> int:
         (4 if entry.engine.zero_codebook_entry else MAX_BITS)
     fraction = 0.2 if args.val_fraction is None else args.val_fraction
     found = None
-    if args.max_loss is not None:
+    if args.max_loss is not None and x_train is not None:
+        methods = (("ternary",) if args.ternary else ("low-rank",) if args.low_rank
+                   else METHODS)
+        ranks = parse_ranks(args.low_rank, layer_names) if args.low_rank else None
+        if args.sensitivity:
+            _sensitivity(model, spec, x_train, y_train, None, fraction, max_bits)
+        found = search_methods(model, spec, args.max_loss, x_train, y_train, methods,
+                               5 if args.folds is None else args.folds, max_bits, ranks,
+                               args.epochs, progress=say)
+        method = found.method
+        if method is None:
+            spec = dataclasses.replace(spec, sparsity=found.sparsity, bits=found.bits)
+    elif args.max_loss is not None:
         found = search(model, spec, args.max_loss, x_train, y_train, calibration,
                        val_fraction=fraction, max_bits=max_bits, progress=say)
         if args.sensitivity:
             _print_scans(found.prune_curves, found.bits_drops, found.bits, args.max_loss,
                          ("of the float model", "of the chosen pruned model"))
         spec = dataclasses.replace(spec, sparsity=found.sparsity, bits=found.bits)
-        if x_train is not None:
-            fit, _ = validation_split(len(x_train), fraction, args.seed, y_train)
-            x_train, y_train = x_train[fit], y_train[fit]
-        else:
-            fit, _ = validation_split(len(calibration), fraction, args.seed)
-            calibration = calibration[fit]
+        fit, _ = validation_split(len(calibration), fraction, args.seed)
+        calibration = calibration[fit]
     elif args.sensitivity:
         picks = _sensitivity(model, spec, x_train, y_train, calibration, fraction, max_bits)
         if args.output is None:
@@ -663,6 +703,14 @@ def cmd_compress(args) -> int:
 
 def _print_found(found, labelled: bool, args) -> None:
     if found is None:
+        return
+    if isinstance(found, MethodSearch):
+        print(f"chosen: {found.chosen.label}")
+        print(f"{found.folds}-fold estimate ({found.val_size} training inputs, seed "
+              f"{args.seed}, each predicted by models trained without it): float "
+              f"{found.float_val:.2f} %, compressed {found.final_val:.2f} % accuracy (budget "
+              f"{args.max_loss:g} points: {'kept' if found.within_budget else 'MISSED'}); "
+              f"retrained on all of them")
         return
     print(f"chosen: sparsity {_pairs(found.sparsity)}, bits {_pairs(found.bits)}")
     print(f"validation split ({found.val_size} of {found.val_size + found.fit_size} "

@@ -27,13 +27,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .compress import Compressed, CompressSpec, compress
+from .lowrank import LowRankSpec, compress_factored
 from .model import Mlp
 from .prune import prune_sparsity
 from .share import MAX_BITS, MIN_BITS, share_weights
 from .storage import layer_storage, totals
+from .ternary import QuantSpec, quantize_mlp, ternarize, ternary_threshold
 
 __all__ = ["SPARSITIES", "TOLERANCES", "validation_split", "Metric", "prune_scan",
-           "bits_scan", "pick_bits", "Search", "search"]
+           "bits_scan", "pick_bits", "Search", "search", "METHODS", "folds", "Candidate",
+           "candidates", "build", "method_spec", "MethodSearch", "search_methods"]
 
 #: Sparsity grid of the pruning curves.
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
@@ -292,3 +295,279 @@ def search(model: Mlp, spec: CompressSpec, max_loss: float, x_train=None, y_trai
 
 def _fmt(d: dict) -> str:
     return ",".join(f"{k}={v:g}" for k, v in d.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods weighed against each other, each candidate estimated by k-fold cross-validation.
+
+#: Methods :func:`search_methods` weighs, in the order it tries them.
+METHODS = ("ternary", "prune+share", "low-rank")
+#: Sparsity levels of the hidden layers in the candidate grid; the output layer (the
+#: smallest, a few percent of the weights, and the most sensitive) takes
+#: :data:`OUTPUT_GAP` less.
+LEVELS = (0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96)
+OUTPUT_GAP = 0.6
+#: Ranks of the hidden layers and sparsities of their factors for the low-rank candidates
+#: (the output layer's factors, if any, and unfactored layers: :data:`LOW_RANK_OUTPUT`).
+RANKS = (12, 16, 24)
+FACTOR_SPARSITIES = (0.5, 0.6, 0.7)
+LOW_RANK_OUTPUT = 0.3
+#: Ternary training in the search: epochs, of which the sparsity ramps over the first half,
+#: cosine learning rate; distillation weight when it is tried.
+TERNARY_EPOCHS = 100
+DISTILL_WEIGHT = 0.5
+
+
+def folds(n: int, k: int, seed: int, labels=None) -> list[tuple]:
+    """``k`` pairs ``(fit, val)`` of sorted index arrays over ``n`` rows: every row in
+    exactly one ``val``; with ``labels`` each class spread evenly over the folds (seeded)."""
+    if not 2 <= k <= n:
+        raise ValueError(f"--folds {k}: use 2 to the number of inputs ({n})")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else \
+        [np.flatnonzero(np.asarray(labels) == c) for c in np.unique(labels)]
+    which = np.empty(n, np.int64)
+    start = 0
+    for rows in groups:
+        # Round-robin over a permutation, continuing where the last class stopped, keeps
+        # the folds' sizes within one of each other.
+        which[rng.permutation(rows)] = (start + np.arange(rows.size)) % k
+        start += rows.size
+    return [(np.flatnonzero(which != f), np.flatnonzero(which == f)) for f in range(k)]
+
+
+@dataclass
+class Candidate:
+    """One setting of one method: ``setting`` holds ``sparsity`` (per layer), and ``bits``
+    (prune+share) or ``ranks`` (low-rank); ``distill`` for the methods that take it."""
+
+    method: str
+    setting: dict
+    predicted_ratio: float
+    distill: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [f"{k} {_fmt(v) if isinstance(v, dict) else v}" for k, v in self.setting.items()]
+        return f"{self.method}: " + "; ".join(parts) + (", distilled" if self.distill else "")
+
+
+def _sparsities(model: Mlp) -> list[dict]:
+    """Per-layer sparsities to try: every hidden layer at a level of :data:`LEVELS`, the
+    output layer :data:`OUTPUT_GAP` lower. One level for all hidden layers keeps the
+    candidates in one order of both size and (roughly) accuracy, which the bisection
+    assumes; the sensitivity scan's per-layer candidates of :func:`search` (the output
+    layer pruned 85 % and more at 50x) broke that order."""
+    names = [layer.name for layer in model.layers]
+    return [{n: (s if i < len(names) - 1 else round(max(0.0, s - OUTPUT_GAP), 2))
+             for i, n in enumerate(names)} for s in LEVELS]
+
+
+def _ternary_ratio(model: Mlp, sparsity: dict, index_bits: int) -> float:
+    rows = []
+    for layer in model.layers:
+        w = layer.weight
+        delta = ternary_threshold(w, sparsity=sparsity[layer.name])
+        index, _, _ = ternarize(w, delta)
+        rows.append(layer_storage(layer.name, index != 0, index, 2, index_bits, dense=True))
+    return totals(rows)["ratio_huffman"]
+
+
+def _shared_ratio(model: Mlp, sparsity: dict, bits: dict, index_bits: int) -> float:
+    rows = []
+    for layer in model.layers:
+        mask = prune_sparsity(layer.weight, sparsity[layer.name])
+        rows.append(layer_storage(layer.name, mask, np.ones(mask.shape, np.uint8)
+                                  * ((1 << bits[layer.name]) - 1), bits[layer.name],
+                                  index_bits))
+    return totals(rows)["ratio_huffman"]
+
+
+def candidates(model: Mlp, method: str, spec: CompressSpec, max_bits: int,
+               ranks: dict | None = None) -> list[Candidate]:
+    """``method``'s candidates, most compressive (by the paper accounting of their masks,
+    before training) first; ternary and prune+share ones distilled from the float model.
+    ``ranks`` (low-rank only): these ranks instead of :data:`RANKS`."""
+    names = [layer.name for layer in model.layers]
+    out = []
+    if method == "ternary":
+        for s in _sparsities(model):
+            out.append(Candidate("ternary", {"sparsity": s},
+                                 _ternary_ratio(model, s, spec.index_bits)))
+    elif method == "prune+share":
+        for s in _sparsities(model):
+            for b in sorted({min(2, max_bits), min(3, max_bits)}):
+                bits = dict.fromkeys(names, b)
+                out.append(Candidate("prune+share", {"sparsity": s, "bits": bits},
+                                     _shared_ratio(model, s, bits, spec.index_bits)))
+    elif method == "low-rank":
+        choices = [ranks] if ranks is not None else \
+            [{n: r for n in names[:-1]} for r in RANKS]
+        for r in choices:
+            for fs in FACTOR_SPARSITIES:
+                sparsity = {n: (fs if n in r else LOW_RANK_OUTPUT) for n in names}
+                c = compress_factored(model, ranks=r, sparsity=sparsity, bits=max_bits,
+                                      reserve_zero=spec.reserve_zero,
+                                      index_bits=spec.index_bits, seed=spec.seed)
+                if c.log["factors"]:
+                    out.append(Candidate("low-rank", {"ranks": dict(r), "sparsity": sparsity},
+                                         totals(c.storage)["ratio_huffman"]))
+    else:
+        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    if method != "low-rank":
+        out = [replace(c, distill=True) for c in out]
+    return sorted(out, key=lambda c: -c.predicted_ratio)
+
+
+def build(model: Mlp, cand: Candidate, spec: CompressSpec, x, y, epochs: int | None = None,
+          max_bits: int = MAX_BITS, progress=None) -> Compressed:
+    """``cand`` applied to ``model`` with training on ``x``/``y``; ``epochs`` shortens
+    every method's training (tests)."""
+    s = cand.setting
+    if cand.method == "prune+share":
+        c = replace(spec, sparsity=s["sparsity"], bits=s["bits"], quality=None,
+                    global_prune=False, distill=cand.distill)
+        if epochs is not None:
+            c = replace(c, retrain_epochs=epochs, finetune_epochs=epochs)
+        return compress(model, c, x, y)
+    if cand.method == "ternary":
+        n = TERNARY_EPOCHS if epochs is None else epochs
+        q = QuantSpec("ternary", sparsity=s["sparsity"], epochs=n, ramp_epochs=n // 2,
+                      cosine=True, distill=DISTILL_WEIGHT if cand.distill else 0.0,
+                      temperature=spec.temperature, seed=spec.seed,
+                      index_bits=spec.index_bits)
+        return quantize_mlp(model, q, x, y)
+    n = {} if epochs is None else {"epochs": epochs, "finetune_epochs": epochs}
+    return compress_factored(model, ranks=s["ranks"], sparsity=s["sparsity"], bits=max_bits,
+                             reserve_zero=spec.reserve_zero, x_train=x, y_train=y,
+                             index_bits=spec.index_bits, seed=spec.seed, **n)
+
+
+def method_spec(cand: Candidate, spec: CompressSpec, max_bits: int = MAX_BITS):
+    """What the image writers take for ``cand``'s method: a QuantSpec (ternary), a
+    LowRankSpec, or ``None`` (prune + share by ``spec``)."""
+    if cand.method == "ternary":
+        return QuantSpec("ternary", sparsity=cand.setting["sparsity"], seed=spec.seed,
+                         index_bits=spec.index_bits)
+    if cand.method == "low-rank":
+        return LowRankSpec(ranks=cand.setting["ranks"], sparsity=cand.setting["sparsity"],
+                           bits=max_bits, seed=spec.seed, index_bits=spec.index_bits)
+    return None
+
+
+@dataclass
+class MethodSearch:
+    """What :func:`search_methods` chose and measured: the k-fold estimates (accuracy in
+    percent over every training input, each predicted by a model trained without its
+    fold), and the chosen candidate retrained on all the training data."""
+
+    folds: int
+    val_size: int
+    float_val: float
+    max_loss: float
+    chosen: Candidate
+    final_val: float
+    compressed: Compressed
+    method: object
+    tried: list = field(default_factory=list)
+    metric: str = "accuracy"
+
+    @property
+    def within_budget(self) -> bool:
+        return self.float_val - self.final_val <= self.max_loss + 1e-9
+
+    @property
+    def sparsity(self) -> dict:
+        return self.chosen.setting["sparsity"]
+
+    @property
+    def bits(self) -> dict:
+        return {layer.name: int(s.bits) for layer, s in
+                zip(self.compressed.final.layers, self.compressed.shared, strict=True)}
+
+    def as_dict(self) -> dict:
+        return {"folds": self.folds, "val_size": self.val_size, "metric": self.metric,
+                "float_val": self.float_val, "final_val": self.final_val,
+                "max_loss": self.max_loss, "within_budget": self.within_budget,
+                "method": self.chosen.method, "setting": self.chosen.setting,
+                "distill": self.chosen.distill, "label": self.chosen.label,
+                "bits": self.bits, "tried": self.tried}
+
+
+def search_methods(model: Mlp, spec: CompressSpec, max_loss: float, x_train, y_train,
+                   methods=METHODS, k: int = 5, max_bits: int = MAX_BITS,
+                   ranks: dict | None = None, epochs: int | None = None,
+                   progress=None) -> MethodSearch:
+    """The most compressive candidate of ``methods`` whose ``k``-fold accuracy on the
+    training data stays within ``max_loss`` points of the float model's, retrained on all
+    of ``x_train``/``y_train``.
+
+    Each candidate is trained ``k`` times, each time without one fold, and predicts that
+    fold: the estimate counts every training input once (a point is ``100 / len(x_train)``
+    inputs, not ``100 / (fraction · len)`` as on one split). Per method, a bisection over
+    its candidates (most compressive first) finds the first that holds; its ratio is the
+    mean of the fold models'. The best ratio among the methods wins. Ternary and
+    prune+share candidates train distilled from the float model (:data:`DISTILL_WEIGHT`,
+    ``spec.temperature``); the winner is then also estimated on the labels alone and the
+    better estimate kept (with ``spec.distill``, not: distilled it is). Nothing holding,
+    the candidate with the best estimate is kept (``within_budget`` False)."""
+    say = progress or (lambda msg: None)
+    if not (np.isfinite(max_loss) and max_loss >= 0):
+        raise ValueError(f"--max-loss {max_loss}: use a non-negative number of points")
+    if not MIN_BITS <= max_bits <= MAX_BITS:
+        raise ValueError(f"max_bits {max_bits}: use {MIN_BITS} to {MAX_BITS}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods {', '.join(unknown) or '(none)'}: use some of "
+                         f"{', '.join(METHODS)}")
+    x = np.asarray(x_train, np.float32)
+    y = np.asarray(y_train, np.int64)
+    split = folds(len(x), k, spec.seed, y)
+    base = 100.0 * model.accuracy(x, y)
+    say(f"{k}-fold estimates over {len(x)} training inputs (seed {spec.seed}); float "
+        f"accuracy {base:.2f} %, budget {base - max_loss:.2f} %")
+    tried, cache, known = [], {}, {}
+
+    def estimate(cand: Candidate) -> dict:
+        if cand.label not in cache:
+            known[cand.label] = cand
+            right, ratios = 0, []
+            for fit, val in split:
+                c = build(model, cand, spec, x[fit], y[fit], epochs, max_bits)
+                right += int(np.sum(c.final.forward(x[val]).argmax(axis=1) == y[val]))
+                ratios.append(totals(c.storage)["ratio_huffman"])
+            row = {"candidate": cand.label, "method": cand.method,
+                   "val_accuracy": 100.0 * right / len(x), "errors": len(x) - right,
+                   "ratio": float(np.mean(ratios)), "predicted_ratio": cand.predicted_ratio}
+            row["holds"] = base - row["val_accuracy"] <= max_loss + 1e-9
+            tried.append(row)
+            cache[cand.label] = row
+            say(f"  {cand.label}: {row['val_accuracy']:.2f} % ({row['errors']} errors), "
+                f"{row['ratio']:.1f}x{'' if row['holds'] else ', over budget'}")
+        return cache[cand.label]
+
+    picks = []
+    for method in methods:
+        cands = candidates(model, method, spec, max_bits, ranks)
+        say(f"{method}: {len(cands)} candidates, bisection")
+        lo, hi = 0, len(cands)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if estimate(cands[mid])["holds"]:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo < len(cands):
+            picks.append(cands[lo])
+    if picks:
+        best = max(picks, key=lambda c: estimate(c)["ratio"])
+        if not spec.distill and best.method != "low-rank":
+            other = replace(best, distill=False)
+            if estimate(other)["val_accuracy"] > estimate(best)["val_accuracy"]:
+                best = other
+    else:
+        best = known[max(tried, key=lambda row: row["val_accuracy"])["candidate"]]
+    say(f"chosen {best.label}; retraining on all {len(x)} training inputs")
+    final = build(model, best, spec, x, y, epochs, max_bits)
+    return MethodSearch(k, len(x), base, max_loss, best, estimate(best)["val_accuracy"],
+                        final, method_spec(best, spec, max_bits), tried)

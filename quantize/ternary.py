@@ -42,7 +42,7 @@ from .image import write_image
 from .model import Mlp
 from .share import SharedLayer
 from .storage import DENSE_BITS, LayerStorage, layer_storage
-from .train import gradients
+from .train import Distill, gradients
 
 __all__ = ["QuantSpec", "ternary_threshold", "ternarize", "binarize", "ste_ternary",
            "ste_binary", "quantize_mlp", "dense_code_bits", "eie_config", "write_method_image",
@@ -79,6 +79,12 @@ class QuantSpec:
     epochs, lr, scale_lr, batch, seed :
         Training (with labels): Adam on latents and biases at ``lr``, on scales at
         ``scale_lr``.
+    cosine : bool
+        With training: every learning rate decays along a half cosine from its value in the
+        first epoch to 0 after the last (the end of training settles instead of jittering).
+    distill, temperature :
+        With training: weight in [0, 1] of the float model's outputs softened at
+        ``temperature`` in the targets (:class:`quantize.train.Distill`; 0: labels only).
     index_bits : int
         Relative-index bits of the paper's storage accounting (as
         :class:`~quantize.compress.CompressSpec`).
@@ -95,6 +101,9 @@ class QuantSpec:
     batch: int = 64
     seed: int = 0
     index_bits: int = 5
+    cosine: bool = False
+    distill: float = 0.0
+    temperature: float = 4.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -112,6 +121,7 @@ class QuantSpec:
                              "per layer (Wp, Wn)")
         if self.mode == "binary" and self.sparsity is not None:
             raise ValueError("binary weights keep every weight; sparsity is for ternary")
+        Distill(np.zeros((0, 1)), self.temperature, self.distill)    # one-line range errors
 
 
 def ternary_threshold(v: np.ndarray, threshold: float = 0.05,
@@ -232,7 +242,7 @@ def _init_layer(w: np.ndarray, spec: QuantSpec, sparsity: float | None) -> _Laye
     return _Layer(v, np.zeros_like(a), a, float(np.abs(v).max()))     # binary: lo unused
 
 
-def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress):
+def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress, teacher=None):
     rng = np.random.default_rng(spec.seed)
     params, lrs = [], []
     for layer, st in zip(work.layers, states, strict=True):
@@ -240,7 +250,11 @@ def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress):
         lrs += [spec.lr, spec.scale_lr, spec.lr] + ([spec.scale_lr] if spec.mode == "ternary"
                                                     else [])
     opt = Adam(params, lrs)
+    soft = ({} if teacher is None or spec.distill == 0.0 else
+            {"temperature": spec.temperature, "weight": spec.distill})
     for epoch in range(spec.epochs):
+        if spec.cosine:
+            opt.lrs = [lr * 0.5 * (1 + np.cos(np.pi * epoch / spec.epochs)) for lr in lrs]
         for st in states:
             st.fraction = min(1.0, (epoch + 1) / spec.ramp_epochs) if spec.ramp_epochs else 1.0
         order = rng.permutation(len(x))
@@ -248,7 +262,8 @@ def _train(work: Mlp, states: list[_Layer], spec: QuantSpec, x, y, progress):
             idx = order[start:start + spec.batch]
             for layer, st in zip(work.layers, states, strict=True):
                 layer.weight = st.quantize(spec)
-            _, grads = gradients(work, x[idx], y[idx])
+            _, grads = gradients(work, x[idx], y[idx],
+                                 **({"teacher": teacher[idx], **soft} if soft else {}))
             flat = []
             for st, (dw, db) in zip(states, grads, strict=True):
                 latent, dlo, dhi = st.backward(dw.astype(np.float64), spec)
@@ -289,8 +304,11 @@ def quantize_mlp(model: Mlp, spec: QuantSpec, x_train=None, y_train=None,
         x = np.asarray(x_train, np.float32)
         y = np.asarray(y_train, np.int64).reshape(-1)
         log["float_train_accuracy"] = model.accuracy(x, y)
+        if spec.distill:
+            log["distill"] = {"weight": spec.distill, "temperature": spec.temperature}
         with threadpool_limits(1):
-            _train(work, states, spec, x, y, progress)
+            _train(work, states, spec, x, y, progress,
+                   model.forward(x) if spec.distill else None)
     for st in states:
         st.fraction = 1.0
     shared, pruned = [], work.copy()

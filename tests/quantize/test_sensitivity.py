@@ -12,11 +12,15 @@ from quantize.run import run_image
 from quantize.sensitivity import (
     Metric,
     bits_scan,
+    build,
+    folds,
     pick_bits,
     prune_scan,
     search,
+    search_methods,
     validation_split,
 )
+from quantize.ternary import QuantSpec, quantize_mlp
 from quantize.train import gradients, init_mlp, loss_and_logit_grad, train
 
 #: Short schedules: the tests check the contracts, not the accuracy reached.
@@ -201,7 +205,7 @@ def test_cli_split_never_sees_the_test_data(files, capsys):
     assert main([*base, "--test", str(d / "xte.npy"), "--test-labels", str(d / "yte.npy"),
                  "-o", str(d / "b")]) == 0
     tested = capsys.readouterr().out
-    assert "validation split (287 of 1437 training inputs, seed 0" in plain
+    assert "5-fold estimate (1437 training inputs, seed 0" in plain
     chosen = [line for line in plain.splitlines() if line.startswith("chosen:")]
     assert chosen and chosen == [line for line in tested.splitlines()
                                  if line.startswith("chosen:")]
@@ -223,6 +227,16 @@ def test_cli_sensitivity_report(files, capsys):
 
 
 @pytest.mark.parametrize("flags, match", [
+    (["--folds", "3", "--train", "xtr.npy", "--labels", "ytr.npy"], "give both"),
+    (["--max-loss", "1", "--folds", "1", "--train", "xtr.npy", "--labels", "ytr.npy"],
+     "use 2 or more"),
+    (["--max-loss", "1", "--val-fraction", "0.3", "--train", "xtr.npy", "--labels", "ytr.npy"],
+     "drop --val-fraction"),
+    (["--max-loss", "1", "--binary", "--train", "xtr.npy", "--labels", "ytr.npy"],
+     "leaves nothing to choose"),
+    (["--max-loss", "1", "--low-rank-energy", "0.9", "--train", "xtr.npy", "--labels",
+      "ytr.npy"], "leaves nothing to choose"),
+    (["--max-loss", "1", "--ternary", "--calibration", "xtr.npy"], "give --train and"),
     (["--max-loss", "0.5", "--sparsity", "0.9", "--train", "xtr.npy", "--labels", "ytr.npy"],
      "drop --sparsity"),
     (["--max-loss", "0.5"], "give --train/--labels or --calibration"),
@@ -256,3 +270,78 @@ def test_refinement_only_prunes_further(digits):
     assert refined.within_budget
     assert all(refined.sparsity[n] >= plain.sparsity[n] for n in plain.sparsity)
     assert len(refined.tried) >= len(plain.tried)
+
+
+def test_folds_cover_every_row_once_and_spread_each_class():
+    y = np.repeat(np.arange(4), [10, 21, 30, 9])
+    split = folds(len(y), 5, 3, y)
+    assert len(split) == 5
+    vals = np.concatenate([val for _, val in split])
+    assert np.array_equal(np.sort(vals), np.arange(len(y)))       # each row held out once
+    for fit, val in split:
+        assert np.intersect1d(fit, val).size == 0 and fit.size + val.size == len(y)
+        for c, n in enumerate((10, 21, 30, 9)):
+            assert abs(int(np.sum(y[val] == c)) - n / 5) < 1     # every class in every fold
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(split, folds(len(y), 5, 3, y),
+                                                          strict=True))
+    with pytest.raises(ValueError, match="--folds 1"):
+        folds(10, 1, 0)
+
+
+def test_method_search_estimates_by_cross_validation(digits):
+    """The estimate of the chosen candidate, recomputed from its definition: every
+    training input predicted by the candidate trained without its fold; the returned model
+    is the candidate trained on all the training data; every more compressive candidate of
+    its method that was tried missed the budget."""
+    model, xtr, ytr, *_ = digits
+    spec = CompressSpec(bits=4, reserve_zero=True, **FAST)
+    found = search_methods(model, spec, 3.0, xtr, ytr, ("ternary",), k=3, max_bits=4,
+                           epochs=3)
+    assert found.chosen.method == "ternary" and isinstance(found.method, QuantSpec)
+    right = 0
+    for fit, val in folds(len(xtr), 3, spec.seed, ytr):
+        c = build(model, found.chosen, spec, xtr[fit], ytr[fit], epochs=3)
+        right += int(np.sum(c.final.forward(xtr[val]).argmax(1) == ytr[val]))
+    assert found.final_val == pytest.approx(100 * right / len(xtr))
+    assert found.float_val == pytest.approx(100 * model.accuracy(xtr, ytr))
+    assert found.within_budget == (found.float_val - found.final_val <= 3.0)
+    again = build(model, found.chosen, spec, xtr, ytr, epochs=3)
+    for a, b in zip(found.compressed.final.layers, again.final.layers, strict=True):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    mine = next(r for r in found.tried if r["candidate"] == found.chosen.label)
+    assert all(not r["holds"] for r in found.tried
+               if r["predicted_ratio"] > mine["predicted_ratio"])
+    for layer, s in zip(found.compressed.final.layers, found.compressed.shared, strict=True):
+        assert s.bits == 2 and np.unique(layer.weight).size <= 3
+        assert 1 - s.mask.mean() == pytest.approx(found.sparsity[layer.name], abs=0.01)
+
+
+def test_cli_max_loss_ternary_writes_a_2_bit_eie_image(files, capsys):
+    d = files
+    assert main(["compress", str(d / "m.npz"), "--engine", "eie", "--pes", "4", "--train",
+                 str(d / "xtr.npy"), "--labels", str(d / "ytr.npy"), "--max-loss", "3",
+                 "--ternary", "--folds", "3", "--epochs", "2", "-o", str(d / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "chosen: ternary: sparsity fc1=" in out and "3-fold estimate (1437 training" in out
+    image = load_image(d / "t")
+    assert image.manifest["config"]["index_bits"] == 2
+    assert image.manifest["log"]["method"] == "ternary"
+
+
+def test_distilled_ternary_follows_the_teacher_not_the_labels(digits):
+    """At distillation weight 1 the ternary training sees only the float model's softened
+    outputs: shuffled labels train the same weights; at weight 0.5 they do not."""
+    model, xtr, ytr, *_ = digits
+    x, y = xtr[:400], ytr[:400]
+    wrong = np.random.default_rng(0).permutation(y)
+    runs = {}
+    for weight in (1.0, 0.5):
+        spec = QuantSpec("ternary", sparsity=0.7, epochs=2, cosine=True, distill=weight)
+        runs[weight] = [quantize_mlp(model, spec, x, labels) for labels in (y, wrong)]
+        assert runs[weight][0].log["distill"] == {"weight": weight, "temperature": 4.0}
+    for a, b in zip(runs[1.0][0].final.layers, runs[1.0][1].final.layers, strict=True):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    assert any(not np.array_equal(a.weight, b.weight) for a, b in
+               zip(runs[0.5][0].final.layers, runs[0.5][1].final.layers, strict=True))
+    with pytest.raises(ValueError, match="--distill-weight 2"):
+        QuantSpec("ternary", distill=2.0)
