@@ -149,6 +149,21 @@ def test_low_rank_energy(files, tmp_path):
     _same_images(tmp_path / "cli", tmp_path / "api", "systolic", xte)
 
 
+def test_low_rank_max_loss_chooses_the_factor_sparsity(files, tmp_path, capsys):
+    """--low-rank RANKS --max-loss: the ranks as given, the factor sparsity one of the
+    search's, the estimate printed; the image holds the factors."""
+    d, *_ = files
+    m = _compress(d, "eie", "--low-rank", "fc1=8", "--max-loss", "5", "--folds", "2",
+                  "--train", str(d / "xtr.npy"), "--labels", str(d / "ytr.npy"), "--epochs",
+                  "1", out=tmp_path / "lr")
+    out = capsys.readouterr().out
+    assert "chosen: low-rank: ranks fc1=8; sparsity fc1=0." in out
+    assert "2-fold estimate (1437 training inputs" in out
+    assert m["log"]["method"] == "low-rank" and m["log"]["factors"]["fc1"]["rank"] == 8
+    assert [layer["name"] for layer in m["layers"]] == ["fc1.v", "fc1.u", "fc2"]
+    assert m["log"]["sparsity"]["fc1.v"] in (0.5, 0.6, 0.7)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--ternary", "--binary"], "--ternary and --binary are different methods"),
     (["--binary", "--low-rank", "fc1=8"], "different methods"),
