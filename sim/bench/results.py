@@ -596,16 +596,20 @@ def _boards_md(cases) -> list[str]:
 
 
 def _methods_table(methods: dict) -> list[str]:
-    out = ["| method | what | ratio (paper) | test accuracy | engines |", "|---|---|---|---|---|"]
+    out = ["| method | what | ratio (paper) | test accuracy (float) | golden accuracy, image "
+           "bytes per engine |", "|---|---|---|---|---|"]
     for name, m in methods.items():
         plain = (f" ({m['ratio_plain_code']:.1f}× as a plain code)"
                  if "ratio_plain_code" in m else "")
-        engines = ", ".join(_ENGINE_NAMES.get(e, e) for e in m.get("engines", []))
+        engines = "; ".join(f"{_ENGINE_NAMES.get(e, e)} {_pct(v['golden_accuracy'], 2)}, "
+                            f"{_int(v['image_bytes'])} B"
+                            for e, v in m.get("engines", {}).items())
         rtl = m.get("rtl")
         if rtl:
             engines += f"; RTL == golden on {', '.join(_ENGINE_NAMES.get(e, e) for e in rtl)}"
         what = m["description"].replace("|", "\\|")
-        out.append(f"| {name} | {what} | {m['ratio_huffman']:.1f}×{plain} | "
+        shown = f"{name} (*distilled*)" if m.get("distilled") else name
+        out.append(f"| {shown} | {what} | {m['ratio_huffman']:.1f}×{plain} | "
                    f"{_pct(m['accuracy'], 2)} | {engines} |")
     return out
 
@@ -618,6 +622,8 @@ def _methods_md(rec) -> list[str]:
            f"{_when(rec['measured'], True)}. Accounting: {rec['accounting']}.", ""]
     out += _methods_table(rec["methods"])
     out += ["", f"Best within 0.5 point: {rec.get('best_within_0.5_points') or 'none'}."]
+    if rec.get("plot"):
+        out += ["", f"![Accuracy against compression, digits MLP]({rec['plot']})"]
     for s in rec.get("sklearn", {}).values():
         out += ["", f"### {s['model_name']}", "",
                 f"Float accuracy {_pct(s['model']['float_accuracy'], 2)} on "
@@ -629,17 +635,28 @@ def _methods_md(rec) -> list[str]:
 def _cnn_methods_md(rec: dict) -> list[str]:
     """The record as Markdown lines (a table with one row per method)."""
     model = rec["model"]
+    image = (f", systolic image {_int(model['image_bytes'])} B" if "image_bytes" in model
+             else "")
     out = [f"The digits CNN ({model['weights']:,} weights; {model['train_images']:,} training, "
            f"{model['test_images']} test images; float {100 * model['float_accuracy']:.2f} %, "
-           f"int8 golden {100 * model['int8_golden_accuracy']:.2f} %). Accounting: "
-           f"{rec['accounting']}.", "",
-           "| method | what | ratio (paper) | float accuracy | int8 golden accuracy |",
-           "|---|---|---|---|---|"]
+           f"int8 golden {100 * model['int8_golden_accuracy']:.2f} %{image}). Accounting: "
+           f"{rec['accounting']}."]
+    d = rec.get("distillation")
+    if d:
+        out[0] += (f" Rows marked *distilled* mix the float CNN's outputs softened at "
+                   f"T = {d['temperature']:g} into the targets at weight {d['weight']:g}.")
+    if "measured" in rec:
+        out[0] += f" {_when(rec['measured'], True)}."
+    out += ["", "| method | what | ratio (paper) | image bytes (ratio) | float accuracy | "
+                "int8 golden accuracy |", "|---|---|---|---|---|---|"]
     for name, r in rec["methods"].items():
         plain = (f" ({r['ratio_plain_code']:.1f}× as a plain code)"
                  if "ratio_plain_code" in r else "")
         what = r["description"].replace("|", "\\|")
-        out.append(f"| {name} | {what} | {r['ratio_huffman']:.1f}×{plain} | "
+        image = (f"{_int(r['image_bytes'])} ({r['image_ratio']:.1f}×)" if "image_bytes" in r
+                 else "—")
+        shown = f"{name} (*distilled*)" if r.get("distilled") else name
+        out.append(f"| {shown} | {what} | {r['ratio_huffman']:.1f}×{plain} | {image} | "
                    f"{100 * r['float_accuracy']:.2f} % | "
                    f"{100 * r['int8_golden_accuracy']:.2f} % |")
     for name, r in rec["methods"].items():
@@ -650,7 +667,35 @@ def _cnn_methods_md(rec: dict) -> list[str]:
                         f"{t['stall']}: {t['wrong_words']} of {t['words']:,} output words "
                         f"differ from golden, accuracy {100 * t['accuracy']:.2f} %, "
                         f"{t['cycles']:,} cycles."]
+    sel = rec.get("rank_selection")
+    if sel:
+        out += ["", _rank_selection_md(sel)]
+    if rec.get("plot"):
+        out += ["", f"![Accuracy against compression, digits CNN]({rec['plot']})"]
     return out
+
+
+def _rank_selection_md(sel: dict) -> str:
+    """One paragraph: the Tucker-2 rank scan on the validation split and what it chose."""
+    scan = ", ".join(f"({r['ranks'][0]}, {r['ranks'][1]}) {_pct(r['validation_accuracy'], 2)}"
+                     for r in sel["scan"])
+    text = (f"Tucker-2 ranks of conv2 chosen on {sel['validation_images']} validation images "
+            f"held out of the training images (a CNN trained on the other "
+            f"{_int(sel['fit_images'])}, validation accuracy "
+            f"{_pct(sel['reference_accuracy'], 2)} float, "
+            f"{_pct(sel['reference_int8_validation_accuracy'], 2)} int8 golden; each "
+            f"candidate fine-tuned {sel['scan_epochs']} epochs; budget "
+            f"{100 * sel['budget']:g} point): {scan}. ")
+    if sel["ranks"] is None:
+        return text + "No candidate is within the budget: conv2 stays whole."
+    text += f"Chosen: ({sel['ranks'][0]}, {sel['ranks'][1]})"
+    pipes = sel.get("pipelines", {})
+    if pipes:
+        text += "; on the CNN that never saw the validation images, " + "; ".join(
+            f"{k}: validation {_pct(v['validation_float_accuracy'], 2)} float, "
+            f"{_pct(v['validation_int8_golden_accuracy'], 2)} int8 golden, test "
+            f"{_pct(v['test_int8_golden_accuracy'], 2)} int8 golden" for k, v in pipes.items())
+    return text + ". The table's tucker2-chosen rows train on all training images."
 
 def _tflite_md(rec) -> list[str]:
     out = [f"The committed fully-integer fixtures (`tests/fixtures/tflite`: a 64-32-10 MLP; a "
