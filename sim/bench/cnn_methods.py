@@ -39,8 +39,9 @@ factorization shrinks them), the float test accuracy, and the int8 golden test a
 over the 360 test images (TFLite-style per-channel int8, calibrated on 500 training images,
 :func:`quantize.graph_run.run_graph`). :func:`plot` draws accuracy against both
 compressions, ``build/bench/cnn_methods.png``, copied beside the record.
-The Tucker-2 (16, 8) graph with pruning also runs on the 8×8 systolic RTL (Verilator) over
-every test image under random stalls, every output word compared with golden.
+The Tucker-2 (16, 8) graph with pruning and the chosen-rank graph with pruning and
+distillation also run on the 8×8 systolic RTL (Verilator) over every test image under random
+stalls, every output word compared with golden.
 
 ``python -m sim.bench.cnn_methods`` writes ``build/bench/cnn_methods.json`` and the
 committed record ``docs/results/cnn_methods.json``, rendered by :mod:`sim.bench.results`.
@@ -283,7 +284,8 @@ def _chosen_ranks(data) -> dict:
 
 def measure(rtl: bool = True) -> dict:
     """Train the digits CNN and run every method; the figures as a dict. With ``rtl`` the
-    Tucker-2 graph at :data:`RTL_RANKS` with pruning also runs on the RTL."""
+    Tucker-2 graph at :data:`RTL_RANKS` with pruning and the chosen-rank one with pruning and
+    distillation also run on the RTL."""
     xtr, ytr, xte, yte = load_digits_split()
     data = (xtr.reshape(-1, 1, 8, 8), ytr, xte.reshape(-1, 1, 8, 8), yte)
     graph = train_digits_cnn(xtr, ytr)
@@ -353,9 +355,11 @@ def measure(rtl: bool = True) -> dict:
                 ("+prune", TUCKER_SPARSITY, None, _PRUNED),
                 ("+prune+distill", TUCKER_SPARSITY, soft, _PRUNED + "; every step distilled")):
             cg, extra = _tucker(graph, data, r, sparsity, distill=distill)
-            m["tucker2-chosen" + suffix] = _row(
+            m["tucker2-chosen" + suffix] = row = _row(
                 f"{head}; {how}", cg.graph, cg.storage, original, data,
                 {**extra, "distilled": distill is not None})
+            if rtl and suffix == "+prune+distill":
+                row["rtl"] = _rtl(cg.graph, data)
     res["rank_selection"] = sel
     return res
 
