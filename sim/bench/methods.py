@@ -5,8 +5,11 @@ its own threshold and at fixed sparsities, binary weights (per layer; per channe
 systolic engine only), low-rank factorization (SVD, shared 4-bit factors) and low-rank
 plus pruning; and two settings chosen per layer on a validation split carved from the
 training data (ternary sparsities; low-rank rank and factor sparsity), never on the test
-images, then retrained on the whole training split. For each: the quantized float model's
-test accuracy, each engine's image run on the golden model over every test image, the
+images, then retrained on the whole training split; and ternary, binary and low-rank+prune
+again with distillation (Hinton et al.: the float model's outputs softened at T = 4 mixed
+into every training step's targets at weight 0.5; ``+distill``). For each: the quantized
+float model's test accuracy, each engine's image run on the golden model over every test
+image, the
 Deep Compression ratio (paper accounting: codebook-index + relative-index bits +
 codebooks vs the original model's 32-bit dense weights; plain and Huffman), the
 plain-code ratio for ternary and binary (no relative index), and the real image bytes
@@ -17,7 +20,9 @@ scikit-learn's ``MLPClassifier((300, 100))`` on 1,400/397 digits splits (seeds 0
 EIE with 16 PEs; scans fit their float model with the same classifier.
 
 Written to ``out_dir/methods.json`` and, with the run's provenance, to the committed record
-``docs/results/compression_methods.json`` (:func:`write_record`). The best method within
+``docs/results/compression_methods.json`` (:func:`write_record`); :func:`plot` draws golden
+accuracy against the paper's ratio and against each engine's image bytes
+(``out_dir/compression_methods.png``, copied beside the record). The best method within
 0.5 point of the float model (golden, both engines) then runs on the RTL (Verilator) over
 every test image, every output word compared with golden.
 """
