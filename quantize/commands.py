@@ -380,6 +380,9 @@ def _check_method_flags(args) -> None:
     if budgeted and args.train is None:
         raise ValueError(f"--max-loss with {method} trains its candidates: give --train and "
                          f"--labels")
+    if budgeted and args.ternary_threshold is not None:
+        raise ValueError("--max-loss chooses the --ternary sparsities; drop "
+                         "--ternary-threshold")
     for flag, given in (("--sensitivity", args.sensitivity),
                         ("--quality", args.quality is not None),
                         ("--global", args.global_prune),

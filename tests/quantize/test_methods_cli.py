@@ -180,6 +180,8 @@ def test_low_rank_max_loss_chooses_the_factor_sparsity(files, tmp_path, capsys):
     (["--low-rank", "fc1=8", "--max-loss", "0.5", "--calibration", "X"],
      "--max-loss with --low-rank trains its candidates: give --train"),
     (["--binary", "--max-loss", "0.5", "--calibration", "X"], "--binary leaves nothing"),
+    (["--ternary", "--ternary-threshold", "0.1", "--max-loss", "0.5", "--train", "X",
+      "--labels", "Y"], "drop --ternary-threshold"),
     (["--ternary", "--activation", "none"], "drop --activation none"),
     (["--low-rank", "fc9=8"], "unknown layers fc9"),
     (["--low-rank", "fc1=40"], "no layer gets smaller"),
