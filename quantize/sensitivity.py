@@ -20,6 +20,12 @@ choice whose accuracy on that split stays within ``max_loss`` points of the floa
    compressive candidate; the last is no pruning at all).
 
 Without labels the "accuracy" is agreement with the float model's answers on the split.
+
+With labels, :func:`search_methods` weighs methods instead: ternary (TTQ), prune+share and
+low-rank+prune candidates, each estimated by k-fold cross-validation over all the training
+data (every input predicted by models trained without it, so one input is ``100 / N``
+points rather than ``100 / (fraction · N)``), a bisection per method, the most compressive
+within the budget retrained on all of it.
 """
 
 from dataclasses import dataclass, field, replace
@@ -296,9 +302,6 @@ def search(model: Mlp, spec: CompressSpec, max_loss: float, x_train=None, y_trai
 def _fmt(d: dict) -> str:
     return ",".join(f"{k}={v:g}" for k, v in d.items())
 
-
-# ---------------------------------------------------------------------------------------------
-# Methods weighed against each other, each candidate estimated by k-fold cross-validation.
 
 #: Methods :func:`search_methods` weighs, in the order it tries them.
 METHODS = ("ternary", "prune+share", "low-rank")
