@@ -391,7 +391,7 @@ def summary_markdown(spec: str, records, context: dict | None = None,
     rows = synth_rows(records)
     shared = {}                      # axes every config of an engine has: said once, above
     for s in rows:
-        words = set(s["config"].split()[1:])
+        words = {w for w in s["config"].split()[1:] if "=" in w}
         shared[s["engine"]] = shared.get(s["engine"], words) & words
 
     def name(engine, config):
