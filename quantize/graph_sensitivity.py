@@ -35,12 +35,12 @@ import numpy as np
 from .compress_graph import CompressedGraph, compress_graph, weight_nodes
 from .graph import Graph, Node
 from .prune import prune_sparsity
-from .sensitivity import TOLERANCES, pick_bits, validation_split
+from .sensitivity import TOLERANCES, Metric, pick_bits, validation_split
 from .share import MAX_BITS, MIN_BITS, share_weights
 from .storage import check_index_bits, layer_storage, totals
 from .train_cnn import teacher
 
-__all__ = ["SPARSITIES", "GraphMetric", "prune_scan_graph", "bits_scan_graph", "GraphScans",
+__all__ = ["SPARSITIES", "prune_scan_graph", "bits_scan_graph", "GraphScans",
            "scan_graph", "GraphSearch", "search_graph", "format_scans"]
 
 #: Sparsity grid of the pruning curves. Lower than the MLP grid at the start: a CNN's first
@@ -61,28 +61,7 @@ def _with_weight(graph: Graph, name: str, weight: np.ndarray) -> Graph:
     return Graph(graph.input_name, graph.input_shape, nodes)
 
 
-@dataclass
-class GraphMetric:
-    """Accuracy in percent of a graph on the validation inputs ``x`` (``[n, *input_shape]``):
-    against ``y``, or (``y`` None) agreement with ``reference``'s arg-max answers."""
-
-    x: np.ndarray
-    y: np.ndarray | None = None
-    reference: Graph | None = None
-
-    def __post_init__(self):
-        if self.y is None:
-            self.y = self.reference.forward(self.x).argmax(axis=1)
-
-    @property
-    def kind(self) -> str:
-        return "accuracy" if self.reference is None else "agreement with the float graph"
-
-    def __call__(self, graph: Graph) -> float:
-        return 100.0 * float(np.mean(graph.forward(self.x).argmax(axis=1) == self.y))
-
-
-def prune_scan_graph(graph: Graph, metric: GraphMetric, sparsities=SPARSITIES) -> dict:
+def prune_scan_graph(graph: Graph, metric: Metric, sparsities=SPARSITIES) -> dict:
     """``{node: {sparsity: drop in points}}``: each weight node magnitude-pruned alone (on
     its ``O × rest`` matrix), no retraining. Sparsity 0 keeps every weight: drop 0."""
     base = metric(graph)
@@ -96,7 +75,7 @@ def prune_scan_graph(graph: Graph, metric: GraphMetric, sparsities=SPARSITIES) -
     return out
 
 
-def bits_scan_graph(graph: Graph, metric: GraphMetric, masks: dict | None = None,
+def bits_scan_graph(graph: Graph, metric: Metric, masks: dict | None = None,
                     bits=range(MIN_BITS, MAX_BITS + 1), init: str = "linear",
                     seed: int = 0) -> dict:
     """``{node: {bits: drop in points}}``: each weight node alone k-means shared (codebook
@@ -151,7 +130,7 @@ def _prepare(graph, max_bits, x_train, y_train, calibration, val_fraction, seed)
                              f"outputs, found {int(labels.min())}..{int(labels.max())}")
         labels = labels.astype(np.int64)
     fit, val = validation_split(len(data), val_fraction, seed, labels)
-    metric = GraphMetric(data[val], labels[val] if labelled else None,
+    metric = Metric(data[val], labels[val] if labelled else None,
                          None if labelled else graph)
     return data, labels, fit, val, metric
 

@@ -29,6 +29,7 @@ from .prune import prune_sparsity
 from .share import SharedLayer, share_weights
 from .storage import DENSE_BITS, LayerStorage, layer_storage
 from .ternary import Adam
+from .train import Distill, loss_and_logit_grad
 
 __all__ = ["FactoredMlp", "svd_factor", "truncation_error", "rank_for_energy",
            "rank_for_compression", "parse_ranks", "factorize", "gradients", "finetune",
@@ -162,18 +163,24 @@ def factorize(model: Mlp, ranks: dict | str | None = None, energy: float | None 
     return FactoredMlp(layers, flags), info
 
 
-def gradients(model: FactoredMlp, x: np.ndarray, y: np.ndarray):
+def gradients(model: FactoredMlp, x: np.ndarray, y: np.ndarray, teacher=None,
+              temperature: float = 1.0, weight: float = 0.0):
     """Mean softmax cross-entropy and ``[(dW, db)]`` per layer; a ReLU's derivative only
-    where the model has one."""
+    where the model has one. With ``teacher`` (its logits for ``x``) the loss is
+    :func:`quantize.train.loss_and_logit_grad`'s distillation loss."""
     acts = model.activations(x)
-    z = acts[-1] - acts[-1].max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    n = x.shape[0]
-    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
-    g = p
-    g[np.arange(n), y] -= 1
-    g /= n
+    if teacher is not None:
+        loss, g = loss_and_logit_grad(acts[-1], y, teacher, temperature, weight)
+        g = g.astype(np.float32)
+    else:
+        z = acts[-1] - acts[-1].max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        n = x.shape[0]
+        loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
+        g = p
+        g[np.arange(n), y] -= 1
+        g /= n
     grads = [None] * len(model.layers)
     for i in range(len(model.layers) - 1, -1, -1):
         grads[i] = (g.T @ acts[i], g.sum(axis=0))
@@ -185,10 +192,12 @@ def gradients(model: FactoredMlp, x: np.ndarray, y: np.ndarray):
 
 
 def finetune(model: FactoredMlp, x, y, epochs: int = 20, lr: float = 5e-4, batch: int = 64,
-             seed: int = 0, shared: list[SharedLayer] | None = None) -> FactoredMlp:
+             seed: int = 0, shared: list[SharedLayer] | None = None,
+             distill: Distill | None = None) -> FactoredMlp:
     """Train ``model`` in place (Adam, seeded batches). Masked layers keep pruned weights at
     0; with ``shared`` the codebooks train instead (each entry by its cluster's summed
-    gradient, a reserved zero fixed) and the weights follow them."""
+    gradient, a reserved zero fixed) and the weights follow them. ``distill``: the float
+    model's softened outputs mixed into the targets (Hinton)."""
     with threadpool_limits(1):
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.int64)
@@ -205,7 +214,10 @@ def finetune(model: FactoredMlp, x, y, epochs: int = 20, lr: float = 5e-4, batch
             order = rng.permutation(len(x))
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
-                _, grads = gradients(model, x[idx], y[idx])
+                soft = {} if distill is None else {
+                    "teacher": distill.logits[idx], "temperature": distill.temperature,
+                    "weight": distill.weight}
+                _, grads = gradients(model, x[idx], y[idx], **soft)
                 flat = []
                 for i, (layer, (dw, db)) in enumerate(zip(model.layers, grads, strict=True)):
                     if shared is not None:

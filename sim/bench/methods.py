@@ -43,10 +43,10 @@ from quantize.compress import Compressed, CompressSpec, compress, parse_sparsity
 from quantize.digits import SPARSITY, load_digits_split, train_digits_mlp
 from quantize.image import load_image
 from quantize.lowrank import (
-    FactoredMlp,
     _dense_as_original,
     compress_factored,
     factorize,
+    finetune,
     per_factor,
 )
 from quantize.model import Layer, Mlp
@@ -55,13 +55,12 @@ from quantize.run import run_image
 from quantize.share import share_weights
 from quantize.storage import layer_storage, totals
 from quantize.ternary import (
-    Adam,
     QuantSpec,
     dense_code_bits,
     quantize_mlp,
     write_method_image,
 )
-from quantize.train import Distill, loss_and_logit_grad
+from quantize.train import Distill
 
 from ..rtl import BUILD_ROOT
 from .compression import sklearn_digits
@@ -98,60 +97,6 @@ def _low_rank(ranks, sparsity=None):
     return build
 
 
-def _factored_grads(model: FactoredMlp, x, y, teacher, temperature, weight):
-    """``[(dW, db)]`` of the distillation loss (:func:`quantize.train.loss_and_logit_grad`)
-    through a factored MLP, a ReLU's derivative only where the model has one."""
-    acts = model.activations(x)
-    _, g = loss_and_logit_grad(acts[-1], y, teacher, temperature, weight)
-    g = g.astype(np.float32)
-    grads = [None] * len(model.layers)
-    for i in range(len(model.layers) - 1, -1, -1):
-        grads[i] = (g.T @ acts[i], g.sum(axis=0))
-        if i:
-            g = g @ model.layers[i].weight
-            if model.relu_flags[i - 1]:
-                g = g * (acts[i] > 0)
-    return grads
-
-
-def _finetune_distilled(model, x, y, distill: Distill, epochs, lr, seed, shared=None):
-    """:func:`quantize.lowrank.finetune` (same optimizer, batches, masks and codebook
-    steps) on the distillation loss; at weight 0 it is that function's arithmetic."""
-    rng = np.random.default_rng(seed)
-    if shared is not None:
-        for layer, sh in zip(model.layers, shared, strict=True):
-            layer.weight = sh.weight()
-        params = [q for sh, layer in zip(shared, model.layers, strict=True)
-                  for q in (sh.codebook, layer.bias)]
-    else:
-        params = [q for layer in model.layers for q in (layer.weight, layer.bias)]
-    opt = Adam(params, [lr] * len(params))
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), 64):
-            idx = order[start:start + 64]
-            grads = _factored_grads(model, x[idx], y[idx], distill.logits[idx],
-                                    distill.temperature, distill.weight)
-            flat = []
-            for i, (layer, (dw, db)) in enumerate(zip(model.layers, grads, strict=True)):
-                if shared is not None:
-                    sh = shared[i]
-                    dc = np.bincount(sh.index[sh.mask], weights=dw[sh.mask],
-                                     minlength=sh.codebook.size)
-                    dc[0] = 0.0 if sh.reserve_zero else dc[0]
-                    flat += [dc, db]
-                else:
-                    flat += [dw if layer.mask is None else dw * layer.mask, db]
-            opt.step(params, flat)
-            for i, layer in enumerate(model.layers):
-                if shared is not None:
-                    if shared[i].reserve_zero:
-                        shared[i].codebook[0] = 0.0
-                    layer.weight = shared[i].weight()
-                elif layer.mask is not None:
-                    layer.weight *= layer.mask
-
-
 def _low_rank_distilled(ranks, sparsity, weight=DISTILL_WEIGHT, temperature=DISTILL_T):
     """:func:`quantize.lowrank.compress_factored` at its defaults (fine-tune 20 epochs at
     5e-4, prune and retrain 20, 4-bit sharing, codebooks 10 at 1e-4) with every training
@@ -166,17 +111,17 @@ def _low_rank_distilled(ranks, sparsity, weight=DISTILL_WEIGHT, temperature=DIST
                "distill": {"weight": weight, "temperature": temperature},
                "sparsity": parse_sparsity(per_factor(sparsity, names), names)}
         with threadpool_limits(1):
-            _finetune_distilled(work, x, y, soft, 20, 5e-4, 0)
+            finetune(work, x, y, 20, 5e-4, seed=0, distill=soft)
             for layer in work.layers:
                 layer.mask = prune_sparsity(layer.weight, log["sparsity"][layer.name])
                 layer.weight = np.where(layer.mask, layer.weight, np.float32(0))
-            _finetune_distilled(work, x, y, soft, 20, 5e-4, 1)
+            finetune(work, x, y, 20, 5e-4, seed=1, distill=soft)
             pruned = work.copy()
             shared = [share_weights(layer.weight, layer.mask, 4, reserve_zero=True, seed=0)
                       for layer in work.layers]
             for layer, sh in zip(work.layers, shared, strict=True):
                 layer.weight = sh.weight()
-            _finetune_distilled(work, x, y, soft, 10, 1e-4, 2, shared)
+            finetune(work, x, y, 10, 1e-4, seed=2, shared=shared, distill=soft)
         storage = [layer_storage(layer.name, sh.mask, sh.index, sh.bits, 5)
                    for layer, sh in zip(work.layers, shared, strict=True)]
         return Compressed(m.copy(), pruned, work, shared, _dense_as_original(storage, m), log)

@@ -11,14 +11,13 @@ from quantize.digits import load_digits_split
 from quantize.graph import Graph
 from quantize.graph_sensitivity import (
     SPARSITIES,
-    GraphMetric,
     bits_scan_graph,
     format_scans,
     prune_scan_graph,
     scan_graph,
     search_graph,
 )
-from quantize.sensitivity import TOLERANCES, validation_split
+from quantize.sensitivity import TOLERANCES, Metric, validation_split
 from quantize.share import share_weights
 from quantize.train_cnn import init_cnn, teacher, train
 
@@ -41,7 +40,7 @@ def _acc(graph, x, y) -> float:
 
 def test_pruning_curve_is_each_node_alone_magnitude_pruned(digits):
     graph, x, y, *_ = digits
-    metric = GraphMetric(x[:300], y[:300])
+    metric = Metric(x[:300], y[:300])
     curves = prune_scan_graph(graph, metric)
     base = _acc(graph, x[:300], y[:300])
     assert list(curves) == [n.name for n in weight_nodes(graph)]
@@ -64,7 +63,7 @@ def test_pruning_curve_is_each_node_alone_magnitude_pruned(digits):
 
 def test_bits_scan_shares_one_node_and_keeps_its_mask(digits):
     graph, x, y, *_ = digits
-    metric = GraphMetric(x[:300], y[:300])
+    metric = Metric(x[:300], y[:300])
     masks = {n.name: np.abs(n.weight) > np.median(np.abs(n.weight))
              for n in weight_nodes(graph)}
     pruned = graph
@@ -86,7 +85,7 @@ def test_bits_scan_shares_one_node_and_keeps_its_mask(digits):
 
 def test_candidates_grow_with_the_tolerance(digits):
     graph, x, y, *_ = digits
-    curves = prune_scan_graph(graph, GraphMetric(x[:300], y[:300]))
+    curves = prune_scan_graph(graph, Metric(x[:300], y[:300]))
     cands = gs._candidates(graph, curves, 4, 5)
     ratios = [c["predicted_ratio"] for c in cands if c["predicted_ratio"] is not None]
     assert ratios == sorted(ratios, reverse=True)
@@ -164,7 +163,7 @@ def test_a_larger_budget_compresses_more(digits):
 def test_without_labels_agreement_with_the_float_graph(digits):
     graph, x, *_ = digits
     found = search_graph(graph, 2.0, calibration=x[:400])
-    assert found.metric == "agreement with the float graph" and found.float_val == 100.0
+    assert found.metric == "agreement with the float model" and found.float_val == 100.0
     _, val = validation_split(400, 0.2, 0)
     assert np.array_equal(found.val, val)
     # Rebuilt without data (magnitude pruning, plain sharing), agreement counted by hand.
