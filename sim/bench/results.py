@@ -23,7 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-from sim.sweep.report import makespan, summary_markdown, wall_seconds
+from sim.sweep.report import (
+    makespan,
+    model_markdown,
+    plot_names,
+    summary_markdown,
+    wall_seconds,
+)
 from sim.sweep.spec import load_spec
 from sim.sweep.store import ResultStore
 
@@ -38,7 +44,8 @@ RECORDS = REPO / "docs" / "results"
 #: The synthesis suite's committed record (every case's latest build).
 BOARDS_RECORD = REPO / "sim" / "bench" / "boards_record.json"
 RESULTS_MD = REPO / "docs" / "results.md"
-#: Synthesis sweeps' results files (``nnaccel sweep``), with their specs.
+#: Sweeps' results files (``nnaccel sweep``: the cost-model sweep and the synthesis
+#: sweeps), with their specs.
 SWEEPS = REPO / "docs" / "sweeps"
 README = REPO / "README.md"
 #: The two comment lines around the README's generated headline table.
@@ -208,7 +215,9 @@ def load() -> dict:
         path = RECORDS / f"{name}.json"
         if path.exists():
             records[suite] = json.loads(path.read_text())
-    sweeps = {p.stem: ResultStore(p) for p in sorted(SWEEPS.glob("synth-*.jsonl"))}
+    sweeps = {p.stem: ResultStore(p) for p in [SWEEPS / "model.jsonl",
+                                               *sorted(SWEEPS.glob("synth-*.jsonl"))]
+              if p.exists()}
     if sweeps:
         records["sweeps"] = {name: {"records": st.latest(), "context": st.context()}
                              for name, st in sweeps.items()}
@@ -761,18 +770,28 @@ def _winograd_md(rec) -> list[str]:
 
 
 def _sweeps_md(sweeps: dict) -> list[str]:
-    out = ["Results files `docs/sweeps/synth-*.jsonl`, written by `nnaccel sweep "
-           "docs/sweeps/SPEC.toml --results docs/sweeps/SPEC.jsonl` (a rerun resumes them); "
-           "throughput is the spec's model workloads at the best seed's Fmax. See "
-           "[docs/sweep.md](sweep.md).", ""]
+    out = ["Results files `docs/sweeps/model.jsonl` and `docs/sweeps/synth-*.jsonl`, written "
+           "by `nnaccel sweep docs/sweeps/SPEC.toml --results docs/sweeps/SPEC.jsonl` (a rerun "
+           "resumes them; `nnaccel sweep --report` redraws the tables and plots beside them); "
+           "a synthesis sweep's throughput is its model workloads at the best seed's Fmax. "
+           "See [docs/sweep.md](sweep.md).", ""]
     for name, sweep in sweeps.items():
         spec = SWEEPS / f"{name}.toml"
         if not spec.exists():
             continue
-        expected = sum(p.measure == "synth" for p in load_spec(spec).points)
         out += [f"### {name}", ""]
-        out += summary_markdown(f"docs/sweeps/{name}.toml", sweep["records"],
-                                sweep["context"], expected)
+        if name == "model":
+            ok = sum(r["status"] == "ok" for r in sweep["records"])
+            out += [f"`docs/sweeps/model.toml`: {ok} of {len(load_spec(spec).points)} "
+                    f"cost-model points (all tables: [sweeps/model.md](sweeps/model.md)).", ""]
+            out += model_markdown(sweep["records"])
+        else:
+            expected = sum(p.measure == "synth" for p in load_spec(spec).points)
+            out += summary_markdown(f"docs/sweeps/{name}.toml", sweep["records"],
+                                    sweep["context"], expected)
+        plots = [n for n in plot_names(sweep["records"], name) if (SWEEPS / n).exists()]
+        if plots:
+            out += [""] + [f"![{n[:-4]}](sweeps/{n})" for n in plots]
         out.append("")
     workers = {n: sweeps.get(f"synth-workers-{n}") for n in (1, 2)}
     if all(workers.values()):
@@ -802,7 +821,7 @@ _SECTIONS = (
     ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
     ("winograd", "Winograd F(2×2, 3×3) against im2col (suite `winograd`)", _winograd_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
-    ("sweeps", "Synthesis sweeps (`nnaccel sweep`, docs/sweeps/)", _sweeps_md),
+    ("sweeps", "Design-space sweeps (`nnaccel sweep`, docs/sweeps/)", _sweeps_md),
 )
 
 

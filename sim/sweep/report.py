@@ -17,6 +17,7 @@ count), ``STEM-pareto-BOARD.png`` (throughput against DSPs and LUTs, Pareto fron
 import csv
 import json
 import math
+import re
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,8 @@ from boards.platforms import BOARDS
 from .store import ResultStore
 
 __all__ = ["write_report", "perf_rows", "synth_rows", "largest_fitting", "makespan",
-           "wall_seconds", "PERF_COLUMNS", "SYNTH_COLUMNS"]
+           "wall_seconds", "summary_markdown", "model_markdown", "plot_names", "fit_reason",
+           "PERF_COLUMNS", "SYNTH_COLUMNS"]
 
 PERF_COLUMNS = ["engine", "config", "workload", "measure", "status", "cycles", "macs",
                 "macs_per_cycle", "utilization", "mismatches", "model_cycles", "board",
@@ -405,7 +407,7 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                                          s["config"])):
         fits = {True: "yes", False: "no"}.get(s.get("fits"), s["status"])
         if s.get("fits") is False and s.get("error"):
-            fits += f": {s['error'][:90]}"
+            fits += f": {fit_reason(s['error'])}"
         cells = [s["engine"], name(s["engine"], s["config"]), s["seeds"],
                  *(_fmt(s.get(k)) for k in ("lut", "ff", "dsp", "bram", "fmax_best_mhz",
                                             "fmax_mean_mhz")), fits]
@@ -437,3 +439,78 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                     f"min). Longest-first list scheduling of these measured times: {est} "
                     f"(32 workers are bounded by the longest task)."]
     return out
+
+
+def fit_reason(error: str) -> str:
+    """The resources of a does-not-fit error ("DSP (MULT18X18D) 193/156"), without the
+    config and advice around them; the error itself when it has another form."""
+    m = re.search(r"does not fit the [^:]+: (.*?)(?: — .*)?$", error)
+    return m.group(1) if m else error
+
+
+def plot_names(records, stem: str) -> list[str]:
+    """File names of the plots :func:`write_report` draws for ``records`` of results file
+    ``STEM.jsonl`` (the same decisions, without drawing)."""
+    perf, synth = perf_rows(records), synth_rows(records)
+    names = []
+    if any(r.get("cycles") for r in perf):
+        names.append(f"{stem}-size.png")
+    for board in sorted({r["board"] for r in perf
+                         if r.get("fmax_source") == "synth" and r.get("gops")}):
+        names.append(f"{stem}-pareto-{board}.png")
+    if any(s.get("fmax_best_mhz") for s in synth):
+        names.append(f"{stem}-fmax.png")
+    return names
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{v * 100:.1f} %"
+
+
+def model_markdown(records) -> list[str]:
+    """Markdown lines summing up a cost-model sweep: systolic utilization per array and
+    workload; EIE utilization per PE count and queue depth over the workloads (their mean),
+    with the cycles of all workloads at the deepest queue and their work bound (the
+    busiest PE's MACs, each layer)."""
+    ok = [r for r in records if r["status"] == "ok" and r["point"]["measure"] == "model"]
+    out = []
+    sys_rows = [r for r in ok if r["point"]["engine"] == "systolic"]
+    if sys_rows:
+        loads = list(dict.fromkeys(r["point"]["workload"] for r in sys_rows))
+        util = {(_label("systolic", r["point"]["axes"]), r["point"]["workload"]):
+                r["result"]["utilization"] for r in sys_rows}
+        size = {_label("systolic", r["point"]["axes"]): _size("systolic", r["result"]["config"])
+                for r in sys_rows}
+        arrays = sorted(size, key=lambda a: (size[a], a))
+        out += ["Systolic, utilization (useful MACs / (rows × cols × cycles); loads, fill "
+                "and drain included):", "",
+                "| array | " + " | ".join(loads) + " |", "|---|" + "---|" * len(loads)]
+        out += ["| " + a + " | " + " | ".join(_pct(util.get((a, w))) for w in loads) + " |"
+                for a in arrays]
+        out.append("")
+    eie = [r for r in ok if r["point"]["engine"] == "eie"]
+    if eie:
+        by = defaultdict(list)
+        for r in eie:
+            by[(r["point"]["axes"]["pes"], r["point"]["axes"].get("queue_depth"))].append(r)
+        depths = sorted({q for _, q in by}, key=lambda q: (q is None, q))
+        deep = depths[-1]
+        loads = {r["point"]["workload"] for r in eie}
+        out += [f"EIE, mean utilization (useful MACs / (PEs × cycles)) over "
+                f"{len(loads)} workload{'s' * (len(loads) > 1)}:", "",
+                "| PEs | " + " | ".join(f"q={q}" for q in depths)
+                + f" | cycles, all workloads, q={deep} | work bound |",
+                "|---|" + "---|" * (len(depths) + 2)]
+        for pes in sorted({p for p, _ in by}):
+            cells = []
+            for q in depths:
+                rs = by.get((pes, q), [])
+                cells.append(_pct(sum(r["result"]["utilization"] for r in rs) / len(rs))
+                             if rs else "")
+            rs = by.get((pes, deep), [])
+            work = [r["result"].get("work_cycles") for r in rs]
+            cells += [f"{sum(r['result']['cycles'] for r in rs):,}" if rs else "",
+                      f"{sum(work):,}" if rs and None not in work else ""]
+            out.append(f"| {pes} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out[:-1] if out and out[-1] == "" else out

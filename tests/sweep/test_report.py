@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,12 +21,16 @@ from sim.sweep.eie_model import (
 )
 from sim.sweep.measures import SOURCES, source_hash
 from sim.sweep.report import (
+    fit_reason,
     largest_fitting,
     makespan,
+    model_markdown,
     perf_rows,
+    plot_names,
     summary_markdown,
     synth_rows,
     wall_seconds,
+    write_report,
 )
 from sim.sweep.store import ResultStore
 
@@ -83,6 +88,53 @@ def test_largest_fitting_config_and_its_throughput():
     assert "5 of 9 synthesis tasks finished" in text
     assert "the largest that fits so far is **6x6** at 120.0 MHz" in text
     assert "8x8 does not fit" in text
+
+
+def test_fit_reason_keeps_the_resources():
+    error = ("systolic (rows=12, cols=12, ...) does not fit the LFE5U-85F: DSP (MULT18X18D) "
+             "193/156 — choose a smaller config")
+    assert fit_reason(error) == "DSP (MULT18X18D) 193/156"
+    assert fit_reason("nextpnr crashed") == "nextpnr crashed"
+    records = [_sized(_synth_record(1, 0, fits=False), 12)]
+    records[0]["error"] = error
+    text = "\n".join(summary_markdown("s.toml", records, {}))
+    assert "| no: DSP (MULT18X18D) 193/156 |" in text
+
+
+def _eie_record(pes, queue, workload, cycles, macs, work):
+    return {"key": f"{pes}-{queue}-{workload}", "status": "ok", "error": None,
+            "point": {"measure": "model", "engine": "eie",
+                      "axes": {"pes": pes, "queue_depth": queue}, "fit": ["w"],
+                      "workload": workload, "board": "", "clock_mhz": 0.0, "seed": 0},
+            "result": {"config": {"pes": pes, "queue_depth": queue}, "cycles": cycles,
+                       "macs": macs, "utilization": macs / pes / cycles,
+                       "work_cycles": work}}
+
+
+def test_model_markdown_tables():
+    records = [_sized(_perf_record("gemm:a", 1000, 32_000), 10),
+               _sized(_perf_record("gemm:a", 1000, 8_000), 4),
+               _sized(_perf_record("gemm:b", 500, 4_000), 4),
+               _eie_record(2, 2, "x", 100, 150, 80), _eie_record(2, 2, "y", 100, 50, 30),
+               _eie_record(2, 8, "x", 90, 150, 80), _eie_record(2, 8, "y", 50, 50, 30)]
+    text = "\n".join(model_markdown(records))
+    # 4x4 before 10x10 (by size, not by text); a cell missing stays empty
+    assert "| 4x4 | 12.5 % | 12.5 % |\n| 10x10 | 50.0 % |  |" in text
+    # q=2: (75 % + 25 %) / 2; q=8: (150/180 + 50/100) / 2; cycles and work at the deepest
+    assert "| 2 | 50.0 % | 66.7 % | 140 | 110 |" in text
+    assert "cycles, all workloads, q=8" in text
+
+
+def test_plot_names_follow_what_the_report_draws(tmp_path):
+    records = [_perf_record("gemm:a", 1000, 50_000), _synth_record(1, 120.0)]
+    assert plot_names(records, "s") == ["s-size.png", "s-pareto-ulx3s.png", "s-fmax.png"]
+    assert plot_names([_synth_record(1, 0, fits=False)], "s") == []
+    store = ResultStore(tmp_path / "s.jsonl")
+    for r in records:
+        store.append(r)
+    pytest.importorskip("matplotlib")
+    drawn = [p for p in write_report(tmp_path / "s.jsonl")["files"] if p.endswith(".png")]
+    assert sorted(Path(p).name for p in drawn) == sorted(plot_names(records, "s"))
 
 
 def test_makespan_and_wall_time():
