@@ -16,7 +16,7 @@ from ..rtl import BUILD_ROOT
 from . import results
 
 SUITES = ["systolic", "eie", "eie_pes", "compression", "convs", "tflite", "methods", "cnn_methods",
-          "winograd",
+          "cnn_budget", "winograd",
           "boards"]
 
 

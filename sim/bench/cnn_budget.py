@@ -23,7 +23,9 @@ for comparison, the hand-chosen ``prune+share`` configuration of ``cnn_methods``
 (:data:`sim.bench.cnn_methods.SPARSITY`, :data:`~sim.bench.cnn_methods.BITS`) put through the
 same retraining on the same fitting images and scored the same way.
 
-``python -m sim.bench.cnn_budget`` writes ``build/bench/cnn_budget.json``.
+``make bench SUITES=cnn_budget`` (or ``python -m sim.bench cnn_budget``) writes
+``build/bench/cnn_budget.json`` and the committed record ``docs/results/cnn_budget.json``
+(without the per-candidate lists), from which :mod:`sim.bench.results` renders its table.
 """
 
 import json
@@ -42,8 +44,14 @@ from quantize.train_cnn import accuracy, train_digits_cnn
 
 from ..rtl import BUILD_ROOT
 from .cnn_methods import BITS, SPARSITY
+from .results import REPO, provenance
 
-__all__ = ["MAX_LOSS", "VAL_FRACTION", "SEED", "measure", "main"]
+__all__ = ["RECORD", "MAX_LOSS", "VAL_FRACTION", "SEED", "measure", "main"]
+
+#: The committed record (docs/results.md is rendered from it).
+RECORD = REPO / "docs" / "results" / "cnn_budget.json"
+#: Per-candidate lists left out of the committed record (build/bench keeps them).
+_BULKY = ("prune_curves", "bits_drops", "tried")
 
 #: Allowed drop of the validation accuracy, in points.
 MAX_LOSS = 0.5
@@ -120,8 +128,14 @@ def measure() -> dict:
 def main(out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    start, started = time.monotonic(), provenance()
     res = measure()
     (out_dir / "cnn_budget.json").write_text(json.dumps(res, indent=1) + "\n")
+    kept = {k: ({kk: vv for kk, vv in v.items() if kk not in _BULKY}
+                if isinstance(v, dict) else v) for k, v in res.items()}
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    RECORD.write_text(json.dumps({"measured": {**started, "bench_seconds": round(
+        time.monotonic() - start)}, **kept}, indent=1, ensure_ascii=False) + "\n")
     return res
 
 

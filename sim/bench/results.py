@@ -211,7 +211,8 @@ def load() -> dict:
     if BOARDS_RECORD.exists():
         records["boards"] = json.loads(BOARDS_RECORD.read_text())
     # These suites write their own records.
-    for suite, name in (("methods", "compression_methods"), ("cnn_methods", "cnn_methods")):
+    for suite, name in (("methods", "compression_methods"), ("cnn_methods", "cnn_methods"),
+                        ("cnn_budget", "cnn_budget")):
         path = RECORDS / f"{name}.json"
         if path.exists():
             records[suite] = json.loads(path.read_text())
@@ -684,6 +685,45 @@ def _cnn_methods_md(rec: dict) -> list[str]:
     return out
 
 
+def _cnn_budget_md(rec: dict) -> list[str]:
+    """The record as Markdown lines: per CNN, what the search chose and how it scored."""
+    out = [f"`quantize.graph_sensitivity.search_graph` (what `nnaccel compress MODEL.onnx "
+           f"--max-loss` runs) on the digits CNN: each weight node's sparsity and codebook "
+           f"bits within {rec['max_loss_points']:g} points of the float CNN's accuracy on "
+           f"{100 * rec['val_fraction']:g} % of the {_int(rec['train_images'])} training "
+           f"images held out (stratified, seed {rec['seed']}), retrained on the rest; the "
+           f"{rec['test_images']} test images are never seen by the search. *all images*: the "
+           f"CNN of the table above, trained on every training image (the held-out images "
+           f"are not new to it); *fit images*: a CNN trained on the retraining images only. "
+           f"Beside each, the hand-chosen prune+share row ({rec['hand_chosen']}) retrained "
+           f"the same way. Accounting: {rec['accounting']}."]
+    if "measured" in rec:
+        out[0] += f" {_when(rec['measured'], True)}."
+    out += ["", "| CNN | configuration | ratio (paper) | validation float → compressed | "
+                "budget | test float | test compressed | test int8 golden (float int8) | "
+                "search |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("all_images", "all images"), ("fit_images", "fit images")):
+        r = rec.get(key)
+        if not r:
+            continue
+        what = (", ".join(f"{n} {100 * r['sparsity'][n]:.0f} %/{r['bits'][n]} b"
+                          for n in r["sparsity"]))
+        out.append(f"| {label} | searched: {what} | {r['ratio_huffman']:.1f}× | "
+                   f"{r['float_val']:.2f} → {r['final_val']:.2f} % | "
+                   f"{'kept' if r['within_budget'] else 'missed'} | "
+                   f"{_pct(r['float_test_accuracy'], 2)} | {_pct(r['test_accuracy'], 2)} | "
+                   f"{_pct(r['int8_golden_test_accuracy'], 2)} "
+                   f"({_pct(r['float_int8_test_accuracy'], 2)}) | "
+                   f"{r['search_minutes']:.1f} min |")
+        h = r["hand_chosen"]
+        out.append(f"| {label} | hand-chosen prune+share | {h['ratio_huffman']:.1f}× | "
+                   f"{r['float_val']:.2f} → {h['val']:.2f} % | "
+                   f"{'kept' if h['within_budget'] else 'missed'} | "
+                   f"{_pct(r['float_test_accuracy'], 2)} | {_pct(h['test_accuracy'], 2)} | "
+                   f"{_pct(h['int8_golden_test_accuracy'], 2)} | — |")
+    return out
+
+
 def _rank_selection_md(sel: dict) -> str:
     """One paragraph: the Tucker-2 rank scan on the validation split and what it chose."""
     scan = ", ".join(f"({r['ranks'][0]}, {r['ranks'][1]}) {_pct(r['validation_accuracy'], 2)}"
@@ -818,6 +858,8 @@ _SECTIONS = (
     ("methods", "Compression methods on the digits MLP (suite `methods`)", _methods_md),
     ("cnn_methods", "Compression methods on the digits CNN (suite `cnn_methods`)",
      _cnn_methods_md),
+    ("cnn_budget", "The digits CNN within an accuracy budget (suite `cnn_budget`)",
+     _cnn_budget_md),
     ("tflite", "Quantized TFLite models against LiteRT (suite `tflite`)", _tflite_md),
     ("winograd", "Winograd F(2×2, 3×3) against im2col (suite `winograd`)", _winograd_md),
     ("boards", "FPGA synthesis (suite `boards`)", _boards_md),
