@@ -17,6 +17,7 @@ from .engines import ENGINES, image_engine
 from .graph_image import graph_config, write_graph_image
 from .graph_quant import quantize_graph
 from .graph_run import add_winograd
+from .graph_sensitivity import format_scans, scan_graph, search_graph
 from .image import is_graph, load_image, write_image
 from .loaders import load_array, load_model
 from .lowrank import LowRankSpec, compress_low_rank, parse_ranks
@@ -41,6 +42,10 @@ from .tflite_import import PATHS, raw_inputs, raw_outputs, write_tflite_image
 from .weight_only import ACTIVATIONS, LinearChain, is_mlp_chain, mlp_graph
 
 __all__ = ["register", "cmd_compress", "cmd_report", "cmd_run"]
+
+#: What :func:`quantize.report.write_plots` writes (``weights.png`` only when the image keeps
+#: its float weights).
+_PLOT_FILES = ("weights.png", "sizes.png")
 
 
 def _progress(tag: str):
@@ -163,8 +168,8 @@ def register(subparsers) -> None:
                    help="replace -o even if it is a non-empty folder that is not an image")
     p.set_defaults(func=cmd_compress)
 
-    p = subparsers.add_parser("report", help="compression table, per-layer costs and plots "
-                                             "of an image")
+    p = subparsers.add_parser("report", help="compression table, per-layer costs and (with "
+                                             "--plots) plots of an image")
     p.add_argument("image", help="directory written by nnaccel compress")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--batch", type=int,
@@ -173,6 +178,9 @@ def register(subparsers) -> None:
     p.add_argument("--cycles", metavar="FILE",
                    help="cycles a run measured (Y.cycles.json beside nnaccel run's -o Y.npy "
                         "on rtl), shown beside the cost model")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write weights.png and sizes.png into DIR (created if missing; not "
+                        "inside the image folder, which the report never writes into)")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("run", help="run a compressed network on golden models or RTL")
@@ -328,9 +336,6 @@ def _check_budget_flags(args) -> None:
         if not budgeted:
             raise ValueError("--val-fraction sizes the split of --max-loss/--sensitivity; "
                              "give one of them")
-        if args.max_loss is not None and args.train is not None and not args.sensitivity:
-            raise ValueError("--max-loss with --train/--labels estimates by cross-validation; "
-                             "drop --val-fraction (--folds sets it)")
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction {args.val_fraction}: use a number between 0 "
                              f"and 1")
@@ -351,6 +356,15 @@ def _check_budget_flags(args) -> None:
         raise ValueError(f"--distill-weight {args.distill_weight}: use a number in [0, 1]")
     if (args.test is None) != (args.test_labels is None):
         raise ValueError("--test and --test-labels go together")
+
+
+def _check_mlp_budget(args) -> None:
+    """What only an MLP refuses: its labelled --max-loss cross-validates (a graph's holds
+    out --val-fraction instead)."""
+    if (args.val_fraction is not None and args.max_loss is not None and args.train is not None
+            and not args.sensitivity):
+        raise ValueError("--max-loss with --train/--labels estimates by cross-validation; "
+                         "drop --val-fraction (--folds sets it)")
 
 
 def _method_flags(args) -> list[str]:
@@ -525,24 +539,38 @@ def _graph_inputs(graph, x, flag):
     return x
 
 
-def _compress_graph(args, graph, activation, say) -> dict:
-    """The graph path: Deep Compression of the weight nodes, int8, a graph image."""
+def _check_graph_flags(args) -> None:
+    """Flags a graph does not take, refused in one line saying what it takes instead."""
     methods = _method_flags(args)
     if methods:
         raise ValueError(f"{methods[0]} is for MLP images; {args.model} is a graph")
     for flag, given in (("--quality", args.quality is not None), ("--global", args.global_prune),
-                        ("--layers", args.layers is not None),
-                        ("--max-loss", args.max_loss is not None),
-                        ("--sensitivity", args.sensitivity), ("--distill", args.distill),
-                        ("--test", args.test is not None)):
+                        ("--layers", args.layers is not None), ("--test", args.test is not None)):
         if given:
             raise ValueError(f"{flag} is for MLP images; a graph takes --sparsity (one figure "
                              f"or per node: conv1=0.5,fc=0.8)")
-    if args.calibration is None:
+    if args.folds is not None:
+        raise ValueError("--folds is for MLP images; a graph's --max-loss holds out "
+                         "--val-fraction of the training inputs (default 0.2)")
+    if args.distill and args.max_loss is None:
+        raise ValueError("--distill on a graph retrains the candidates of --max-loss; add "
+                         "--max-loss or drop --distill")
+    if args.calibration is None and args.output is not None:
         raise ValueError("the systolic engine's int8 scales need inputs: give --calibration "
                          "X.npy")
-    calibration = _graph_inputs(graph, load_array(args.calibration, "--calibration"),
-                                "--calibration")
+
+
+def _compress_graph(args, graph, activation, say) -> tuple:
+    """The graph path: Deep Compression of the weight nodes (by hand, or per node within
+    --max-loss: :func:`quantize.graph_sensitivity.search_graph`), int8, a graph image.
+    ``(manifest, search, int8)``: the manifest (None when nothing is written:
+    --sensitivity without -o), the :class:`~quantize.graph_sensitivity.GraphSearch` of
+    --max-loss (or None) and the written image's golden accuracy on its held-out split."""
+    _check_graph_flags(args)
+    calibration = None
+    if args.calibration is not None:
+        calibration = _graph_inputs(graph, load_array(args.calibration, "--calibration"),
+                                    "--calibration")
     x_train = load_array(args.train, "--train") if args.train else None
     y_train = load_array(args.labels, "--labels") if args.labels else None
     if (x_train is None) != (y_train is None):
@@ -562,15 +590,52 @@ def _compress_graph(args, graph, activation, say) -> dict:
     names = [n.name for n in weight_nodes(graph)]
     if not names:
         raise ValueError(f"{args.model}: the graph has no Conv or Gemm/MatMul layer")
-    sparsity = parse_sparsity(args.sparsity, names) if args.sparsity is not None else None
-    bits = args.bits
-    if isinstance(bits, dict):                     # a bare number: every node not named
-        bits = {**dict.fromkeys(names, bits.get("")), **{k: v for k, v in bits.items() if k}}
     say(f"graph: {len(graph.nodes)} nodes, weight layers {', '.join(names)}")
-    cg = compress_graph(graph, sparsity, bits, x_train, y_train,
-                        index_bits=args.index_bits, init=args.init, seed=args.seed,
-                        retrain_epochs=10 if args.epochs is None else args.epochs,
-                        progress=say)
+    labelled = x_train is not None
+    budget_data = {"x_train": x_train, "y_train": y_train,
+                   "calibration": None if labelled else calibration,
+                   "val_fraction": 0.2 if args.val_fraction is None else args.val_fraction,
+                   "seed": args.seed, "init": args.init,
+                   "max_bits": args.bits if args.bits_given and isinstance(args.bits, int)
+                   else MAX_BITS}
+    found = None
+    if args.max_loss is not None:
+        distill = None if not args.distill else (
+            4.0 if args.temperature is None else args.temperature,
+            0.5 if args.distill_weight is None else args.distill_weight)
+        found = search_graph(graph, args.max_loss, **budget_data, index_bits=args.index_bits,
+                             retrain_epochs=10 if args.epochs is None else args.epochs,
+                             distill=distill, progress=say)
+        if args.sensitivity:
+            print(format_scans(found.prune_curves, found.bits_drops, found.picks,
+                               args.max_loss, ("of the float graph", "of the chosen pruned "
+                                                                     "graph")))
+        if args.output is None:
+            return None, found, None
+        if not labelled:
+            # The held-out split judged the search; the int8 scales come from the rest.
+            calibration = calibration[found.fit]
+        cg = found.compressed
+    else:
+        sparsity = parse_sparsity(args.sparsity, names) if args.sparsity is not None else None
+        bits = args.bits
+        if isinstance(bits, dict):                     # a bare number: every node not named
+            bits = {**dict.fromkeys(names, bits.get("")),
+                    **{k: v for k, v in bits.items() if k}}
+        if args.sensitivity:
+            scans = scan_graph(graph, **budget_data)
+            print(f"validation split: {scans.val_size} of {scans.val_size + scans.fit_size} "
+                  f"{'training' if labelled else 'calibration'} inputs (seed {args.seed}); "
+                  f"float {scans.metric} {scans.float_val:.2f} %")
+            print(format_scans(scans.prune_curves, scans.bits_drops, scans.bits,
+                               scans.max_loss))
+            if args.output is None:
+                return None, None, None
+            bits = scans.bits
+        cg = compress_graph(graph, sparsity, bits, x_train, y_train,
+                            index_bits=args.index_bits, init=args.init, seed=args.seed,
+                            retrain_epochs=10 if args.epochs is None else args.epochs,
+                            progress=say)
     say("int8 quantization from the calibration inputs")
     qg = quantize_graph(cg.graph, calibration)
     if args.winograd is not None:
@@ -582,8 +647,18 @@ def _compress_graph(args, graph, activation, say) -> dict:
         say(f"Winograd F(2x2,3x3) for {', '.join(qg.winograd)}, calibrated on the same inputs")
     config = graph_config(qg, args.rows, args.cols)
     say(f"writing the graph image to {args.output}")
-    return write_graph_image(cg, qg, config, args.output, source=str(args.model),
-                             activation=activation, force=args.force)
+    manifest = write_graph_image(cg, qg, config, args.output, source=str(args.model),
+                                 activation=activation, force=args.force)
+    if found is None:
+        return manifest, None, None
+    # The search bounds the float compressed graph; the int8 image is measured on the same
+    # held-out split so the command says whether int8 keeps the budget too.
+    x_val = np.asarray((x_train if labelled else budget_data["calibration"])[found.val],
+                       np.float32)
+    y_val = y_train[found.val] if labelled else graph.forward(x_val).argmax(axis=1)
+    say(f"running the image's golden model on the {len(x_val)} held-out inputs")
+    golden = run_graph_image(load_image(args.output), x_val).float_output.argmax(axis=1)
+    return manifest, found, 100.0 * float(np.mean(golden == y_val))
 
 
 def cmd_compress(args) -> int:
@@ -623,14 +698,25 @@ def cmd_compress(args) -> int:
         raise ValueError(f"--winograd: {args.model} is an MLP (Linear layers only); Winograd "
                          f"runs a CNN's 3x3 stride-1 convolutions")
     if graph is not None:
-        manifest = _compress_graph(args, graph, activation, say)
-        _print_written(args.output, manifest)
-        g = manifest["graph"]["nodes"]
-        engine = sum(n["where"] == "engine" for n in g)
-        cfg = manifest["config"]
-        print(f"graph image: {len(g)} nodes, {engine} on the engine ({cfg['rows']}x"
-              f"{cfg['cols']} systolic), {len(g) - engine} on the host")
+        manifest, found, int8 = _compress_graph(args, graph, activation, say)
+        if manifest is not None:
+            _print_written(args.output, manifest)
+            g = manifest["graph"]["nodes"]
+            engine = sum(n["where"] == "engine" for n in g)
+            cfg = manifest["config"]
+            print(f"graph image: {len(g)} nodes, {engine} on the engine ({cfg['rows']}x"
+                  f"{cfg['cols']} systolic), {len(g) - engine} on the host")
+        if found is not None:
+            print(found.summary(args.train is not None))
+        if int8 is not None:
+            drop = found.float_val - int8
+            print(f"int8 image (golden model) on the validation split: {int8:.2f} % "
+                  f"{found.metric}, {drop:.2f} points below the float graph "
+                  f"({'within' if drop <= found.max_loss + 1e-9 else 'OUTSIDE'} the "
+                  f"{found.max_loss:g}-point budget, which the search applies to the float "
+                  f"compressed graph)")
         return 0
+    _check_mlp_budget(args)
     say(f"loaded {args.model}: layers {', '.join(layer.name for layer in model.layers)} "
         f"({'-'.join(map(str, model.sizes))})")
     x_train = load_array(args.train, "--train") if args.train else None
@@ -822,6 +908,13 @@ def _print_written(output, manifest) -> None:
 def cmd_report(args) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch {args.batch}: give 1 or more inputs")
+    plots = None if args.plots is None else Path(args.plots)
+    if plots is not None:
+        # The files, not DIR, are the outputs: DIR may hold the image (--plots .).
+        check_outputs([("--plots", plots / name) for name in _PLOT_FILES],
+                      [("the image", args.image)])
+        if plots.exists() and not plots.is_dir():
+            raise ValueError(f"--plots {plots}: exists and is not a folder; give a folder")
     image = load_image(args.image)
     measured = read_cycles(args.cycles, image) if args.cycles else None
     batch = args.batch or (measured["inputs"] if measured else 1)
@@ -833,12 +926,15 @@ def cmd_report(args) -> int:
             k: measured[k] for k in ("backend", "inputs", "total_cycles")}}
         print(json.dumps({**report_json(image), "per_layer": layer_rows(image, batch, measured),
                           **extra}, indent=1))
-        return 0
-    print(format_table(image))
-    print()
-    print(format_layers(image, batch, measured))
-    for path in write_plots(image, Path(args.image)):
-        print(f"wrote {path}")
+    else:
+        print(format_table(image))
+        print()
+        print(format_layers(image, batch, measured))
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        for path in write_plots(image, plots):
+            # stdout stays one JSON document with --json
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

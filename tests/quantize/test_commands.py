@@ -36,8 +36,19 @@ def test_compress_report_run(files, engine, capsys):
     assert report["compression_ratio"] > 5
     assert report["image_compression_ratio"] > 1
     assert [r["name"] for r in report["layers"]] == ["fc1", "fc2"]
+    before = sorted(p.name for p in out.iterdir())
     assert main(["report", str(out)]) == 0
-    assert (out / "weights.png").exists() and (out / "sizes.png").exists()
+    assert sorted(p.name for p in out.iterdir()) == before      # the image is left alone
+    assert not (out / "weights.png").exists() and not (out / "sizes.png").exists()
+    plots = d / f"plots_{engine}" / "new"
+    assert main(["report", str(out), "--plots", str(plots)]) == 0
+    assert (plots / "weights.png").exists() and (plots / "sizes.png").exists()
+    assert f"wrote {plots / 'sizes.png'}" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert main(["report", str(out), "--plots", str(out / "p")]) == 2
+    assert "lies inside the image" in capsys.readouterr().err
+    assert main(["report", str(out), "--plots", str(out)]) == 2
+    assert not (out / "p").exists() and sorted(p.name for p in out.iterdir()) == before
     assert main(["run", str(out), "--input", str(d / "xte.npy"), "-o",
                  str(d / f"y_{engine}.npy")]) == 0
     y = np.load(d / f"y_{engine}.npy")
