@@ -109,15 +109,17 @@ def register(subparsers) -> None:
                         "P points of the float model there is retrained on all of it. With "
                         "--calibration only: per-layer --sparsity and --bits from sensitivity "
                         "scans on a held-out split (agreement with the float model's answers "
-                        "is the accuracy). Replaces --sparsity, --quality and --bits (--bits: "
-                        "the widest allowed)")
+                        "is the accuracy). A graph (CNN): per-node --sparsity and --bits from "
+                        "scans on a --val-fraction split of --train/--labels (or of "
+                        "--calibration), the pruned candidates retrained on the rest. Replaces "
+                        "--sparsity, --quality and --bits (--bits: the widest allowed)")
     p.add_argument("--folds", type=int, metavar="K",
                    help="folds of --max-loss's cross-validation with --train/--labels "
                         "(default 5, seeded by --seed)")
     p.add_argument("--val-fraction", type=float,
-                   help="share of the calibration (or, for --sensitivity, training) inputs "
-                        "held out for --max-loss/--sensitivity (default 0.2, seeded by "
-                        "--seed)")
+                   help="share of the calibration (or, for --sensitivity and a graph's "
+                        "--max-loss, training) inputs held out for --max-loss/--sensitivity "
+                        "(default 0.2, seeded by --seed)")
     p.add_argument("--sensitivity", action="store_true",
                    help="print each layer's accuracy drop at 2..8 bits and over a grid of "
                         "sparsities on the validation split, and the smallest bits per layer "
