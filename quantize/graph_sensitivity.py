@@ -25,6 +25,13 @@ bits whose accuracy on that split stays within ``max_loss`` points of the float 
 
 Without labels the "accuracy" is agreement with the float graph's answers on the split of
 the calibration inputs, and nothing is retrained.
+
+With ``int8_calibration`` the budget applies to what runs on the systolic engine: every
+candidate's accuracy on the split (steps 3 and 4) is that of its int8 golden model
+(:func:`quantize.graph_quant.quantize_graph` on those inputs, optionally Winograd,
+:func:`quantize.graph_run.run_graph`), still against the *float* graph's accuracy. The
+scans of steps 1 and 2 stay float: they rank the nodes and pick a starting width, and
+every choice they lead to is then judged in int8.
 """
 
 import dataclasses
@@ -34,6 +41,8 @@ import numpy as np
 
 from .compress_graph import CompressedGraph, compress_graph, weight_nodes
 from .graph import Graph, Node
+from .graph_quant import quantize_graph
+from .graph_run import add_winograd, run_graph
 from .prune import prune_sparsity
 from .sensitivity import TOLERANCES, Metric, pick_bits, validation_split
 from .share import MAX_BITS, MIN_BITS, share_weights
@@ -135,6 +144,42 @@ def _prepare(graph, max_bits, x_train, y_train, calibration, val_fraction, seed)
     return data, labels, fit, val, metric
 
 
+class Int8Metric:
+    """``metric`` (same split, same answers) scored on a graph's int8 golden model: the
+    graph quantized from ``calibration`` (with ``winograd``: its 3×3 stride-1 convolutions,
+    or the named ones, on Winograd F(2×2,3×3) calibrated on the same inputs) and run by
+    :func:`quantize.graph_run.run_graph` on the golden engine."""
+
+    def __init__(self, metric: Metric, calibration: np.ndarray, winograd=False):
+        self.x, self.y, self.calibration = metric.x, metric.y, calibration
+        self.winograd = winograd
+        self.kind = metric.kind
+
+    def quantize(self, graph: Graph):
+        """The int8 graph this metric scores (what a graph image holds)."""
+        qg = quantize_graph(graph, self.calibration)
+        if self.winograd is not False:
+            qg = add_winograd(qg, self.calibration,
+                              None if self.winograd is True else list(self.winograd))
+        return qg
+
+    def __call__(self, graph: Graph) -> float:
+        out = run_graph(self.quantize(graph), self.x, "golden").float_output
+        return 100.0 * float(np.mean(out.argmax(axis=1) == self.y))
+
+
+def _int8_inputs(graph: Graph, calibration) -> np.ndarray:
+    data = np.asarray(calibration, np.float64)
+    size = int(np.prod(graph.input_shape))
+    if data.ndim == 0 or data.size == 0 or data.size % size or len(data) * size != data.size:
+        raise ValueError(f"int8 calibration: inputs of shape {data.shape} are not a non-empty "
+                         f"batch of the graph's input shape {tuple(graph.input_shape)}")
+    data = data.reshape(-1, *graph.input_shape)
+    if not np.all(np.isfinite(data)):
+        raise ValueError("int8 calibration: inputs contain NaN or Inf")
+    return data
+
+
 @dataclass
 class GraphScans:
     """The float graph's scans on the validation split (:func:`scan_graph`): pruning
@@ -215,7 +260,15 @@ class GraphSearch:
     picks : dict
         Per node, its smallest width within the budget alone (before any widening).
     tried : list of dict
-        Every pruning candidate retrained, and every sharing checked, in order.
+        Every pruning candidate retrained, and every sharing checked, in order (with an
+        int8 judge, ``pruned_val_int8``/``shared_val_int8`` beside the float figures).
+    final_val_int8, float_val_int8 : float or None
+        With an int8 judge: the chosen graph's int8 golden accuracy on the split (what the
+        budget was applied to), and the uncompressed graph's; None when the search judged
+        the float compressed graph.
+    int8 : str or None
+        What the int8 judge was ("int8 golden, scales from N inputs outside the split", and
+        the Winograd layers), or None.
     """
 
     fit: np.ndarray
@@ -231,6 +284,9 @@ class GraphSearch:
     bits_drops: dict
     picks: dict
     tried: list = field(default_factory=list)
+    final_val_int8: float | None = None
+    float_val_int8: float | None = None
+    int8: str | None = None
 
     @property
     def fit_size(self) -> int:
@@ -241,25 +297,36 @@ class GraphSearch:
         return int(self.val.size)
 
     @property
+    def judged_val(self) -> float:
+        """The accuracy the budget was applied to: int8 when judged so, else float."""
+        return self.final_val if self.final_val_int8 is None else self.final_val_int8
+
+    @property
     def within_budget(self) -> bool:
-        return self.float_val - self.final_val <= self.max_loss + 1e-9
+        return self.float_val - self.judged_val <= self.max_loss + 1e-9
 
     def summary(self, labelled: bool = True) -> str:
         """Two lines for the CLI: the choice, and the split's float and compressed figures."""
         t = self.compressed.totals()
-        return (f"chosen: sparsity {_pairs(self.sparsity)}, bits {_pairs(self.bits)} "
+        verdict = "kept" if self.within_budget else "MISSED"
+        head = (f"chosen: sparsity {_pairs(self.sparsity)}, bits {_pairs(self.bits)} "
                 f"({t['ratio_huffman']:.1f}x Huffman, {t['ratio_pq']:.1f}x P+Q)\n"
                 f"validation split ({self.val_size} of {self.val_size + self.fit_size} "
                 f"{'training' if labelled else 'calibration'} inputs, held out): float "
-                f"{self.float_val:.2f} %, compressed {self.final_val:.2f} % {self.metric} "
-                f"(budget {self.max_loss:g} points: "
-                f"{'kept' if self.within_budget else 'MISSED'})")
+                f"{self.float_val:.2f} %, compressed {self.final_val:.2f} %")
+        if self.final_val_int8 is None:
+            return f"{head} {self.metric} (budget {self.max_loss:g} points: {verdict})"
+        return (f"{head} float, {self.final_val_int8:.2f} % int8 {self.metric} (budget "
+                f"{self.max_loss:g} points on the int8 model: {verdict})\n"
+                f"int8 judge: {self.int8}; the uncompressed graph in int8 "
+                f"{self.float_val_int8:.2f} %")
 
     def as_dict(self) -> dict:
         t = self.compressed.totals()
         return {"fit_size": self.fit_size, "val_size": self.val_size, "metric": self.metric,
                 "float_val": self.float_val, "final_val": self.final_val,
-                "max_loss": self.max_loss, "within_budget": self.within_budget,
+                "final_val_int8": self.final_val_int8, "float_val_int8": self.float_val_int8,
+                "int8": self.int8, "max_loss": self.max_loss, "within_budget": self.within_budget,
                 "sparsity": self.sparsity, "bits": self.bits, "picks": self.picks,
                 "ratio_pq": t["ratio_pq"], "ratio_huffman": t["ratio_huffman"],
                 "kept": t["kept"], "weights": t["weights"],
@@ -274,7 +341,7 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
                  *, val_fraction: float = 0.2, seed: int = 0, max_bits: int = MAX_BITS,
                  index_bits: int = 5, prune_steps: int = 4, retrain_epochs: int = 10,
                  finetune_epochs: int = 5, init: str = "linear", distill: tuple | None = None,
-                 progress=None) -> GraphSearch:
+                 int8_calibration=None, winograd=False, progress=None) -> GraphSearch:
     """Per-node sparsity and bits of ``graph`` within ``max_loss`` points on a validation
     split (module docstring).
 
@@ -300,6 +367,17 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
     distill : (temperature, weight), optional
         Retraining and fine-tuning also follow the float graph's softened outputs on the
         fitting inputs (:func:`quantize.train_cnn.teacher`).
+    int8_calibration : array, optional
+        Inputs the int8 scales come from (as for the image written afterwards): with them,
+        every candidate is judged on its int8 golden model (module docstring). They must
+        not be the held-out split: with labels, fitting rows of ``x_train`` (or other
+        inputs, such as the command's ``--calibration`` less any held-out rows); without,
+        the rows of ``calibration`` outside the split (``fit``). ``None``: the float
+        compressed graph is judged, as without an int8 image.
+    winograd : bool or list of str
+        With ``int8_calibration``: the int8 model judged runs every 3×3 stride-1
+        convolution (True) or the named ones on Winograd F(2×2,3×3)
+        (:func:`quantize.graph_run.add_winograd`, calibrated on the same inputs).
     progress : callable, optional
         Called with one line of text per stage.
 
@@ -308,8 +386,10 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
     ValueError
         A negative or non-finite ``max_loss``, ``max_bits`` outside 2..8, no inputs, inputs
         that are not batches of the graph's input shape, labels that do not match the
-        inputs or the graph's outputs, or a split that leaves either part empty (one line
-        each).
+        inputs or the graph's outputs, a split that leaves either part empty, int8
+        calibration inputs that are not a batch of the graph's input shape, or (with
+        ``int8_calibration``) an uncompressed graph whose int8 model alone already loses
+        more than ``max_loss`` (one line each).
     """
     say = progress or (lambda msg: None)
     _check_budget(max_loss)
@@ -319,10 +399,26 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
     labelled = labels is not None
     if distill is not None and not labelled:
         raise ValueError("distillation retrains: give training inputs and labels")
+    if winograd is not False and int8_calibration is None:
+        raise ValueError("winograd is part of the int8 model judged: give int8_calibration")
     base = metric(graph)
     say(f"validation split: {val.size} of {len(data)} "
         f"{'training' if labelled else 'calibration'} inputs (seed {seed}); float "
         f"{metric.kind} {base:.2f} %")
+    judge = base_int8 = about = None
+    if int8_calibration is not None:
+        judge = Int8Metric(metric, _int8_inputs(graph, int8_calibration), winograd)
+        wino = judge.quantize(graph).winograd if winograd is not False else {}
+        about = (f"int8 golden model, scales from {len(judge.calibration)} calibration "
+                 f"inputs" + (f", Winograd {','.join(wino)}" if wino else ""))
+        base_int8 = judge(graph)
+        say(f"{about}: the uncompressed graph {base_int8:.2f} %")
+        if base - base_int8 > max_loss + 1e-9:
+            raise ValueError(f"the uncompressed graph in int8 already loses "
+                             f"{base - base_int8:.2f} points on the validation split "
+                             f"({base:.2f} -> {base_int8:.2f} %), more than the "
+                             f"{max_loss:g}-point budget: give a larger --max-loss (at least "
+                             f"{base - base_int8:.2f}) or other calibration inputs")
     x_fit, y_fit = (data[fit], labels[fit]) if labelled else (None, None)
     soft = None if distill is None else teacher(graph, x_fit, *distill)
     opts = {"index_bits": index_bits, "prune_steps": prune_steps,
@@ -342,7 +438,10 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
             got = compress_graph(graph, sparsity, widest, x_fit, y_fit, **opts)
             acc = metric(got.pruned)
             tried.append({"sparsity": sparsity, "pruned_val": acc})
-            say(f"  pruned: {acc:.2f} % on the split (budget {base - max_loss:.2f} %)")
+            if judge is not None:
+                acc = tried[-1]["pruned_val_int8"] = judge(got.pruned)
+            say(f"  pruned: {acc:.2f} % {'int8 ' if judge else ''}on the split (budget "
+                f"{base - max_loss:.2f} %)")
             cache[key] = (got, acc)
         return cache[key]
 
@@ -364,9 +463,11 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
                 + (f", fine-tuning centroids {finetune_epochs} epochs"
                    if labelled and finetune_epochs else ""))
             final = _share(graph, pruned, chosen, bits, x_fit, y_fit, finetune_epochs, opts)
-            acc = metric(final.graph)
+            acc = flt = metric(final.graph)
             tried.append({"sparsity": chosen, "bits": bits, "shared_val": acc})
-            say(f"  shared: {acc:.2f} % on the split")
+            if judge is not None:
+                acc = tried[-1]["shared_val_int8"] = judge(final.graph)
+            say(f"  shared: {acc:.2f} % {'int8 ' if judge else ''}on the split")
             narrow = [n for n in names if bits[n] < max_bits]
             if base - acc <= max_loss or not narrow:
                 break
@@ -375,8 +476,9 @@ def search_graph(graph: Graph, max_loss: float, x_train=None, y_train=None, cali
         if base - acc <= max_loss or lo == len(cands) - 1:
             break
         lo += 1
-    return GraphSearch(fit, val, metric.kind, base, float(max_loss), chosen, bits, final, acc,
-                       curves, drops, picks, tried)
+    return GraphSearch(fit, val, metric.kind, base, float(max_loss), chosen, bits, final, flt,
+                       curves, drops, picks, tried, None if judge is None else acc, base_int8,
+                       about)
 
 
 def _share(graph, pruned: CompressedGraph, sparsity, bits, x_fit, y_fit, finetune_epochs,

@@ -9,6 +9,8 @@ import quantize.graph_sensitivity as gs
 from quantize.compress_graph import compress_graph, weight_nodes
 from quantize.digits import load_digits_split
 from quantize.graph import Graph
+from quantize.graph_quant import quantize_graph
+from quantize.graph_run import run_graph
 from quantize.graph_sensitivity import (
     SPARSITIES,
     bits_scan_graph,
@@ -180,6 +182,53 @@ def test_a_budget_out_of_reach_is_reported_missed(digits):
     assert found.bits == dict.fromkeys(found.bits, 2)
     assert found.final_val < 100.0 and not found.within_budget
     assert "MISSED" in found.summary(labelled=False)
+
+
+def _int8_acc(graph, calibration, x, y) -> float:
+    """The int8 golden model's accuracy, from its definition: quantize, run, count."""
+    out = run_graph(quantize_graph(graph, calibration), x, "golden").float_output
+    return 100.0 * float(np.mean(out.argmax(1) == y))
+
+
+def test_int8_judge_applies_the_budget_to_the_int8_golden_model(digits):
+    graph, x, y, *_ = digits
+    fit, val = validation_split(len(x), 0.2, 0, y)
+    cal = x[fit][:500]
+    flt = search_graph(graph, 1.5, x, y, **FAST)
+    q = search_graph(graph, 1.5, x, y, **FAST, int8_calibration=cal)
+    assert flt.final_val_int8 is None and flt.as_dict()["final_val_int8"] is None
+    assert q.float_val == pytest.approx(_acc(graph, x[val], y[val]))   # the float reference
+    assert q.float_val_int8 == pytest.approx(_int8_acc(graph, cal, x[val], y[val]))
+    assert q.final_val_int8 == pytest.approx(_int8_acc(q.compressed.graph, cal, x[val], y[val]))
+    assert q.final_val == pytest.approx(_acc(q.compressed.graph, x[val], y[val]))
+    assert q.float_val - q.final_val_int8 <= 1.5 and q.within_budget
+    assert q.as_dict()["final_val_int8"] == q.final_val_int8 and "int8" in q.summary()
+    # Every candidate carries its int8 figure, and only that figure decides: a sharing is
+    # widened exactly when its int8 model misses, whatever its float graph scores.
+    shared = [t for t in q.tried if "bits" in t and t["sparsity"] == q.sparsity]
+    assert all("pruned_val_int8" in t or "shared_val_int8" in t for t in q.tried)
+    assert [q.float_val - t["shared_val_int8"] <= 1.5 for t in shared] == \
+        [False] * (len(shared) - 1) + [True]
+    # Here the float judge keeps a sharing whose int8 model misses the budget; the int8
+    # judge rejects that same sharing and widens it.
+    assert flt.within_budget and flt.sparsity == q.sparsity and flt.bits != q.bits
+    assert flt.float_val - _int8_acc(flt.compressed.graph, cal, x[val], y[val]) > 1.5
+    rejected = next(t for t in shared if t["bits"] == flt.bits)
+    assert rejected["shared_val"] == pytest.approx(flt.final_val)
+    assert q.float_val - rejected["shared_val_int8"] > 1.5
+
+
+def test_int8_alone_missing_the_budget_is_one_line(digits):
+    graph, x, y, *_ = digits
+    # One darkened calibration image: real inputs saturate the int8 ranges it sets.
+    with pytest.raises(ValueError, match=r"uncompressed graph in int8 already loses "
+                                         r"[0-9.]+ points .* larger --max-loss") as err:
+        search_graph(graph, 1.0, x, y, **FAST, int8_calibration=x[:1] * 0.1)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="int8 calibration: inputs of shape"):
+        search_graph(graph, 1.0, x, y, int8_calibration=x[:4, :, :7])
+    with pytest.raises(ValueError, match="give int8_calibration"):
+        search_graph(graph, 1.0, x, y, winograd=True)
 
 
 def test_scans_and_their_table(digits):
