@@ -111,7 +111,9 @@ def register(subparsers) -> None:
                         "scans on a held-out split (agreement with the float model's answers "
                         "is the accuracy). A graph (CNN): per-node --sparsity and --bits from "
                         "scans on a --val-fraction split of --train/--labels (or of "
-                        "--calibration), the pruned candidates retrained on the rest. Replaces "
+                        "--calibration), the pruned candidates retrained on the rest and "
+                        "judged as int8 (scaled from --calibration, held-out rows left out). "
+                        "Replaces "
                         "--sparsity, --quality and --bits (--bits: the widest allowed)")
     p.add_argument("--folds", type=int, metavar="K",
                    help="folds of --max-loss's cross-validation with --train/--labels "
