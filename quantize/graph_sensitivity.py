@@ -50,7 +50,7 @@ from .storage import check_index_bits, layer_storage, totals
 from .train_cnn import teacher
 
 __all__ = ["SPARSITIES", "prune_scan_graph", "bits_scan_graph", "GraphScans",
-           "scan_graph", "GraphSearch", "search_graph", "format_scans"]
+           "scan_graph", "GraphSearch", "Int8Metric", "search_graph", "format_scans"]
 
 #: Sparsity grid of the pruning curves. Lower than the MLP grid at the start: a CNN's first
 #: convolution holds few weights per output and rarely takes 50 %.
@@ -267,7 +267,7 @@ class GraphSearch:
         budget was applied to), and the uncompressed graph's; None when the search judged
         the float compressed graph.
     int8 : str or None
-        What the int8 judge was ("int8 golden, scales from N inputs outside the split", and
+        What the int8 judge was ("int8 golden model, scales from N calibration inputs", and
         the Winograd layers), or None.
     """
 
