@@ -691,7 +691,8 @@ def _cnn_budget_md(rec: dict) -> list[str]:
            f"--max-loss` runs) on the digits CNN: each weight node's sparsity and codebook "
            f"bits within {rec['max_loss_points']:g} points of the float CNN's accuracy on "
            f"{100 * rec['val_fraction']:g} % of the {_int(rec['train_images'])} training "
-           f"images held out (stratified, seed {rec['seed']}), retrained on the rest; the "
+           f"images held out (stratified, seed {rec['seed']}), retrained on the rest, every "
+           f"candidate judged on its int8 golden model where the record has one; the "
            f"{rec['test_images']} test images are never seen by the search. *all images*: the "
            f"CNN of the table above, trained on every training image (the held-out images "
            f"are not new to it); *fit images*: a CNN trained on the retraining images only. "
@@ -699,9 +700,13 @@ def _cnn_budget_md(rec: dict) -> list[str]:
            f"the same way. Accounting: {rec['accounting']}."]
     if "measured" in rec:
         out[0] += f" {_when(rec['measured'], True)}."
-    out += ["", "| CNN | configuration | ratio (paper) | validation float → compressed | "
-                "budget | test float | test compressed | test int8 golden (float int8) | "
-                "search |", "|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "| CNN | configuration | ratio (paper) | validation: float → compressed "
+                "float / int8 | budget | test float | test compressed | test int8 golden "
+                "(float int8) | search |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def val(v, v8):
+        return f"{v:.2f} / {v8:.2f} %" if v8 is not None else f"{v:.2f} %"
+
     for key, label in (("all_images", "all images"), ("fit_images", "fit images")):
         r = rec.get(key)
         if not r:
@@ -709,7 +714,7 @@ def _cnn_budget_md(rec: dict) -> list[str]:
         what = (", ".join(f"{n} {100 * r['sparsity'][n]:.0f} %/{r['bits'][n]} b"
                           for n in r["sparsity"]))
         out.append(f"| {label} | searched: {what} | {r['ratio_huffman']:.1f}× | "
-                   f"{r['float_val']:.2f} → {r['final_val']:.2f} % | "
+                   f"{r['float_val']:.2f} → {val(r['final_val'], r.get('final_val_int8'))} | "
                    f"{'kept' if r['within_budget'] else 'missed'} | "
                    f"{_pct(r['float_test_accuracy'], 2)} | {_pct(r['test_accuracy'], 2)} | "
                    f"{_pct(r['int8_golden_test_accuracy'], 2)} "
@@ -717,7 +722,7 @@ def _cnn_budget_md(rec: dict) -> list[str]:
                    f"{r['search_minutes']:.1f} min |")
         h = r["hand_chosen"]
         out.append(f"| {label} | hand-chosen prune+share | {h['ratio_huffman']:.1f}× | "
-                   f"{r['float_val']:.2f} → {h['val']:.2f} % | "
+                   f"{r['float_val']:.2f} → {val(h['val'], h.get('val_int8'))} | "
                    f"{'kept' if h['within_budget'] else 'missed'} | "
                    f"{_pct(r['float_test_accuracy'], 2)} | {_pct(h['test_accuracy'], 2)} | "
                    f"{_pct(h['int8_golden_test_accuracy'], 2)} | — |")
