@@ -19,6 +19,8 @@ PES ?= 8
 BOARD ?= ulx3s
 # make synth SEEDS=1-4 places and routes with each nextpnr seed (two at a time), keeps the best.
 SEEDS ?= 1
+# make synth PNR_TIMEOUT=30 stops each seed's place and route after 30 minutes.
+PNR_TIMEOUT ?=
 # make bench SUITES="eie eie_pes" runs some suites only (default: all).
 SUITES ?=
 
@@ -71,9 +73,11 @@ lint: $(STAMP)
 
 synth: $(STAMP)
 ifeq ($(ENGINE),eie)
-	$(PY) -m sim.cli synth --board $(BOARD) --engine eie --pes $(PES) --seed $(SEEDS)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine eie --pes $(PES) --seed $(SEEDS) \
+		$(if $(PNR_TIMEOUT),--pnr-timeout $(PNR_TIMEOUT))
 else
-	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS) --seed $(SEEDS)
+	$(PY) -m sim.cli synth --board $(BOARD) --engine $(ENGINE) --rows $(ROWS) --cols $(COLS) --seed $(SEEDS) \
+		$(if $(PNR_TIMEOUT),--pnr-timeout $(PNR_TIMEOUT))
 endif
 
 # The fully-integer .tflite fixtures of tests/quantize/test_tflite_conformance.py, trained and

@@ -11,6 +11,10 @@ once, placed and routed once per seed (``jobs`` at a time, each in ``seed-N/`` o
 build directory), and the build keeps the seed whose worst clock does best: its report,
 timing log and bitstream are copied into the build directory; every seed's Fmax is in
 :attr:`SynthReport.seed_fmax`.
+
+A congested design can keep nextpnr's router busy for hours without converging, so a build
+may bound each place-and-route run (``pnr_timeout``): a run still going then is killed and
+the build fails with one line naming how far the router got (:func:`parse_router_state`).
 """
 
 import hashlib
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +36,8 @@ from .top import BoardTop
 from .vivado import lint_tree
 
 __all__ = ["SynthReport", "synthesize", "read_results", "parse_overflow", "parse_yosys_cells",
-           "absorb_ram_output_registers", "parse_seeds", "best_seed", "FAMILY_CELLS"]
+           "absorb_ram_output_registers", "parse_seeds", "best_seed", "parse_router_state",
+           "router_progress", "FAMILY_CELLS"]
 
 #: Per family: Yosys cell names counted as LUTs, FFs, DSPs, block RAMs, LUT RAM.
 FAMILY_CELLS = {
@@ -148,6 +154,89 @@ def parse_overflow(log: str) -> list[str]:
     return list(dict.fromkeys(over))
 
 
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+)\s+wires=\d+\s+overused=(\d+)", re.M)
+_ROUTER1_ROW = re.compile(r"^Info:\s+\d+\s*\|[\d\s]+\|[\d\s]+\|\s*(\d+)\s*\|", re.M)
+
+
+def parse_router_state(log: str) -> tuple[int, int] | None:
+    """router2's last iteration in a nextpnr log and the wires still overused after it:
+    ``(26, 7053)`` for ``Info:     iter=26 wires=1088525 overused=7053 ...``; ``None``
+    when router2 had finished no iteration."""
+    found = _ROUTER2_ITER.findall(log)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def router_progress(log: str) -> str:
+    """How far the nextpnr run that wrote ``log`` had got, for a run that was stopped:
+    router2's last iteration and its overused wires, router1's arcs still to route, or
+    that it was still placing (or routing, or packing)."""
+    state = parse_router_state(log)
+    if state:
+        return (f"router2 at iteration {state[0]} still had {state[1]:,} overused wires "
+                f"(congestion)")
+    if "Program finished normally" in log:
+        return "routed, still packing the bitstream"
+    rows = _ROUTER1_ROW.findall(log)
+    total = re.search(r"^Info: Routing (\d+) arcs\.", log, re.M)
+    if rows and total:
+        return f"router1 still had {int(rows[-1]):,} of {int(total.group(1)):,} arcs to route"
+    if re.search(r"^Info: (Routing\.\.|Running router2)", log, re.M):
+        return "still routing (no router iteration finished)"
+    return "still placing" if "Info:" in log else "place and route had not started"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _kill_group(proc: subprocess.Popen, wait: float = 30.0) -> None:
+    """Kill the process group ``proc`` leads (``sh`` and the tool it runs), reap ``proc``
+    and wait (up to ``wait`` seconds) until the rest of the group has exited too: a killed
+    nextpnr takes a moment to release its memory, and the caller may start another."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    deadline = time.monotonic() + wait
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (not a zombie), as far as
+    ``/proc`` tells (where there is none: ``False``)."""
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":    # state, ppid, pgrp
+            return True
+    return False
+
+
+def _run_bounded(args: list, cwd: Path, env: dict, out, timeout: float | None) -> int | None:
+    """Run ``args`` in a session of its own; its exit code, or ``None`` when ``timeout``
+    seconds passed first and it was killed. The group is killed on any way out (Ctrl-C
+    included), since a new session no longer receives the terminal's signals."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return proc.returncode if proc.returncode >= 0 else None   # (it finished meanwhile)
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
+
+
 def _critical_paths(log: str) -> list[str]:
     """One line per clock: the critical path's start and end cells, delay, logic/routing."""
     out, clock, cells = [], None, []
@@ -228,12 +317,28 @@ def best_seed(results: dict) -> int | None:
 
 def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
                clock_mhz: float | None = None, baud: int = 115200,
-               seeds=(1,), jobs: int = 1, progress=None) -> SynthReport:
+               seeds=(1,), jobs: int = 1, progress=None,
+               pnr_timeout: float | None = None) -> SynthReport:
     """Build ``engine`` with ``config`` for ``board_name``; return the measured report.
 
     ``seeds``: nextpnr seeds to place and route the one netlist with (``jobs`` runs at a
     time); the best is kept. ``progress``: called with a line of text after each seed.
+    ``pnr_timeout``: seconds each place-and-route run (one per seed) may take; one still
+    running then is killed and counts as a failed seed (``None``: no limit).
+
+    Raises
+    ------
+    ValueError
+        The design does not fit the device (the resource named).
+    TimeoutError
+        Every seed's place and route was killed at ``pnr_timeout`` or failed, and at least
+        one was killed: one line with how far the router had got.
+    OSError
+        The toolchain is missing, or the flow failed otherwise.
     """
+    if pnr_timeout is not None and not pnr_timeout > 0:
+        raise ValueError(f"pnr_timeout {pnr_timeout}: give place and route a positive time "
+                         f"limit in seconds, or None for no limit")
     b: Board = board(board_name)
     env = use_yowasp_tools(b)
     build_dir = Path(build_dir)
@@ -279,8 +384,8 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         return report
     log_path = build_dir / "synth.log"
     with open(log_path, "w") as log:
-        done, report.seed, report.seed_fmax = _run_flow(build_dir, b.family, env, log, seeds,
-                                                        jobs, progress)
+        done, report.seed, report.seed_fmax, stopped = _run_flow(
+            build_dir, b.family, env, log, seeds, jobs, progress, pnr_timeout)
     report.seconds = time.monotonic() - start
     pnr_log = (build_dir / "top.tim").read_text() if (build_dir / "top.tim").exists() else ""
     # Yosys writes its own errors (a failed assertion, say) into its report, not the log.
@@ -293,6 +398,9 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
         if over:
             raise ValueError(f"{engine} {_short(config)} does not fit the {platform.device}: "
                              f"{', '.join(over)} — choose a smaller config")
+        if stopped:
+            raise TimeoutError(_timeout_message(engine, config, platform.device, pnr_timeout,
+                                                seeds, stopped))
         tail = " | ".join(line.strip() for line in full_log.splitlines()
                           if "ERROR" in line or "error" in line.lower())[-400:]
         raise OSError(f"the {b.name} flow failed ({tail or 'see log'}); log: {log_path}")
@@ -306,17 +414,34 @@ def synthesize(board_name: str, engine: str, config, *, build_dir: Path,
     return report
 
 
+def _timeout_message(engine, config, device, timeout, seeds, stopped: dict) -> str:
+    """One line for a build whose every seed failed, some killed at ``timeout``."""
+    if len(seeds) == 1:
+        where = stopped[seeds[0]]
+    else:
+        where = "; ".join(f"seed {s}: {stopped.get(s, 'failed')}" for s in seeds)
+    return (f"{engine} {_short(config)} was not placed and routed on the {device} within "
+            f"{_duration(timeout)}: {where} — give a longer --pnr-timeout (in a sweep spec, "
+            f"pnr_timeout_min) or choose a smaller config")
+
+
+def _tool_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
-              progress=None):
+              progress=None, pnr_timeout=None):
     """The generated build script: synthesis, then (on the ECP5) the netlist's block-RAM
     read registers moved into the RAMs, then place and route and packing — once, or once
-    per seed. Returns the process's result, the seed kept, and every seed's Fmax (empty
-    with one seed: the caller reads it from the report)."""
+    per seed, each killed after ``pnr_timeout`` seconds. Returns the process's result, the
+    seed kept, every seed's Fmax (empty with one seed: the caller reads it from the
+    report), and seed → how far the router got, for each seed killed at the timeout."""
     script = (build_dir / "build_top.sh").read_text().splitlines()
     split = next((i for i, line in enumerate(script) if line.startswith('"$YOSYS"')), None)
+    (build_dir / "top.tim").unlink(missing_ok=True)    # a stale log would misreport progress
     if split is None:
-        return subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT), seeds[0], {}
+        code = _run_bounded(["sh", "build_top.sh"], build_dir, env, log, pnr_timeout)
+        return _single(code, build_dir, seeds[0])
     header = [line for line in script[:split] if not line.startswith('"$')]
     pnr = header + script[split + 1:]
     for name, lines in (("build_synth.sh", script[:split + 1]), ("build_pnr.sh", pnr)):
@@ -324,7 +449,7 @@ def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
     done = subprocess.run(["sh", "build_synth.sh"], cwd=build_dir, env=env, stdout=log,
                           stderr=subprocess.STDOUT)
     if done.returncode:
-        return done, seeds[0], {}
+        return done, seeds[0], {}, {}
     if family == "ecp5":
         netlist_path = build_dir / "top.json"
         netlist = json.loads(netlist_path.read_text())
@@ -333,9 +458,16 @@ def _run_flow(build_dir: Path, family: str, env: dict, log, seeds=(1,), jobs=1,
         log.write(f"nnaccel: {moved} block-RAM read registers moved into their RAMs\n")
         log.flush()
     if len(seeds) == 1:
-        return subprocess.run(["sh", "build_pnr.sh"], cwd=build_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT), seeds[0], {}
-    return _run_seeds(build_dir, pnr, env, log, seeds, jobs, progress)
+        code = _run_bounded(["sh", "build_pnr.sh"], build_dir, env, log, pnr_timeout)
+        return _single(code, build_dir, seeds[0])
+    return _run_seeds(build_dir, pnr, env, log, seeds, jobs, progress, pnr_timeout)
+
+
+def _single(code: int | None, build_dir: Path, seed: int):
+    if code is None:
+        return (subprocess.CompletedProcess([], 1), seed, {},
+                {seed: router_progress(_tool_log(build_dir / "top.tim"))})
+    return subprocess.CompletedProcess([], code), seed, {}, {}
 
 
 #: Place-and-route outputs copied from the kept seed's directory into the build directory.
@@ -343,41 +475,61 @@ _PNR_OUTPUTS = ("report.json", "top.tim", "top.config", "top.bit", "top.svf", "t
                 "top.bin")
 
 
-def _run_seeds(build_dir: Path, pnr: list, env: dict, log, seeds, jobs, progress):
+def _run_seeds(build_dir: Path, pnr: list, env: dict, log, seeds, jobs, progress,
+               pnr_timeout=None):
     inputs = [p.name for p in build_dir.iterdir()
               if p.name == "top.json" or p.suffix in (".lpf", ".pcf")]
-    procs, results, pending = {}, {}, list(seeds)
-    while pending or procs:
-        while pending and len(procs) < max(1, jobs):
-            s = pending.pop(0)
-            d = build_dir / f"seed-{s}"
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir()
-            for name in inputs:        # (hard links: yowasp's tools see only their cwd)
-                try:
-                    os.link(build_dir / name, d / name)
-                except OSError:
-                    shutil.copyfile(build_dir / name, d / name)
-            (d / "build_pnr.sh").write_text("\n".join(
-                re.sub(r"--seed \d+", f"--seed {s}", line) for line in pnr) + "\n")
-            with open(d / "pnr.log", "w") as out:
-                procs[s] = subprocess.Popen(["sh", "build_pnr.sh"], cwd=d, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT)
-        finished = next((s for s, p in procs.items() if p.poll() is not None), None)
-        if finished is None:
-            time.sleep(1)
-            continue
-        code = procs.pop(finished).returncode
-        d = build_dir / f"seed-{finished}"
-        results[finished] = (_report_json(d / "report.json")[:2]
-                             if code == 0 and (d / "report.json").exists() else None)
-        fmax = min(results[finished][0].values()) if results[finished] else None
-        line = (f"seed {finished}: " + (f"{fmax:.1f} MHz" if fmax else
-                                        f"place and route failed (see {d / 'pnr.log'})"))
-        log.write(f"nnaccel: {line}\n")
-        log.flush()
-        if progress:
-            progress(line)
+    procs, started, results, stopped, pending = {}, {}, {}, {}, list(seeds)
+    try:
+        while pending or procs:
+            while pending and len(procs) < max(1, jobs):
+                s = pending.pop(0)
+                d = build_dir / f"seed-{s}"
+                shutil.rmtree(d, ignore_errors=True)
+                d.mkdir()
+                for name in inputs:        # (hard links: yowasp's tools see only their cwd)
+                    try:
+                        os.link(build_dir / name, d / name)
+                    except OSError:
+                        shutil.copyfile(build_dir / name, d / name)
+                (d / "build_pnr.sh").write_text("\n".join(
+                    re.sub(r"--seed \d+", f"--seed {s}", line) for line in pnr) + "\n")
+                with open(d / "pnr.log", "w") as out:
+                    procs[s] = subprocess.Popen(["sh", "build_pnr.sh"], cwd=d, env=env,
+                                                stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+                started[s] = time.monotonic()
+            finished = next((s for s, p in procs.items() if p.poll() is not None), None)
+            if finished is None and pnr_timeout is not None:
+                finished = next((s for s in procs
+                                 if time.monotonic() - started[s] > pnr_timeout), None)
+                if finished is not None:
+                    _kill_group(procs[finished])
+                    if procs[finished].returncode < 0:     # (not finished meanwhile)
+                        stopped[finished] = router_progress(
+                            _tool_log(build_dir / f"seed-{finished}" / "top.tim"))
+            if finished is None:
+                time.sleep(0.5)
+                continue
+            code = procs.pop(finished).returncode
+            d = build_dir / f"seed-{finished}"
+            results[finished] = (_report_json(d / "report.json")[:2]
+                                 if finished not in stopped and code == 0
+                                 and (d / "report.json").exists() else None)
+            fmax = min(results[finished][0].values()) if results[finished] else None
+            if finished in stopped:
+                line = (f"seed {finished}: not placed and routed within "
+                        f"{_duration(pnr_timeout)} ({stopped[finished]})")
+            else:
+                line = f"seed {finished}: " + (f"{fmax:.1f} MHz" if fmax else
+                                               f"place and route failed (see {d / 'pnr.log'})")
+            log.write(f"nnaccel: {line}\n")
+            log.flush()
+            if progress:
+                progress(line)
+    finally:
+        for p in procs.values():       # interrupted: no seed's nextpnr outlives the build
+            _kill_group(p)
     seed_fmax = {str(s): (min(results[s][0].values()) if results[s] else None) for s in seeds}
     kept = best_seed({s: results[s] for s in seeds})
     for s in seeds:                 # every seed's log, for the overflow and error reports
@@ -388,12 +540,12 @@ def _run_seeds(build_dir: Path, pnr: list, env: dict, log, seeds, jobs, progress
             log.write(tim.read_text())
     log.flush()
     if kept is None:
-        return subprocess.CompletedProcess([], 1), seeds[0], seed_fmax
+        return subprocess.CompletedProcess([], 1), seeds[0], seed_fmax, stopped
     for name in _PNR_OUTPUTS:
         src = build_dir / f"seed-{kept}" / name
         if src.exists():
             shutil.copyfile(src, build_dir / name)
-    return subprocess.CompletedProcess([], 0), kept, seed_fmax
+    return subprocess.CompletedProcess([], 0), kept, seed_fmax, stopped
 
 
 def absorb_ram_output_registers(netlist: dict) -> int:

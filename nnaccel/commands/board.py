@@ -47,12 +47,16 @@ def _synth(args):
         raise ValueError(f"--clock-mhz {args.clock_mhz}: give a clock in (0, 1000] MHz")
     if args.baud < 1:
         raise ValueError(f"--baud {args.baud}: give a positive baud rate")
+    if args.pnr_timeout is not None and not 0 < args.pnr_timeout < float("inf"):
+        raise ValueError(f"--pnr-timeout {args.pnr_timeout}: give place and route's time "
+                         f"limit per seed in minutes, more than 0")
     config = engine_config(args.engine, _options(args))
     budget.check_generator(config)
     build_dir = Path(args.build_dir or Path("build") / "synth" / f"{args.board}-{args.engine}")
     report = synthesize(args.board, args.engine, config, build_dir=build_dir,
                         clock_mhz=args.clock_mhz, baud=args.baud, seeds=seeds, jobs=args.jobs,
-                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+                        progress=lambda line: print(line, file=sys.stderr, flush=True),
+                        pnr_timeout=None if args.pnr_timeout is None else args.pnr_timeout * 60)
     if not report.bitstream and report.fmax_mhz == {}:
         print(f"{args.board} ({report.device}): build tree for the vendor tool written to "
               f"{report.build_dir} (run build_top.sh where Vivado is installed); its "
@@ -105,6 +109,9 @@ def register(subparsers):
                         "placed and routed with each and the best Fmax kept")
     p.add_argument("--jobs", type=int, default=2,
                    help="place-and-route runs at a time with several seeds (default 2)")
+    p.add_argument("--pnr-timeout", type=float, metavar="MINUTES",
+                   help="stop a seed's place and route after this long (a congested design "
+                        "can keep the router going for hours); default: no limit")
     p.add_argument("--build-dir", help="default build/synth/BOARD-ENGINE")
     p.add_argument("--max-memory", help="memory budget for elaborating the design, e.g. 8G "
                                         "(default: half the RAM, or NNACCEL_MAX_MEMORY)")

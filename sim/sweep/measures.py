@@ -199,9 +199,13 @@ def _synth(point, engine: str, config) -> dict:
                                   point["seed"])).encode()).hexdigest()[:12]
     build_dir = BUILD_ROOT / "sweep" / "synth" / f"{point['board']}-{engine}-{digest}"
     out = {"config": config.to_dict(), "board": point["board"], "seed": point["seed"]}
+    limit = point.get("pnr_timeout_min")
     try:
+        # A place and route stopped at the limit raises TimeoutError: the point fails with
+        # that line (how far the router got), and runs again next time.
         report = synthesize(point["board"], engine, config, build_dir=build_dir,
-                            clock_mhz=point["clock_mhz"] or None, seeds=(point["seed"],))
+                            clock_mhz=point["clock_mhz"] or None, seeds=(point["seed"],),
+                            pnr_timeout=None if limit is None else limit * 60)
     except ValueError as e:
         if "does not fit" not in str(e):
             raise

@@ -7,6 +7,7 @@ The format, with every key (docs/sweep.md has the full story)::
     boards = ["ulx3s", "icebreaker"]       # synth: where; report: whose clock
     clock_mhz = [100.0]                    # synth constraint(s); default: the board's own
     seeds = [1, 2]                         # synth: nextpnr seeds, one task each
+    pnr_timeout_min = 60                   # synth: stop a seed's place and route after this
 
     [systolic]                             # axes: SystolicConfig fields, a value or a list
     rows = [4, 8, 16]
@@ -31,6 +32,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +47,15 @@ __all__ = ["Point", "Sweep", "load_spec", "parse_spec", "MEASURES", "CONFIGS"]
 
 MEASURES = ("model", "rtl", "synth")
 CONFIGS = {"systolic": SystolicConfig, "eie": EieConfig}
-_TOP_KEYS = ("description", "measures", "boards", "clock_mhz", "seeds", *CONFIGS)
+_TOP_KEYS = ("description", "measures", "boards", "clock_mhz", "seeds", "pnr_timeout_min",
+             *CONFIGS)
 
 
 @dataclass(frozen=True)
 class Point:
     """One measurement: ``measure`` of an ``engine`` config on a ``workload`` (model, rtl)
-    or a ``board`` at ``clock_mhz`` (0: the board's own) with nextpnr ``seed`` (synth).
+    or a ``board`` at ``clock_mhz`` (0: the board's own) with nextpnr ``seed`` (synth),
+    whose place and route is stopped after ``pnr_timeout_min`` (``None``: no limit).
 
     ``axes`` are the config fields the spec sets; ``fit`` the workloads its memories are
     sized for; ``digest`` what those workloads' files hold (compressed images), so a point
@@ -67,6 +71,7 @@ class Point:
     clock_mhz: float = 0.0
     seed: int = 0
     digest: str = ""
+    pnr_timeout_min: float | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -80,7 +85,12 @@ class Point:
 
     def ident(self) -> str:
         """The point as one canonical string (what it is, not which code measured it)."""
-        return json.dumps(self.to_dict(), sort_keys=True)
+        d = self.to_dict()
+        # The time limit is how a point is measured, not what it is: a build that finished
+        # without a limit stays valid under one, so changing the limit reruns nothing that
+        # finished (a point stopped at the limit failed, and failed points run again).
+        del d["pnr_timeout_min"]
+        return json.dumps(d, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,11 @@ def parse_spec(raw: dict) -> Sweep:
     for s in seeds:
         if s < 0:
             raise ValueError(f"seeds = {s}: use non-negative nextpnr seeds")
+    timeout = raw.get("pnr_timeout_min")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < math.inf):
+        raise ValueError(f"pnr_timeout_min = {timeout!r}: give place and route's time limit "
+                         f"per seed in minutes, a number more than 0")
     if "synth" in measures:
         if not boards:
             raise ValueError("measures has synth but boards is empty: name the boards")
@@ -154,13 +169,15 @@ def parse_spec(raw: dict) -> Sweep:
         section = raw[engine]
         if not isinstance(section, dict):
             raise ValueError(f"{engine} = {section!r}: expected a [{engine}] table")
-        points += _engine_points(engine, section, measures, boards, clocks or [0.0], seeds)
+        points += _engine_points(engine, section, measures, boards, clocks or [0.0], seeds,
+                                 None if timeout is None else float(timeout))
     if not points:
         raise ValueError("the spec's product is empty: no point to measure")
     return Sweep(tuple(points), tuple(boards), tuple(clocks), str(raw.get("description", "")))
 
 
-def _engine_points(engine, section, measures, boards, clocks, seeds) -> list[Point]:
+def _engine_points(engine, section, measures, boards, clocks, seeds,
+                   timeout=None) -> list[Point]:
     cls = CONFIGS[engine]
     fields = [f.name for f in dataclasses.fields(cls)]
     where = f"[{engine}] "
@@ -200,8 +217,8 @@ def _engine_points(engine, section, measures, boards, clocks, seeds) -> list[Poi
         key = tuple(sorted(chosen.items()))
         for measure in measures:
             if measure == "synth":
-                points += [Point(measure, engine, key, tuple(loads), "", b, c, s, digest)
-                           for b in boards for c in clocks for s in seeds]
+                points += [Point(measure, engine, key, tuple(loads), "", b, c, s, digest,
+                                 timeout) for b in boards for c in clocks for s in seeds]
             else:
                 points += [Point(measure, engine, key, tuple(loads), w, digest=digest)
                            for w in loads]
