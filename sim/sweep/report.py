@@ -406,7 +406,7 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                                          _size(s["engine"], s["_config"] or {"pes": 0}),
                                          s["config"])):
         fits = {True: "yes", False: "no"}.get(s.get("fits"), s["status"])
-        if s.get("fits") is False and s.get("error"):
+        if s.get("fits") is not True and s.get("error"):
             fits += f": {fit_reason(s['error'])}"
         cells = [s["engine"], name(s["engine"], s["config"]), s["seeds"],
                  *(_fmt(s.get(k)) for k in ("lut", "ff", "dsp", "bram", "fmax_best_mhz",
@@ -442,10 +442,16 @@ def summary_markdown(spec: str, records, context: dict | None = None,
 
 
 def fit_reason(error: str) -> str:
-    """The resources of a does-not-fit error ("DSP (MULT18X18D) 193/156"), without the
-    config and advice around them; the error itself when it has another form."""
+    """The short reason of a failed synthesis for a table cell: the resources of a
+    does-not-fit error ("DSP (MULT18X18D) 193/156"), how far a timed-out router got, or the
+    error itself, each without the config, advice and log path around it."""
     m = re.search(r"does not fit the [^:]+: (.*?)(?: — .*)?$", error)
-    return m.group(1) if m else error
+    if m:
+        return m.group(1)
+    m = re.search(r"was not placed and routed on the \S+ (within [^:]+: .*?)(?: — .*)?$", error)
+    if m:
+        return f"not routed {m.group(1)}"
+    return error.split("; log: ")[0].split(" — ")[0].replace("|", "/")
 
 
 def plot_names(records, stem: str) -> list[str]:

@@ -95,6 +95,12 @@ def test_fit_reason_keeps_the_resources():
              "193/156 — choose a smaller config")
     assert fit_reason(error) == "DSP (MULT18X18D) 193/156"
     assert fit_reason("nextpnr crashed") == "nextpnr crashed"
+    assert fit_reason("the ulx3s flow failed (see log); log: build/x/top.log") == \
+        "the ulx3s flow failed (see log)"
+    timeout = ("eie (pes=16, ...) was not placed and routed on the LFE5U-85F within 60 min: "
+               "router2 iteration 26, 7,053 overused wires — give a longer --pnr-timeout")
+    assert fit_reason(timeout) == \
+        "not routed within 60 min: router2 iteration 26, 7,053 overused wires"
     records = [_sized(_synth_record(1, 0, fits=False), 12)]
     records[0]["error"] = error
     text = "\n".join(summary_markdown("s.toml", records, {}))
