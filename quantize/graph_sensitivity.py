@@ -117,14 +117,7 @@ def _prepare(graph, max_bits, x_train, y_train, calibration, val_fraction, seed)
         raise ValueError("--max-loss/--sensitivity need --train/--labels or --calibration "
                          "inputs")
     flag = "--train" if labelled else "--calibration"
-    data = np.asarray(x_train if labelled else calibration, np.float32)
-    size = int(np.prod(graph.input_shape))
-    if data.ndim == 0 or data.size == 0 or data.size % size or len(data) * size != data.size:
-        raise ValueError(f"{flag}: inputs of shape {data.shape} are not a non-empty batch of "
-                         f"the graph's input shape {tuple(graph.input_shape)}")
-    data = data.reshape(-1, *graph.input_shape)
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{flag}: inputs contain NaN or Inf")
+    data = _batch(graph, x_train if labelled else calibration, np.float32, flag)
     labels = None
     if labelled:
         labels = np.asarray(y_train)
@@ -169,14 +162,20 @@ class Int8Metric:
 
 
 def _int8_inputs(graph: Graph, calibration) -> np.ndarray:
-    data = np.asarray(calibration, np.float64)
+    return _batch(graph, calibration, np.float64, "int8 calibration")
+
+
+def _batch(graph: Graph, inputs, dtype, what: str) -> np.ndarray:
+    """``inputs`` as a finite batch of the graph's input shape; a one-line error naming
+    ``what`` otherwise."""
+    data = np.asarray(inputs, dtype)
     size = int(np.prod(graph.input_shape))
     if data.ndim == 0 or data.size == 0 or data.size % size or len(data) * size != data.size:
-        raise ValueError(f"int8 calibration: inputs of shape {data.shape} are not a non-empty "
-                         f"batch of the graph's input shape {tuple(graph.input_shape)}")
+        raise ValueError(f"{what}: inputs of shape {data.shape} are not a non-empty batch of "
+                         f"the graph's input shape {tuple(graph.input_shape)}")
     data = data.reshape(-1, *graph.input_shape)
     if not np.all(np.isfinite(data)):
-        raise ValueError("int8 calibration: inputs contain NaN or Inf")
+        raise ValueError(f"{what}: inputs contain NaN or Inf")
     return data
 
 
