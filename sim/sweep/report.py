@@ -34,9 +34,9 @@ PERF_COLUMNS = ["engine", "config", "workload", "measure", "status", "cycles", "
                 "macs_per_cycle", "utilization", "mismatches", "model_cycles", "board",
                 "fmax_mhz", "fmax_source", "lut", "dsp", "bram", "fits", "latency_us",
                 "gops", "gops_per_dsp", "gops_per_klut", "error"]
-SYNTH_COLUMNS = ["engine", "config", "board", "status", "fits", "seeds", "fmax_best_mhz",
-                 "fmax_mean_mhz", "lut", "ff", "dsp", "bram", "clock_met", "synth_seconds",
-                 "error"]
+SYNTH_COLUMNS = ["engine", "config", "board", "status", "fits", "seeds", "seeds_fit",
+                 "fmax_best_mhz", "fmax_mean_mhz", "lut", "ff", "dsp", "bram", "clock_met",
+                 "synth_seconds", "error"]
 
 
 def _label(engine: str, axes: dict) -> str:
@@ -76,6 +76,8 @@ def synth_rows(records) -> list[dict]:
                "_config": ok[0]["result"]["config"] if ok else None}
         if ok:
             row["fits"] = bool(placed) or not all(r["result"].get("fits") is False for r in ok)
+            row["seeds_fit"] = " ".join(str(r["point"]["seed"]) for r in ok
+                                        if r["result"].get("fits"))
             if not placed:
                 row["error"] = row["error"] or ok[0]["result"].get("reason", "")
         if placed:
@@ -406,6 +408,9 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                                          _size(s["engine"], s["_config"] or {"pes": 0}),
                                          s["config"])):
         fits = {True: "yes", False: "no"}.get(s.get("fits"), s["status"])
+        missed = [x for x in s["seeds"].split() if x not in s.get("seeds_fit", "").split()]
+        if s.get("fits") is True and missed:          # placed by some seeds, not all
+            fits += f" (seed {s['seeds_fit']}; not seed {' '.join(missed)})"
         if s.get("fits") is not True and s.get("error"):
             fits += f": {fit_reason(s['error'])}"
         cells = [s["engine"], name(s["engine"], s["config"]), s["seeds"],

@@ -107,6 +107,17 @@ def test_fit_reason_keeps_the_resources():
     assert "| no: DSP (MULT18X18D) 193/156 |" in text
 
 
+def test_a_config_placed_by_some_seeds_says_which():
+    records = [_sized(_synth_record(seed, 0, fits=seed == 2), 4, fmax=35.0)
+               for seed in (1, 2, 3)]
+    (row,) = synth_rows(records)
+    assert row["fits"] is True and row["seeds_fit"] == "2"
+    text = "\n".join(summary_markdown("s.toml", records, {}))
+    assert "| yes (seed 2; not seed 1 3) |" in text
+    records = [_sized(_synth_record(seed, 0), 4, fmax=35.0) for seed in (1, 2)]
+    assert "| yes |" in "\n".join(summary_markdown("s.toml", records, {}))
+
+
 def _eie_record(pes, queue, workload, cycles, macs, work):
     return {"key": f"{pes}-{queue}-{workload}", "status": "ok", "error": None,
             "point": {"measure": "model", "engine": "eie",
