@@ -834,7 +834,8 @@ def _sweeps_md(sweeps: dict) -> list[str]:
             expected = sum(p.measure == "synth" for p in load_spec(spec).points)
             out += summary_markdown(f"docs/sweeps/{name}.toml", sweep["records"],
                                     sweep["context"], expected)
-        plots = [n for n in plot_names(sweep["records"], name) if (SWEEPS / n).exists()]
+        plots = [n for n in plot_names(sweep["records"], name, sweep["context"])
+                 if (SWEEPS / n).exists()]
         if plots:
             out += [""] + [f"![{n[:-4]}](sweeps/{n})" for n in plots]
         out.append("")

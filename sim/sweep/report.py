@@ -262,56 +262,69 @@ def write_report(results, out_dir=None, plots: bool = True) -> dict:
             "note": note}
 
 
-def _plots(out_dir: Path, stem: str, perf, synth) -> list[Path]:
-    import matplotlib.pyplot as plt
-    written = []
+def _plot_plan(perf, synth) -> list[tuple[str, object, tuple]]:
+    """The plots a report draws: ``(file suffix, drawing function, its data)`` each."""
+    plan = []
     engines = sorted({r["engine"] for r in perf if r.get("cycles")})
     if engines:
-        fig, axes = plt.subplots(len(engines), 2, figsize=(11, 4 * len(engines)),
-                                 squeeze=False)
-        for (ax_c, ax_u), engine in zip(axes, engines, strict=True):
-            _size_plot(ax_c, ax_u, engine, [r for r in perf if r["engine"] == engine
-                                            and r.get("cycles")])
-        fig.tight_layout()
-        written.append(out_dir / f"{stem}-size.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        plan.append(("size", _draw_size, (perf, engines)))
     for board in sorted({r["board"] for r in perf if r.get("fmax_source") == "synth"}):
         rows = [r for r in perf if r.get("board") == board and r.get("gops")
                 and r.get("fmax_source") == "synth"]
-        if not rows:
-            continue
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, key, name in ((axes[0], "dsp", "DSPs"), (axes[1], "lut", "LUTs")):
-            _pareto(ax, rows, key, name)
-        axes[0].set_ylabel("GOP/s (geometric mean over the workloads)")
-        fig.suptitle(f"{board}: throughput against resources (best seed's Fmax)")
-        fig.tight_layout()
-        written.append(out_dir / f"{stem}-pareto-{board}.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        if rows:
+            plan.append((f"pareto-{board}", _draw_pareto, (board, rows)))
     placed = [s for s in synth if s.get("fmax_best_mhz")]
     if placed:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        groups = defaultdict(list)
-        for s in placed:
-            groups[(s["engine"], s["board"])].append(
-                (_size(s["engine"], s["_config"]), s["fmax_best_mhz"], s["fmax_mean_mhz"]))
-        for (engine, board), pts in sorted(groups.items()):
-            pts.sort()
-            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
-                            label=f"{engine} on {board}, best seed")
-            ax.plot([p[0] for p in pts], [p[2] for p in pts], "x--", c=line.get_color(),
-                    label=f"{engine} on {board}, mean")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("MACs per cycle (systolic rows x cols) or EIE PEs")
-        ax.set_ylabel("Fmax (MHz)")
-        ax.legend(fontsize=7)
+        plan.append(("fmax", _draw_fmax, (placed,)))
+    return plan
+
+
+def _plots(out_dir: Path, stem: str, perf, synth) -> list[Path]:
+    import matplotlib.pyplot as plt
+    written = []
+    for suffix, draw, data in _plot_plan(perf, synth):
+        fig = draw(plt, *data)
         fig.tight_layout()
-        written.append(out_dir / f"{stem}-fmax.png")
+        written.append(out_dir / f"{stem}-{suffix}.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
     return written
+
+
+def _draw_size(plt, perf, engines):
+    fig, axes = plt.subplots(len(engines), 2, figsize=(11, 4 * len(engines)), squeeze=False)
+    for (ax_c, ax_u), engine in zip(axes, engines, strict=True):
+        _size_plot(ax_c, ax_u, engine, [r for r in perf if r["engine"] == engine
+                                        and r.get("cycles")])
+    return fig
+
+
+def _draw_pareto(plt, board, rows):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, name in ((axes[0], "dsp", "DSPs"), (axes[1], "lut", "LUTs")):
+        _pareto(ax, rows, key, name)
+    axes[0].set_ylabel("GOP/s (geometric mean over the workloads)")
+    fig.suptitle(f"{board}: throughput against resources (best seed's Fmax)")
+    return fig
+
+
+def _draw_fmax(plt, placed):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    groups = defaultdict(list)
+    for s in placed:
+        groups[(s["engine"], s["board"])].append(
+            (_size(s["engine"], s["_config"]), s["fmax_best_mhz"], s["fmax_mean_mhz"]))
+    for (engine, board), pts in sorted(groups.items()):
+        pts.sort()
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
+                        label=f"{engine} on {board}, best seed")
+        ax.plot([p[0] for p in pts], [p[2] for p in pts], "x--", c=line.get_color(),
+                label=f"{engine} on {board}, mean")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("MACs per cycle (systolic rows x cols) or EIE PEs")
+    ax.set_ylabel("Fmax (MHz)")
+    ax.legend(fontsize=7)
+    return fig
 
 
 def _size_plot(ax_c, ax_u, engine: str, rows) -> None:
@@ -459,19 +472,11 @@ def fit_reason(error: str) -> str:
     return error.split("; log: ")[0].split(" — ")[0].replace("|", "/")
 
 
-def plot_names(records, stem: str) -> list[str]:
+def plot_names(records, stem: str, context: dict | None = None) -> list[str]:
     """File names of the plots :func:`write_report` draws for ``records`` of results file
-    ``STEM.jsonl`` (the same decisions, without drawing)."""
-    perf, synth = perf_rows(records), synth_rows(records)
-    names = []
-    if any(r.get("cycles") for r in perf):
-        names.append(f"{stem}-size.png")
-    for board in sorted({r["board"] for r in perf
-                         if r.get("fmax_source") == "synth" and r.get("gops")}):
-        names.append(f"{stem}-pareto-{board}.png")
-    if any(s.get("fmax_best_mhz") for s in synth):
-        names.append(f"{stem}-fmax.png")
-    return names
+    ``STEM.jsonl``, without drawing them."""
+    return [f"{stem}-{suffix}.png" for suffix, _, _ in
+            _plot_plan(perf_rows(records, context), synth_rows(records))]
 
 
 def _pct(v: float | None) -> str:
