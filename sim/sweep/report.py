@@ -80,6 +80,10 @@ def synth_rows(records) -> list[dict]:
                                         if r["result"].get("fits"))
             if not placed:
                 row["error"] = row["error"] or ok[0]["result"].get("reason", "")
+        # Why each seed that did not place failed: its error, or the does-not-fit reason.
+        row["_why_not"] = {r["point"]["seed"]:
+                           r.get("error") or (r["result"] or {}).get("reason", "")
+                           for r in recs if r["status"] != "ok" or not r["result"].get("fits")}
         if placed:
             fmax = [x["fmax_mhz"] for x in placed if x.get("fmax_mhz")]
             best = max(placed, key=lambda x: x.get("fmax_mhz") or 0)
@@ -421,9 +425,13 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                                          _size(s["engine"], s["_config"] or {"pes": 0}),
                                          s["config"])):
         fits = {True: "yes", False: "no"}.get(s.get("fits"), s["status"])
-        missed = [x for x in s["seeds"].split() if x not in s.get("seeds_fit", "").split()]
-        if s.get("fits") is True and missed:          # placed by some seeds, not all
-            fits += f" (seed {s['seeds_fit']}; not seed {' '.join(missed)})"
+        if s.get("fits") is True and s["_why_not"]:   # placed by some seeds, not all
+            why = defaultdict(list)
+            for seed, error in s["_why_not"].items():
+                why[fit_reason(error) if error else ""].append(str(seed))
+            fits += f" (seed {s['seeds_fit']}; " + "; ".join(
+                f"not seed {' '.join(seeds)}" + (f": {reason}" if reason else "")
+                for reason, seeds in why.items()) + ")"
         if s.get("fits") is not True and s.get("error"):
             fits += f": {fit_reason(s['error'])}"
         cells = [s["engine"], name(s["engine"], s["config"]), s["seeds"],

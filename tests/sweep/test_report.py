@@ -113,7 +113,12 @@ def test_a_config_placed_by_some_seeds_says_which():
     (row,) = synth_rows(records)
     assert row["fits"] is True and row["seeds_fit"] == "2"
     text = "\n".join(summary_markdown("s.toml", records, {}))
-    assert "| yes (seed 2; not seed 1 3) |" in text
+    assert "| yes (seed 2; not seed 1 3: LUT4 120 % of the device) |" in text
+    failed = {**records[2], "status": "failed", "result": None,
+              "error": "OSError: the ulx3s flow failed (see log); log: build/x/top.log"}
+    text = "\n".join(summary_markdown("s.toml", records[:2] + [failed], {}))
+    assert ("| yes (seed 2; not seed 1: LUT4 120 % of the device; "
+            "not seed 3: OSError: the ulx3s flow failed (see log)) |") in text
     records = [_sized(_synth_record(seed, 0), 4, fmax=35.0) for seed in (1, 2)]
     assert "| yes |" in "\n".join(summary_markdown("s.toml", records, {}))
 
