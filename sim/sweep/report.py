@@ -439,7 +439,7 @@ def summary_markdown(spec: str, records, context: dict | None = None,
                                             "fmax_mean_mhz")), fits]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    so_far = " so far" if expected is not None and len(done) < expected else ""
+    so_far = " so far" if expected is not None and len(synth_recs) < expected else ""
     for f in largest_fitting(records, context):
         best = f["largest"]
         if best is None:

@@ -88,6 +88,11 @@ def test_largest_fitting_config_and_its_throughput():
     assert "5 of 9 synthesis tasks finished" in text
     assert "the largest that fits so far is **6x6** at 120.0 MHz" in text
     assert "8x8 does not fit" in text
+    failed = {**records[2], "key": "lost", "status": "failed", "result": None, "error": "x"}
+    tasks = sum(r["point"]["measure"] == "synth" for r in records) + 1   # every one has run
+    text = "\n".join(summary_markdown("s.toml", records + [failed], {"boards": ["ulx3s"]},
+                                      expected=tasks))
+    assert "the largest that fits is **6x6**" in text
 
 
 def test_fit_reason_keeps_the_resources():
